@@ -1,0 +1,5 @@
+import sys
+
+from blockbench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,128 @@
+"""Multi-head causal attention, including shaped attention (Noci et al. 2023; He & Hofmann 2024, Eq. 5).
+
+Shaped attention multiplies the values by alpha*I + beta*A - gamma*C. Because every factor is known in closed
+form, the product is computed as alpha*V + beta*SDPA(Q, K, V) - gamma*cummean(V): the middle term runs on
+torch's fused attention kernels and nothing of size T x T is ever materialised.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from blockbench.blocks.spec import BlockSpec, Gain
+
+
+def causal_mean(v: torch.Tensor) -> torch.Tensor:
+    """C V for the causal centring matrix C (row i uniform over positions <= i), along dim -2, in O(T d).
+
+    Accumulates in float32 so that bf16 activations do not lose the running sum at long sequence lengths.
+    """
+    positions = torch.arange(1, v.shape[-2] + 1, device=v.device, dtype=torch.float32).unsqueeze(-1)
+    return (v.float().cumsum(dim=-2) / positions).to(v.dtype)
+
+
+def head_gains(gain: Gain, heads: int) -> torch.Tensor:
+    """Per-head scalars as a vector, so that they are never mistaken for a matrix (weight decay, counts)."""
+    return torch.full((heads,), float(gain.init))
+
+
+class ReparamLinear(nn.Module):
+    """Eq. 6: W = alpha * W_init + beta * dW, with W_init fixed (identity or orthogonal) and dW zero-initialised."""
+
+    def __init__(self, dim: int, init: str, alpha: Gain, beta: Gain) -> None:
+        super().__init__()
+        w_init = torch.eye(dim) if init == "identity" else nn.init.orthogonal_(torch.empty(dim, dim))
+        self.register_buffer("w_init", w_init)
+        self.delta = nn.Parameter(torch.zeros(dim, dim))
+        for name, gain in (("alpha", alpha), ("beta", beta)):
+            value = torch.tensor(float(gain.init))
+            if gain.trainable:
+                self.register_parameter(name, nn.Parameter(value))
+            else:
+                self.register_buffer(name, value)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.alpha * self.w_init + self.beta * self.delta)
+
+
+def make_value_proj(kind: str, dim: int, spec: BlockSpec) -> nn.Module | None:
+    """The value or projection map; None means the identity (the matrix is removed, not multiplied by I)."""
+    if kind == "identity":
+        return None
+    if kind.startswith("reparam_"):
+        return ReparamLinear(dim, kind.removeprefix("reparam_"), spec.reparam_alpha, spec.reparam_beta)
+    layer = nn.Linear(dim, dim, bias=False)
+    if kind == "orthogonal":
+        nn.init.orthogonal_(layer.weight)
+    else:
+        nn.init.normal_(layer.weight, std=spec.init_std)
+    return layer
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int, spec: BlockSpec) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"width {dim} is not divisible by {heads} heads")
+        self.dim, self.heads, self.kind = dim, heads, spec.attention
+        # A plain value matrix is fused with Q and K into one GEMM so the baseline is not handicapped.
+        fused_value = spec.value in ("linear", "orthogonal")
+        self.qkv = nn.Linear(dim, (3 if fused_value else 2) * dim, bias=False)
+        with torch.no_grad():
+            self.qkv.weight.normal_(std=spec.init_std)
+            self.qkv.weight[:dim].normal_(std=spec.query_init_std)
+            if spec.value == "orthogonal":
+                self.qkv.weight[2 * dim:].copy_(nn.init.orthogonal_(torch.empty(dim, dim)))
+        self.value = None if fused_value else make_value_proj(spec.value, dim, spec)
+        self.proj = make_value_proj(spec.proj, dim, spec)
+        if self.kind != "softmax":
+            gains = [("alpha", spec.attn_alpha), ("beta", spec.attn_beta)]
+            if self.kind == "shaped":
+                gains.append(("gamma", spec.attn_gamma))
+            for name, gain in gains:
+                if gain.trainable:
+                    self.register_parameter(name, nn.Parameter(head_gains(gain, heads)))
+                else:
+                    self.register_buffer(name, head_gains(gain, heads))
+
+    def head_gain(self, name: str) -> torch.Tensor:
+        """Per-head gain shaped (H, 1, 1) to broadcast over (B, H, T, d_head)."""
+        return getattr(self, name).view(-1, 1, 1)
+
+    def split_heads(self, t: torch.Tensor) -> torch.Tensor:
+        batch, seq, _ = t.shape
+        return t.view(batch, seq, self.heads, self.dim // self.heads).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, seq, dim = x.shape
+        if self.value is None and self.qkv.out_features == 3 * dim:
+            q, k, v = self.qkv(x).split(dim, dim=-1)
+        else:
+            q, k = self.qkv(x).split(dim, dim=-1)
+            v = x if self.value is None else self.value(x)
+        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if self.kind != "softmax":
+            out = self.head_gain("beta") * out + self.head_gain("alpha") * v
+            if self.kind == "shaped":
+                out = out - self.head_gain("gamma") * causal_mean(v)
+        out = out.transpose(1, 2).reshape(batch, seq, dim)
+        return out if self.proj is None else self.proj(out)
+
+    def attention_matrix(self, x: torch.Tensor) -> torch.Tensor:
+        """The explicit (B, H, T, T) mixing matrix, for tests and diagnostics only: O(T^2) memory."""
+        dim, seq = self.dim, x.shape[1]
+        q, k = (self.split_heads(t) for t in self.qkv(x).split(dim, dim=-1)[:2])
+        logits = q @ k.transpose(-1, -2) / (dim // self.heads) ** 0.5
+        mask = torch.ones(seq, seq, dtype=torch.bool, device=x.device).tril()
+        probs = logits.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+        if self.kind == "softmax":
+            return probs
+        eye = torch.eye(seq, device=x.device)
+        matrix = self.head_gain("beta") * probs + self.head_gain("alpha") * eye
+        if self.kind == "shaped":
+            centre = mask.float() / torch.arange(1, seq + 1, device=x.device).unsqueeze(-1)
+            matrix = matrix - self.head_gain("gamma") * centre
+        return matrix

@@ -1,0 +1,55 @@
+"""One transformer block, built from a BlockSpec. The forward pass reads as the spec's equations."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from blockbench.blocks.attention import Attention
+from blockbench.blocks.mlp import MLP
+from blockbench.blocks.norms import make_norm
+from blockbench.blocks.spec import BlockSpec, Gain
+
+GAIN_NAMES = ("alpha_sa", "beta_sa", "alpha_ff", "beta_ff")
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, heads: int, spec: BlockSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.norm1 = make_norm(spec.norm, dim, spec.norm_eps)
+        # The parallel block normalises its input once for both branches.
+        self.norm2 = make_norm(spec.norm, dim, spec.norm_eps) if spec.layout == "sequential" else None
+        self.attn = Attention(dim, heads, spec)
+        self.mlp = MLP(dim, round(spec.mlp_ratio * dim), spec.activation, spec.init_std)
+        self.fixed_gains: dict[str, float] = {}
+        for name in GAIN_NAMES:
+            gain: Gain = getattr(spec, name)
+            if gain.trainable:
+                self.register_parameter(name, nn.Parameter(torch.tensor(gain.init)))
+            else:
+                self.fixed_gains[name] = gain.init
+
+    def gain(self, name: str) -> torch.Tensor | float:
+        return self.fixed_gains[name] if name in self.fixed_gains else getattr(self, name)
+
+    def scaled(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        g = self.gain(name)
+        return x if isinstance(g, float) and g == 1.0 else g * x
+
+    def with_skip(self, name: str, branch: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """branch + gain * x, where a skip fixed at 0 is dropped rather than multiplied by zero."""
+        if self.fixed_gains.get(name) == 0.0:
+            return branch
+        return branch + self.scaled(name, x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.spec.layout == "parallel":
+            h = self.norm1(x)
+            branches = self.scaled("beta_sa", self.attn(h)) + self.scaled("beta_ff", self.mlp(h))
+            return self.with_skip("alpha_ff", branches, x)
+        if self.spec.norm_position == "post":
+            h = self.norm1(self.with_skip("alpha_sa", self.scaled("beta_sa", self.attn(x)), x))
+            return self.norm2(self.with_skip("alpha_ff", self.scaled("beta_ff", self.mlp(h)), h))
+        h = self.with_skip("alpha_sa", self.scaled("beta_sa", self.attn(self.norm1(x))), x)
+        return self.with_skip("alpha_ff", self.scaled("beta_ff", self.mlp(self.norm2(h))), h)

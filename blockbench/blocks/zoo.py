@@ -1,0 +1,155 @@
+"""The block zoo: named presets of BlockSpec, plus users' own blocks.
+
+Every preset is a BlockSpec; nothing here is code beyond the registry. Where the paper and its code
+(bobby-he/simplified_transformers) differ, the preset's `notes` say which one blockbench follows.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+
+from blockbench.blocks.block import Block
+from blockbench.blocks.spec import BlockSpec, Gain, SpecError
+
+if TYPE_CHECKING:
+    from blockbench.model import ModelConfig
+
+BlockFactory = Callable[["ModelConfig", int], nn.Module]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named block design: a BlockSpec preset, or a user factory (then `spec` is None)."""
+
+    name: str
+    description: str
+    spec: BlockSpec | None = None
+    factory: BlockFactory | None = None
+    notes: str = ""
+
+    def build_block(self, config: ModelConfig, layer_index: int, spec: BlockSpec | None = None) -> nn.Module:
+        spec = spec or self.spec
+        if spec is not None:
+            return Block(config.d_model, config.n_heads, spec.for_layer(layer_index))
+        assert self.factory is not None
+        try:
+            return self.factory(config, layer_index)
+        except Exception as exc:  # a user's factory failing is bad input, reported in one line
+            raise SpecError(f"block {self.name!r}: factory(config, {layer_index}) raised "
+                            f"{type(exc).__name__}: {exc}") from None
+
+
+_TRAINABLE_ONE = Gain(1.0, True)
+_SKIPLESS_ATTENTION = dict(alpha_sa=Gain(0.0), beta_sa=_TRAINABLE_ONE, beta_ff=Gain(0.1, True))
+_SAS = BlockSpec(
+    attention="shaped", query_init_std=0.0, value="identity", proj="identity",
+    first_block={"value": "reparam_identity"}, alpha_ff=_TRAINABLE_ONE, **_SKIPLESS_ATTENTION,
+)
+_SAS_P = _SAS.replace(layout="parallel", alpha_ff=Gain(0.0))
+
+def _preset(name: str, description: str, spec: BlockSpec, notes: str) -> Variant:
+    return Variant(name, description, spec=spec, notes=notes)
+
+
+PRESETS: tuple[Variant, ...] = (
+    _preset("pre_ln", "Pre-LN baseline: x + MHA(N(x)), then h + MLP(N(h))", BlockSpec(),
+            "Follows the paper's code: RMSNorm, ReLU MLP (r=4), no biases, N(0, 0.02^2) init without GPT-2's "
+            "1/sqrt(2L) scaling, fused QKV; all gains fixed at 1."),
+    _preset("post_ln", "Post-LN: h = N(x + MHA(x)), out = N(h + MLP(h))", BlockSpec(norm_position="post"),
+            "Not run in the paper. Standard Post-LN; the repo's variant also normalises the embedding input, "
+            "blockbench does not."),
+    _preset("parallel", "Parallel (GPT-J/PaLM): x + MHA(N(x)) + MLP(N(x))",
+            BlockSpec(layout="parallel", alpha_sa=Gain(0.0)),
+            "One shared norm per block; the repo builds an unused second norm, blockbench does not."),
+    _preset("naive_skipless", "Negative control: Pre-LN without the attention skip",
+            BlockSpec(alpha_sa=Gain(0.0)),
+            "Plain softmax attention and W^V/W^P, MLP skip kept, fixed gains. Expected to train badly "
+            "(rank collapse)."),
+    _preset("vskipinit", "V-SkipInit (paper's runs): shaped attn, trainable orth W^V/W^P",
+            BlockSpec(attention="shaped", query_init_std=0.0, value="orthogonal", proj="orthogonal",
+                      alpha_ff=_TRAINABLE_ONE, **_SKIPLESS_ATTENTION),
+            "The repo's baseline_comparison.sh flags (centred shaped attention, W^Q = 0, beta_SA = 1, "
+            "beta_FF = 0.1, alpha_FF = 1 trainable), not Eq. 4; see vskipinit_eq4 for the equation as printed."),
+    _preset("vskipinit_eq4", "V-SkipInit as Eq. 4: alpha I + beta A, orth W^V/W^P",
+            BlockSpec(attention="value_skipinit", attn_alpha=_TRAINABLE_ONE, attn_beta=Gain(0.0, True),
+                      value="orthogonal", proj="orthogonal", alpha_ff=_TRAINABLE_ONE, **_SKIPLESS_ATTENTION),
+            "alpha = 1, beta = 0 per head, trainable (the paper leaves the granularity open); W^Q keeps its "
+            "N(0, 0.02^2) init; block gains as vskipinit."),
+    _preset("sas", "SAS: shaped attn, no attn skip, W^V = W^P = I", _SAS,
+            "Spec 2.6: W^Q = 0; alpha_h = beta_h = gamma_h = 1 trainable; beta_SA = 1, beta_FF = 0.1, "
+            "alpha_FF = 1 trainable; block 1 keeps W^V = alpha_V I + beta_V dW (dW = 0, alpha_V = beta_V = 1 "
+            "trainable)."),
+    _preset("sas_p", "SAS-P: parallel SAS, no skips at all", _SAS_P,
+            "Spec 2.7: as sas, in the parallel layout with alpha_comb fixed at 0."),
+    _preset("sas_p_nonorm", "SAS-P without normalisation",
+            _SAS_P.replace(norm="none", first_block={"value": "reparam_identity", "norm": "rms"}),
+            "Spec 2.8 follows the repo: block 1 keeps a norm on its input and the model's final norm stays. "
+            "blockbench uses RMSNorm for both (the repo uses LayerNorm)."),
+)
+
+_REGISTRY: dict[str, Variant] = {v.name: v for v in PRESETS}
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+
+
+class UnknownVariantError(SpecError):
+    pass
+
+
+def register_block(name: str, block: BlockSpec | BlockFactory, description: str = "",
+                   *, replace: bool = False) -> Variant:
+    """Add a block design under `name`.
+
+    `block` is a BlockSpec, or a factory called as factory(config, layer_index) for each of the model's
+    config.n_layers blocks (layer_index 0-based). config is a blockbench.model.ModelConfig (d_model, n_heads,
+    n_layers, seq_len, vocab_size). The returned nn.Module maps a (batch, seq, d_model) tensor to a tensor of
+    the same shape and must be causal: output t may depend on inputs <= t only. Its parameters are trained like
+    any block's: tensors with >= 2 dims get weight decay, the rest do not.
+    """
+    if not _NAME.match(name):
+        raise SpecError(f"invalid block name {name!r}: use letters, digits, '_', '-', '.'")
+    if name in _REGISTRY and not replace:
+        raise SpecError(f"block {name!r} is already registered")
+    if isinstance(block, BlockSpec):
+        variant = Variant(name, description or "user BlockSpec", spec=block)
+    elif callable(block):
+        variant = Variant(name, description or (getattr(block, "__doc__", None) or "user block").strip()
+                          .splitlines()[0], factory=block)
+    else:
+        raise SpecError(f"block {name!r}: expected a BlockSpec or a factory(config, layer_index), got {block!r}")
+    _REGISTRY[name] = variant
+    return variant
+
+
+def get_variant(name: str) -> Variant:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownVariantError(f"unknown variant {name!r}; known: {', '.join(_REGISTRY)}") from None
+
+
+def variants() -> list[Variant]:
+    return list(_REGISTRY.values())
+
+
+def load_block_path(path: str, name: str | None = None) -> Variant:
+    """Import 'module.path:attr' and register it; attr is a BlockSpec, a factory, or a Variant-returning call."""
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise SpecError(f"--block {path!r}: expected 'module.path:factory'")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any import failure is the user's module, reported in one line
+        raise SpecError(f"--block {path!r}: cannot import {module_name!r}: {type(exc).__name__}: {exc}") from None
+    obj: Any = getattr(module, attr, None)
+    if obj is None:
+        raise SpecError(f"--block {path!r}: module {module_name!r} has no attribute {attr!r}")
+    if not isinstance(obj, BlockSpec) and not callable(obj):
+        raise SpecError(f"--block {path!r}: {attr!r} is neither a BlockSpec nor a callable factory")
+    return register_block(name or attr, obj, replace=True)
+

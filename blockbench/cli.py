@@ -1,0 +1,173 @@
+"""`blockbench` command line: list | show | run | leaderboard | compare."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tomllib
+from typing import Any, NoReturn
+
+from blockbench.errors import BlockbenchError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, not argparse's usage dump: the message and where to look.
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as TOML would read it (numbers, booleans, inline tables), else the bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    overrides = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BlockbenchError(f"--set {item!r}: expected FIELD=VALUE")
+        overrides[key.strip()] = parse_value(value.strip())
+    return overrides
+
+
+def register_user_blocks(paths: list[str] | None) -> None:
+    from blockbench.blocks import load_block_path
+
+    if paths and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # `--block mymodule:factory` should find modules next to the user
+    for path in paths or []:
+        name, sep, target = path.partition("=")
+        load_block_path(target, name) if sep and ":" in target else load_block_path(path)
+
+
+def model_config_from_args(args: argparse.Namespace, base: Any = None):
+    from blockbench.model import ModelConfig
+
+    base = base or ModelConfig()
+    fields = {"n_layers": args.layers, "d_model": args.width, "n_heads": args.heads,
+              "vocab_size": args.vocab, "seq_len": args.seq_len}
+    return ModelConfig(**{**base.to_dict(), **{k: v for k, v in fields.items() if v is not None}})
+
+
+def describe_variant(name: str, config: Any, overrides: dict[str, Any], use_fvcore: bool) -> dict[str, Any]:
+    """Static measures of one variant: what `show` prints and `list` tabulates."""
+    from blockbench.blocks import get_variant
+    from blockbench.measure.flops import count_flops
+    from blockbench.measure.params import count_params
+    from blockbench.model import build_model
+
+    variant = get_variant(name)
+    spec = variant.spec.replace(**overrides) if overrides and variant.spec else None
+    if overrides and variant.spec is None:
+        raise BlockbenchError(f"variant {name!r} is a user factory block; --set does not apply to it")
+    model = build_model(variant, config, spec)
+    return {
+        "variant": name,
+        "description": variant.description,
+        "notes": variant.notes,
+        "config": config.to_dict(),
+        "block_spec": model.spec.to_dict() if model.spec else None,
+        **count_params(model),
+        **count_flops(model, use_fvcore=use_fvcore),
+    }
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from blockbench.blocks import variants
+
+    config = model_config_from_args(args)
+    rows = [describe_variant(v.name, config, {}, use_fvcore=False) for v in variants()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = Table(title=f"blockbench variants at L={config.n_layers} d={config.d_model} H={config.n_heads} "
+                        f"T={config.seq_len} V={config.vocab_size}")
+    for column, justify in (("variant", "left"), ("description", "left"), ("params", "right"),
+                            ("block matrices", "right"), ("fwd FLOPs/token", "right")):
+        table.add_column(column, justify=justify)
+    for row in rows:
+        table.add_row(row["variant"], row["description"], f"{row['params_total']:,}",
+                      f"{row['params_block_matrices']:,}", f"{row['flops_fwd_per_token']:,}")
+    Console().print(table)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    info = describe_variant(args.variant, model_config_from_args(args), parse_overrides(args.set), use_fvcore=True)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{info['variant']}: {info['description']}", show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    for key in ("notes", "config", "params_total", "params_embedding", "params_block_matrices", "params_per_block",
+                "flops_fwd_per_token", "flops_train_per_token", "flops_convention"):
+        value = info[key]
+        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
+    counters = info["counters"]
+    table.add_row("FLOP cross-check", f"FlopCounterMode {counters['flopcounter_fwd']:,} | fvcore x2 "
+                  f"{counters['fvcore_fwd_x2']:,} | analytic {counters['analytic_fwd']}")
+    if info["block_spec"]:
+        table.add_row("block_spec", json.dumps(info["block_spec"]))
+    Console().print(table)
+    return 0
+
+
+def add_shape_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--layers", type=int, help="number of blocks L")
+    parser.add_argument("--width", type=int, help="model width d")
+    parser.add_argument("--heads", type=int, help="attention heads H")
+    parser.add_argument("--vocab", type=int, help="vocabulary size V")
+    parser.add_argument("--seq-len", type=int, help="sequence length T")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="blockbench", description="Benchmark transformer block designs under identical training.")
+    parser.add_argument("--block", action="append", metavar="[NAME=]module.path:factory",
+                        help="register a user block (a BlockSpec or a factory(config, layer_index)); repeatable")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("list", help="the block zoo: parameters and FLOPs of every variant")
+    add_shape_args(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("show", help="one variant in detail: spec, parameter counts, FLOP cross-check")
+    p.add_argument("variant")
+    add_shape_args(p)
+    p.add_argument("--mlp-ratio", type=float, help="MLP hidden width / d (overrides the spec's mlp_ratio)")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a BlockSpec field; repeatable")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "mlp_ratio", None) is not None:
+        args.set = [*(args.set or []), f"mlp_ratio={args.mlp_ratio}"]
+    try:
+        register_user_blocks(args.block)
+        return args.func(args)
+    except BlockbenchError as exc:
+        print(f"blockbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("blockbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

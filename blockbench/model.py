@@ -1,0 +1,90 @@
+"""Decoder-only language model: token + learned position embeddings, a stack of blocks, final norm, tied head.
+
+The blocks come from the zoo (a BlockSpec preset or a user factory); everything around them is shared, so two
+variants differ only in their blocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from blockbench.blocks.norms import make_norm
+from blockbench.blocks.spec import BlockSpec, SpecError
+from blockbench.blocks.zoo import Variant
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int = 4096
+    seq_len: int = 128
+    n_layers: int = 4
+    d_model: int = 128
+    n_heads: int = 4
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise SpecError(f"{name} must be a positive integer, got {value!r}")
+        if self.d_model % self.n_heads:
+            raise SpecError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
+                            f"choose n_heads among the divisors of {self.d_model}")
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class Model(nn.Module):
+    def __init__(self, config: ModelConfig, variant: Variant, spec: BlockSpec | None = None,
+                 init_std: float = 0.02) -> None:
+        """spec overrides the variant's preset (ablations); it must be None for a user factory block."""
+        super().__init__()
+        self.config = config
+        self.spec = spec or variant.spec
+        self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)
+        self.pos_emb = nn.Embedding(config.seq_len, config.d_model)
+        nn.init.normal_(self.tok_emb.weight, std=init_std)
+        nn.init.normal_(self.pos_emb.weight, std=init_std)
+        blocks = []
+        for index in range(config.n_layers):
+            block = variant.build_block(config, index, self.spec)
+            if not isinstance(block, nn.Module):
+                raise SpecError(f"block {variant.name!r}: factory returned {type(block).__name__}, not an nn.Module")
+            blocks.append(block)
+        self.blocks = nn.ModuleList(blocks)
+        # A model without block norms still ends in a norm (the paper's code keeps its final LayerNorm).
+        final = self.spec.norm if self.spec is not None and self.spec.norm != "none" else "rms"
+        self.final_norm = make_norm(final, config.d_model, self.spec.norm_eps if self.spec else 1e-5)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, T, V), or the mean next-token cross-entropy in nats when targets are given."""
+        seq = idx.shape[1]
+        if seq > self.config.seq_len:
+            raise ValueError(f"sequence of {seq} tokens exceeds seq_len={self.config.seq_len}")
+        x = self.tok_emb(idx) + self.pos_emb(torch.arange(seq, device=idx.device))
+        for block in self.blocks:
+            x = block(x)
+        logits = F.linear(self.final_norm(x), self.tok_emb.weight)
+        if targets is None:
+            return logits
+        return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        """Weight decay on matrices and embeddings only; gains, norm scales and biases are never decayed."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        return [
+            {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        ]
+
+
+def build_model(variant: Variant, config: ModelConfig, spec: BlockSpec | None = None, seed: int = 0) -> Model:
+    """The same seed gives the same embeddings for every variant (they are created before the blocks)."""
+    if spec is not None and variant.spec is None:
+        raise SpecError(f"variant {variant.name!r} is a user factory block; spec overrides do not apply to it")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return Model(config, variant, spec)
