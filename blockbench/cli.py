@@ -125,6 +125,47 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def split_list(text: str | None, what: str, kind: type = str) -> list | None:
+    if text is None:
+        return None
+    try:
+        items = [kind(item.strip()) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise BlockbenchError(f"{what}: expected a comma-separated list, got {text!r}") from None
+    if not items:
+        raise BlockbenchError(f"{what}: empty list")
+    return items
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from blockbench.display import RunDisplay
+    from blockbench.runner import default_out_dir, isolate_default, run_suite
+    from blockbench.suite import load_suite
+
+    suite = load_suite(args.suite)
+    budget = {kind: value for kind, value in (("steps", args.budget_steps), ("tokens", args.budget_tokens),
+                                              ("seconds", args.budget_seconds), ("flops", args.budget_flops))
+              if value is not None}
+    suite = suite.with_overrides(budget=budget or None, target_loss=args.target_loss,
+                                 variants=split_list(args.variants, "--variants"),
+                                 seeds=split_list(args.seeds, "--seeds", int), device=args.device, threads=args.threads)
+    out = Path(args.out) if args.out else default_out_dir(suite)
+    display = RunDisplay(suite, quiet=args.quiet)
+    try:
+        with display:
+            run_suite(suite, out, isolate=isolate_default() and not args.in_process, block_paths=args.block,
+                      on_event=display.event)
+    except KeyboardInterrupt:
+        display.summary(str(out))
+        print(f"blockbench: interrupted; {len(display.records)} finished record(s) kept in {out}/records",
+              file=sys.stderr)
+        return 130
+    display.summary(str(out))
+    return 0
+
+
 def add_shape_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layers", type=int, help="number of blocks L")
     parser.add_argument("--width", type=int, help="model width d")
@@ -151,6 +192,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a BlockSpec field; repeatable")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("run", help="train every variant of a suite under its budget and write run records")
+    p.add_argument("--suite", default="default", help="built-in suite name or path to a suite .toml")
+    p.add_argument("--variants", help="comma-separated variants (default: the suite's)")
+    p.add_argument("--seeds", help="comma-separated seeds (default: the suite's)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--budget-steps", type=int, metavar="N")
+    budget.add_argument("--budget-tokens", type=int, metavar="N")
+    budget.add_argument("--budget-seconds", type=float, metavar="S")
+    budget.add_argument("--budget-flops", type=float, metavar="F")
+    p.add_argument("--target-loss", type=float, metavar="X", help="eval loss (nats/token) for the to-target metrics")
+    p.add_argument("--out", help="output directory (default: runs/SUITE/VERSION/TIMESTAMP)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="plain log lines instead of progress bars")
+    p.add_argument("--in-process", action="store_true", help="run every variant in this process (no isolation)")
+    p.set_defaults(func=cmd_run)
     return parser
 
 

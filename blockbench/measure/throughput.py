@@ -1,0 +1,55 @@
+"""Interleaved speed probe: the step-time ratio of every variant to the baseline, measured in one process.
+
+Shared machines drift (CPU steal here changes a matmul's time by several x within a minute), so absolute
+tokens/s of runs made minutes apart do not compare. The probe builds every variant in one process and times
+training steps round-robin, rotating the order each round; the ratio baseline/variant is taken per round, so
+drift common to a round cancels, and the median over rounds is reported.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+
+def interleaved_step_times(steps: dict[str, Callable[[], Any]], rounds: int, steps_per_round: int,
+                           warmup: int = 2, cuda: bool = False) -> dict[str, list[float]]:
+    """Seconds per step for each named step function, per round, timed round-robin with rotating order."""
+    names = list(steps)
+    for name in names:
+        for _ in range(warmup):
+            steps[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            if cuda:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(steps_per_round):
+                steps[name]()
+            if cuda:
+                torch.cuda.synchronize()
+            times[name].append((time.perf_counter() - start) / steps_per_round)
+    return times
+
+
+def speed_summary(times: dict[str, Sequence[float]], baseline: str) -> dict[str, dict[str, Any]]:
+    """Per variant: median step time, and the median over rounds of baseline_time / variant_time (> 1: faster)."""
+    out = {}
+    for name, values in times.items():
+        ratios = [b / v for b, v in zip(times[baseline], values)] if baseline in times else []
+        q = statistics.quantiles(ratios, n=4) if len(ratios) >= 4 else None
+        out[name] = {
+            "method": "interleaved",
+            "baseline": baseline if baseline in times else None,
+            "rounds": len(values),
+            "step_time_median": statistics.median(values),
+            "speedup_vs_baseline": statistics.median(ratios) if ratios else None,
+            "speedup_iqr": (q[2] - q[0]) if q else None,
+        }
+    return out

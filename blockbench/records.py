@@ -1,0 +1,152 @@
+"""The run record: one JSON file per (variant, seed), written once, atomically, never modified.
+
+Every view (leaderboard, compare, CI gate, asv) reads records through `load_record`, so this module is the one
+place the schema lives. The top-level names below are a public interface: bump SCHEMA_VERSION on any change
+that an external reader would notice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from blockbench.errors import BlockbenchError
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "diverged")
+
+_NUM = (int, float)
+_OPT_NUM = (int, float, type(None))
+_OPT_STR = (str, type(None))
+
+# key -> type(s) for the top level, and for each nested section the keys it must have.
+TOP_LEVEL: dict[str, Any] = {
+    "schema_version": int, "blockbench_version": str, "run_id": str, "created_at": str,
+    "git": dict, "suite": dict, "variant": str, "block_spec": (dict, type(None)), "seed": int,
+    "status": str, "stop_reason": str, "config": dict, "env": dict, "data": dict, "static": dict,
+    "summary": dict, "speed": dict, "curve": list, "to_target": dict,
+}
+SECTIONS: dict[str, dict[str, Any]] = {
+    "git": {"commit": _OPT_STR, "dirty": (bool, type(None))},
+    "suite": {"name": str, "version": str, "hash": str},
+    "env": {"python": str, "torch": str, "device": str, "device_name": str, "cuda": _OPT_STR, "threads": int,
+            "cpu_model": str, "platform": str},
+    "data": {"corpus": str, "fingerprint": str, "tokenizer": str, "vocab_size": int},
+    "static": {"params_total": int, "params_embedding": int, "params_block_matrices": int,
+               "flops_fwd_per_token": int, "flops_train_per_token": int, "counters": dict},
+    "summary": {"steps": int, "tokens": int, "train_seconds": _NUM, "tokens_per_second": _NUM,
+                "step_time_median": _NUM, "step_time_iqr": _NUM, "peak_memory_bytes": _OPT_NUM,
+                "peak_memory_kind": str, "final_train_loss": _OPT_NUM, "final_eval_loss": _OPT_NUM,
+                "final_eval_bpb": _OPT_NUM, "mfu": _OPT_NUM, "eval_seconds": _NUM, "warmup_seconds": _NUM},
+    "speed": {"method": _OPT_STR, "baseline": _OPT_STR, "rounds": int, "step_time_median": _OPT_NUM,
+              "speedup_vs_baseline": _OPT_NUM},
+    "to_target": {"target": _OPT_NUM, "steps": _OPT_NUM, "tokens": _OPT_NUM, "flops": _OPT_NUM,
+                  "seconds": _OPT_NUM},
+}
+CURVE_POINT: dict[str, Any] = {"step": int, "tokens": int, "flops": _NUM, "train_seconds": _NUM,
+                               "train_loss": _OPT_NUM, "eval_loss": _OPT_NUM}
+
+
+class RecordError(BlockbenchError):
+    """A file where a run record was expected is missing, corrupt, or of another schema."""
+
+
+def _check(mapping: dict, spec: dict[str, Any], where: str) -> None:
+    for key, types in spec.items():
+        if key not in mapping:
+            raise RecordError(f"{where}: missing key '{key}'")
+        value = mapping[key]
+        if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+            raise RecordError(f"{where}: '{key}' has type bool")
+        if not isinstance(value, types):
+            raise RecordError(f"{where}: '{key}' has type {type(value).__name__}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise RecordError(f"{where}: '{key}' is not finite")
+
+
+def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
+    """Raise RecordError naming the first problem; return the record unchanged when it is valid."""
+    if not isinstance(record, dict):
+        raise RecordError(f"{source}: not a JSON object")
+    if record.get("schema_version") != SCHEMA_VERSION:
+        raise RecordError(f"{source}: schema_version {record.get('schema_version')!r} is not "
+                          f"{SCHEMA_VERSION} (not a blockbench run record of this version)")
+    _check(record, TOP_LEVEL, source)
+    for section, spec in SECTIONS.items():
+        _check(record[section], spec, f"{source}: {section}")
+    if record["status"] not in STATUSES:
+        raise RecordError(f"{source}: status {record['status']!r} is not one of {', '.join(STATUSES)}")
+    for i, point in enumerate(record["curve"]):
+        if not isinstance(point, dict):
+            raise RecordError(f"{source}: curve[{i}] is not an object")
+        _check(point, CURVE_POINT, f"{source}: curve[{i}]")
+    return record
+
+
+def _finite_or_none(value: Any) -> Any:
+    """JSON has no NaN: a non-finite number (a diverged loss) is stored as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def write_record(record: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Validate, then write atomically (temp file + rename) and never over an existing record."""
+    record = validate_record(_finite_or_none(record), str(path))
+    path = Path(path)
+    if path.exists():
+        raise RecordError(f"{path}: a record already exists there; records are never overwritten")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(record, f, indent=1, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)  # fails if path appeared meanwhile: no silent overwrite
+    finally:
+        os.unlink(tmp)
+    return path
+
+
+def load_record(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise RecordError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RecordError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    return validate_record(data, str(path))
+
+
+def find_record_files(path: str | os.PathLike) -> list[Path]:
+    """A record file, or every *.json below a directory (records/ of a run or results dir), sorted."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise RecordError(f"{path}: no such file or directory")
+    return sorted(p for p in path.rglob("*.json") if not p.name.startswith("."))
+
+
+def load_records(path: str | os.PathLike) -> list[dict[str, Any]]:
+    files = find_record_files(path)
+    if not files:
+        raise RecordError(f"{path}: no run records found")
+    return [load_record(f) for f in files]
+
+
+def record_filename(variant: str, seed: int) -> str:
+    return f"{variant}-seed{seed}.json"

@@ -1,0 +1,393 @@
+"""The harness: train one (variant, seed) of a suite under its budget, measure it, and return its run record.
+
+Every variant of a suite gets the same data order (seeded by the seed alone), the same evaluation windows, the
+same optimiser and schedule (up to the suite's per-variant overrides) and the same budget. The training clock
+runs only around optimisation steps: evaluation and warm-up are outside it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+import warnings
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import torch
+
+import blockbench
+from blockbench.blocks import get_variant
+from blockbench.data import TokenData, bits_per_byte, eval_windows, train_batches
+from blockbench.errors import BlockbenchError
+from blockbench.measure.env import environment, git_state
+from blockbench.measure.flops import count_flops
+from blockbench.measure.memory import PeakMemory
+from blockbench.measure.mfu import PEAK_TABLE_VERSION, mfu
+from blockbench.measure.params import count_params
+from blockbench.measure.throughput import interleaved_step_times, speed_summary
+from blockbench.measure.timing import StepTimer, median_iqr
+from blockbench.model import Model, ModelConfig, build_model
+from blockbench.records import SCHEMA_VERSION
+from blockbench.suite import Budget, OptimConfig, Suite
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise BlockbenchError("--device cuda: CUDA is not available on this machine (use --device cpu or auto)")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def resolve_dtype(requested: str, device: torch.device) -> str:
+    if requested == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return requested
+
+
+def schedule_steps(budget: Budget, tokens_per_step: int, flops_per_step: float) -> int | None:
+    """The LR schedule's length: the smallest step count that a steps, tokens or FLOPs budget allows."""
+    candidates = []
+    if budget.steps is not None:
+        candidates.append(budget.steps)
+    if budget.tokens is not None:
+        candidates.append(math.ceil(budget.tokens / tokens_per_step))
+    if budget.flops is not None:
+        candidates.append(math.ceil(budget.flops / flops_per_step))
+    return min(candidates) if candidates else None
+
+
+def lr_factor(step: int, horizon: int | None, optim: OptimConfig) -> float:
+    """Linear warm-up over warmup_fraction of the horizon, then linear / cosine decay to min_lr_ratio."""
+    if horizon is None or optim.schedule == "constant":
+        warmup = 0 if horizon is None else int(optim.warmup_fraction * horizon)
+        return min(1.0, (step + 1) / warmup) if warmup else 1.0
+    warmup = int(optim.warmup_fraction * horizon)
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, horizon - warmup))
+    shape = 1 - progress if optim.schedule == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
+    return optim.min_lr_ratio + (1 - optim.min_lr_ratio) * shape
+
+
+def to_target(curve: list[dict[str, Any]], target: float | None) -> dict[str, Any]:
+    """Steps, tokens, FLOPs and training seconds at which the eval loss first reaches `target`, interpolated
+    linearly between the two evaluations that bracket it; null when it is never reached."""
+    result: dict[str, Any] = {"target": target, "steps": None, "tokens": None, "flops": None, "seconds": None}
+    if target is None:
+        return result
+    points = [p for p in curve if p["eval_loss"] is not None]
+    for i, point in enumerate(points):
+        if point["eval_loss"] <= target:
+            if i == 0:
+                frac, before = 1.0, point
+            else:
+                before = points[i - 1]
+                frac = (before["eval_loss"] - target) / (before["eval_loss"] - point["eval_loss"])
+            for key, field in (("steps", "step"), ("tokens", "tokens"), ("flops", "flops"),
+                               ("seconds", "train_seconds")):
+                result[key] = before[field] + frac * (point[field] - before[field])
+            return result
+    return result
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, windows: tuple[torch.Tensor, torch.Tensor], batch_size: int,
+             autocast: torch.autocast | None) -> float:
+    """Mean next-token loss (nats/token) over the fixed evaluation windows."""
+    was_training = model.training
+    model.eval()
+    inputs, targets = windows
+    total = 0.0
+    for start in range(0, len(inputs), batch_size):
+        x, y = inputs[start:start + batch_size], targets[start:start + batch_size]
+        with autocast or _null():
+            total += float(model(x, y)) * len(x)
+    model.train(was_training)
+    return total / len(inputs)
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def make_optimizer(model: Model, optim: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.param_groups(optim.weight_decay), lr=optim.lr, betas=optim.betas,
+                             eps=optim.eps, fused=device.type == "cuda")
+
+
+def build_for_suite(suite: Suite, variant_name: str, seed: int, vocab_size: int) -> Model:
+    entry = suite.variants[variant_name]
+    variant = get_variant(entry.preset)
+    spec = variant.spec.replace(**entry.spec) if entry.spec and variant.spec else None
+    config = ModelConfig(vocab_size=vocab_size, seq_len=suite.model.seq_len, n_layers=suite.model.n_layers,
+                         d_model=suite.model.d_model, n_heads=suite.model.n_heads)
+    return build_model(variant, config, spec, seed=seed)
+
+
+class Trainer:
+    """One (variant, seed) run. `run()` returns the record; KeyboardInterrupt propagates with nothing written."""
+
+    def __init__(self, suite: Suite, variant_name: str, seed: int, data: TokenData,
+                 windows: tuple[torch.Tensor, torch.Tensor] | None, progress: ProgressFn | None = None,
+                 speed: dict[str, Any] | None = None, static: dict[str, Any] | None = None,
+                 measure_static: bool = True) -> None:
+        self.suite, self.variant_name, self.seed, self.data = suite, variant_name, seed, data
+        self.device = resolve_device(suite.runtime.device)
+        self.dtype = resolve_dtype(suite.runtime.dtype, self.device)
+        self.optim = suite.optim_for(variant_name)
+        self.progress = progress or (lambda info: None)
+        self.windows = None if windows is None else tuple(t.to(self.device) for t in windows)
+        self.speed = speed or {"method": None, "baseline": None, "rounds": 0, "step_time_median": None,
+                               "speedup_vs_baseline": None}
+        self.model = build_for_suite(suite, variant_name, seed, data.vocab_size)
+        if static is None:
+            static = static_measures(self.model) if measure_static else {"flops_train_per_token": 0}
+        self.static = static
+        self.model.to(self.device)
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.dtype)
+        self.autocast = torch.autocast(self.device.type, dtype=autocast_dtype) if autocast_dtype else None
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.dtype == "fp16" else None
+        self.tokens_per_step = self.optim.batch_size * suite.model.seq_len
+        self.flops_per_token = self.static["flops_train_per_token"]
+        self.horizon = (schedule_steps(suite.budget, self.tokens_per_step, self.flops_per_token * self.tokens_per_step)
+                        if measure_static else None)
+        self.divergence_loss = suite.runtime.divergence_loss or 2 * math.log(data.vocab_size)
+        self.compile_info: dict[str, Any] = {"enabled": suite.runtime.compile, "seconds": None, "error": None}
+        self.step_model: torch.nn.Module = self.model
+
+    def train_step(self, optimizer: torch.optim.Optimizer, scheduler: Any, x: torch.Tensor,
+                   y: torch.Tensor) -> torch.Tensor:
+        micro = self.optim.micro_batch_size or self.optim.batch_size
+        n_micro = self.optim.batch_size // micro
+        total = torch.zeros((), device=self.device)
+        for i in range(n_micro):
+            xs, ys = x[i * micro:(i + 1) * micro], y[i * micro:(i + 1) * micro]
+            with self.autocast or _null():
+                loss = self.step_model(xs, ys) / n_micro
+            (self.scaler.scale(loss) if self.scaler else loss).backward()
+            total += loss.detach()
+        if self.scaler:
+            self.scaler.unscale_(optimizer)
+        if self.optim.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.optim.grad_clip)
+        if self.scaler:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        return total
+
+    def batches(self):
+        for x, y in train_batches(self.data, self.seed, self.optim.batch_size, self.suite.model.seq_len):
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def new_optimizer(self) -> tuple[torch.optim.Optimizer, Any]:
+        optimizer = make_optimizer(self.model, self.optim, self.device)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, self.horizon, self.optim))
+        return optimizer, scheduler
+
+    def warm_up(self) -> float:
+        """Untimed steps (kernel selection, allocator, compilation), then the exact initial state is restored."""
+        start = time.perf_counter()
+        initial = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        if self.suite.runtime.compile:
+            try:
+                self.step_model = torch.compile(self.model, dynamic=False)
+            except Exception as exc:  # noqa: BLE001 - any compile failure falls back to eager, recorded
+                self.compile_info["error"] = f"{type(exc).__name__}: {exc}"
+        optimizer, scheduler = self.new_optimizer()
+        batches = self.batches()
+        for _ in range(self.suite.runtime.warmup_steps):
+            try:
+                self.train_step(optimizer, scheduler, *next(batches))
+            except Exception as exc:
+                if self.step_model is self.model:
+                    raise
+                warnings.warn(f"torch.compile failed, falling back to eager: {exc}", stacklevel=1)
+                self.compile_info["error"] = f"{type(exc).__name__}: {exc}"
+                self.step_model = self.model
+                optimizer.zero_grad(set_to_none=True)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.model.load_state_dict(initial)
+        seconds = time.perf_counter() - start
+        if self.suite.runtime.compile:
+            self.compile_info["seconds"] = seconds
+        return seconds
+
+    def run(self) -> dict[str, Any]:
+        budget, every = self.suite.budget, self.suite.eval.every_tokens
+        created_at = datetime.now(UTC).isoformat(timespec="seconds")
+        memory = PeakMemory(self.device)
+        memory.start()
+        warmup_seconds = self.warm_up()
+        optimizer, scheduler = self.new_optimizer()
+        timer = StepTimer(self.device)
+        batches = self.batches()
+        step = tokens = 0
+        eval_seconds = 0.0
+        status, stop_reason = "ok", ""
+        curve: list[dict[str, Any]] = []
+        window_losses: list[torch.Tensor] = []
+        last_train_loss: float | None = None
+        check_every = 1 if self.device.type == "cpu" else 16
+
+        def add_point(train_loss: float | None, evaluate_now: bool) -> None:
+            nonlocal eval_seconds
+            timer.pause()
+            t0 = time.perf_counter()
+            eval_loss = (evaluate(self.step_model, self.windows, self.optim.batch_size, self.autocast)
+                         if evaluate_now else None)
+            eval_seconds += time.perf_counter() - t0
+            curve.append({"step": step, "tokens": tokens, "flops": float(tokens * self.flops_per_token),
+                          "train_seconds": timer.seconds, "train_loss": train_loss, "eval_loss": eval_loss})
+            timer.resume()
+
+        add_point(None, True)
+        next_eval = every
+        while True:
+            stop = self._budget_reached(budget, step, tokens, timer.elapsed(), self.flops_per_token)
+            if stop:
+                stop_reason = stop
+                break
+            x, y = next(batches)
+            timer.step_begin()
+            window_losses.append(self.train_step(optimizer, scheduler, x, y))
+            timer.step_end()
+            step += 1
+            tokens += self.tokens_per_step
+            if step % check_every == 0 or tokens >= next_eval:
+                recent = torch.stack(window_losses[-check_every:]).float().tolist()
+                last_train_loss = recent[-1]
+                bad = [v for v in recent if not math.isfinite(v) or v > self.divergence_loss]
+                if bad:
+                    status = "diverged"
+                    stop_reason = (f"diverged: train loss {bad[0]:.4g} at step {step} "
+                                   f"(bound {self.divergence_loss:.4g})")
+                    break
+                self.progress({"step": step, "horizon": self.horizon, "tokens": tokens, "train_loss": last_train_loss,
+                               "tokens_per_second": tokens / max(timer.elapsed(), 1e-9), "eval_loss": None})
+            if tokens >= next_eval:
+                mean_train = float(torch.stack(window_losses).float().mean())
+                window_losses.clear()
+                add_point(mean_train, True)
+                next_eval += every * max(1, math.ceil((tokens - next_eval + 1) / every))
+                self.progress({"step": step, "horizon": self.horizon, "tokens": tokens,
+                               "train_loss": last_train_loss, "eval_loss": curve[-1]["eval_loss"],
+                               "tokens_per_second": tokens / max(timer.elapsed(), 1e-9)})
+        if status == "ok" and curve[-1]["step"] != step:
+            mean_train = float(torch.stack(window_losses).float().mean()) if window_losses else None
+            add_point(mean_train, True)
+        timer.pause()
+        return self._record(created_at, status, stop_reason, curve, step, tokens, timer, memory,
+                            eval_seconds, warmup_seconds, last_train_loss)
+
+    @staticmethod
+    def _budget_reached(budget: Budget, step: int, tokens: int, seconds: float, flops_per_token: int) -> str:
+        if budget.steps is not None and step >= budget.steps:
+            return f"budget: {budget.steps} steps"
+        if budget.tokens is not None and tokens >= budget.tokens:
+            return f"budget: {budget.tokens} tokens"
+        if budget.flops is not None and tokens * flops_per_token >= budget.flops:
+            return f"budget: {budget.flops:.4g} FLOPs"
+        if budget.seconds is not None and seconds >= budget.seconds:
+            return f"budget: {budget.seconds} training seconds"
+        return ""
+
+    def _record(self, created_at: str, status: str, stop_reason: str, curve: list[dict[str, Any]], step: int,
+                tokens: int, timer: StepTimer, memory: PeakMemory, eval_seconds: float, warmup_seconds: float,
+                last_train_loss: float | None) -> dict[str, Any]:
+        median, iqr = median_iqr(timer.step_seconds)
+        tokens_per_second = tokens / timer.seconds if timer.seconds > 0 else 0.0
+        final_eval = curve[-1]["eval_loss"] if status == "ok" else None
+        suite = self.suite
+        static = {k: self.static[k] for k in ("params_total", "params_embedding", "params_block_matrices",
+                                               "params_per_block", "flops_fwd_per_token", "flops_train_per_token",
+                                               "flops_convention", "counters")}
+        config = suite.to_config()
+        config["optim"] = {**config["optim"], **suite.variants[self.variant_name].optim}
+        config["spec_overrides"] = suite.variants[self.variant_name].spec
+        config["preset"] = suite.variants[self.variant_name].preset
+        config["schedule_steps"] = self.horizon
+        config["dtype"] = self.dtype
+        config["compile"] = self.compile_info
+        config["divergence_loss"] = self.divergence_loss
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "blockbench_version": blockbench.__version__,
+            "run_id": uuid.uuid4().hex[:12],
+            "created_at": created_at,
+            "git": git_state(),
+            "suite": {"name": suite.name, "version": suite.version, "hash": suite.hash},
+            "variant": self.variant_name,
+            "block_spec": self.model.spec.to_dict() if self.model.spec else None,
+            "seed": self.seed,
+            "status": status,
+            "stop_reason": stop_reason,
+            "config": config,
+            "env": environment(self.device),
+            "data": {**self.data.describe(), "corpus": suite.data.corpus, "tokenizer": self.data.tokenizer_id,
+                     "fingerprint": self.data.fingerprint, "vocab_size": self.data.vocab_size},
+            "static": static,
+            "summary": {
+                "steps": step, "tokens": tokens, "train_seconds": timer.seconds,
+                "tokens_per_second": tokens_per_second, "step_time_median": median, "step_time_iqr": iqr,
+                "peak_memory_bytes": memory.peak_bytes(), "peak_memory_kind": memory.kind,
+                "final_train_loss": last_train_loss if status == "ok" else None,
+                "final_eval_loss": final_eval,
+                "final_eval_bpb": (None if final_eval is None
+                                   else bits_per_byte(final_eval, self.data.val_bytes_per_token)),
+                "mfu": (mfu(self.flops_per_token, tokens_per_second, environment(self.device)["device_name"],
+                            self.dtype) if self.device.type == "cuda" else None),
+                "mfu_peak_table_version": PEAK_TABLE_VERSION,
+                "eval_seconds": eval_seconds, "warmup_seconds": warmup_seconds,
+            },
+            "speed": self.speed,
+            "curve": curve,
+            "to_target": to_target(curve, suite.eval.target_loss),
+        }
+
+
+def static_measures(model: Model) -> dict[str, Any]:
+    """Parameters and FLOPs: properties of the architecture, identical for every seed."""
+    return {**count_params(model), **count_flops(model)}
+
+
+def run_trial(suite: Suite, variant_name: str, seed: int, data: TokenData, progress: ProgressFn | None = None,
+              speed: dict[str, Any] | None = None, static: dict[str, Any] | None = None) -> dict[str, Any]:
+    windows = eval_windows(data, suite.model.seq_len, suite.eval.windows)
+    return Trainer(suite, variant_name, seed, data, windows, progress, speed, static).run()
+
+
+def prepare_variants(suite: Suite, data: TokenData) -> dict[str, dict[str, Any]]:
+    """Per variant, once for all seeds: its static measures and its interleaved speed probe result."""
+    seed = suite.seeds[0]
+    trainers = {name: Trainer(suite, name, seed, data, None) for name in suite.variants}
+    prepared = {name: {"static": t.static, "speed": None} for name, t in trainers.items()}
+    if suite.speed.rounds == 0:
+        return prepared
+    steps = {}
+    for name, trainer in trainers.items():
+        optimizer, scheduler = trainer.new_optimizer()
+        batch = next(trainer.batches())
+        steps[name] = (lambda t=trainer, o=optimizer, s=scheduler, b=batch: t.train_step(o, s, *b))
+    device = resolve_device(suite.runtime.device)
+    times = interleaved_step_times(steps, suite.speed.rounds, suite.speed.steps_per_round,
+                                   warmup=max(1, suite.runtime.warmup_steps), cuda=device.type == "cuda")
+    for name, summary in speed_summary(times, suite.baseline).items():
+        prepared[name]["speed"] = summary
+    return prepared
