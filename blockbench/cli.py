@@ -209,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="plain log lines instead of progress bars")
     p.add_argument("--in-process", action="store_true", help="run every variant in this process (no isolation)")
     p.set_defaults(func=cmd_run)
+    # Subcommands defined next to their implementation register here (each module's add_parser(sub)).
     return parser
 
 
