@@ -151,18 +151,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     suite = suite.with_overrides(budget=budget or None, target_loss=args.target_loss,
                                  variants=split_list(args.variants, "--variants"),
                                  seeds=split_list(args.seeds, "--seeds", int), device=args.device, threads=args.threads)
+    from blockbench import distributed
+
+    dist = distributed.from_env()
+    if dist.enabled and not args.out:
+        raise BlockbenchError("under torchrun, give --out (every rank must write to the same directory)")
     out = Path(args.out) if args.out else default_out_dir(suite)
-    display = RunDisplay(suite, quiet=args.quiet)
+    display = RunDisplay(suite, quiet=args.quiet or not dist.is_main, silent=not dist.is_main)
     try:
         with display:
             run_suite(suite, out, isolate=isolate_default() and not args.in_process, block_paths=args.block,
-                      on_event=display.event)
+                      on_event=display.event, dist=dist)
     except KeyboardInterrupt:
         display.summary(str(out))
         print(f"blockbench: interrupted; {len(display.records)} finished record(s) kept in {out}/records",
               file=sys.stderr)
         return 130
     display.summary(str(out))
+    distributed.shutdown(dist)
     return 0
 
 
@@ -210,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-process", action="store_true", help="run every variant in this process (no isolation)")
     p.set_defaults(func=cmd_run)
     # Subcommands defined next to their implementation register here (each module's add_parser(sub)).
+    __import__("blockbench.leaderboard").leaderboard.add_parser(sub)
+    __import__("blockbench.compare").compare.add_parser(sub)
     return parser
 
 

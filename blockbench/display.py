@@ -16,8 +16,9 @@ def _fmt(value: Any, spec: str = ".4f") -> str:
 
 
 class RunDisplay:
-    def __init__(self, suite: Suite, quiet: bool = False, console: Console | None = None) -> None:
-        self.suite, self.quiet = suite, quiet
+    def __init__(self, suite: Suite, quiet: bool = False, console: Console | None = None,
+                 silent: bool = False) -> None:
+        self.suite, self.quiet, self.silent = suite, quiet, silent
         # Piped output (CI logs) gets a wide table instead of rich's 80-column default.
         self.console = console or Console(width=None if Console().is_terminal else 160)
         self.records: list[dict[str, Any]] = []
@@ -65,11 +66,11 @@ class RunDisplay:
                      f"{s['tokens_per_second']:,.0f} tok/s -> {info['path']}")
 
     def log(self, message: str) -> None:
-        if self.quiet:
+        if self.quiet and not self.silent:
             print(message, flush=True)
 
     def summary(self, out_dir: str) -> None:
-        if not self.records:
+        if not self.records or self.silent:
             return
         target = self.suite.eval.target_loss
         table = Table(title=f"suite {self.suite.name} v{self.suite.version}: budget {self.suite.budget.active()}, "

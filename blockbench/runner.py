@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from blockbench.data import load_data
+from blockbench.distributed import SINGLE, DistInfo, barrier, init
 from blockbench.errors import BlockbenchError
 from blockbench.records import RecordError, find_record_files, load_record, record_filename, write_record
 from blockbench.suite import Suite
@@ -113,11 +114,19 @@ def run_isolated(job: str, suite: Suite, args: tuple, block_paths: list[str], pr
 
 
 def run_suite(suite: Suite, out: Path, *, isolate: bool = True, block_paths: list[str] | None = None,
-              on_event: EventFn | None = None) -> list[Path]:
-    """Train every (seed, variant); return the record paths. KeyboardInterrupt leaves finished records intact."""
+              on_event: EventFn | None = None, dist: DistInfo = SINGLE) -> list[Path]:
+    """Train every (seed, variant); return the record paths. KeyboardInterrupt leaves finished records intact.
+
+    Under torchrun (dist.enabled) every rank runs this in lockstep, in its own process; only rank 0 checks the
+    output directory and writes records.
+    """
     on_event = on_event or (lambda kind, info: None)
-    resolve_device(suite.runtime.device)
-    records_dir = prepare_out_dir(out, suite)
+    device = resolve_device(suite.runtime.device, dist)
+    if dist.enabled:
+        isolate = False  # torchrun already gives each rank a fresh process
+        init(dist, device.type)
+    records_dir = prepare_out_dir(out, suite) if dist.is_main else out / "records"
+    barrier(dist)
     if suite.runtime.threads:
         torch.set_num_threads(suite.runtime.threads)
     on_event("data", {"corpus": suite.data.corpus, "tokenizer": suite.data.tokenizer})
@@ -127,7 +136,7 @@ def run_suite(suite: Suite, out: Path, *, isolate: bool = True, block_paths: lis
     if isolate:
         prepared = run_isolated("prepare", suite, (), block_paths or [], lambda info: None, "speed probe")
     else:
-        prepared = prepare_variants(suite, data)
+        prepared = prepare_variants(suite, data, dist)
     written = []
     for seed in suite.seeds:
         for variant in suite.variants:
@@ -142,10 +151,12 @@ def run_suite(suite: Suite, out: Path, *, isolate: bool = True, block_paths: lis
                                       progress, f"{variant} seed {seed}")
             else:
                 p = prepared[variant]
-                record = run_trial(suite, variant, seed, data, progress, p["speed"], p["static"])
-            path = write_record(record, records_dir / record_filename(variant, seed))
-            written.append(path)
-            on_event("done", {**info, "record": record, "path": str(path)})
+                record = run_trial(suite, variant, seed, data, progress, p["speed"], p["static"], dist)
+            if dist.is_main:
+                path = write_record(record, records_dir / record_filename(variant, seed))
+                written.append(path)
+                on_event("done", {**info, "record": record, "path": str(path)})
+    barrier(dist)
     return written
 
 

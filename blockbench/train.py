@@ -20,6 +20,7 @@ import torch
 import blockbench
 from blockbench.blocks import get_variant
 from blockbench.data import TokenData, bits_per_byte, eval_windows, train_batches
+from blockbench.distributed import SINGLE, DistInfo, all_reduce, local_batch_size, shard
 from blockbench.errors import BlockbenchError
 from blockbench.measure.env import environment, git_state
 from blockbench.measure.flops import count_flops
@@ -35,12 +36,11 @@ from blockbench.suite import Budget, OptimConfig, Suite
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
-def resolve_device(requested: str) -> torch.device:
+def resolve_device(requested: str, info: DistInfo = SINGLE) -> torch.device:
     if requested == "cuda" and not torch.cuda.is_available():
         raise BlockbenchError("--device cuda: CUDA is not available on this machine (use --device cpu or auto)")
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
+    kind = ("cuda" if torch.cuda.is_available() else "cpu") if requested == "auto" else requested
+    return torch.device(f"cuda:{info.local_rank}") if kind == "cuda" else torch.device("cpu")
 
 
 def resolve_dtype(requested: str, device: torch.device) -> str:
@@ -97,18 +97,18 @@ def to_target(curve: list[dict[str, Any]], target: float | None) -> dict[str, An
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, windows: tuple[torch.Tensor, torch.Tensor], batch_size: int,
-             autocast: torch.autocast | None) -> float:
-    """Mean next-token loss (nats/token) over the fixed evaluation windows."""
+             autocast: torch.autocast | None, info: DistInfo = SINGLE) -> float:
+    """Mean next-token loss (nats/token) over the fixed evaluation windows (each rank takes every n-th one)."""
     was_training = model.training
     model.eval()
-    inputs, targets = windows
-    total = 0.0
+    inputs, targets = (t[info.rank::info.world_size] for t in windows)
+    total = torch.zeros((), dtype=torch.float64, device=inputs.device)
     for start in range(0, len(inputs), batch_size):
         x, y = inputs[start:start + batch_size], targets[start:start + batch_size]
         with autocast or _null():
-            total += float(model(x, y)) * len(x)
+            total += model(x, y).double() * len(x)
     model.train(was_training)
-    return total / len(inputs)
+    return float(all_reduce(total, info)) / len(windows[0])
 
 
 class _null:
@@ -139,11 +139,16 @@ class Trainer:
     def __init__(self, suite: Suite, variant_name: str, seed: int, data: TokenData,
                  windows: tuple[torch.Tensor, torch.Tensor] | None, progress: ProgressFn | None = None,
                  speed: dict[str, Any] | None = None, static: dict[str, Any] | None = None,
-                 measure_static: bool = True) -> None:
-        self.suite, self.variant_name, self.seed, self.data = suite, variant_name, seed, data
-        self.device = resolve_device(suite.runtime.device)
+                 measure_static: bool = True, dist: DistInfo = SINGLE) -> None:
+        self.suite, self.variant_name, self.seed, self.data, self.dist = suite, variant_name, seed, data, dist
+        self.device = resolve_device(suite.runtime.device, dist)
         self.dtype = resolve_dtype(suite.runtime.dtype, self.device)
         self.optim = suite.optim_for(variant_name)
+        self.local_batch = local_batch_size(self.optim.batch_size, dist)
+        self.micro_batch = self.optim.micro_batch_size or self.local_batch
+        if self.local_batch % self.micro_batch:
+            raise BlockbenchError(f"micro_batch_size {self.micro_batch} does not divide the per-process batch "
+                                  f"of {self.local_batch} sequences")
         self.progress = progress or (lambda info: None)
         self.windows = None if windows is None else tuple(t.to(self.device) for t in windows)
         self.speed = speed or {"method": None, "baseline": None, "rounds": 0, "step_time_median": None,
@@ -165,16 +170,25 @@ class Trainer:
                         if measure_static else None)
         self.divergence_loss = suite.runtime.divergence_loss or 2 * math.log(data.vocab_size)
         self.compile_info: dict[str, Any] = {"enabled": suite.runtime.compile, "seconds": None, "error": None}
-        self.step_model: torch.nn.Module = self.model
+        self.ddp_model: torch.nn.Module = self.model
+        if dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp_model = DistributedDataParallel(self.model, device_ids=device_ids)
+        self.step_model: torch.nn.Module = self.ddp_model
 
     def train_step(self, optimizer: torch.optim.Optimizer, scheduler: Any, x: torch.Tensor,
                    y: torch.Tensor) -> torch.Tensor:
-        micro = self.optim.micro_batch_size or self.optim.batch_size
-        n_micro = self.optim.batch_size // micro
+        """One optimiser update on this process's share (x, y) of the global batch; returns its mean loss."""
+        micro = self.micro_batch
+        n_micro = len(x) // micro
         total = torch.zeros((), device=self.device)
         for i in range(n_micro):
             xs, ys = x[i * micro:(i + 1) * micro], y[i * micro:(i + 1) * micro]
-            with self.autocast or _null():
+            # DDP all-reduces gradients once, on the last micro-batch.
+            sync = self.dist.enabled and i < n_micro - 1
+            with (self.ddp_model.no_sync() if sync else _null()), (self.autocast or _null()):
                 loss = self.step_model(xs, ys) / n_micro
             (self.scaler.scale(loss) if self.scaler else loss).backward()
             total += loss.detach()
@@ -193,6 +207,7 @@ class Trainer:
 
     def batches(self):
         for x, y in train_batches(self.data, self.seed, self.optim.batch_size, self.suite.model.seq_len):
+            x, y = shard(x, self.dist), shard(y, self.dist)
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
     def new_optimizer(self) -> tuple[torch.optim.Optimizer, Any]:
@@ -206,7 +221,7 @@ class Trainer:
         initial = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
         if self.suite.runtime.compile:
             try:
-                self.step_model = torch.compile(self.model, dynamic=False)
+                self.step_model = torch.compile(self.ddp_model, dynamic=False)
             except Exception as exc:  # noqa: BLE001 - any compile failure falls back to eager, recorded
                 self.compile_info["error"] = f"{type(exc).__name__}: {exc}"
         optimizer, scheduler = self.new_optimizer()
@@ -215,11 +230,11 @@ class Trainer:
             try:
                 self.train_step(optimizer, scheduler, *next(batches))
             except Exception as exc:
-                if self.step_model is self.model:
+                if self.step_model is self.ddp_model:
                     raise
                 warnings.warn(f"torch.compile failed, falling back to eager: {exc}", stacklevel=1)
                 self.compile_info["error"] = f"{type(exc).__name__}: {exc}"
-                self.step_model = self.model
+                self.step_model = self.ddp_model
                 optimizer.zero_grad(set_to_none=True)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
@@ -250,7 +265,7 @@ class Trainer:
             nonlocal eval_seconds
             timer.pause()
             t0 = time.perf_counter()
-            eval_loss = (evaluate(self.step_model, self.windows, self.optim.batch_size, self.autocast)
+            eval_loss = (evaluate(self.model, self.windows, self.local_batch, self.autocast, self.dist)
                          if evaluate_now else None)
             eval_seconds += time.perf_counter() - t0
             curve.append({"step": step, "tokens": tokens, "flops": float(tokens * self.flops_per_token),
@@ -261,6 +276,9 @@ class Trainer:
         next_eval = every
         while True:
             stop = self._budget_reached(budget, step, tokens, timer.elapsed(), self.flops_per_token)
+            if self.dist.enabled and budget.seconds is not None:  # ranks' clocks differ: stop together
+                flag = all_reduce(torch.tensor([float(bool(stop))], device=self.device), self.dist, "max").item()
+                stop = (stop or f"budget: {budget.seconds} training seconds") if flag else ""
             if stop:
                 stop_reason = stop
                 break
@@ -271,7 +289,9 @@ class Trainer:
             step += 1
             tokens += self.tokens_per_step
             if step % check_every == 0 or tokens >= next_eval:
-                recent = torch.stack(window_losses[-check_every:]).float().tolist()
+                recent_losses = torch.stack(window_losses[-check_every:]).float()
+                # Every rank must reach the same verdict, so they judge the loss averaged over ranks.
+                recent = (all_reduce(recent_losses, self.dist) / self.dist.world_size).tolist()
                 last_train_loss = recent[-1]
                 bad = [v for v in recent if not math.isfinite(v) or v > self.divergence_loss]
                 if bad:
@@ -282,7 +302,7 @@ class Trainer:
                 self.progress({"step": step, "horizon": self.horizon, "tokens": tokens, "train_loss": last_train_loss,
                                "tokens_per_second": tokens / max(timer.elapsed(), 1e-9), "eval_loss": None})
             if tokens >= next_eval:
-                mean_train = float(torch.stack(window_losses).float().mean())
+                mean_train = self._mean_loss(window_losses)
                 window_losses.clear()
                 add_point(mean_train, True)
                 next_eval += every * max(1, math.ceil((tokens - next_eval + 1) / every))
@@ -290,11 +310,15 @@ class Trainer:
                                "train_loss": last_train_loss, "eval_loss": curve[-1]["eval_loss"],
                                "tokens_per_second": tokens / max(timer.elapsed(), 1e-9)})
         if status == "ok" and curve[-1]["step"] != step:
-            mean_train = float(torch.stack(window_losses).float().mean()) if window_losses else None
+            mean_train = self._mean_loss(window_losses) if window_losses else None
             add_point(mean_train, True)
         timer.pause()
         return self._record(created_at, status, stop_reason, curve, step, tokens, timer, memory,
                             eval_seconds, warmup_seconds, last_train_loss)
+
+    def _mean_loss(self, losses: list[torch.Tensor]) -> float:
+        mean = torch.stack(losses).float().mean()
+        return float(all_reduce(mean, self.dist)) / self.dist.world_size
 
     @staticmethod
     def _budget_reached(budget: Budget, step: int, tokens: int, seconds: float, flops_per_token: int) -> str:
@@ -339,7 +363,7 @@ class Trainer:
             "status": status,
             "stop_reason": stop_reason,
             "config": config,
-            "env": environment(self.device),
+            "env": {**environment(self.device), "world_size": self.dist.world_size},
             "data": {**self.data.describe(), "corpus": suite.data.corpus, "tokenizer": self.data.tokenizer_id,
                      "fingerprint": self.data.fingerprint, "vocab_size": self.data.vocab_size},
             "static": static,
@@ -368,15 +392,16 @@ def static_measures(model: Model) -> dict[str, Any]:
 
 
 def run_trial(suite: Suite, variant_name: str, seed: int, data: TokenData, progress: ProgressFn | None = None,
-              speed: dict[str, Any] | None = None, static: dict[str, Any] | None = None) -> dict[str, Any]:
+              speed: dict[str, Any] | None = None, static: dict[str, Any] | None = None,
+              dist: DistInfo = SINGLE) -> dict[str, Any]:
     windows = eval_windows(data, suite.model.seq_len, suite.eval.windows)
-    return Trainer(suite, variant_name, seed, data, windows, progress, speed, static).run()
+    return Trainer(suite, variant_name, seed, data, windows, progress, speed, static, dist=dist).run()
 
 
-def prepare_variants(suite: Suite, data: TokenData) -> dict[str, dict[str, Any]]:
+def prepare_variants(suite: Suite, data: TokenData, dist: DistInfo = SINGLE) -> dict[str, dict[str, Any]]:
     """Per variant, once for all seeds: its static measures and its interleaved speed probe result."""
     seed = suite.seeds[0]
-    trainers = {name: Trainer(suite, name, seed, data, None) for name in suite.variants}
+    trainers = {name: Trainer(suite, name, seed, data, None, dist=dist) for name in suite.variants}
     prepared = {name: {"static": t.static, "speed": None} for name, t in trainers.items()}
     if suite.speed.rounds == 0:
         return prepared
@@ -385,7 +410,7 @@ def prepare_variants(suite: Suite, data: TokenData) -> dict[str, dict[str, Any]]
         optimizer, scheduler = trainer.new_optimizer()
         batch = next(trainer.batches())
         steps[name] = (lambda t=trainer, o=optimizer, s=scheduler, b=batch: t.train_step(o, s, *b))
-    device = resolve_device(suite.runtime.device)
+    device = resolve_device(suite.runtime.device, dist)
     times = interleaved_step_times(steps, suite.speed.rounds, suite.speed.steps_per_round,
                                    warmup=max(1, suite.runtime.warmup_steps), cuda=device.type == "cuda")
     for name, summary in speed_summary(times, suite.baseline).items():

@@ -1,0 +1,77 @@
+"""The CUDA-facing paths that can run on CPU: bf16 autocast, fp16 scaling, compile fallback, MFU table."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from blockbench.data import load_data
+from blockbench.measure.mfu import mfu, peak_flops
+from blockbench.suite import load_suite
+from blockbench.train import Trainer, resolve_dtype, run_trial
+from tests.tiny_suite import write_suite
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    suite = load_suite(str(write_suite(tmp_path_factory.mktemp("suite"))))
+    return suite, load_data(suite.data)
+
+
+def with_runtime(suite, **changes):
+    return dataclasses.replace(suite, runtime=dataclasses.replace(suite.runtime, **changes))
+
+
+def test_auto_dtype_is_bf16_on_cuda_and_fp32_on_cpu():
+    assert resolve_dtype("auto", torch.device("cuda", 0)) == "bf16"
+    assert resolve_dtype("auto", torch.device("cpu")) == "fp32"
+    assert resolve_dtype("fp16", torch.device("cpu")) == "fp16"
+
+
+def test_bf16_autocast_runs_matmuls_in_bf16_and_keeps_the_loss_in_fp32(tiny):
+    suite, data = tiny
+    trainer = Trainer(with_runtime(suite, dtype="bf16"), "sas_p", 0, data, None)
+    seen = []
+    trainer.model.blocks[0].mlp.up.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    optimizer, scheduler = trainer.new_optimizer()
+    loss = trainer.train_step(optimizer, scheduler, *next(trainer.batches()))
+    assert seen == [torch.bfloat16] and loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # master weights stay fp32
+    record = run_trial(with_runtime(suite, dtype="bf16"), "sas_p", 0, data)
+    assert record["config"]["dtype"] == "bf16" and record["status"] == "ok"
+    fp32 = run_trial(suite, "sas_p", 0, data)
+    assert record["summary"]["final_eval_loss"] == pytest.approx(fp32["summary"]["final_eval_loss"], abs=0.05)
+    assert record["summary"]["final_eval_loss"] != fp32["summary"]["final_eval_loss"]
+
+
+def test_fp16_uses_a_grad_scaler(tiny):
+    suite, data = tiny
+    trainer = Trainer(with_runtime(suite, dtype="fp16"), "pre_ln", 0, data, None)
+    assert trainer.scaler is not None
+    record = run_trial(with_runtime(suite, dtype="fp16"), "pre_ln", 0, data)
+    assert record["status"] == "ok" and record["config"]["dtype"] == "fp16"
+
+
+def test_compile_failure_falls_back_to_eager_and_is_recorded(tiny, monkeypatch):
+    suite, data = tiny
+
+    def broken_compile(*args, **kwargs):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    record = run_trial(with_runtime(suite, compile=True), "pre_ln", 0, data)
+    assert record["status"] == "ok"
+    assert record["config"]["compile"]["enabled"] is True
+    assert "no compiler here" in record["config"]["compile"]["error"]
+    eager = run_trial(suite, "pre_ln", 0, data)
+    assert [p["eval_loss"] for p in record["curve"]] == [p["eval_loss"] for p in eager["curve"]]
+
+
+def test_mfu_peak_table():
+    assert peak_flops("NVIDIA H100 80GB HBM3", "bf16") == 989.5e12
+    assert peak_flops("NVIDIA H100 PCIe", "bf16") == 756.5e12
+    assert peak_flops("NVIDIA A100-SXM4-80GB", "bf16") == 312e12
+    for name in ("NVIDIA H200", "NVIDIA RTX A5000", "NVIDIA L4", "NVIDIA GeForce RTX 4090"):
+        assert peak_flops(name, "bf16") is not None
+    assert peak_flops("AMD EPYC", "fp32") is None
+    assert mfu(6 * 10**8, 1000.0, "NVIDIA A100-SXM4-80GB", "bf16") == pytest.approx(6e11 / 312e12)
