@@ -216,8 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-process", action="store_true", help="run every variant in this process (no isolation)")
     p.set_defaults(func=cmd_run)
     # Subcommands defined next to their implementation register here (each module's add_parser(sub)).
-    __import__("blockbench.leaderboard").leaderboard.add_parser(sub)
-    __import__("blockbench.compare").compare.add_parser(sub)
+    from blockbench import compare, diagnose, leaderboard
+
+    for module in (leaderboard, compare, diagnose):
+        module.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,407 @@
+"""`blockbench compare BASELINE CANDIDATE`: two record sets -> per-variant deltas, noise-aware verdicts, exit code.
+
+Verdicts, per variant present on both sides:
+- params and train FLOPs/token are deterministic: any difference is `changed` (a failure only under --strict);
+- eval loss at budget: a one-sided Welch t-test (candidate worse, alpha 0.01) when both sides have >= 3 seeds,
+  else the difference of means against --max-loss-increase; a candidate that diverges on more seeds than the
+  baseline is a regression;
+- speed: only through each side's interleaved ratio to its own baseline variant measured in the same run
+  (`speed.speedup_vs_baseline`), so machine drift cancels; raw seconds and tokens/s are shown, never judged.
+  A ratio that dropped by more than --max-slowdown fails only if the drop also stands out from the two probes'
+  own round-to-round noise (--speed-z standard errors, from the recorded IQR); else it is `inconclusive`.
+  The baseline variant has no speed verdict;
+- peak memory: relative increase against --max-memory-increase, when both sides measured the same kind.
+
+Exit code 0: no regression; 1: a regression; 2: unusable input (a one-line reason on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from blockbench.errors import BlockbenchError
+from blockbench.leaderboard import check_one_version, comparable_overrides, group_key, load_entries
+
+FAILING = {"regression"}
+STRICT_FAILING = {"regression", "changed", "missing"}
+MIN_SEEDS_FOR_TEST = 3
+
+
+class CompareError(BlockbenchError):
+    pass
+
+
+@dataclass
+class Thresholds:
+    max_slowdown: float = 0.10
+    max_loss_increase: float = 0.05
+    max_memory_increase: float = 0.25
+    alpha: float = 0.01
+    speed_z: float = 2.0
+    strict: bool = False
+
+
+@dataclass
+class Side:
+    label: str
+    path: str
+    records: list[dict[str, Any]]
+    by_variant: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def first(self) -> dict[str, Any]:
+        return self.records[0]
+
+    def describe(self) -> dict[str, Any]:
+        s = self.first["suite"]
+        commits = sorted({(r["git"]["commit"] or "unknown")[:12] + ("-dirty" if r["git"]["dirty"] else "")
+                          for r in self.records})
+        return {"path": self.path, "suite": s["name"], "version": s["version"], "hash": s["hash"],
+                "records": len(self.records), "variants": sorted(self.by_variant),
+                "commits": commits, "devices": sorted({r["env"]["device_name"] for r in self.records})}
+
+
+def load_side(path: str, label: str) -> Side:
+    """Every record below `path`, all of one suite version, hash and set of overrides, no (variant, seed) twice."""
+    try:
+        entries = load_entries(path)
+        check_one_version(entries, path)
+    except BlockbenchError as exc:
+        raise CompareError(f"{label}: {exc}") from None
+    keys = {group_key(r) for _, r in entries}
+    if len(keys) > 1:
+        hashes = {k[2] for k in keys}
+        what = (f"suite hashes {', '.join(sorted(h[:12] for h in hashes))}" if len(hashes) > 1
+                else f"command-line overrides {', '.join(sorted(k[3] for k in keys))}")
+        raise CompareError(f"{label}: {path}: records with different {what} cannot be compared as one set")
+    seen: dict[tuple[str, int], Path] = {}
+    side = Side(label, path, [r for _, r in entries])
+    for p, r in entries:
+        key = (r["variant"], r["seed"])
+        if key in seen:
+            raise CompareError(f"{label}: {path}: two records of variant {key[0]} seed {key[1]} "
+                               f"({seen[key]} and {p})")
+        seen[key] = p
+        side.by_variant.setdefault(r["variant"], []).append(r)
+    return side
+
+
+def check_comparable(base: Side, cand: Side) -> None:
+    b, c = base.first, cand.first
+    bs, cs = b["suite"], c["suite"]
+    if (bs["name"], bs["version"]) != (cs["name"], cs["version"]):
+        raise CompareError(f"nothing comparable: baseline is suite {bs['name']} v{bs['version']}, candidate is "
+                           f"{cs['name']} v{cs['version']} (records of different suite versions never compare)")
+    if bs["hash"] != cs["hash"]:
+        raise CompareError(f"nothing comparable: suite {bs['name']} v{bs['version']} has hash {bs['hash'][:12]} in "
+                           f"the baseline and {cs['hash'][:12]} in the candidate (edited without a version bump)")
+    if comparable_overrides(b) != comparable_overrides(c):
+        raise CompareError(f"nothing comparable: the runs used different command-line overrides (baseline "
+                           f"{comparable_overrides(b)}, candidate {comparable_overrides(c)})")
+    if b["data"]["fingerprint"] != c["data"]["fingerprint"]:
+        raise CompareError(f"nothing comparable: different corpora (fingerprint {b['data']['fingerprint'][:12]} vs "
+                           f"{c['data']['fingerprint'][:12]})")
+    if not set(base.by_variant) & set(cand.by_variant):
+        raise CompareError(f"nothing comparable: no variant in common (baseline {', '.join(sorted(base.by_variant))}"
+                           f"; candidate {', '.join(sorted(cand.by_variant))})")
+
+
+def _row(variant: str, metric: str, baseline: Any, candidate: Any, verdict: str, detail: str = "",
+         unit: str = "") -> dict[str, Any]:
+    delta = ratio = None
+    if isinstance(baseline, (int, float)) and isinstance(candidate, (int, float)):
+        delta = candidate - baseline
+        ratio = candidate / baseline if baseline else None
+    return {"variant": variant, "metric": metric, "unit": unit, "baseline": baseline, "candidate": candidate,
+            "delta": delta, "ratio": ratio, "verdict": verdict, "detail": detail}
+
+
+def _median(values: list[Any]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def exact_row(variant: str, metric: str, b: list[dict], c: list[dict], key: str) -> dict[str, Any]:
+    vb, vc = b[0]["static"][key], c[0]["static"][key]
+    return _row(variant, metric, vb, vc, "same" if vb == vc else "changed",
+                "exact" if vb == vc else "architecture changed: update the baseline if intended")
+
+
+def _final_losses(records: list[dict]) -> list[float]:
+    return [r["summary"]["final_eval_loss"] for r in records
+            if r["status"] == "ok" and r["summary"]["final_eval_loss"] is not None]
+
+
+def quality_row(variant: str, b: list[dict], c: list[dict], t: Thresholds) -> dict[str, Any]:
+    from scipy import stats
+
+    lb, lc = _final_losses(b), _final_losses(c)
+    db, dc = sum(r["status"] != "ok" for r in b), sum(r["status"] != "ok" for r in c)
+    metric = "eval loss"
+    if dc * len(b) > db * len(c):  # a larger fraction of the candidate's seeds diverged
+        return _row(variant, metric, _mean(lb), _mean(lc), "regression",
+                    f"diverged on {dc}/{len(c)} seeds (baseline {db}/{len(b)})", "nats")
+    if not lb or not lc:
+        return _row(variant, metric, _mean(lb), _mean(lc), "n/a", "no finished seed on one side", "nats")
+    mb, mc = _mean(lb), _mean(lc)
+    delta = mc - mb
+    if sorted(lb) == sorted(lc):
+        return _row(variant, metric, mb, mc, "same", f"identical losses, n={len(lb)}/{len(lc)}", "nats")
+    if len(lb) >= MIN_SEEDS_FOR_TEST and len(lc) >= MIN_SEEDS_FOR_TEST:
+        worse = float(stats.ttest_ind(lc, lb, equal_var=False, alternative="greater").pvalue)
+        better = float(stats.ttest_ind(lc, lb, equal_var=False, alternative="less").pvalue)
+        if not math.isnan(worse):
+            verdict = "regression" if worse < t.alpha else "improved" if better < t.alpha else "ok"
+            return _row(variant, metric, mb, mc, verdict,
+                        f"Welch one-sided p={min(worse, better):.2g} (alpha {t.alpha}), n={len(lb)}/{len(lc)}",
+                        "nats")
+        # Both sides without spread: no test possible, the threshold decides.
+    verdict = ("regression" if delta > t.max_loss_increase else "improved" if delta < -t.max_loss_increase
+               else "ok")
+    return _row(variant, metric, mb, mc, verdict,
+                f"mean increase limit {t.max_loss_increase} nats, n={len(lb)}/{len(lc)}", "nats")
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _probe_se(records: list[dict]) -> float | None:
+    """Standard error of a probe's median ratio, from its IQR over rounds (normal approximation:
+    sigma = IQR / 1.349, SE(median) = 1.2533 sigma / sqrt(rounds)); None when the record has no IQR."""
+    iqr = _median([r["speed"].get("speedup_iqr") for r in records])
+    rounds = _median([r["speed"].get("rounds") for r in records])
+    if iqr is None or not rounds:
+        return None
+    return 0.929 * iqr / math.sqrt(rounds)
+
+
+def speed_row(variant: str, baseline_variant: str, b: list[dict], c: list[dict], t: Thresholds) -> dict[str, Any]:
+    metric = f"speedup vs {baseline_variant}"
+    sb = _median([r["speed"].get("speedup_vs_baseline") for r in b])
+    sc = _median([r["speed"].get("speedup_vs_baseline") for r in c])
+    if variant == baseline_variant:
+        return _row(variant, metric, sb, sc, "n/a", "the reference of the in-run speed ratios", "x")
+    if sb is None or sc is None:
+        return _row(variant, metric, sb, sc, "n/a", "no interleaved speed probe on one side", "x")
+    ratio = sc / sb
+    detail = f"in-run interleaved ratio; slowdown limit {t.max_slowdown:.0%}"
+    verdict = ("regression" if ratio < 1 - t.max_slowdown else "improved" if ratio > 1 + t.max_slowdown
+               else "ok")
+    se_b, se_c = _probe_se(b), _probe_se(c)
+    if verdict != "ok" and t.speed_z > 0 and se_b is not None and se_c is not None:
+        # One probe per run: a change beyond the limit still has to stand out from that probe's own round-to-
+        # round spread, else a noisy machine (CPU steal) would cry wolf. Such a change is reported, not failed.
+        spread = math.hypot(se_b, se_c)
+        z = abs(sb - sc) / spread if spread > 0 else math.inf
+        detail += f"; z={z:.1f} (need {t.speed_z:g})"
+        if z < t.speed_z:
+            verdict = "inconclusive"
+            detail += ": the probe was too noisy to tell, rerun"
+    return _row(variant, metric, sb, sc, verdict, detail, "x")
+
+
+def memory_row(variant: str, b: list[dict], c: list[dict], t: Thresholds) -> dict[str, Any]:
+    kb = {r["summary"]["peak_memory_kind"] for r in b}
+    kc = {r["summary"]["peak_memory_kind"] for r in c}
+    mb = _median([r["summary"]["peak_memory_bytes"] for r in b])
+    mc = _median([r["summary"]["peak_memory_bytes"] for r in c])
+    metric = "peak memory"
+    if kb != kc or len(kb) != 1:
+        return _row(variant, metric, mb, mc, "n/a", f"different kinds: {sorted(kb)} vs {sorted(kc)}", "bytes")
+    if mb is None or mc is None or mb <= 0:
+        return _row(variant, metric, mb, mc, "n/a", "not measured", "bytes")
+    increase = mc / mb - 1
+    verdict = ("regression" if increase > t.max_memory_increase else
+               "improved" if increase < -t.max_memory_increase else "ok")
+    return _row(variant, metric, mb, mc, verdict, f"{next(iter(kb))}; increase limit {t.max_memory_increase:.0%}",
+                "bytes")
+
+
+def throughput_row(variant: str, b: list[dict], c: list[dict]) -> dict[str, Any]:
+    tb = _median([r["summary"]["tokens_per_second"] for r in b])
+    tc = _median([r["summary"]["tokens_per_second"] for r in c])
+    return _row(variant, "tokens/s (raw)", tb, tc, "info",
+                "runs made at different times: drift included, never judged", "tokens/s")
+
+
+def compare_sides(base: Side, cand: Side, t: Thresholds) -> dict[str, Any]:
+    """The full comparison as a JSON-ready dict; raises CompareError when the two sides cannot be compared."""
+    check_comparable(base, cand)
+    baseline_variant = base.first["config"].get("baseline") or ""
+    rows: list[dict[str, Any]] = []
+    for variant in sorted(set(base.by_variant) | set(cand.by_variant)):
+        b, c = base.by_variant.get(variant), cand.by_variant.get(variant)
+        if c is None:
+            rows.append(_row(variant, "variant", "present", "absent", "missing", "not run in the candidate"))
+            continue
+        if b is None:
+            rows.append(_row(variant, "variant", "absent", "present", "new", "not in the baseline"))
+            continue
+        rows += [exact_row(variant, "params", b, c, "params_total"),
+                 exact_row(variant, "train FLOPs/token", b, c, "flops_train_per_token"),
+                 quality_row(variant, b, c, t),
+                 speed_row(variant, baseline_variant, b, c, t),
+                 memory_row(variant, b, c, t),
+                 throughput_row(variant, b, c)]
+    failing = STRICT_FAILING if t.strict else FAILING
+    for row in rows:
+        row["failure"] = row["verdict"] in failing
+    notes = []
+    speed = [r for r in rows if r["metric"].startswith("speedup vs") and r["verdict"] != "n/a"]
+    if len(speed) >= 2 and all(r["verdict"] == "improved" for r in speed):
+        notes.append(f"every variant got faster relative to {baseline_variant}: the baseline variant itself may "
+                     "have slowed down (speed is only ever measured relative to it)")
+    if any(r["verdict"] == "inconclusive" for r in speed):
+        notes.append("a speed change beyond the limit was within the probe's own noise (inconclusive, not failed): "
+                     "rerun on a quieter machine or raise the suite's [speed] rounds")
+    failures = [r for r in rows if r["failure"]]
+    return {
+        "baseline": base.describe(), "candidate": cand.describe(),
+        "thresholds": {"max_slowdown": t.max_slowdown, "max_loss_increase": t.max_loss_increase,
+                       "max_memory_increase": t.max_memory_increase, "alpha": t.alpha, "speed_z": t.speed_z,
+                       "strict": t.strict},
+        "rows": rows, "notes": notes,
+        "regressions": [f"{r['variant']} {r['metric']}: {r['verdict']} ({r['detail']})" for r in failures],
+        "exit_code": 1 if failures else 0,
+    }
+
+
+def _cell(value: Any, unit: str) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if unit == "bytes":
+        return f"{value / 2**20:.1f} MiB"
+    if unit == "nats":
+        return f"{value:.4f}"
+    if unit == "x":
+        return f"{value:.3f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4g}"
+
+
+def _delta_cell(row: dict[str, Any]) -> str:
+    d = row["delta"]
+    if d is None:
+        return "-"
+    if row["unit"] == "bytes":
+        return f"{d / 2**20:+.1f} MiB"
+    if row["unit"] == "nats":
+        return f"{d:+.4f}"
+    if row["unit"] == "x":
+        return f"{d:+.3f}"
+    return f"{d:+,}" if isinstance(d, int) else f"{d:+,.0f}"
+
+
+STYLES = {"regression": "bold red", "improved": "green", "changed": "yellow", "missing": "yellow",
+          "inconclusive": "yellow"}
+
+
+def print_table(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if Console().is_terminal else 160)
+    b, c = result["baseline"], result["candidate"]
+    table = Table(title=f"blockbench compare: suite {b['suite']} v{b['version']}")
+    for column in ("variant", "metric", "baseline", "candidate", "delta", "ratio", "verdict", "detail"):
+        table.add_column(column, justify="right" if column in ("baseline", "candidate", "delta", "ratio")
+                         else "left")
+    for row in result["rows"]:
+        verdict = row["verdict"] + (" (fail)" if row["failure"] and row["verdict"] != "regression" else "")
+        style = STYLES.get(row["verdict"], "")
+        table.add_row(row["variant"], row["metric"], _cell(row["baseline"], row["unit"]),
+                      _cell(row["candidate"], row["unit"]), _delta_cell(row),
+                      "-" if row["ratio"] is None else f"{row['ratio']:.3f}",
+                      f"[{style}]{verdict}[/{style}]" if style else verdict, row["detail"])
+    console.print(f"baseline:  {b['path']} ({b['records']} records, commit {', '.join(b['commits'])}, "
+                  f"{', '.join(b['devices'])})", highlight=False)
+    console.print(f"candidate: {c['path']} ({c['records']} records, commit {', '.join(c['commits'])}, "
+                  f"{', '.join(c['devices'])})", highlight=False)
+    console.print(table)
+    for note in result["notes"]:
+        console.print(f"note: {note}", highlight=False)
+    if result["regressions"]:
+        console.print(f"[bold red]REGRESSION[/bold red] ({len(result['regressions'])}):", highlight=False)
+        for line in result["regressions"]:
+            console.print(f"  {line}", highlight=False)
+    else:
+        console.print("no regression", highlight=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def compare_paths(baseline: str, candidate: str, thresholds: Thresholds | None = None) -> dict[str, Any]:
+    """Load both sides and compare them; raises a BlockbenchError (exit 2) for unusable input."""
+    t = thresholds or Thresholds()
+    return compare_sides(load_side(baseline, "baseline"), load_side(candidate, "candidate"), t)
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
+    return value
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    if not 0 < args.alpha < 1:
+        raise CompareError(f"--alpha must be between 0 and 1, got {args.alpha}")
+    if args.max_slowdown >= 1:
+        raise CompareError(f"--max-slowdown is a fraction below 1 (0.10 = 10%), got {args.max_slowdown}")
+    t = Thresholds(max_slowdown=args.max_slowdown, max_loss_increase=args.max_loss_increase,
+                   max_memory_increase=args.max_memory_increase, alpha=args.alpha, speed_z=args.speed_z,
+                   strict=args.strict)
+    result = compare_paths(args.baseline, args.candidate, t)
+    if args.json:
+        print(json.dumps(_finite(result), indent=1, sort_keys=True))
+    else:
+        print_table(result)
+    sys.stdout.flush()
+    return result["exit_code"]
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("compare", help="compare two sets of run records: deltas, verdicts, exit 0/1/2",
+                       description="Compare CANDIDATE with BASELINE (each a results dir, a run dir holding "
+                                   "records/, or one record file). Exit 0: no regression, 1: regression, "
+                                   "2: unusable input.")
+    p.add_argument("baseline", metavar="BASELINE")
+    p.add_argument("candidate", metavar="CANDIDATE")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON instead of a table")
+    p.add_argument("--max-slowdown", type=_fraction, default=0.10, metavar="F",
+                   help="largest allowed relative drop of a variant's in-run speed ratio to the baseline variant "
+                        "(default 0.10)")
+    p.add_argument("--max-loss-increase", type=_fraction, default=0.05, metavar="NATS",
+                   help="largest allowed increase of the mean eval loss when either side has fewer than "
+                        f"{MIN_SEEDS_FOR_TEST} seeds (default 0.05); with more, a one-sided Welch t-test decides")
+    p.add_argument("--max-memory-increase", type=_fraction, default=0.25, metavar="F",
+                   help="largest allowed relative increase of peak memory (default 0.25)")
+    p.add_argument("--alpha", type=float, default=0.01, help="significance level of the t-test (default 0.01)")
+    p.add_argument("--speed-z", type=_fraction, default=2.0, metavar="Z",
+                   help="a speed change beyond --max-slowdown fails only if it is Z standard errors of the two "
+                        "probes' medians (from their IQRs) away, else it is 'inconclusive' (default 2; 0: off)")
+    p.add_argument("--strict", action="store_true",
+                   help="also fail on changed params/FLOPs and on variants missing from the candidate")
+    p.set_defaults(func=cmd_compare)

@@ -1,0 +1,639 @@
+"""Leaderboards: run records -> pandas -> leaderboard.md, leaderboard.csv, PNG plots and index.html.
+
+A leaderboard is a pure view over the records in `<dir>/records/`: regenerating it from the same records gives
+byte-identical files (no timestamps, seeded bootstrap, fixed float formats, PNGs without a software/date stamp).
+Records are ranked together only when they share suite name, version and content hash and the same command-line
+overrides (the `variants` and `seeds` overrides do not change what a run measures, so they are ignored). Mixed
+suite names or versions in one directory are an error; a stale hash or other overrides leaves those files out,
+each with a message saying why.
+
+`blockbench leaderboard SUITE` reads `results/<suite>/<current version>/` below the *current directory* (run it
+from the repository root); `blockbench leaderboard DIR` reads `DIR/records/` (or DIR itself when it has no
+records/ subdirectory) and writes into DIR unless `--out` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import io
+import json
+import math
+import os
+import sys
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from blockbench.errors import BlockbenchError
+from blockbench.records import RecordError, find_record_files, load_record
+
+OUTPUT_FILES = ("leaderboard.md", "leaderboard.csv", "loss_vs_steps.png", "loss_vs_seconds.png",
+                "loss_vs_flops.png", "params.png", "tokens_per_second.png", "index.html")
+BOOTSTRAP_RESAMPLES = 10_000
+# Keys of config.overrides that only choose which runs were made, not how a run is measured.
+SELECTION_OVERRIDES = ("variants", "seeds")
+
+CSV_COLUMNS = (
+    "rank", "variant", "status", "n_seeds", "n_diverged", "seeds",
+    "eval_loss_mean", "eval_loss_std", "eval_loss_ci_low", "eval_loss_ci_high", "eval_bpb_mean",
+    "speedup_vs_baseline", "speedup_iqr", "ttt_speedup", "ttt_speedup_ci_low", "ttt_speedup_ci_high",
+    "to_target_status", "to_target_misses", "steps_to_target", "tokens_to_target", "flops_to_target",
+    "seconds_to_target", "params_total", "params_block_matrices", "flops_fwd_per_token", "flops_train_per_token",
+    "peak_memory_bytes", "peak_memory_kind", "tokens_per_second", "mfu", "train_seconds", "device", "commit",
+)
+
+
+class LeaderboardError(BlockbenchError):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading and grouping (shared with compare.py)
+
+def records_dir(path: Path) -> Path:
+    """Where a results or run dir keeps its records: DIR/records when present, else DIR (or the file itself)."""
+    return path / "records" if (path / "records").is_dir() else path
+
+
+def load_entries(path: str | os.PathLike) -> list[tuple[Path, dict[str, Any]]]:
+    """(path, record) for every record below `path`; any corrupt or foreign file is an error, as is none at all."""
+    path = Path(path)
+    if not path.exists():
+        raise RecordError(f"{path}: no such file or directory")
+    files = find_record_files(records_dir(path))
+    if not files:
+        raise RecordError(f"{path}: no run records found")
+    return [(f, load_record(f)) for f in files]
+
+
+def comparable_overrides(record: dict[str, Any]) -> dict[str, Any]:
+    overrides = record["config"].get("overrides") or {}
+    return {k: v for k, v in sorted(overrides.items()) if k not in SELECTION_OVERRIDES}
+
+
+def group_key(record: dict[str, Any]) -> tuple[str, str, str, str]:
+    s = record["suite"]
+    return s["name"], s["version"], s["hash"], json.dumps(comparable_overrides(record), sort_keys=True)
+
+
+def check_one_version(entries: list[tuple[Path, dict[str, Any]]], where: str) -> None:
+    """A records dir holds one suite version; several cannot be ranked or compared, and none is 'the' right one."""
+    versions: dict[tuple[str, str], int] = {}
+    for _, r in entries:
+        key = (r["suite"]["name"], r["suite"]["version"])
+        versions[key] = versions.get(key, 0) + 1
+    if len(versions) > 1:
+        found = ", ".join(f"{n} v{v} ({c} records)" for (n, v), c in sorted(versions.items()))
+        raise LeaderboardError(f"{where}: records of several suite versions ({found}); records of different suite "
+                               "versions are never ranked or compared together: keep one version per directory "
+                               "(results/<suite>/<version>/records/)")
+
+
+def current_suite_hash(name: str, version: str) -> str | None:
+    """The content hash of the built-in suite `name` if its current version is `version`, else None."""
+    from blockbench.suite import builtin_suites, load_suite
+
+    if name not in builtin_suites():
+        return None
+    try:
+        suite = load_suite(name)
+    except BlockbenchError:
+        return None
+    return suite.hash if suite.version == version else None
+
+
+def select_group(entries: list[tuple[Path, dict[str, Any]]], current_hash: str | None = None
+                 ) -> tuple[list[tuple[Path, dict[str, Any]]], list[tuple[Path, str]]]:
+    """The records to rank together, and (path, reason) for each one left out.
+
+    The group matching the suite's current hash wins, else the largest (ties: the smallest key, so the choice is
+    deterministic). Within it a second record of the same (variant, seed) is left out as a duplicate.
+    """
+    groups: dict[tuple, list[tuple[Path, dict[str, Any]]]] = {}
+    for entry in entries:
+        groups.setdefault(group_key(entry[1]), []).append(entry)
+    chosen = min(groups, key=lambda k: (k[2] != current_hash, -len(groups[k]), k))
+    kept: list[tuple[Path, dict[str, Any]]] = []
+    left_out: list[tuple[Path, str]] = []
+    seen: dict[tuple[str, int], Path] = {}
+    _, _, chosen_hash, chosen_overrides = chosen
+    for path, record in entries:
+        key = group_key(record)
+        if key[2] != chosen_hash:
+            why = "the suite's current hash" if chosen_hash == current_hash else "the ranked records'"
+            left_out.append((path, f"suite hash {key[2][:12]} differs from {why} {chosen_hash[:12]} (the suite "
+                                   "changed without a version bump; these records measure something else)"))
+        elif key[3] != chosen_overrides:
+            left_out.append((path, f"command-line overrides {key[3]} differ from the ranked records' "
+                                   f"{chosen_overrides}"))
+        elif (record["variant"], record["seed"]) in seen:
+            left_out.append((path, f"duplicate of variant {record['variant']} seed {record['seed']} "
+                                   f"(already taken from {seen[(record['variant'], record['seed'])]})"))
+        else:
+            seen[(record["variant"], record["seed"])] = path
+            kept.append((path, record))
+    return kept, left_out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Aggregation
+
+def runs_frame(records: list[dict[str, Any]]):
+    """One row per record: the flat per-run numbers the aggregation works on."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        s, t, st, git = r["summary"], r["to_target"], r["static"], r["git"]
+        commit = (git["commit"] or "unknown")[:12] + ("-dirty" if git["dirty"] else "")
+        rows.append({
+            "variant": r["variant"], "seed": r["seed"], "status": r["status"],
+            "eval_loss": s["final_eval_loss"], "eval_bpb": s["final_eval_bpb"],
+            "speedup_vs_baseline": r["speed"].get("speedup_vs_baseline"),
+            "speedup_iqr": r["speed"].get("speedup_iqr"),
+            # A diverged run is a miss even if it passed the target before it blew up (AlgoPerf's rule).
+            **{f"{k}_to_target": (math.inf if t[k] is None or r["status"] != "ok" else float(t[k]))
+               for k in ("steps", "tokens", "flops", "seconds")},
+            "params_total": st["params_total"], "params_block_matrices": st["params_block_matrices"],
+            "flops_fwd_per_token": st["flops_fwd_per_token"], "flops_train_per_token": st["flops_train_per_token"],
+            "peak_memory_bytes": s["peak_memory_bytes"], "peak_memory_kind": s["peak_memory_kind"],
+            "tokens_per_second": s["tokens_per_second"], "mfu": s["mfu"], "train_seconds": s["train_seconds"],
+            "device": r["env"]["device_name"], "commit": commit,
+        })
+    frame = pd.DataFrame(rows)
+    return frame.sort_values(["variant", "seed"], kind="stable").reset_index(drop=True)
+
+
+def t_interval(values: list[float]) -> tuple[float, float]:
+    """95% Student-t interval of the mean; NaN bounds for fewer than two values."""
+    from scipy import stats
+
+    n = len(values)
+    if n < 2:
+        return math.nan, math.nan
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def _ratio(a, b):
+    import numpy as np
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(a, dtype=float) / np.asarray(b, dtype=float)
+
+
+def bootstrap_speedup(base: list[float], cand: list[float], key: str) -> tuple[float, float, float]:
+    """median(base)/median(cand) with a percentile-bootstrap 95% CI; misses are inf (a miss on the candidate's side
+    gives 0, on both sides NaN). The RNG is seeded from `key`, so the same records give the same interval."""
+    import numpy as np
+
+    if not base or not cand:
+        return math.nan, math.nan, math.nan
+    b, c = np.asarray(base, dtype=float), np.asarray(cand, dtype=float)
+    point = float(_ratio(np.median(b), np.median(c)))
+    if len(b) < 2 or len(c) < 2:
+        return point, math.nan, math.nan
+    rng = np.random.default_rng(zlib.crc32(key.encode()))
+    mb = np.median(rng.choice(b, size=(BOOTSTRAP_RESAMPLES, len(b))), axis=1)
+    mc = np.median(rng.choice(c, size=(BOOTSTRAP_RESAMPLES, len(c))), axis=1)
+    ratios = _ratio(mb, mc)
+    if np.isnan(ratios).all():
+        return point, math.nan, math.nan
+    low, high = np.nanquantile(ratios, [0.025, 0.975], method="inverted_cdf")
+    return point, float(low), float(high)
+
+
+def _join(values) -> str:
+    return ", ".join(sorted({str(v) for v in values}))
+
+
+def aggregate(runs, baseline: str | None, has_target: bool):
+    """One row per variant (see CSV_COLUMNS), ranked by mean eval loss at budget; diverged variants are unranked."""
+    import numpy as np
+    import pandas as pd
+
+    base_seconds = list(runs.loc[runs["variant"] == baseline, "seconds_to_target"]) if baseline else []
+    rows = []
+    for variant, g in runs.groupby("variant", sort=True):
+        n = len(g)
+        diverged = int((g["status"] != "ok").sum())
+        losses = [float(v) for v in g["eval_loss"] if not _is_missing(v)] if diverged == 0 else []
+        low, high = t_interval(losses)
+        misses = int(np.isinf(g["seconds_to_target"]).sum())
+        ttt = (bootstrap_speedup(base_seconds, list(g["seconds_to_target"]), f"{baseline}/{variant}")
+               if has_target and base_seconds else (math.nan,) * 3)
+        if not has_target:
+            target_status = "no target"
+        elif misses > 1:
+            target_status = f"invalid ({misses}/{n} missed)"
+        else:
+            target_status = "ok" if misses == 0 else f"ok (1/{n} missed)"
+        to_target = {f"{k}_to_target": (float(g[f"{k}_to_target"].median()) if has_target else math.nan)
+                     for k in ("steps", "tokens", "flops", "seconds")}
+        rows.append({
+            "variant": variant, "status": "ok" if diverged == 0 else "diverged", "n_seeds": n,
+            "n_diverged": diverged, "seeds": " ".join(str(s) for s in sorted(g["seed"])),
+            "eval_loss_mean": float(np.mean(losses)) if losses else math.nan,
+            "eval_loss_std": float(np.std(losses, ddof=1)) if len(losses) > 1 else math.nan,
+            "eval_loss_ci_low": low, "eval_loss_ci_high": high,
+            "eval_bpb_mean": float(g["eval_bpb"].mean()) if losses else math.nan,
+            "speedup_vs_baseline": g["speedup_vs_baseline"].astype(float).median(),
+            "speedup_iqr": g["speedup_iqr"].astype(float).median(),
+            "ttt_speedup": ttt[0], "ttt_speedup_ci_low": ttt[1], "ttt_speedup_ci_high": ttt[2],
+            "to_target_status": target_status, "to_target_misses": misses if has_target else math.nan,
+            **to_target,
+            "params_total": int(g["params_total"].iloc[0]),
+            "params_block_matrices": int(g["params_block_matrices"].iloc[0]),
+            "flops_fwd_per_token": int(g["flops_fwd_per_token"].iloc[0]),
+            "flops_train_per_token": int(g["flops_train_per_token"].iloc[0]),
+            "peak_memory_bytes": g["peak_memory_bytes"].astype(float).median(),
+            "peak_memory_kind": _join(g["peak_memory_kind"]),
+            "tokens_per_second": float(g["tokens_per_second"].median()),
+            "mfu": g["mfu"].astype(float).median(), "train_seconds": float(g["train_seconds"].median()),
+            "device": _join(g["device"]), "commit": _join(g["commit"]),
+        })
+    table = pd.DataFrame(rows)
+    ranked = table["status"] == "ok"
+    order = table[ranked].sort_values(["eval_loss_mean", "variant"], kind="stable").index
+    table["rank"] = pd.Series(range(1, len(order) + 1), index=order, dtype="Int64")
+    table["_order"] = table["rank"].astype("Float64").fillna(math.inf)
+    table = table.sort_values(["_order", "variant"], kind="stable").drop(columns="_order").reset_index(drop=True)
+    return table[list(CSV_COLUMNS)]
+
+
+def curves_frame(records: list[dict[str, Any]]):
+    """Eval points of every run, averaged over seeds per (variant, step)."""
+    import pandas as pd
+
+    rows = [{"variant": r["variant"], "seed": r["seed"], "diverged": r["status"] != "ok", "step": p["step"],
+             "flops": p["flops"], "train_seconds": p["train_seconds"], "eval_loss": p["eval_loss"]}
+            for r in records for p in r["curve"] if p["eval_loss"] is not None]
+    frame = pd.DataFrame(rows, columns=["variant", "seed", "diverged", "step", "flops", "train_seconds",
+                                        "eval_loss"])
+    return (frame.groupby(["variant", "step"], sort=True)
+            .agg(flops=("flops", "mean"), train_seconds=("train_seconds", "mean"), eval_loss=("eval_loss", "mean"),
+                 diverged=("diverged", "any"), n=("seed", "count"))
+            .reset_index())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Formatting
+
+def _is_missing(value: Any) -> bool:
+    try:
+        import pandas as pd
+
+        return value is None or bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def fmt(value: Any, spec: str, inf: str = "miss") -> str:
+    """`inf` names an infinite value: a missed target for to-target numbers, "inf" for ratios."""
+    if _is_missing(value):
+        return "-"
+    if isinstance(value, float) and math.isinf(value):
+        return inf if value > 0 else "-" + inf
+    return format(value, spec)
+
+
+def _loss_cell(row) -> str:
+    if row["status"] != "ok":
+        return f"diverged ({row['n_diverged']}/{row['n_seeds']})"
+    if _is_missing(row["eval_loss_ci_low"]):
+        return fmt(row["eval_loss_mean"], ".4f")
+    return f"{row['eval_loss_mean']:.4f} ± {(row['eval_loss_ci_high'] - row['eval_loss_ci_low']) / 2:.4f}"
+
+
+def _ci_cell(point: Any, low: Any, high: Any) -> str:
+    if _is_missing(point):
+        return "-"
+    if _is_missing(low):
+        return fmt(point, ".3f", "inf")
+    return f"{fmt(point, '.3f', 'inf')} [{fmt(low, '.3f', 'inf')}, {fmt(high, '.3f', 'inf')}]"
+
+
+def _mib(value: Any) -> str:
+    return "-" if _is_missing(value) else f"{value / 2**20:.1f}"
+
+
+MAIN_COLUMNS: tuple[tuple[str, Callable[[Any], str]], ...] = (
+    ("rank", lambda r: fmt(r["rank"], "d")),
+    ("variant", lambda r: r["variant"]),
+    ("eval loss (mean ± 95% CI)", _loss_cell),
+    ("seeds", lambda r: str(r["n_seeds"])),
+    ("speedup (interleaved) [IQR]", lambda r: fmt(r["speedup_vs_baseline"], ".3f", "inf") + (
+        f" [{r['speedup_iqr']:.2f}]" if not _is_missing(r["speedup_iqr"]) and r["speedup_iqr"] > 0 else "")),
+    ("time-to-target speedup [95% CI]", lambda r: _ci_cell(r["ttt_speedup"], r["ttt_speedup_ci_low"],
+                                                          r["ttt_speedup_ci_high"])),
+    ("params", lambda r: f"{r['params_total']:,}"),
+    ("train FLOPs/token", lambda r: f"{r['flops_train_per_token']:,}"),
+    ("peak mem MiB", lambda r: _mib(r["peak_memory_bytes"])),
+    ("tokens/s", lambda r: fmt(r["tokens_per_second"], ",.0f")),
+    ("MFU", lambda r: "-" if _is_missing(r["mfu"]) else f"{100 * r['mfu']:.1f}%"),
+    ("device", lambda r: r["device"]),
+    ("commit", lambda r: r["commit"]),
+)
+TARGET_COLUMNS: tuple[tuple[str, Callable[[Any], str]], ...] = (
+    ("variant", lambda r: r["variant"]),
+    ("status", lambda r: r["to_target_status"]),
+    ("steps", lambda r: fmt(r["steps_to_target"], ".1f")),
+    ("tokens", lambda r: fmt(r["tokens_to_target"], ",.0f")),
+    ("FLOPs", lambda r: fmt(r["flops_to_target"], ".4g")),
+    ("train seconds", lambda r: fmt(r["seconds_to_target"], ".2f")),
+)
+
+
+def _cells(table, columns) -> tuple[list[str], list[list[str]]]:
+    return [c for c, _ in columns], [[f(row) for _, f in columns] for _, row in table.iterrows()]
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    right = [not h.startswith(("variant", "status", "device", "commit", "item", "value")) for h in header]
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---:" if r else "---" for r in right) + "|"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def header_items(kept: list[dict[str, Any]], left_out: int) -> list[tuple[str, str]]:
+    first = kept[0]
+    config = first["config"]
+    budget = ", ".join(f"{k}={v}" for k, v in sorted(config["budget"].items()))
+    target = first["to_target"]["target"]
+    overrides = comparable_overrides(first)
+    return [
+        ("suite", f"{first['suite']['name']} v{first['suite']['version']}"),
+        ("suite hash", first["suite"]["hash"]),
+        ("blockbench version", _join(r["blockbench_version"] for r in kept)),
+        ("baseline variant", config.get("baseline", "-")),
+        ("target", "none" if target is None else f"eval loss {target} nats/token"),
+        ("budget", budget),
+        ("corpus", f"{first['data']['corpus']}, {first['data']['tokenizer']} tokenizer, "
+                   f"vocab {first['data']['vocab_size']}"),
+        ("corpus fingerprint", first["data"]["fingerprint"]),
+        ("model", ", ".join(f"{k}={v}" for k, v in config["model"].items())),
+        ("overrides", json.dumps(overrides, sort_keys=True) if overrides else "none"),
+        ("device", _join(f"{r['env']['device_name']} ({r['env']['device']}, {r['env']['threads']} threads)"
+                         for r in kept)),
+        ("torch", _join(r["env"]["torch"] for r in kept)),
+        ("commit", _join((r["git"]["commit"] or "unknown") + (" (dirty)" if r["git"]["dirty"] else "")
+                         for r in kept)),
+        ("records", f"{len(kept)} ranked, {left_out} left out"),
+    ]
+
+
+READING_NOTES = """\
+How to read this:
+- **eval loss**: the final evaluation loss at the budget (nats/token), mean over seeds ± the half-width of a
+  95% Student-t interval (no interval with one seed). Rank is by this mean; variants with a diverged seed are
+  listed as diverged and not ranked.
+- **speedup (interleaved)**: baseline step time / variant step time from the in-process probe that times all
+  variants round-robin in one process (> 1 is faster), median over rounds [interquartile range over rounds: a
+  large one means a noisy machine]. Machine drift cancels in this ratio; compare these, not tokens/s, across
+  runs.
+- **time-to-target speedup**: median baseline training seconds to the target / the variant's, with a percentile
+  bootstrap 95% CI (10,000 seeded resamples over seeds). A miss counts as infinite; seconds come from runs made
+  one after another, so they carry machine drift.
+- **to target**: medians over seeds, interpolated between eval points; a miss counts as infinite ("miss"), and
+  more than one miss makes the variant's to-target result invalid.
+- **peak mem** is the kind named in the CSV's peak_memory_kind (CUDA max allocated, or CPU peak RSS growth).
+"""
+
+
+def render_markdown(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]]) -> str:
+    items = header_items(kept, len(left_out))
+    first = kept[0]
+    parts = [f"# Leaderboard: suite {first['suite']['name']} v{first['suite']['version']}", "",
+             _md_table(["item", "value"], [[k, f"`{v}`" if "hash" in k or "fingerprint" in k else v]
+                                           for k, v in items]), "",
+             _md_table(*_cells(table, MAIN_COLUMNS)), ""]
+    if first["to_target"]["target"] is not None:
+        parts += [f"## To target (eval loss <= {first['to_target']['target']})", "",
+                  _md_table(*_cells(table, TARGET_COLUMNS)), ""]
+    parts += ["## Plots", ""]
+    parts += [f"![{name}]({name})" for name in OUTPUT_FILES if name.endswith(".png")]
+    parts += ["", READING_NOTES]
+    if left_out:
+        parts += ["## Left out", ""] + [f"- `{p}`: {why}" for p, why in left_out] + [""]
+    parts.append("Regenerate with `blockbench leaderboard DIR`; every number comes from the files in records/.")
+    return "\n".join(parts) + "\n"
+
+
+def render_csv(table) -> str:
+    buf = io.StringIO()
+    table.to_csv(buf, index=False, float_format="%.8g", lineterminator="\n")
+    return buf.getvalue()
+
+
+def render_html(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]]) -> str:
+    esc = html.escape
+    first = kept[0]
+    title = f"blockbench leaderboard: {first['suite']['name']} v{first['suite']['version']}"
+
+    def table_html(header: list[str], rows: list[list[str]]) -> str:
+        head = "".join(f"<th>{esc(h)}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>\n" for row in rows)
+        return f"<table>\n<tr>{head}</tr>\n{body}</table>"
+
+    items = [[k, v] for k, v in header_items(kept, len(left_out))]
+    plots = "\n".join(f'<figure><img src="{n}" alt="{n}"><figcaption>{n}</figcaption></figure>'
+                      for n in OUTPUT_FILES if n.endswith(".png"))
+    left = "".join(f"<li><code>{esc(p)}</code>: {esc(why)}</li>" for p, why in left_out)
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{esc(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; }}
+table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
+td, th {{ border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: right; }}
+td:first-child, th:first-child {{ text-align: left; }}
+figure {{ display: inline-block; margin: 0.5em; }}
+img {{ max-width: 640px; }}
+</style>
+</head>
+<body>
+<h1>{esc(title)}</h1>
+<p><a href="leaderboard.md">leaderboard.md</a> · <a href="leaderboard.csv">leaderboard.csv</a> ·
+every number comes from the run records in <code>records/</code></p>
+{table_html(["item", "value"], items)}
+{table_html(*_cells(table, MAIN_COLUMNS))}
+{table_html(*_cells(table, TARGET_COLUMNS)) if first["to_target"]["target"] is not None else ""}
+{plots}
+{f"<h2>Left out</h2><ul>{left}</ul>" if left else ""}
+</body>
+</html>
+"""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Plots: Figure objects without pyplot, so no global backend or state is touched.
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    # No Software/date stamp, so identical plots give identical bytes.
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _new_figure(title: str):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    return fig, ax
+
+
+def plot_curves(curves, order: list[str], x: str, xlabel: str, title: str, target: float | None) -> bytes:
+    fig, ax = _new_figure(title)
+    for variant in order:
+        g = curves[curves["variant"] == variant]
+        if g.empty:
+            continue
+        diverged = bool(g["diverged"].any())
+        ax.plot(g[x], g["eval_loss"], marker="o", markersize=3, linestyle="--" if diverged else "-",
+                label=variant + (" (diverged)" if diverged else ""))
+    if target is not None:
+        ax.axhline(target, color="grey", linestyle=":", linewidth=1, label=f"target {target}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("eval loss (nats/token), mean over seeds")
+    ax.legend(fontsize="small")
+    return _png(fig)
+
+
+def plot_bars(table, column: str, xlabel: str, title: str) -> bytes:
+    fig, ax = _new_figure(title)
+    rows = table[~table[column].isna()]
+    names = list(rows["variant"])[::-1]  # first-ranked at the top
+    values = [float(v) for v in rows[column]][::-1]
+    ax.barh(names, values, color="tab:blue")
+    for i, v in enumerate(values):
+        ax.annotate(f"{v:,.0f}", (v, i), xytext=(3, 0), textcoords="offset points", va="center",
+                    fontsize="small")
+    ax.set_xlabel(xlabel)
+    ax.margins(x=0.15)
+    return _png(fig)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Build and write
+
+def build(entries: list[tuple[Path, dict[str, Any]]], left_out: list[tuple[str, str]]) -> dict[str, bytes]:
+    """Every output file's bytes, from the records to rank (all of one group) and the left-out list."""
+    records = [r for _, r in entries]
+    first = records[0]
+    target = first["to_target"]["target"]
+    baseline = first["config"].get("baseline")
+    runs = runs_frame(records)
+    table = aggregate(runs, baseline, target is not None)
+    curves = curves_frame(records)
+    order = list(table["variant"])
+    return {
+        "leaderboard.md": render_markdown(table, records, left_out).encode(),
+        "leaderboard.csv": render_csv(table).encode(),
+        "loss_vs_steps.png": plot_curves(curves, order, "step", "training steps", "eval loss vs steps", target),
+        "loss_vs_seconds.png": plot_curves(curves, order, "train_seconds", "training seconds (mean over seeds)",
+                                           "eval loss vs training seconds", target),
+        "loss_vs_flops.png": plot_curves(curves, order, "flops", "training FLOPs", "eval loss vs FLOPs", target),
+        "params.png": plot_bars(table, "params_total", "parameters", "parameters per variant"),
+        "tokens_per_second.png": plot_bars(table, "tokens_per_second", "tokens/s (median over seeds)",
+                                           "training throughput per variant (raw, not drift-corrected)"),
+        "index.html": render_html(table, records, left_out).encode(),
+    }
+
+
+def write_outputs(out_dir: Path, files: dict[str, bytes]) -> None:
+    """All files to temporary names first, then renamed into place: a failure leaves the old outputs intact."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LeaderboardError(f"{out_dir}: cannot create output directory ({exc.strerror})") from None
+    temps: list[tuple[Path, Path]] = []
+    try:
+        for name, data in files.items():
+            tmp = out_dir / f".{name}.{os.getpid()}.tmp"
+            # os.open honours the umask (mkstemp would make the published files 0600).
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            temps.append((tmp, out_dir / name))
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        for tmp, final in temps:
+            os.replace(tmp, final)
+    except OSError as exc:
+        for tmp, _ in temps:
+            tmp.unlink(missing_ok=True)
+        raise LeaderboardError(f"{out_dir}: cannot write the leaderboard ({exc.strerror}); "
+                               "existing files were left unchanged") from None
+
+
+def resolve_target(target: str) -> tuple[Path, str | None]:
+    """SUITE_OR_DIR -> (results dir, the suite's current hash when known)."""
+    path = Path(target)
+    if path.is_dir():
+        return path, None
+    if path.exists() and path.suffix != ".toml":
+        raise LeaderboardError(f"{target}: expected a suite name, a suite .toml or a results directory")
+    if not path.exists() and (os.sep in target or "/" in target) and path.suffix != ".toml":
+        raise LeaderboardError(f"{target}: no such directory (expected a suite name or a results directory)")
+    from blockbench.suite import load_suite
+
+    suite = load_suite(target)  # a built-in name or a suite .toml; raises a one-line SuiteError otherwise
+    results = Path("results") / suite.name / suite.version
+    if not results.is_dir():
+        raise LeaderboardError(f"no results for suite {suite.name} v{suite.version}: {results}/ does not exist "
+                               f"below {Path.cwd()} (run from the repository root, or give the directory)")
+    return results, suite.hash
+
+
+def generate(target: str | os.PathLike, out: str | os.PathLike | None = None,
+             warn: Callable[[str], None] | None = None) -> tuple[Path, list[str]]:
+    """Regenerate a leaderboard; return (output dir, names written). `warn` gets one message per left-out file."""
+    warn = warn or (lambda message: print(message, file=sys.stderr))
+    results, current_hash = resolve_target(str(target))
+    entries = load_entries(results)
+    rec_dir = records_dir(results)
+    check_one_version(entries, str(rec_dir))
+    if current_hash is None:
+        current_hash = current_suite_hash(entries[0][1]["suite"]["name"], entries[0][1]["suite"]["version"])
+    kept, left = select_group(entries, current_hash)
+    out_dir = Path(out) if out is not None else results
+
+    def rel(p: Path) -> str:
+        # Paths relative to the results dir, so the outputs do not depend on where it was checked out.
+        try:
+            return p.relative_to(results).as_posix()
+        except ValueError:
+            return p.as_posix()
+
+    left_out = [(rel(p), why) for p, why in left]
+    for p, why in left_out:
+        warn(f"blockbench: leaderboard: left out {p}: {why}")
+    files = build(kept, left_out)
+    write_outputs(out_dir, files)
+    return out_dir, list(files)
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    out_dir, names = generate(args.target, args.out)
+    print(f"leaderboard written to {out_dir}/: {', '.join(names)}")
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("leaderboard", help="regenerate leaderboard.md/.csv, plots and index.html from run records",
+                       description="Regenerate a results dir's leaderboard from its records/ alone. SUITE means "
+                                   "results/SUITE/<its current version>/ below the current directory; DIR is a "
+                                   "results or run directory holding records/. Running it twice gives identical "
+                                   "files.")
+    p.add_argument("target", nargs="?", default="default", metavar="SUITE_OR_DIR",
+                   help="built-in suite name, suite .toml, or results/run directory (default: default)")
+    p.add_argument("--out", metavar="DIR", help="write the outputs here instead of into the results directory")
+    p.set_defaults(func=cmd_leaderboard)

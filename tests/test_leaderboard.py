@@ -1,0 +1,286 @@
+"""Leaderboards from real run records: aggregation, byte-identical regeneration, grouping, and bad input (exit 2).
+
+The records come from one in-process run of a tiny suite per test session (`make_tiny_run`, shared with
+test_compare.py); variations (a stale suite hash, other overrides, a diverged variant) are derived copies.
+"""
+
+import csv
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from blockbench import leaderboard
+from blockbench.cli import main
+
+TINY_SUITE = """\
+[suite]
+name = "tiny"
+version = "1"
+description = "test suite: two variants, three seeds, a few steps"
+baseline = "pre_ln"
+seeds = [0, 1, 2]
+
+[model]
+n_layers = 1
+d_model = 32
+n_heads = 2
+seq_len = 32
+
+[data]
+corpus = "sympy"
+tokenizer = "bytes"
+
+[optim]
+lr = 1e-2
+batch_size = 8
+
+[budget]
+steps = 16
+
+[eval]
+every_tokens = 1024
+windows = 4
+target_loss = 4.5
+
+[runtime]
+threads = 2
+warmup_steps = 1
+
+[speed]
+rounds = 4
+steps_per_round = 1
+
+[variants.pre_ln]
+[variants.sas]
+"""
+
+
+def make_tiny_run(base: Path) -> Path:
+    """Run the tiny suite once (in-process) into base/tiny_run and return that run dir; later calls reuse it."""
+    from blockbench.runner import run_suite
+    from blockbench.suite import load_suite
+
+    run_dir = base / "tiny_run"
+    if not (run_dir / "done").exists():
+        suite_file = base / "tiny.toml"
+        suite_file.write_text(TINY_SUITE)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_suite(load_suite(str(suite_file)), run_dir, isolate=False)
+        (run_dir / "done").touch()
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    return make_tiny_run(tmp_path_factory.getbasetemp())
+
+
+def copy_records(src: Path, dst: Path, change=None, only=None) -> Path:
+    """A results dir at dst holding src's records, each passed through change(record) (None drops it)."""
+    (dst / "records").mkdir(parents=True, exist_ok=True)
+    for path in sorted((src / "records").glob("*.json")):
+        record = json.loads(path.read_text())
+        if only is not None and not only(record):
+            continue
+        if change is not None:
+            record = change(record)
+        (dst / "records" / path.name).write_text(json.dumps(record, indent=1, sort_keys=True))
+    return dst
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(path.read_text())))
+
+
+def test_leaderboard_files_header_and_aggregation(tiny_run, tmp_path, capsys):
+    results = copy_records(tiny_run, tmp_path / "results")
+    assert main(["leaderboard", str(results)]) == 0
+    for name in leaderboard.OUTPUT_FILES:
+        assert (results / name).stat().st_size > 0, name
+    assert (results / "loss_vs_steps.png").read_bytes().startswith(b"\x89PNG")
+
+    rows = read_csv(results / "leaderboard.csv")
+    assert sorted(r["variant"] for r in rows) == ["pre_ln", "sas"]
+    assert [r["rank"] for r in rows] == ["1", "2"]
+    records = [json.loads(p.read_text()) for p in sorted((results / "records").glob("*.json"))]
+    for row in rows:
+        losses = [r["summary"]["final_eval_loss"] for r in records if r["variant"] == row["variant"]]
+        assert float(row["eval_loss_mean"]) == pytest.approx(sum(losses) / 3, rel=1e-6)
+        assert float(row["eval_loss_ci_low"]) < float(row["eval_loss_mean"]) < float(row["eval_loss_ci_high"])
+        assert row["n_seeds"] == "3" and row["status"] == "ok"
+    assert float(rows[0]["eval_loss_mean"]) <= float(rows[1]["eval_loss_mean"])
+    sas = next(r for r in rows if r["variant"] == "sas")
+    assert float(sas["speedup_vs_baseline"]) == pytest.approx(
+        next(r for r in records if r["variant"] == "sas")["speed"]["speedup_vs_baseline"], rel=1e-6)
+
+    md = (results / "leaderboard.md").read_text()
+    first = records[0]
+    for needle in ("tiny v1", first["suite"]["hash"], first["blockbench_version"], "eval loss 4.5",
+                   "steps=16", first["data"]["fingerprint"], "6 ranked, 0 left out"):
+        assert needle in md, needle
+    html = (results / "index.html").read_text()
+    assert 'href="leaderboard.csv"' in html and 'src="loss_vs_flops.png"' in html
+    assert "leaderboard written to" in capsys.readouterr().out
+
+
+def test_regenerating_gives_identical_bytes(tiny_run, tmp_path):
+    results = copy_records(tiny_run, tmp_path / "results")
+    leaderboard.generate(results)
+    first = {name: (results / name).read_bytes() for name in leaderboard.OUTPUT_FILES}
+    leaderboard.generate(results)
+    assert {name: (results / name).read_bytes() for name in leaderboard.OUTPUT_FILES} == first
+    # Elsewhere, from a copy: the outputs depend on the records alone, not on the directory's location.
+    other = copy_records(tiny_run, tmp_path / "elsewhere" / "results")
+    leaderboard.generate(other)
+    assert {name: (other / name).read_bytes() for name in leaderboard.OUTPUT_FILES} == first
+
+
+def test_one_seed_has_no_interval(tiny_run, tmp_path):
+    results = copy_records(tiny_run, tmp_path / "results", only=lambda r: r["seed"] == 0)
+    leaderboard.generate(results)
+    rows = read_csv(results / "leaderboard.csv")
+    assert all(r["n_seeds"] == "1" and r["eval_loss_ci_low"] == "" and r["ttt_speedup_ci_low"] == ""
+               for r in rows)
+
+
+def test_stale_hash_and_other_overrides_are_left_out_with_a_message(tiny_run, tmp_path):
+    results = copy_records(tiny_run, tmp_path / "results")
+    stale = json.loads((results / "records" / "sas-seed0.json").read_text())
+    stale["suite"]["hash"] = "0" * 64
+    (results / "records" / "sas-seed9.json").write_text(json.dumps(stale))
+    other = json.loads((results / "records" / "sas-seed1.json").read_text())
+    other["config"]["overrides"] = {"budget": {"steps": 3}}
+    (results / "records" / "sas-seed8.json").write_text(json.dumps(other))
+    selection = json.loads((results / "records" / "pre_ln-seed0.json").read_text())
+    selection["seed"] = 7
+    selection["config"]["overrides"] = {"variants": ["pre_ln"], "seeds": [7]}  # what was run, not how: kept
+    (results / "records" / "pre_ln-seed7.json").write_text(json.dumps(selection))
+
+    messages = []
+    leaderboard.generate(results, warn=messages.append)
+    assert len(messages) == 2
+    assert any("sas-seed9.json" in m and "hash" in m for m in messages)
+    assert any("sas-seed8.json" in m and "overrides" in m for m in messages)
+    rows = {r["variant"]: r for r in read_csv(results / "leaderboard.csv")}
+    assert rows["sas"]["n_seeds"] == "3" and rows["pre_ln"]["n_seeds"] == "4"
+    md = (results / "leaderboard.md").read_text()
+    assert "## Left out" in md and "records/sas-seed9.json" in md and "7 ranked, 2 left out" in md
+
+
+def test_diverged_variant_is_listed_not_ranked(tiny_run, tmp_path):
+    def diverge(record):
+        if record["variant"] == "sas" and record["seed"] == 1:
+            record["status"] = "diverged"
+            record["summary"]["final_eval_loss"] = record["summary"]["final_eval_bpb"] = None
+        return record
+
+    results = copy_records(tiny_run, tmp_path / "results", change=diverge)
+    leaderboard.generate(results)
+    rows = {r["variant"]: r for r in read_csv(results / "leaderboard.csv")}
+    assert rows["sas"]["status"] == "diverged" and rows["sas"]["rank"] == "" and rows["sas"]["n_diverged"] == "1"
+    assert rows["sas"]["eval_loss_mean"] == ""
+    assert rows["pre_ln"]["rank"] == "1"
+    assert "diverged (1/3)" in (results / "leaderboard.md").read_text()
+
+
+def test_misses_count_as_infinite_and_two_make_a_variant_invalid(tiny_run, tmp_path):
+    def miss(record):
+        if record["variant"] == "sas" and record["seed"] in (0, 1):
+            record["to_target"].update(steps=None, tokens=None, flops=None, seconds=None)
+        if record["variant"] == "pre_ln" and record["seed"] == 2:
+            record["to_target"].update(steps=None, tokens=None, flops=None, seconds=None)
+        return record
+
+    results = copy_records(tiny_run, tmp_path / "results", change=miss)
+    leaderboard.generate(results)
+    rows = {r["variant"]: r for r in read_csv(results / "leaderboard.csv")}
+    assert rows["sas"]["to_target_status"].startswith("invalid") and rows["sas"]["steps_to_target"] == "inf"
+    assert rows["sas"]["ttt_speedup"] == "0"  # the baseline's median reaches it, the candidate's does not
+    assert rows["pre_ln"]["to_target_status"] == "ok (1/3 missed)"
+
+
+def test_bootstrap_is_seeded_and_brackets_the_point():
+    base, cand = [10.0, 11.0, 12.0, 10.5], [8.0, 8.5, 9.0, 8.2]
+    point, low, high = leaderboard.bootstrap_speedup(base, cand, "a/b")
+    assert low <= point <= high and point == pytest.approx(10.75 / 8.35)
+    assert leaderboard.bootstrap_speedup(base, cand, "a/b") == (point, low, high)
+
+
+def test_suite_argument_means_results_below_the_current_directory(tiny_run, tmp_path, monkeypatch):
+    suite_file = tmp_path / "tiny.toml"
+    suite_file.write_text(TINY_SUITE)
+    copy_records(tiny_run, tmp_path / "results" / "tiny" / "1")
+    monkeypatch.chdir(tmp_path)
+    assert main(["leaderboard", str(suite_file)]) == 0
+    assert (tmp_path / "results" / "tiny" / "1" / "leaderboard.md").exists()
+
+
+def _one_error_line(capsys) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "Traceback" not in lines[0]
+    return lines[0]
+
+
+def test_mixed_suite_versions_exit_2_and_write_nothing(tiny_run, tmp_path, capsys):
+    def bump(record):
+        if record["variant"] == "sas":
+            record["suite"]["version"] = "2"
+        return record
+
+    results = copy_records(tiny_run, tmp_path / "results", change=bump)
+    assert main(["leaderboard", str(results)]) == 2
+    assert "several suite versions" in _one_error_line(capsys)
+    assert not (results / "leaderboard.md").exists()
+
+
+@pytest.mark.parametrize("setup,needle", [
+    (lambda d: d.mkdir(), "no run records"),
+    (lambda d: (d / "records").mkdir(parents=True), "no run records"),
+    (lambda d: None, "no such directory"),
+    (lambda d: ((d / "records").mkdir(parents=True), (d / "records" / "x.json").write_text("{oops")), "not valid JSON"),
+    (lambda d: ((d / "records").mkdir(parents=True), (d / "records" / "x.json").write_text('{"schema_version": 9}')),
+     "schema_version 9"),
+])
+def test_bad_directories_exit_2_with_one_line(tmp_path, capsys, setup, needle):
+    target = tmp_path / "results"
+    setup(target)
+    assert main(["leaderboard", str(target)]) == 2
+    assert needle in _one_error_line(capsys)
+
+
+def test_a_failed_write_keeps_the_previous_outputs(tiny_run, tmp_path, capsys, monkeypatch):
+    results = copy_records(tiny_run, tmp_path / "results")
+    leaderboard.generate(results)
+    before = {p.name: p.read_bytes() for p in results.iterdir() if p.is_file()}
+    real_open, opened = os.open, []
+
+    def failing_open(path, *args, **kwargs):
+        opened.append(path)
+        if len(opened) == 4:  # partway through: three new temp files already exist
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(leaderboard.os, "open", failing_open)
+    assert main(["leaderboard", str(results)]) == 2
+    assert "Permission denied" in _one_error_line(capsys)
+    assert {p.name: p.read_bytes() for p in results.iterdir() if p.is_file()} == before  # no temp files either
+
+
+def test_read_only_output_dir_exit_2(tiny_run, tmp_path, capsys):
+    results = copy_records(tiny_run, tmp_path / "results")
+    leaderboard.generate(results)
+    before = {p.name: p.read_bytes() for p in results.iterdir() if p.is_file()}
+    results.chmod(0o555)
+    try:
+        if os.access(results, os.W_OK):
+            pytest.skip("running as root: permission bits do not stop writes (covered by the test above)")
+        assert main(["leaderboard", str(results)]) == 2
+        assert "cannot write" in _one_error_line(capsys)
+    finally:
+        results.chmod(0o755)
+    assert {p.name: p.read_bytes() for p in results.iterdir() if p.is_file()} == before
