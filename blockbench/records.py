@@ -43,7 +43,7 @@ SECTIONS: dict[str, dict[str, Any]] = {
                 "peak_memory_kind": str, "final_train_loss": _OPT_NUM, "final_eval_loss": _OPT_NUM,
                 "final_eval_bpb": _OPT_NUM, "mfu": _OPT_NUM, "eval_seconds": _NUM, "warmup_seconds": _NUM},
     "speed": {"method": _OPT_STR, "baseline": _OPT_STR, "rounds": int, "step_time_median": _OPT_NUM,
-              "speedup_vs_baseline": _OPT_NUM},
+              "speedup_vs_baseline": _OPT_NUM, "speedup_iqr": _OPT_NUM},
     "to_target": {"target": _OPT_NUM, "steps": _OPT_NUM, "tokens": _OPT_NUM, "flops": _OPT_NUM,
                   "seconds": _OPT_NUM},
 }

@@ -27,7 +27,7 @@ from blockbench.measure.flops import count_flops
 from blockbench.measure.memory import PeakMemory
 from blockbench.measure.mfu import PEAK_TABLE_VERSION, mfu
 from blockbench.measure.params import count_params
-from blockbench.measure.throughput import interleaved_step_times, speed_summary
+from blockbench.measure.throughput import NO_PROBE, interleaved_step_times, speed_summary
 from blockbench.measure.timing import StepTimer, median_iqr
 from blockbench.model import Model, ModelConfig, build_model
 from blockbench.records import SCHEMA_VERSION
@@ -151,8 +151,7 @@ class Trainer:
                                   f"of {self.local_batch} sequences")
         self.progress = progress or (lambda info: None)
         self.windows = None if windows is None else tuple(t.to(self.device) for t in windows)
-        self.speed = speed or {"method": None, "baseline": None, "rounds": 0, "step_time_median": None,
-                               "speedup_vs_baseline": None}
+        self.speed = speed or NO_PROBE
         self.model = build_for_suite(suite, variant_name, seed, data.vocab_size)
         if static is None:
             static = static_measures(self.model) if measure_static else {"flops_train_per_token": 0}

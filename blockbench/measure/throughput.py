@@ -38,6 +38,11 @@ def interleaved_step_times(steps: dict[str, Callable[[], Any]], rounds: int, ste
     return times
 
 
+# What a record carries when the suite turned the probe off (speed.rounds = 0).
+NO_PROBE: dict[str, Any] = {"method": None, "baseline": None, "rounds": 0, "step_time_median": None,
+                            "speedup_vs_baseline": None, "speedup_iqr": None}
+
+
 def speed_summary(times: dict[str, Sequence[float]], baseline: str) -> dict[str, dict[str, Any]]:
     """Per variant: median step time, and the median over rounds of baseline_time / variant_time (> 1: faster)."""
     out = {}
