@@ -151,6 +151,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     suite = suite.with_overrides(budget=budget or None, target_loss=args.target_loss,
                                  variants=split_list(args.variants, "--variants"),
                                  seeds=split_list(args.seeds, "--seeds", int), device=args.device, threads=args.threads)
+    if args.overrides:
+        suite = suite.with_override_file(args.overrides)
     from blockbench import distributed
 
     dist = distributed.from_env()
@@ -210,15 +212,17 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--budget-seconds", type=float, metavar="S")
     budget.add_argument("--budget-flops", type=float, metavar="F")
     p.add_argument("--target-loss", type=float, metavar="X", help="eval loss (nats/token) for the to-target metrics")
+    p.add_argument("--overrides", metavar="FILE",
+                   help="a suite-override file, e.g. the sweep.toml that `blockbench sweep` writes")
     p.add_argument("--out", help="output directory (default: runs/SUITE/VERSION/TIMESTAMP)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="plain log lines instead of progress bars")
     p.add_argument("--in-process", action="store_true", help="run every variant in this process (no isolation)")
     p.set_defaults(func=cmd_run)
     # Subcommands defined next to their implementation register here (each module's add_parser(sub)).
-    from blockbench import compare, diagnose, leaderboard
+    from blockbench import compare, diagnose, leaderboard, sweep
 
-    for module in (leaderboard, compare, diagnose):
+    for module in (sweep, leaderboard, compare, diagnose):
         module.add_parser(sub)
     return parser
 

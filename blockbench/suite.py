@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from blockbench.blocks import get_variant
-from blockbench.blocks.spec import SpecError
+from blockbench.blocks.spec import BlockSpec, Gain, SpecError
 from blockbench.data import DataConfig
 from blockbench.errors import BlockbenchError
 
@@ -138,8 +138,12 @@ class Suite:
 
     def with_overrides(self, *, budget: dict[str, float] | None = None, target_loss: float | None = None,
                        variants: list[str] | None = None, seeds: list[int] | None = None,
-                       device: str | None = None, threads: int | None = None) -> Suite:
-        """The suite as a command line changed it; every change is listed in `overrides` (and so in records)."""
+                       device: str | None = None, threads: int | None = None,
+                       fields: dict[str, Any] | None = None, speed_rounds: int | None = None) -> Suite:
+        """The suite as a command line changed it; every change is listed in `overrides` (and so in records).
+
+        `fields` sets optimiser or BlockSpec fields on every variant (what a sweep's grid point does).
+        """
         changes: dict[str, Any] = {}
         overrides = dict(self.overrides)
         if budget:
@@ -175,7 +179,55 @@ class Suite:
         if runtime:
             changes["runtime"] = dataclasses.replace(self.runtime, **runtime)
             overrides.update(runtime)
+        if fields:
+            r = _Reader("fields")
+            entries = changes.get("variants", self.variants)
+            changes["variants"] = {name: _merge_entry(r, entry, dict(fields), self.optim, name)
+                                   for name, entry in entries.items()}
+            overrides["fields"] = {**overrides.get("fields", {}), **fields}
+        if speed_rounds is not None:
+            if speed_rounds < 0:
+                raise SuiteError(f"speed probe rounds must be >= 0, got {speed_rounds}")
+            changes["speed"] = dataclasses.replace(self.speed, rounds=speed_rounds)
+            overrides["speed_rounds"] = speed_rounds
         return dataclasses.replace(self, overrides=overrides, **changes)
+
+    def with_override_file(self, path: str | Path) -> Suite:
+        """Apply a suite-override file: `[variants.NAME]` tables (optimiser keys and a `spec` table), as written
+        by `blockbench sweep`, plus a free-form `[provenance]` table. Its path and sha256 go into `overrides`."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+            data = tomllib.loads(text)
+        except OSError as exc:
+            raise SuiteError(f"{path}: cannot read ({exc.strerror})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SuiteError(f"{path}: malformed TOML: {exc}") from None
+        r = _Reader(str(path))
+        unknown = set(data) - {"provenance", "variants"}
+        if unknown:
+            raise r.error(sorted(unknown)[0], "unknown table (valid: provenance, variants)")
+        if not isinstance(data.get("provenance", {}), dict):
+            raise r.error("provenance", "expected a table")
+        tables = r.table(data, "variants")
+        entries = dict(self.variants)
+        for name, table in tables.items():
+            if name not in entries:
+                if "variants" in self.overrides:
+                    continue  # the command line narrowed the suite's variants; the file may cover more
+                raise r.error(f"variants.{name}", f"not a variant of suite {self.name!r} "
+                                                  f"({', '.join(self.variants)})")
+            if not isinstance(table, dict):
+                raise r.error(f"variants.{name}", "expected a table")
+            table = dict(table)
+            spec = table.pop("spec", {})
+            if not isinstance(spec, dict):
+                raise r.error(f"variants.{name}.spec", "expected a table")
+            entries[name] = _merge_entry(r, entries[name], {**table, **spec}, self.optim, name,
+                                         keep_gain_trainability=False)
+        overrides = {**self.overrides, "override_file": {"path": str(path),
+                                                         "sha256": hashlib.sha256(text.encode()).hexdigest()}}
+        return dataclasses.replace(self, variants=entries, overrides=overrides)
 
 
 def _positive(value: Any, what: str) -> None:
@@ -355,6 +407,44 @@ def _check_optim(r: _Reader, optim: OptimConfig, where: str) -> None:
     micro = optim.micro_batch_size
     if micro is not None and (micro <= 0 or optim.batch_size % micro):
         raise r.error(f"{where}.micro_batch_size", f"must divide batch_size={optim.batch_size}")
+
+
+OPTIM_FIELDS = tuple(f.name for f in dataclasses.fields(OptimConfig))
+SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(BlockSpec) if f.name != "first_block")
+
+
+def _merge_entry(r: _Reader, entry: VariantEntry, fields: dict[str, Any], optim: OptimConfig, where: str,
+                 keep_gain_trainability: bool = True) -> VariantEntry:
+    """`entry` with optimiser and BlockSpec fields set, validated the way a suite file is.
+
+    A bare number for a gain changes its initial value only: the preset's choice of trained or fixed stays
+    (a sweep over beta_ff must not silently freeze a trained gain). Override files say it exactly instead.
+    """
+    new_optim, new_spec = dict(entry.optim), dict(entry.spec)
+    for key, value in fields.items():
+        if key in OPTIM_FIELDS:
+            new_optim[key] = r.typed(value, OptimConfig.__dataclass_fields__[key].type, f"{where}.{key}")
+        elif key in SPEC_FIELDS:
+            new_spec[key] = value
+        else:
+            raise r.error(f"{where}.{key}", f"unknown field: not an optimiser field ({', '.join(OPTIM_FIELDS)}) "
+                                            f"nor a BlockSpec field ({', '.join(SPEC_FIELDS)})")
+    _check_optim(r, dataclasses.replace(optim, **new_optim), where)
+    if new_spec != entry.spec:
+        variant = get_variant(entry.preset)
+        if variant.spec is None:
+            raise r.error(where, f"{entry.preset!r} is a user factory block; BlockSpec fields do not apply")
+        try:
+            current = variant.spec.replace(**entry.spec)
+            for key in (k for k in fields if k in SPEC_FIELDS):
+                old = getattr(current, key)
+                number = isinstance(new_spec[key], (int, float)) and not isinstance(new_spec[key], bool)
+                if keep_gain_trainability and isinstance(old, Gain) and number:
+                    new_spec[key] = {"init": float(new_spec[key]), "trainable": old.trainable}
+            variant.spec.replace(**new_spec)
+        except SpecError as exc:
+            raise r.error(where, str(exc)) from None
+    return dataclasses.replace(entry, optim=new_optim, spec=new_spec)
 
 
 def builtin_suites() -> list[str]:

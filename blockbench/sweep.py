@@ -1,0 +1,246 @@
+"""`blockbench sweep`: tune optimiser or block-spec fields per variant on a grid, and record the choice.
+
+Every grid point is an ordinary suite run (its own records directory, `fields` listed in the records'
+overrides), so sweep records can be inspected, ranked and compared like any other. The choice per variant is the
+grid point with the lowest final eval loss, averaged over the sweep's seeds (a diverged or unevaluated run counts
+as +inf). It is written as a suite-override file, `sweep.toml`, that `blockbench run --overrides` applies and whose
+`[provenance]` table says which suite, budget, seeds, grid and records it came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import shlex
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from blockbench.errors import BlockbenchError
+from blockbench.measure.env import git_state
+from blockbench.records import load_records
+from blockbench.suite import Suite
+
+METRIC = "summary.final_eval_loss, mean over seeds (a diverged or unevaluated run counts as +inf)"
+
+
+def parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    """`["lr=1e-3,3e-3", "beta_ff=0.1,0.2"]` -> {"lr": [0.001, 0.003], "beta_ff": [0.1, 0.2]}."""
+    from blockbench.cli import parse_value
+
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        axis, sep, values = item.partition("=")
+        axis = axis.strip()
+        if not sep or not axis or not values.strip():
+            raise BlockbenchError(f"--grid {item!r}: expected FIELD=V1,V2,... (e.g. lr=3e-4,1e-3,3e-3)")
+        if axis in grid:
+            raise BlockbenchError(f"--grid: axis {axis!r} given twice")
+        parsed = [parse_value(v.strip()) for v in values.split(",") if v.strip()]
+        if len(set(map(repr, parsed))) != len(parsed):
+            raise BlockbenchError(f"--grid {axis}: repeated value in {values!r}")
+        grid[axis] = parsed
+    if not grid:
+        raise BlockbenchError("give at least one --grid FIELD=V1,V2,...")
+    return grid
+
+
+def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def point_label(point: dict[str, Any]) -> str:
+    """A grid point as a directory name and table heading: `lr=0.003,beta_ff=0.1`."""
+    return ",".join(f"{axis}={value}" for axis, value in point.items()).replace("/", "_")
+
+
+def score(records: list[dict[str, Any]]) -> float:
+    losses = [r["summary"]["final_eval_loss"] if r["status"] == "ok" else None for r in records]
+    if not losses or any(loss is None or not math.isfinite(loss) for loss in losses):
+        return math.inf
+    return sum(losses) / len(losses)
+
+
+def select(records: list[dict[str, Any]], points: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per variant: every point's score and the best point (ties go to the earlier grid point)."""
+    by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in records:
+        fields = record["config"]["overrides"].get("fields", {})
+        for point in points:  # records store fields with sorted keys: match by value, label in grid order
+            if all(fields.get(axis) == value for axis, value in point.items()):
+                by_key.setdefault((record["variant"], point_label(point)), []).append(record)
+    variants = list(dict.fromkeys(r["variant"] for r in records))
+    choice = {}
+    for variant in variants:
+        scores = {point_label(p): score(by_key.get((variant, point_label(p)), [])) for p in points}
+        best = min(points, key=lambda p: scores[point_label(p)])
+        choice[variant] = {"best": best, "scores": scores, "resolved": math.isfinite(scores[point_label(best)])}
+    return choice
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf") if value == value else "nan"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise BlockbenchError(f"cannot write {value!r} to TOML")
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
+
+
+def override_file_text(choice: dict[str, dict[str, Any]], provenance: dict[str, Any]) -> str:
+    """The suite-override file: provenance first, then one `[variants.NAME]` table per variant."""
+    from blockbench.suite import SPEC_FIELDS
+
+    lines = ["# Written by `blockbench sweep`; apply with `blockbench run --suite SUITE --overrides THIS_FILE`.",
+             "[provenance]"]
+    lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in provenance.items()]
+    lines.append("")
+    lines.append("[provenance.scores]  # per variant, per grid point: " + METRIC)
+    lines += [f"{_toml_key(v)} = {_toml_value(c['scores'])}" for v, c in choice.items()]
+    for variant, c in choice.items():
+        lines += ["", f"[variants.{_toml_key(variant)}]"]
+        optim = {k: v for k, v in c["best"].items() if k not in SPEC_FIELDS}
+        spec = {k: c["spec"][k] for k in c["best"] if k in SPEC_FIELDS}  # gains as {init, trainable}
+        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in optim.items()]
+        if spec:
+            lines.append(f"spec = {_toml_value(spec)}")
+        if not c["resolved"]:
+            lines.append("# every grid point diverged or went unevaluated: this choice is not a measurement")
+    return "\n".join(lines) + "\n"
+
+
+def run_sweep(suite: Suite, grid: dict[str, list[Any]], out: Path, *, isolate: bool = True,
+              block_paths: list[str] | None = None, on_event: Any = None,
+              command: str = "") -> tuple[dict[str, dict[str, Any]], Path]:
+    """Run every grid point as a suite run under `out/POINT/`, then write `out/sweep.toml`."""
+    from blockbench.runner import run_suite
+
+    points = grid_points(grid)
+    # Validate every point before any training, so a bad axis or value fails in one line, early.
+    suites = [(point, suite.with_overrides(fields=point)) for point in points]
+    target = out / "sweep.toml"
+    if target.exists():
+        raise BlockbenchError(f"--out {out}: already holds sweep.toml (never overwritten; choose another --out)")
+    for point, point_suite in suites:
+        if on_event:
+            on_event("point", {"point": point_label(point)})
+        run_suite(point_suite, out / point_label(point), isolate=isolate, block_paths=block_paths,
+                  on_event=on_event)
+    records = [r for point in points for r in load_records(out / point_label(point) / "records")]
+    choice = select(records, points)
+    for variant, c in choice.items():
+        c["spec"] = suite.with_overrides(fields=c["best"]).variants[variant].spec
+    git = git_state()
+    provenance = {
+        "command": command,
+        "suite": suite.name, "suite_version": suite.version, "suite_hash": suite.hash,
+        "budget": suite.budget.active(), "seeds": list(suite.seeds), "grid": grid,
+        "metric": METRIC,
+        "records": [str(Path(point_label(p)) / "records") for p in points],
+        "git_commit": git.get("commit") or "", "git_dirty": bool(git.get("dirty")),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    text = override_file_text(choice, provenance)
+    tmp = target.with_suffix(".toml.tmp")
+    tmp.write_text(text)
+    tmp.replace(target)
+    return choice, target
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from blockbench.cli import split_list
+    from blockbench.runner import isolate_default
+    from blockbench.suite import load_suite
+
+    suite = load_suite(args.suite)
+    budget = {kind: value for kind, value in (("steps", args.budget_steps), ("tokens", args.budget_tokens),
+                                              ("seconds", args.budget_seconds), ("flops", args.budget_flops))
+              if value is not None}
+    grid = parse_grid(args.grid or [])
+    # The speed probe answers nothing a sweep asks, so it is off unless asked for.
+    seeds = split_list(args.seeds, "--seeds", int) or [suite.seeds[0]]
+    suite = suite.with_overrides(budget=budget or None, variants=split_list(args.variants, "--variants"),
+                                 seeds=seeds, threads=args.threads,
+                                 device=args.device, speed_rounds=args.speed_rounds)
+    suite.with_overrides(fields={axis: values[0] for axis, values in grid.items()})  # fail early on a bad axis
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else Path("runs") / suite.name / suite.version / f"sweep-{stamp}"
+    command = " ".join(["blockbench sweep", "--suite", shlex.quote(args.suite)]
+                       + [f"--grid {shlex.quote(g)}" for g in args.grid]
+                       + [f"--budget-{k} {v}" for k, v in budget.items()]
+                       + ([f"--variants {args.variants}"] if args.variants else [])
+                       + [f"--seeds {','.join(map(str, seeds))}"])
+    console = Console(stderr=True)
+
+    def on_event(kind: str, info: dict[str, Any]) -> None:
+        if kind == "point":
+            console.print(f"[bold]grid point {info['point']}[/bold]")
+        elif kind == "done":
+            r = info["record"]
+            loss = r["summary"]["final_eval_loss"]
+            console.print(f"  {r['variant']} seed {r['seed']}: {r['status']}, {r['summary']['steps']} steps, "
+                          f"eval loss {'-' if loss is None else f'{loss:.4f}'}")
+
+    try:
+        choice, path = run_sweep(suite, grid, out, isolate=isolate_default(), block_paths=args.block,
+                                 on_event=on_event, command=command)
+    except KeyboardInterrupt:
+        print(f"blockbench: sweep interrupted; finished records kept under {out}", file=sys.stderr)
+        return 130
+    table = Table(title=f"sweep of {suite.name} v{suite.version}: final eval loss, mean over seeds {list(suite.seeds)}")
+    table.add_column("variant")
+    labels = [point_label(p) for p in grid_points(grid)]
+    for label in labels:
+        table.add_column(label, justify="right")
+    for variant, c in choice.items():
+        best = point_label(c["best"])
+        cells = []
+        for label in labels:
+            value = c["scores"][label]
+            text = f"{value:.4f}" if math.isfinite(value) else "diverged"
+            cells.append(f"[bold green]{text}[/bold green]" if label == best and c["resolved"] else text)
+        table.add_row(variant, *cells)
+    Console().print(table)
+    edge = [v for v, c in choice.items() if c["resolved"] and any(
+        len(vals) > 1 and c["best"][axis] in (vals[0], vals[-1]) for axis, vals in grid.items())]
+    if edge:
+        console.print(f"note: best point on the edge of the grid for {', '.join(edge)}; consider widening it")
+    unresolved = [v for v, c in choice.items() if not c["resolved"]]
+    if unresolved:
+        console.print(f"warning: no grid point finished for {', '.join(unresolved)}")
+    console.print(f"suite overrides: {path}")
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("sweep", help="tune optimiser or BlockSpec fields per variant on a grid; write the choice")
+    p.add_argument("--suite", default="default", help="built-in suite name or path to a suite .toml")
+    p.add_argument("--grid", action="append", metavar="FIELD=V1,V2,...",
+                   help="a grid axis: any optimiser field (lr, weight_decay, ...) or BlockSpec field (beta_ff, ...); "
+                        "repeatable, the grid is their product")
+    p.add_argument("--variants", help="comma-separated variants (default: the suite's)")
+    p.add_argument("--seeds", help="comma-separated seeds (default: the suite's first seed)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--budget-steps", type=int, metavar="N")
+    budget.add_argument("--budget-tokens", type=int, metavar="N")
+    budget.add_argument("--budget-seconds", type=float, metavar="S")
+    budget.add_argument("--budget-flops", type=float, metavar="F")
+    p.add_argument("--speed-rounds", type=int, default=0, metavar="N", help="speed-probe rounds per point (default 0)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--out", help="output directory (default: runs/SUITE/VERSION/sweep-TIMESTAMP)")
+    p.set_defaults(func=cmd_sweep)
