@@ -220,9 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-process", action="store_true", help="run every variant in this process (no isolation)")
     p.set_defaults(func=cmd_run)
     # Subcommands defined next to their implementation register here (each module's add_parser(sub)).
-    from blockbench import compare, diagnose, leaderboard, sweep
+    from blockbench import compare, diagnose, leaderboard, report, sweep
 
-    for module in (sweep, leaderboard, compare, diagnose):
+    for module in (sweep, leaderboard, compare, report, diagnose):
         module.add_parser(sub)
     return parser
 

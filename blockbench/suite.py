@@ -223,7 +223,7 @@ class Suite:
             spec = table.pop("spec", {})
             if not isinstance(spec, dict):
                 raise r.error(f"variants.{name}.spec", "expected a table")
-            entries[name] = _merge_entry(r, entries[name], {**table, **spec}, self.optim, name,
+            entries[name] = _merge_entry(r, entries[name], {**table, **spec}, self.optim, f"variants.{name}",
                                          keep_gain_trainability=False)
         overrides = {**self.overrides, "override_file": {"path": str(path),
                                                          "sha256": hashlib.sha256(text.encode()).hexdigest()}}

@@ -120,6 +120,33 @@ def override_file_text(choice: dict[str, dict[str, Any]], provenance: dict[str, 
     return "\n".join(lines) + "\n"
 
 
+def _missing_runs(point_suite: Suite, point_dir: Path) -> list[str]:
+    """Variants of this grid point still to run. A rerun of an interrupted or widened sweep into the same --out
+    reuses finished records, but only records of the same suite content and the same point."""
+    from blockbench.records import find_record_files, load_record, record_filename
+
+    records_dir = point_dir / "records"
+    done = set()
+    if records_dir.is_dir():
+        for path in find_record_files(records_dir):
+            record = load_record(path)
+            same = (record["suite"]["hash"] == point_suite.hash
+                    and record["config"]["overrides"].get("fields") == json_roundtrip(point_suite.overrides["fields"])
+                    and record["config"]["budget"] == json_roundtrip(point_suite.budget.active()))
+            if not same:
+                raise BlockbenchError(f"{path}: a record of another suite version, grid point or budget; "
+                                      "choose another --out")
+            done.add(path.name)
+    return [v for v in point_suite.variants
+            if any(record_filename(v, seed) not in done for seed in point_suite.seeds)]
+
+
+def json_roundtrip(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value))
+
+
 def run_sweep(suite: Suite, grid: dict[str, list[Any]], out: Path, *, isolate: bool = True,
               block_paths: list[str] | None = None, on_event: Any = None,
               command: str = "") -> tuple[dict[str, dict[str, Any]], Path]:
@@ -133,10 +160,12 @@ def run_sweep(suite: Suite, grid: dict[str, list[Any]], out: Path, *, isolate: b
     if target.exists():
         raise BlockbenchError(f"--out {out}: already holds sweep.toml (never overwritten; choose another --out)")
     for point, point_suite in suites:
+        missing = _missing_runs(point_suite, out / point_label(point))
         if on_event:
-            on_event("point", {"point": point_label(point)})
-        run_suite(point_suite, out / point_label(point), isolate=isolate, block_paths=block_paths,
-                  on_event=on_event)
+            on_event("point", {"point": point_label(point), "skipped": not missing})
+        if missing:
+            run_suite(point_suite.with_overrides(variants=missing), out / point_label(point), isolate=isolate,
+                      block_paths=block_paths, on_event=on_event)
     records = [r for point in points for r in load_records(out / point_label(point) / "records")]
     choice = select(records, points)
     for variant, c in choice.items():
@@ -188,7 +217,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     def on_event(kind: str, info: dict[str, Any]) -> None:
         if kind == "point":
-            console.print(f"[bold]grid point {info['point']}[/bold]")
+            console.print(f"[bold]grid point {info['point']}[/bold]"
+                          + (" (all records already there: reused)" if info["skipped"] else ""))
         elif kind == "done":
             r = info["record"]
             loss = r["summary"]["final_eval_loss"]

@@ -1,0 +1,164 @@
+"""`blockbench report`: interval arithmetic, verdict rules, claims on (copies of) real records, and REPORT.md."""
+
+import copy
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+from blockbench import report
+from blockbench.cli import main
+from blockbench.records import load_records, record_filename, write_record
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT = REPO / "results" / "default" / "1"
+
+
+def test_paired_interval_exact_numbers():
+    ref = {0: 1.0, 1: 2.0, 2: 3.0}
+    cand = {0: 1.1, 1: 2.3, 2: 3.2}
+    d = report.loss_difference({"a": ref, "b": cand}, "a", "b")
+    half = 4.302652729911275 * 0.1 / math.sqrt(3)  # t(0.975, 2) * sd / sqrt(n); differences 0.1, 0.3, 0.2
+    assert d.mean == pytest.approx(0.2) and d.low == pytest.approx(0.2 - half) and d.high == pytest.approx(0.2 + half)
+    assert d.method == "paired over seeds 0, 1, 2"
+
+
+def test_welch_interval_when_seeds_differ():
+    d = report.loss_difference({"a": {0: 1.0, 1: 1.2}, "b": {2: 1.5, 3: 1.9}}, "a", "b")
+    va, vb = 0.02 / 2, 0.08 / 2  # sample variances over n
+    df = (va + vb) ** 2 / (va**2 + vb**2)
+    from scipy import stats
+
+    half = stats.t.ppf(0.975, df) * math.sqrt(va + vb)
+    assert d.mean == pytest.approx(0.6) and d.high - d.mean == pytest.approx(half) and d.method.startswith("Welch")
+
+
+@pytest.mark.parametrize("low, high, no_worse, worse", [
+    (-0.10, 0.04, report.REPRODUCED, report.NOT_REPRODUCED),    # within the margin; entirely below +0.05
+    (0.06, 0.20, report.NOT_REPRODUCED, report.REPRODUCED),     # entirely above the margin
+    (-0.02, 0.08, report.UNRESOLVED, report.UNRESOLVED),        # straddles the margin
+])
+def test_verdict_rules(low, high, no_worse, worse):
+    d = report.Difference("a", "b", (low + high) / 2, low, high, "paired", 0, 0)
+    assert report.no_worse(d, 0.05) == no_worse
+    assert report.worse(d, 0.05) == worse
+
+
+def test_divergence_verdicts():
+    diverged = report.Difference("a", "b", math.nan, math.nan, math.nan, "", 1, 0)
+    assert report.worse(diverged, 0.05) == report.REPRODUCED  # a diverged candidate is worse
+    assert report.no_worse(diverged, 0.05) == report.NOT_REPRODUCED
+    baseline_diverged = report.Difference("a", "b", math.nan, math.nan, math.nan, "", 0, 2)
+    assert report.worse(baseline_diverged, 0.05) == report.no_worse(baseline_diverged, 0.05) == report.UNRESOLVED
+    one_seed = report.Difference("a", "b", 0.3, math.nan, math.nan, "paired", 0, 0)
+    assert report.worse(one_seed, 0.05) == report.UNRESOLVED
+
+
+def three_seeds(tmp_path: Path, shifts: dict[str, float], noise=(0.0, 0.01, -0.01)) -> Path:
+    """The default/1 records as three seeds: seed s adds noise[s] to every variant's final loss, and a variant's
+    shift is added on top, so differences between variants are known exactly."""
+    out = tmp_path / "results"
+    records_dir = out / "records"
+    records_dir.mkdir(parents=True)
+    pre = {r["variant"]: r for r in load_records(DEFAULT / "records")}
+    base = pre["pre_ln"]["summary"]["final_eval_loss"]
+    for variant, record in pre.items():
+        for seed, eps in enumerate(noise):
+            r = copy.deepcopy(record)
+            r["seed"] = seed
+            r["summary"]["final_eval_loss"] = base + shifts.get(variant, 0.0) + eps * (1 + (variant == "sas"))
+            write_record(r, records_dir / record_filename(variant, seed))
+    return out
+
+
+def verdicts(directory: Path) -> dict[str, str]:
+    records = load_records(directory / "records")
+    claims, _ = report.check_claims(records)
+    return {c.title: c.verdict for c in claims}
+
+
+def test_claims_follow_the_records(tmp_path):
+    out = three_seeds(tmp_path, {"sas": 0.01, "sas_p": 0.3, "naive_skipless": 0.5, "vskipinit": 0.2,
+                                 "sas_p_nonorm": 0.25})
+    v = verdicts(out)
+    assert v["SAS / SAS-P remove (2L-1)d² parameters from the blocks"] == report.REPRODUCED
+    assert v["SAS matches Pre-LN per step"] == report.REPRODUCED            # +0.01 with small noise
+    assert v["SAS-P matches Pre-LN per step"] == report.NOT_REPRODUCED      # +0.3: clearly worse
+    assert v["naive skipless trains far worse than Pre-LN"] == report.REPRODUCED
+    assert v["V-SkipInit is slower per step than SAS"] == report.REPRODUCED  # +0.19 over sas
+    assert v["SAS-P without norm is slightly worse per step than SAS-P"] == report.NOT_REPRODUCED  # -0.05
+    # The published default/1 probe straddles 1.0 (1.013, IQR 0.18): throughput is not resolvable there.
+    assert v["SAS-P trains faster than Pre-LN (throughput)"] == report.UNRESOLVED
+
+
+def test_tampered_parameter_count_is_not_reproduced(tmp_path):
+    records = load_records(three_seeds(tmp_path, {}) / "records")
+    for r in records:
+        if r["variant"] == "sas":
+            r["static"]["params_block_matrices"] += 1
+    claims, _ = report.check_claims(records)
+    [params] = [c for c in claims if c.title.startswith("SAS / SAS-P remove")]
+    assert params.verdict == report.NOT_REPRODUCED
+
+
+def test_report_is_written_and_regenerates_identically(tmp_path, capsys):
+    out = three_seeds(tmp_path, {"naive_skipless": 0.5})
+    for name in ("loss_vs_steps.png", "loss_vs_seconds.png"):
+        shutil.copy(DEFAULT / name, out / name)
+    diagnosis = {"model": {"n_layers": 4, "d_model": 128},
+                 "variants": {"pre_ln": {"cosine": [0.1, 0.5]}, "naive_skipless": {"cosine": [0.1, 0.99]}}}
+    (out / "diagnose.json").write_text(json.dumps(diagnosis))
+    shutil.copy(DEFAULT / "params.png", out / "diagnose.png")
+    assert main(["report", str(out)]) == 0
+    text = (out / "REPORT.md").read_text()
+    assert "| naive skipless trains far worse than Pre-LN |" in text and "![claims](report_claims.png)" in text
+    assert "naive_skipless 0.990, pre_ln 0.500" in text and "![signal propagation](diagnose.png)" in text
+    assert "![loss vs steps](loss_vs_steps.png)" in text and "paired over seeds 0, 1, 2" in text
+    first = {n: (out / n).read_bytes() for n in ("REPORT.md", "report_claims.png")}
+    assert main(["report", str(out)]) == 0
+    assert {n: (out / n).read_bytes() for n in first} == first
+
+
+def test_malformed_diagnosis_exits_2_and_keeps_the_old_report(tmp_path, capsys):
+    out = three_seeds(tmp_path, {})
+    assert main(["report", str(out)]) == 0
+    before = (out / "REPORT.md").read_bytes()
+    (out / "diagnose.json").write_text("{not json")
+    (out / "diagnose.png").write_bytes(b"")
+    assert main(["report", str(out)]) == 2
+    assert "diagnose.json: malformed" in capsys.readouterr().err
+    assert (out / "REPORT.md").read_bytes() == before
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["nowhere/at/all"], "no such directory"),
+    (["--margin", "0", str(DEFAULT)], "--margin must be positive"),
+])
+def test_bad_report_input_exits_2_with_one_line(capsys, args, needle):
+    assert main(["report", *args]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1
+
+
+def test_records_without_pre_ln_are_refused(tmp_path, capsys):
+    out = three_seeds(tmp_path, {})
+    for path in (out / "records").glob("pre_ln-*.json"):
+        path.unlink()
+    assert main(["report", str(out)]) == 2
+    assert "relative to Pre-LN" in capsys.readouterr().err
+
+
+def test_published_paper_cpu_report_is_what_the_records_give(tmp_path):
+    """results/paper-cpu/<version>/REPORT.md is exactly what `blockbench report` makes of its records."""
+    published = sorted((REPO / "results" / "paper-cpu").glob("[0-9]*/REPORT.md"))
+    assert published, "no published paper-cpu report"
+    for path in published:
+        copy_dir = tmp_path / path.parent.name
+        shutil.copytree(path.parent, copy_dir)
+        (copy_dir / "REPORT.md").unlink()
+        (copy_dir / "report_claims.png").unlink()
+        report.generate_report(str(copy_dir))
+        assert (copy_dir / "REPORT.md").read_bytes() == path.read_bytes()
+        assert (copy_dir / "report_claims.png").read_bytes() == (path.parent / "report_claims.png").read_bytes()

@@ -1,0 +1,154 @@
+"""`blockbench sweep`, grid fields on suites, suite-override files, and the published paper-cpu sweep."""
+
+import json
+import math
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from blockbench import sweep
+from blockbench.cli import main
+from blockbench.errors import BlockbenchError
+from blockbench.records import load_records
+from blockbench.suite import SuiteError, load_suite
+from tests.tiny_suite import write_suite
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_parse_grid_and_points():
+    grid = sweep.parse_grid(["lr=3e-4,1e-3", "beta_ff=0.1,0.2,0.3"])
+    assert grid == {"lr": [3e-4, 1e-3], "beta_ff": [0.1, 0.2, 0.3]}
+    points = sweep.grid_points(grid)
+    assert len(points) == 6 and points[0] == {"lr": 3e-4, "beta_ff": 0.1} and points[-1] == {"lr": 1e-3, "beta_ff": 0.3}
+    assert sweep.point_label(points[1]) == "lr=0.0003,beta_ff=0.2"
+
+
+@pytest.mark.parametrize("items, needle", [
+    (["lr"], "expected FIELD=V1"), (["lr="], "expected FIELD=V1"), (["lr=1,2", "lr=3"], "given twice"),
+    (["lr=1e-3,0.001"], "repeated value"), ([], "at least one --grid"),
+])
+def test_bad_grids_are_one_line_errors(items, needle):
+    with pytest.raises(BlockbenchError, match=needle):
+        sweep.parse_grid(items)
+
+
+def test_fields_apply_to_every_variant_and_keep_gain_trainability(tmp_path):
+    suite = load_suite(str(write_suite(tmp_path)))
+    tuned = suite.with_overrides(fields={"lr": 0.02, "beta_ff": 0.3})
+    assert all(tuned.optim_for(v).lr == 0.02 for v in tuned.variants)  # sas_p's own lr=1e-2 is replaced
+    # sas_p trains beta_ff, pre_ln keeps it fixed: a bare number changes the initial value only.
+    assert tuned.variants["sas_p"].spec["beta_ff"] == {"init": 0.3, "trainable": True}
+    assert tuned.variants["pre_ln"].spec["beta_ff"] == {"init": 0.3, "trainable": False}
+    assert tuned.overrides["fields"] == {"lr": 0.02, "beta_ff": 0.3}
+
+
+@pytest.mark.parametrize("fields, needle", [
+    ({"learning_rate": 1.0}, "unknown field: not an optimiser field"),
+    ({"lr": -1.0}, "lr: must be positive"),
+    ({"layout": "diagonal"}, "layout='diagonal' is not one of"),
+    ({"batch_size": "big"}, "batch_size"),
+])
+def test_bad_fields_name_the_field(tmp_path, fields, needle):
+    suite = load_suite(str(write_suite(tmp_path)))
+    with pytest.raises(SuiteError, match=needle):
+        suite.with_overrides(fields=fields)
+
+
+def test_select_averages_seeds_and_treats_divergence_as_infinite():
+    def record(variant, lr, seed, loss, status="ok"):
+        return {"variant": variant, "seed": seed, "status": status, "summary": {"final_eval_loss": loss},
+                "config": {"overrides": {"fields": {"lr": lr}}}}
+
+    points = [{"lr": 1e-3}, {"lr": 1e-2}]
+    records = [record("a", 1e-3, 0, 2.0), record("a", 1e-3, 1, 2.4), record("a", 1e-2, 0, 2.1),
+               record("a", 1e-2, 1, 2.2), record("b", 1e-3, 0, 3.0), record("b", 1e-2, 0, None, "diverged")]
+    choice = sweep.select(records, points)
+    assert choice["a"]["best"] == {"lr": 1e-2} and choice["a"]["scores"]["lr=0.001"] == pytest.approx(2.2)
+    assert choice["b"]["best"] == {"lr": 1e-3} and choice["b"]["scores"]["lr=0.01"] == math.inf
+    assert all(c["resolved"] for c in choice.values())
+
+
+def test_sweep_end_to_end_and_its_choice_reproduces(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BLOCKBENCH_IN_PROCESS", "1")
+    suite_path = write_suite(tmp_path)
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--suite", str(suite_path), "--grid", "lr=1e-3,1e-2", "--grid", "beta_ff=0.1,0.5",
+                 "--out", str(out)]) == 0
+    assert "sweep of tiny v1" in capsys.readouterr().out
+    chosen = tomllib.loads((out / "sweep.toml").read_text())
+    prov = chosen["provenance"]
+    assert prov["suite"] == "tiny" and prov["budget"] == {"steps": 6} and prov["seeds"] == [0]
+    assert prov["grid"] == {"lr": [1e-3, 1e-2], "beta_ff": [0.1, 0.5]} and len(prov["records"]) == 4
+
+    # The choice is the argmin over the written records, recomputed here from the records alone.
+    losses = {}
+    for rel in prov["records"]:
+        for r in load_records(out / rel):
+            fields = r["config"]["overrides"]["fields"]
+            assert r["config"]["optim"]["lr"] == fields["lr"]
+            assert r["block_spec"]["beta_ff"]["init"] == fields["beta_ff"]
+            assert r["speed"]["method"] is None  # no speed probe in a sweep
+            losses.setdefault(r["variant"], {})[(fields["lr"], fields["beta_ff"])] = r["summary"]["final_eval_loss"]
+    for variant, by_point in losses.items():
+        lr, beta_ff = min(by_point, key=by_point.get)
+        assert chosen["variants"][variant]["lr"] == lr
+        assert chosen["variants"][variant]["spec"]["beta_ff"]["init"] == beta_ff
+        assert prov["scores"][variant][f"lr={lr},beta_ff={beta_ff}"] == by_point[(lr, beta_ff)]
+
+    # Applying the override file reruns exactly the chosen point (same seed, same budget): same final losses.
+    applied = tmp_path / "applied"
+    assert main(["run", "--suite", str(suite_path), "--overrides", str(out / "sweep.toml"), "--out", str(applied),
+                 "--quiet", "--in-process"]) == 0
+    for r in load_records(applied / "records"):
+        assert r["config"]["overrides"]["override_file"]["path"] == str(out / "sweep.toml")
+        assert r["summary"]["final_eval_loss"] == min(losses[r["variant"]].values())
+
+    # A second sweep into the same directory is refused before any training; nothing is overwritten.
+    before = (out / "sweep.toml").read_bytes()
+    assert main(["sweep", "--suite", str(suite_path), "--grid", "lr=1e-3", "--out", str(out)]) == 2
+    assert "already holds sweep.toml" in capsys.readouterr().err
+    assert (out / "sweep.toml").read_bytes() == before
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("[variants.sas]\nlr = 1e-3\n", "not a variant of suite 'tiny'"),
+    ("[variants.pre_ln]\nlr = 'fast'\n", "variants.pre_ln"),
+    ("[variants.pre_ln]\nspec = { layout = 'diagonal' }\n", "layout='diagonal'"),
+    ("[variantz.pre_ln]\n", "unknown table"),
+    ("[variants.pre_ln\n", "malformed TOML"),
+])
+def test_bad_override_files_exit_2_with_one_line(tmp_path, capsys, text, needle):
+    suite_path = write_suite(tmp_path)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    assert main(["run", "--suite", str(suite_path), "--overrides", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1
+    assert not (tmp_path / "o" / "records").exists() or not any((tmp_path / "o" / "records").iterdir())
+
+
+def test_bad_sweep_axis_fails_before_training(tmp_path, capsys):
+    suite_path = write_suite(tmp_path)
+    assert main(["sweep", "--suite", str(suite_path), "--grid", "lrr=1,2", "--out", str(tmp_path / "s")]) == 2
+    assert "unknown field" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+def test_paper_cpu_learning_rates_are_the_recorded_sweeps_choice():
+    """The suite's per-variant LRs must be exactly what the published sweep chose, from records that exist."""
+    sweep_dir = REPO / "results" / "paper-cpu" / "sweep"
+    chosen = tomllib.loads((sweep_dir / "sweep.toml").read_text())
+    suite = load_suite("paper-cpu")
+    assert chosen["provenance"]["suite"] == "paper-cpu"
+    assert set(chosen["variants"]) == set(suite.variants)
+    for variant in suite.variants:
+        assert suite.optim_for(variant).lr == chosen["variants"][variant]["lr"], variant
+    points = sweep.grid_points(chosen["provenance"]["grid"])
+    records = [r for rel in chosen["provenance"]["records"] for r in load_records(sweep_dir / rel)]
+    assert len(records) == len(points) * len(suite.variants) * len(chosen["provenance"]["seeds"])
+    recomputed = sweep.select(records, points)
+    for variant, c in recomputed.items():
+        assert c["best"]["lr"] == chosen["variants"][variant]["lr"]
+        assert json.loads(json.dumps(c["scores"])) == chosen["provenance"]["scores"][variant]
