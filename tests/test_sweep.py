@@ -152,3 +152,25 @@ def test_paper_cpu_learning_rates_are_the_recorded_sweeps_choice():
     for variant, c in recomputed.items():
         assert c["best"]["lr"] == chosen["variants"][variant]["lr"]
         assert json.loads(json.dumps(c["scores"])) == chosen["provenance"]["scores"][variant]
+
+
+def test_widened_sweep_reuses_finished_points_and_refuses_foreign_records(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BLOCKBENCH_IN_PROCESS", "1")
+    suite_path = write_suite(tmp_path)
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--suite", str(suite_path), "--grid", "lr=1e-3", "--out", str(out)]) == 0
+    first = {p: p.read_bytes() for p in (out / "lr=0.001" / "records").iterdir()}
+    (out / "sweep.toml").unlink()
+    assert main(["sweep", "--suite", str(suite_path), "--grid", "lr=1e-3,1e-2", "--out", str(out)]) == 0
+    assert "(all records already there: reused)" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in (out / "lr=0.001" / "records").iterdir()} == first
+    assert len(list((out / "lr=0.01" / "records").iterdir())) == 2
+    assert tomllib.loads((out / "sweep.toml").read_text())["provenance"]["grid"] == {"lr": [1e-3, 1e-2]}
+
+    # A record of another grid point in a point's directory is refused, not silently reused.
+    (out / "sweep.toml").unlink()
+    foreign = next(iter(first))
+    (out / "lr=0.01" / "records" / foreign.name).unlink()
+    (out / "lr=0.01" / "records" / foreign.name).write_bytes(first[foreign])
+    assert main(["sweep", "--suite", str(suite_path), "--grid", "lr=1e-3,1e-2", "--out", str(out)]) == 2
+    assert "another suite version, grid point or budget" in capsys.readouterr().err
