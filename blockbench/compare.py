@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from blockbench.errors import BlockbenchError
-from blockbench.leaderboard import check_one_version, comparable_overrides, group_key, load_entries
+from blockbench.leaderboard import check_one_version, group_key, load_entries
+from blockbench.records import comparable_overrides
 
 FAILING = {"regression"}
 STRICT_FAILING = {"regression", "changed", "missing"}

@@ -27,13 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from blockbench.errors import BlockbenchError
-from blockbench.records import RecordError, find_record_files, load_record
+from blockbench.records import RecordError, comparable_overrides, find_record_files, load_record
 
 OUTPUT_FILES = ("leaderboard.md", "leaderboard.csv", "loss_vs_steps.png", "loss_vs_seconds.png",
                 "loss_vs_flops.png", "params.png", "tokens_per_second.png", "index.html")
 BOOTSTRAP_RESAMPLES = 10_000
-# Keys of config.overrides that only choose which runs were made, not how a run is measured.
-SELECTION_OVERRIDES = ("variants", "seeds")
 
 CSV_COLUMNS = (
     "rank", "variant", "status", "n_seeds", "n_diverged", "seeds",
@@ -66,11 +64,6 @@ def load_entries(path: str | os.PathLike) -> list[tuple[Path, dict[str, Any]]]:
     if not files:
         raise RecordError(f"{path}: no run records found")
     return [(f, load_record(f)) for f in files]
-
-
-def comparable_overrides(record: dict[str, Any]) -> dict[str, Any]:
-    overrides = record["config"].get("overrides") or {}
-    return {k: v for k, v in sorted(overrides.items()) if k not in SELECTION_OVERRIDES}
 
 
 def group_key(record: dict[str, Any]) -> tuple[str, str, str, str]:

@@ -47,6 +47,9 @@ SECTIONS: dict[str, dict[str, Any]] = {
     "to_target": {"target": _OPT_NUM, "steps": _OPT_NUM, "tokens": _OPT_NUM, "flops": _OPT_NUM,
                   "seconds": _OPT_NUM},
 }
+# Keys of config.overrides that only choose which runs were made, not how a run is measured.
+SELECTION_OVERRIDES = ("variants", "seeds")
+
 CURVE_POINT: dict[str, Any] = {"step": int, "tokens": int, "flops": _NUM, "train_seconds": _NUM,
                                "train_loss": _OPT_NUM, "eval_loss": _OPT_NUM}
 
@@ -80,6 +83,8 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
         _check(record[section], spec, f"{source}: {section}")
     if record["status"] not in STATUSES:
         raise RecordError(f"{source}: status {record['status']!r} is not one of {', '.join(STATUSES)}")
+    if record["status"] == "ok" and record["summary"]["final_eval_loss"] is None:
+        raise RecordError(f"{source}: status 'ok' without a final eval loss (a run that ended well was evaluated)")
     for i, point in enumerate(record["curve"]):
         if not isinstance(point, dict):
             raise RecordError(f"{source}: curve[{i}] is not an object")
@@ -112,9 +117,19 @@ def write_record(record: dict[str, Any], path: str | os.PathLike) -> Path:
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
-        os.link(tmp, path)  # fails if path appeared meanwhile: no silent overwrite
+        try:
+            os.link(tmp, path)  # fails if path appeared meanwhile: no silent overwrite
+        except FileExistsError:
+            raise RecordError(f"{path}: a record already exists there; records are never overwritten") from None
+        except OSError:
+            # A filesystem without hard links: rename is still atomic, only the no-overwrite check above is racy.
+            if path.exists():
+                raise RecordError(f"{path}: a record already exists there; records are never overwritten") from None
+            os.replace(tmp, path)
+            return path
     finally:
-        os.unlink(tmp)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return path
 
 
@@ -129,6 +144,12 @@ def load_record(path: str | os.PathLike) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise RecordError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
     return validate_record(data, str(path))
+
+
+def comparable_overrides(record: dict[str, Any]) -> dict[str, Any]:
+    """The command-line overrides that change what a run measures: records are comparable only if these agree."""
+    overrides = record["config"].get("overrides") or {}
+    return {k: v for k, v in sorted(overrides.items()) if k not in SELECTION_OVERRIDES}
 
 
 def find_record_files(path: str | os.PathLike) -> list[Path]:

@@ -7,6 +7,7 @@ slow drift of a shared machine spreads over all of them instead of penalising wh
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import tempfile
@@ -20,7 +21,14 @@ import torch
 from blockbench.data import load_data
 from blockbench.distributed import SINGLE, DistInfo, barrier, init
 from blockbench.errors import BlockbenchError
-from blockbench.records import RecordError, find_record_files, load_record, record_filename, write_record
+from blockbench.records import (
+    RecordError,
+    comparable_overrides,
+    find_record_files,
+    load_record,
+    record_filename,
+    write_record,
+)
 from blockbench.suite import Suite
 from blockbench.train import ProgressFn, prepare_variants, resolve_device, run_trial
 
@@ -46,10 +54,18 @@ def prepare_out_dir(out: Path, suite: Suite) -> Path:
             record = load_record(path)
         except RecordError:
             continue  # foreign files are left alone; leaderboards will name them
-        same_version = (record["suite"]["name"], record["suite"]["version"]) == (suite.name, suite.version)
-        if same_version and record["suite"]["hash"] != suite.hash:
-            raise BlockbenchError(f"--out {out}: holds records of suite {suite.name!r} version {suite.version} "
-                                  f"with another content hash; the suite was edited without a version bump")
+        theirs = f"{record['suite']['name']!r} version {record['suite']['version']}"
+        if (record["suite"]["name"], record["suite"]["version"]) != (suite.name, suite.version):
+            raise BlockbenchError(f"--out {out}: holds records of suite {theirs}; one results directory holds "
+                                  f"one suite's runs (choose another --out)")
+        if record["suite"]["hash"] != suite.hash:
+            raise BlockbenchError(f"--out {out}: holds records of suite {theirs} with another content hash; "
+                                  f"the suite was edited without a version bump")
+        ours = comparable_overrides({"config": json.loads(json.dumps(suite.to_config()))})
+        if comparable_overrides(record) != ours:
+            raise BlockbenchError(f"--out {out}: holds records made with other overrides "
+                                  f"({json.dumps(comparable_overrides(record), sort_keys=True)}); they could not "
+                                  f"be ranked with these runs (choose another --out)")
     clashes = [record_filename(v, s) for s in suite.seeds for v in suite.variants
                if (records_dir / record_filename(v, s)).exists()]
     if clashes:

@@ -76,3 +76,27 @@ def test_nan_is_stored_as_null(record, tmp_path):
     loaded = load_record(write_record(diverged, tmp_path / "d.json"))
     assert loaded["curve"][-1]["train_loss"] is None
     assert validate_record(loaded) is loaded
+
+
+def test_ok_record_without_final_eval_loss_is_rejected(record, tmp_path):
+    unevaluated = copy.deepcopy(record)
+    unevaluated["summary"]["final_eval_loss"] = float("inf")  # stored as null
+    with pytest.raises(RecordError, match="without a final eval loss"):
+        write_record(unevaluated, tmp_path / "r.json")
+    assert list(tmp_path.iterdir()) == []
+    unevaluated["status"] = "diverged"
+    assert load_record(write_record(unevaluated, tmp_path / "r.json"))["summary"]["final_eval_loss"] is None
+
+
+def test_filesystem_without_hard_links_still_writes_and_never_overwrites(record, tmp_path, monkeypatch):
+    import blockbench.records as records_module
+
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(records_module.os, "link", no_links)
+    path = write_record(record, tmp_path / "r.json")
+    assert load_record(path) == record
+    with pytest.raises(RecordError, match="never overwritten"):
+        write_record(record, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]

@@ -65,6 +65,20 @@ def test_existing_records_are_never_overwritten(tmp_path):
     assert (out / "records" / "sas_p-seed0.json").read_bytes() == before
 
 
+def test_out_dir_with_runs_of_another_suite_or_other_overrides_is_refused(tmp_path):
+    suite = write_suite(tmp_path)
+    out = tmp_path / "out"
+    assert main(["run", "--suite", str(suite), "--out", str(out), "--variants", "sas_p", "--quiet",
+                 "--in-process"]) == 0
+    before = sorted((out / "records").iterdir())
+    result = run_cli("run", "--suite", str(suite), "--out", str(out), "--variants", "pre_ln", "--target-loss", "1.0",
+                     "--quiet")
+    assert result.returncode == 2 and "made with other overrides" in result.stderr
+    result = run_cli("run", "--suite", "smoke", "--out", str(out), "--quiet")
+    assert result.returncode == 2 and "holds records of suite" in result.stderr
+    assert sorted((out / "records").iterdir()) == before
+
+
 @pytest.mark.parametrize("args,needle", [
     (["run", "--suite", "nope"], "unknown suite 'nope'"),
     (["run", "--suite", "SUITE", "--variants", "nope"], "unknown variant 'nope'"),

@@ -113,3 +113,19 @@ def test_schedule_length_comes_from_the_tightest_countable_budget():
     assert schedule_steps(Budget(steps=100, tokens=128 * 40), 128, 1e6) == 40
     assert schedule_steps(Budget(flops=2.5e6), 128, 1e6) == 3
     assert schedule_steps(Budget(seconds=10.0), 128, 1e6) is None
+
+
+def test_non_finite_final_eval_loss_is_a_diverged_run(tiny, monkeypatch):
+    import blockbench.train as train_module
+
+    suite, data = tiny
+    calls = []
+
+    def eval_blows_up_at_the_end(*args):
+        calls.append(1)
+        return 3.0 if len(calls) < 3 else float("nan")
+
+    monkeypatch.setattr(train_module, "evaluate", eval_blows_up_at_the_end)
+    record = run_trial(with_budget(suite, steps=4), "pre_ln", 0, data)  # evals at steps 0, 2, 4
+    assert record["status"] == "diverged" and record["stop_reason"].startswith("diverged: eval loss nan")
+    assert record["summary"]["final_eval_loss"] is None
