@@ -104,11 +104,12 @@ def _finite_or_none(value: Any) -> Any:
 
 
 def write_record(record: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Validate, then write atomically (temp file + rename) and never over an existing record."""
+    """Validate, then write atomically (temp file + link or rename) and never over an existing record."""
     record = validate_record(_finite_or_none(record), str(path))
     path = Path(path)
+    exists = RecordError(f"{path}: a record already exists there; records are never overwritten")
     if path.exists():
-        raise RecordError(f"{path}: a record already exists there; records are never overwritten")
+        raise exists
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -120,13 +121,11 @@ def write_record(record: dict[str, Any], path: str | os.PathLike) -> Path:
         try:
             os.link(tmp, path)  # fails if path appeared meanwhile: no silent overwrite
         except FileExistsError:
-            raise RecordError(f"{path}: a record already exists there; records are never overwritten") from None
-        except OSError:
-            # A filesystem without hard links: rename is still atomic, only the no-overwrite check above is racy.
+            raise exists from None
+        except OSError:  # no hard links on this filesystem: rename is atomic too, only the check above is racy
             if path.exists():
-                raise RecordError(f"{path}: a record already exists there; records are never overwritten") from None
+                raise exists from None
             os.replace(tmp, path)
-            return path
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
