@@ -40,6 +40,19 @@ def default_out_dir(suite: Suite) -> Path:
     return Path("runs") / suite.name / suite.version / stamp
 
 
+def why_not_comparable(record: dict[str, Any], suite: Suite) -> str:
+    """Why `record` could not be ranked with runs of `suite` as configured now ('' when it could)."""
+    theirs = f"{record['suite']['name']!r} version {record['suite']['version']}"
+    if (record["suite"]["name"], record["suite"]["version"]) != (suite.name, suite.version):
+        return f"holds records of suite {theirs}; one results directory holds one suite's runs"
+    if record["suite"]["hash"] != suite.hash:
+        return f"holds records of suite {theirs} with another content hash; the suite was edited without a version bump"
+    if comparable_overrides(record) != comparable_overrides({"config": json.loads(json.dumps(suite.to_config()))}):
+        theirs = json.dumps(comparable_overrides(record), sort_keys=True)
+        return f"holds records made with other overrides ({theirs}); they could not be ranked with these runs"
+    return ""
+
+
 def prepare_out_dir(out: Path, suite: Suite) -> Path:
     """Create and check the output directory before any training, so a bad --out fails in one line, early."""
     records_dir = out / "records"
@@ -54,18 +67,9 @@ def prepare_out_dir(out: Path, suite: Suite) -> Path:
             record = load_record(path)
         except RecordError:
             continue  # foreign files are left alone; leaderboards will name them
-        theirs = f"{record['suite']['name']!r} version {record['suite']['version']}"
-        if (record["suite"]["name"], record["suite"]["version"]) != (suite.name, suite.version):
-            raise BlockbenchError(f"--out {out}: holds records of suite {theirs}; one results directory holds "
-                                  f"one suite's runs (choose another --out)")
-        if record["suite"]["hash"] != suite.hash:
-            raise BlockbenchError(f"--out {out}: holds records of suite {theirs} with another content hash; "
-                                  f"the suite was edited without a version bump")
-        ours = comparable_overrides({"config": json.loads(json.dumps(suite.to_config()))})
-        if comparable_overrides(record) != ours:
-            raise BlockbenchError(f"--out {out}: holds records made with other overrides "
-                                  f"({json.dumps(comparable_overrides(record), sort_keys=True)}); they could not "
-                                  f"be ranked with these runs (choose another --out)")
+        reason = why_not_comparable(record, suite)
+        if reason:
+            raise BlockbenchError(f"--out {out}: {reason} (choose another --out)")
     clashes = [record_filename(v, s) for s in suite.seeds for v in suite.variants
                if (records_dir / record_filename(v, s)).exists()]
     if clashes:

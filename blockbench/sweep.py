@@ -124,27 +124,19 @@ def _missing_runs(point_suite: Suite, point_dir: Path) -> list[str]:
     """Variants of this grid point still to run. A rerun of an interrupted or widened sweep into the same --out
     reuses finished records, but only records of the same suite content and the same point."""
     from blockbench.records import find_record_files, load_record, record_filename
+    from blockbench.runner import why_not_comparable
 
     records_dir = point_dir / "records"
     done = set()
     if records_dir.is_dir():
         for path in find_record_files(records_dir):
-            record = load_record(path)
-            same = (record["suite"]["hash"] == point_suite.hash
-                    and record["config"]["overrides"].get("fields") == json_roundtrip(point_suite.overrides["fields"])
-                    and record["config"]["budget"] == json_roundtrip(point_suite.budget.active()))
-            if not same:
-                raise BlockbenchError(f"{path}: a record of another suite version, grid point or budget; "
+            reason = why_not_comparable(load_record(path), point_suite)
+            if reason:
+                raise BlockbenchError(f"{path}: a record of another suite version, grid point or budget ({reason}); "
                                       "choose another --out")
             done.add(path.name)
     return [v for v in point_suite.variants
             if any(record_filename(v, seed) not in done for seed in point_suite.seeds)]
-
-
-def json_roundtrip(value: Any) -> Any:
-    import json
-
-    return json.loads(json.dumps(value))
 
 
 def run_sweep(suite: Suite, grid: dict[str, list[Any]], out: Path, *, isolate: bool = True,

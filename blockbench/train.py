@@ -311,9 +311,8 @@ class Trainer:
         if status == "ok" and curve[-1]["step"] != step:
             mean_train = self._mean_loss(window_losses) if window_losses else None
             add_point(mean_train, True)
-        final_eval = curve[-1]["eval_loss"] if status == "ok" else None
-        if status == "ok" and (final_eval is None or not math.isfinite(final_eval)):
-            status, stop_reason = "diverged", f"diverged: eval loss {final_eval} at step {step}"
+        if status == "ok" and not math.isfinite(curve[-1]["eval_loss"]):
+            status, stop_reason = "diverged", f"diverged: eval loss {curve[-1]['eval_loss']} at step {step}"
         timer.pause()
         return self._record(created_at, status, stop_reason, curve, step, tokens, timer, memory,
                             eval_seconds, warmup_seconds, last_train_loss)
