@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tomllib
 from typing import Any, NoReturn
 
-from blockbench.errors import BlockbenchError
+from blockbench.errors import BlockbenchError, Terminated
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,16 +33,6 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
             raise BlockbenchError(f"--set {item!r}: expected FIELD=VALUE")
         overrides[key.strip()] = parse_value(value.strip())
     return overrides
-
-
-def register_user_blocks(paths: list[str] | None) -> None:
-    from blockbench.blocks import load_block_path
-
-    if paths and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # `--block mymodule:factory` should find modules next to the user
-    for path in paths or []:
-        name, sep, target = path.partition("=")
-        load_block_path(target, name) if sep and ":" in target else load_block_path(path)
 
 
 def model_config_from_args(args: argparse.Namespace, base: Any = None):
@@ -140,8 +129,10 @@ def split_list(text: str | None, what: str, kind: type = str) -> list | None:
 def cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from blockbench import distributed
     from blockbench.display import RunDisplay
-    from blockbench.runner import default_out_dir, isolate_default, run_suite
+    from blockbench.executors import executor_from_args
+    from blockbench.runner import default_out_dir, isolate_default, run
     from blockbench.suite import load_suite
 
     suite = load_suite(args.suite)
@@ -153,25 +144,39 @@ def cmd_run(args: argparse.Namespace) -> int:
                                  seeds=split_list(args.seeds, "--seeds", int), device=args.device, threads=args.threads)
     if args.overrides:
         suite = suite.with_override_file(args.overrides)
-    from blockbench import distributed
-
     dist = distributed.from_env()
     if dist.enabled and not args.out:
         raise BlockbenchError("under torchrun, give --out (every rank must write to the same directory)")
+    if args.resume and not args.out:
+        raise BlockbenchError("--resume needs --out DIR: the directory of the interrupted run")
     out = Path(args.out) if args.out else default_out_dir(suite)
+    in_process = args.in_process or not isolate_default()
     display = RunDisplay(suite, quiet=args.quiet or not dist.is_main, silent=not dist.is_main)
     try:
         with display:
-            run_suite(suite, out, isolate=isolate_default() and not args.in_process, block_paths=args.block,
-                      on_event=display.event, dist=dist)
-    except KeyboardInterrupt:
+            result = run(suite, out, make_executor=lambda: executor_from_args(args, in_process, dist),
+                         block_paths=args.block, on_event=display.event, dist=dist, resume=args.resume,
+                         max_retries=args.max_retries)
+    except KeyboardInterrupt as exc:
         display.summary(str(out))
-        print(f"blockbench: interrupted; {len(display.records)} finished record(s) kept in {out}/records",
-              file=sys.stderr)
-        return 130
+        code, what = (143, "terminated") if isinstance(exc, Terminated) else (130, "interrupted")
+        print(f"blockbench: {what}; {len(display.records)} finished record(s) kept in {out}/records "
+              f"(--resume --out {out} finishes the suite)", file=sys.stderr)
+        return code
     display.summary(str(out))
     distributed.shutdown(dist)
-    return 0
+    return failed_exit(result, out)
+
+
+def failed_exit(result: Any, out: Any) -> int:
+    """Exit 3 when some runs failed, naming how many and where their failure files are; else 0."""
+    if not result.failures:
+        return 0
+    n = len(result.failures)
+    names = ", ".join(f"{f['variant']} seed {f['seed']}" for f in result.failures[:5]) + (", ..." if n > 5 else "")
+    print(f"blockbench: {n} run(s) failed ({names}); see {out}/failures/ (--resume --out {out} reruns them)",
+          file=sys.stderr)
+    return 3
 
 
 def add_shape_args(parser: argparse.ArgumentParser) -> None:
@@ -186,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="blockbench", description="Benchmark transformer block designs under identical training.")
     parser.add_argument("--block", action="append", metavar="[NAME=]module.path:factory",
                         help="register a user block (a BlockSpec or a factory(config, layer_index)); repeatable")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("list", help="the block zoo: parameters and FLOPs of every variant")
@@ -218,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="plain log lines instead of progress bars")
     p.add_argument("--in-process", action="store_true", help="run every variant in this process (no isolation)")
+    from blockbench.executors import add_executor_args
+
+    add_executor_args(p)
     p.set_defaults(func=cmd_run)
     # Subcommands defined next to their implementation register here (each module's add_parser(sub)).
     from blockbench import compare, diagnose, leaderboard, report, sweep
@@ -227,19 +236,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes (a contract, see README): 0 ok, 1 regression (compare and the gate), 2 unusable input or usage
+    error, 3 some runs failed, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
+    import signal
+
     args = build_parser().parse_args(argv)
     if getattr(args, "mlp_ratio", None) is not None:
         args.set = [*(args.set or []), f"mlp_ratio={args.mlp_ratio}"]
     try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread (an embedding program): it keeps its own handler
+        previous = None
+    try:
+        from blockbench.blocks.plugins import register_user_blocks
+
         register_user_blocks(args.block)
         return args.func(args)
     except BlockbenchError as exc:
+        if args.debug:
+            raise
         print(f"blockbench: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("blockbench: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("blockbench: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - never a traceback (and never exit 1, "regression") by default
+        if args.debug:
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(f"blockbench: error: unexpected {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -192,6 +192,11 @@ def speed_row(variant: str, baseline_variant: str, b: list[dict], c: list[dict],
         return _row(variant, metric, sb, sc, "n/a", "the reference of the in-run speed ratios", "x")
     if sb is None or sc is None:
         return _row(variant, metric, sb, sc, "n/a", "no interleaved speed probe on one side", "x")
+    devices = sorted({r["env"]["device_name"] for r in b} | {r["env"]["device_name"] for r in c})
+    if len(devices) > 1:
+        # A speed ratio means something only on the device type it was measured on (SIMD width, caches, kernels).
+        return _row(variant, metric, sb, sc, "n/a", "speed ratios measured on different device types "
+                    f"({'; '.join(devices)}) are not compared", "x")
     ratio = sc / sb
     detail = f"in-run interleaved ratio; slowdown limit {t.max_slowdown:.0%}"
     verdict = ("regression" if ratio < 1 - t.max_slowdown else "improved" if ratio > 1 + t.max_slowdown

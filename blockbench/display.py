@@ -23,10 +23,13 @@ class RunDisplay:
         self.console = console or Console(width=None if Console().is_terminal else 160)
         self.records: list[dict[str, Any]] = []
         self.progress = Progress(
-            TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.description:<44}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}  eval {task.fields[eval]}  {task.fields[tps]} tok/s"),
             TimeRemainingColumn(), console=self.console, disable=quiet, transient=False)
-        self.task = None
+        self.tasks: dict[tuple[str, str, int], Any] = {}  # (grid point, variant, seed) -> progress task
+        self.counts = {"queued": 0, "running": 0, "done": 0, "failed": 0}
+        self.failures: list[dict[str, Any]] = []
+        self.overall = None
 
     def __enter__(self) -> RunDisplay:
         self.progress.start()
@@ -46,31 +49,84 @@ class RunDisplay:
             if not self.quiet:
                 self.console.print(f"[dim]speed probe: {len(info['variants'])} variants, {info['rounds']} "
                                    "interleaved rounds...[/dim]")
+        elif kind == "queued":
+            self.counts["queued"] = info["queued"]
+            skipped = f" ({info['skipped']} already finished: kept)" if info["skipped"] else ""
+            self.log(f"runs: {info['queued']} to run{skipped}")
+            self.overall = self.progress.add_task("runs", total=info["queued"], loss="-", eval="-", tps="-")
+            self._update_overall()
         elif kind == "start":
-            self.task = self.progress.add_task(f"{info['variant']} seed {info['seed']}", total=None,
-                                               loss="-", eval="-", tps="-")
-        elif kind == "progress" and self.task is not None:
+            self.counts["queued"] -= 1
+            self.counts["running"] += 1
+            self._update_overall()
+            key = self._key(info)
+            retry = f" (attempt {info['attempt']})" if info.get("attempt", 1) > 1 else ""
+            if key not in self.tasks:
+                self.tasks[key] = self.progress.add_task(self._name(info) + retry, total=None,
+                                                         loss="-", eval="-", tps="-")
+            self.log(f"{self._name(info)}: started{retry}" + (f" on {info['host']}" if info.get("host") else ""))
+        elif kind == "progress" and self._key(info) in self.tasks:
             fields = {"loss": _fmt(info.get("train_loss"), ".3f"), "tps": f"{info['tokens_per_second']:,.0f}"}
             if info.get("eval_loss") is not None:
                 fields["eval"] = _fmt(info["eval_loss"], ".3f")
-            self.progress.update(self.task, completed=info["step"], total=info.get("horizon"), **fields)
+            self.progress.update(self.tasks[self._key(info)], completed=info["step"], total=info.get("horizon"),
+                                 **fields)
+        elif kind == "retry":
+            self.counts["running"] -= 1
+            self.counts["queued"] += 1
+            self._update_overall()
+            self.warn(f"{self._name(info)}: {info['message']}; retrying (attempt {info['attempt'] + 1} of "
+                      f"{info['max_retries'] + 1})")
+        elif kind == "failed":
+            self.counts["running"] -= 1
+            self.counts["failed"] += 1
+            self._update_overall()
+            self.failures.append(info)
+            self.warn(f"{self._name(info)}: FAILED ({info['error_type']}: {info['message']}) -> {info['path']}")
         elif kind == "done":
+            self.counts["running"] -= 1
+            self.counts["done"] += 1
+            self._update_overall()
             record = info["record"]
             self.records.append(record)
             s = record["summary"]
-            if self.task is not None:
-                self.progress.update(self.task, completed=s["steps"], total=s["steps"],
+            task = self.tasks.get(self._key(info))
+            if task is not None:
+                self.progress.update(task, completed=s["steps"], total=s["steps"],
                                      eval=_fmt(s["final_eval_loss"], ".3f"))
-            self.log(f"{record['variant']} seed {record['seed']}: {record['status']} after {s['steps']} steps "
+            self.log(f"{self._name(info)}: {record['status']} after {s['steps']} steps "
                      f"({record['stop_reason']}), eval loss {_fmt(s['final_eval_loss'])}, "
                      f"{s['tokens_per_second']:,.0f} tok/s -> {info['path']}")
+
+    @staticmethod
+    def _key(info: dict[str, Any]) -> tuple[str, str, int]:
+        return info.get("label", ""), info["variant"], info["seed"]
+
+    @staticmethod
+    def _name(info: dict[str, Any]) -> str:
+        name = f"{info['variant']} seed {info['seed']}"
+        return f"{info['label']}: {name}" if info.get("label") else name
+
+    def _update_overall(self) -> None:
+        c = self.counts
+        text = f"runs: {c['queued']} queued, {c['running']} running, {c['done']} done, {c['failed']} failed"
+        if self.overall is not None:
+            self.progress.update(self.overall, description=text, completed=c["done"] + c["failed"])
+
+    def warn(self, message: str) -> None:
+        if self.silent:
+            return
+        if self.quiet:
+            print(message, flush=True)
+        else:
+            self.progress.console.print(message, markup=False, highlight=False)
 
     def log(self, message: str) -> None:
         if self.quiet and not self.silent:
             print(message, flush=True)
 
     def summary(self, out_dir: str) -> None:
-        if not self.records or self.silent:
+        if self.silent or not (self.records or self.failures):
             return
         target = self.suite.eval.target_loss
         table = Table(title=f"suite {self.suite.name} v{self.suite.version}: budget {self.suite.budget.active()}, "
@@ -86,6 +142,10 @@ class RunDisplay:
                           _fmt(s["final_eval_bpb"], ".3f"), f"{s['tokens_per_second']:,.0f}", _fmt(ratio, ".3f"),
                           _fmt(r["to_target"]["steps"], ".1f"), f"{r['static']['params_total']:,}",
                           "-" if mem is None else f"{mem / 2**20:.1f}")
+        for f in self.failures:
+            table.add_row(f["variant"], str(f["seed"]), "failed", *["-"] * 8)
         self.console.print(table)
-        kind = self.records[0]["summary"]["peak_memory_kind"]
+        kind = self.records[0]["summary"]["peak_memory_kind"] if self.records else "-"
         self.console.print(f"records: {out_dir}/records  (peak memory: {kind})")
+        if self.failures:
+            self.console.print(f"failed runs: {len(self.failures)}, see {out_dir}/failures/")

@@ -3,3 +3,7 @@
 
 class BlockbenchError(Exception):
     """A user-facing error: bad input, not a bug. str() is the whole message."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM on the driver (what CI cancellation sends): handled like Ctrl-C, reported with exit 143."""

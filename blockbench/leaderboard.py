@@ -130,14 +130,36 @@ def select_group(entries: list[tuple[Path, dict[str, Any]]], current_hash: str |
     return kept, left_out
 
 
+def group_failures(results: Path, kept: list[tuple[Path, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The failure files (results/failures/) of runs of the ranked group that have no record."""
+    from blockbench.records import load_failures
+
+    if not kept:
+        return []
+    _, _, chosen_hash, chosen_overrides = group_key(kept[0][1])
+    done = {(r["variant"], r["seed"]) for _, r in kept}
+    return [f for f in load_failures(results)
+            if f["suite"]["hash"] == chosen_hash and json.dumps(f["overrides"], sort_keys=True) == chosen_overrides
+            and (f["variant"], f["seed"]) not in done]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Aggregation
 
-def runs_frame(records: list[dict[str, Any]]):
-    """One row per record: the flat per-run numbers the aggregation works on."""
+def runs_frame(records: list[dict[str, Any]], failures: list[dict[str, Any]] | None = None):
+    """One row per record, and per failed run (status "failed", no numbers): the flat per-run numbers the
+    aggregation works on."""
     import pandas as pd
 
     rows = []
+    for f in failures or []:
+        rows.append({"variant": f["variant"], "seed": f["seed"], "status": "failed", "eval_loss": None,
+                     "eval_bpb": None, "speedup_vs_baseline": None, "speedup_iqr": None,
+                     **{f"{k}_to_target": math.inf for k in ("steps", "tokens", "flops", "seconds")},
+                     "params_total": None, "params_block_matrices": None, "flops_fwd_per_token": None,
+                     "flops_train_per_token": None, "peak_memory_bytes": None, "peak_memory_kind": None,
+                     "tokens_per_second": None, "mfu": None, "train_seconds": None, "device": None,
+                     "commit": None})
     for r in records:
         s, t, st, git = r["summary"], r["to_target"], r["static"], r["git"]
         commit = (git["commit"] or "unknown")[:12] + ("-dirty" if git["dirty"] else "")
@@ -201,7 +223,13 @@ def bootstrap_speedup(base: list[float], cand: list[float], key: str) -> tuple[f
 
 
 def _join(values) -> str:
-    return ", ".join(sorted({str(v) for v in values}))
+    return ", ".join(sorted({str(v) for v in values if not _is_missing(v)}))
+
+
+def _first(values) -> Any:
+    """The value every run of a variant shares (params, FLOPs); NaN when no run of it finished."""
+    present = [v for v in values if not _is_missing(v)]
+    return int(present[0]) if present else math.nan
 
 
 def aggregate(runs, baseline: str | None, has_target: bool):
@@ -211,16 +239,22 @@ def aggregate(runs, baseline: str | None, has_target: bool):
 
     base_seconds = list(runs.loc[runs["variant"] == baseline, "seconds_to_target"]) if baseline else []
     rows = []
+    # Speed ratios are relative to the baseline on the device a run trained on: across device types they do not
+    # compare, so with several types none is shown (params, FLOPs and loss still are).
+    one_device_type = runs["device"].dropna().nunique() <= 1
     for variant, g in runs.groupby("variant", sort=True):
         n = len(g)
-        diverged = int((g["status"] != "ok").sum())
-        losses = [float(v) for v in g["eval_loss"] if not _is_missing(v)] if diverged == 0 else []
+        failed = int((g["status"] == "failed").sum())
+        diverged = int((g["status"] == "diverged").sum())
+        losses = [float(v) for v in g["eval_loss"] if not _is_missing(v)] if diverged + failed == 0 else []
         low, high = t_interval(losses)
         misses = int(np.isinf(g["seconds_to_target"]).sum())
         ttt = (bootstrap_speedup(base_seconds, list(g["seconds_to_target"]), f"{baseline}/{variant}")
                if has_target and base_seconds else (math.nan,) * 3)
         if not has_target:
             target_status = "no target"
+        elif failed:
+            target_status = f"failed ({failed}/{n})"
         elif misses > 1:
             target_status = f"invalid ({misses}/{n} missed)"
         else:
@@ -228,21 +262,21 @@ def aggregate(runs, baseline: str | None, has_target: bool):
         to_target = {f"{k}_to_target": (float(g[f"{k}_to_target"].median()) if has_target else math.nan)
                      for k in ("steps", "tokens", "flops", "seconds")}
         rows.append({
-            "variant": variant, "status": "ok" if diverged == 0 else "diverged", "n_seeds": n,
-            "n_diverged": diverged, "seeds": " ".join(str(s) for s in sorted(g["seed"])),
+            "variant": variant, "status": "failed" if failed else "diverged" if diverged else "ok", "n_seeds": n,
+            "n_diverged": diverged, "n_failed": failed, "seeds": " ".join(str(s) for s in sorted(g["seed"])),
             "eval_loss_mean": float(np.mean(losses)) if losses else math.nan,
             "eval_loss_std": float(np.std(losses, ddof=1)) if len(losses) > 1 else math.nan,
             "eval_loss_ci_low": low, "eval_loss_ci_high": high,
             "eval_bpb_mean": float(g["eval_bpb"].mean()) if losses else math.nan,
-            "speedup_vs_baseline": g["speedup_vs_baseline"].astype(float).median(),
-            "speedup_iqr": g["speedup_iqr"].astype(float).median(),
+            "speedup_vs_baseline": g["speedup_vs_baseline"].astype(float).median() if one_device_type else math.nan,
+            "speedup_iqr": g["speedup_iqr"].astype(float).median() if one_device_type else math.nan,
             "ttt_speedup": ttt[0], "ttt_speedup_ci_low": ttt[1], "ttt_speedup_ci_high": ttt[2],
             "to_target_status": target_status, "to_target_misses": misses if has_target else math.nan,
             **to_target,
-            "params_total": int(g["params_total"].iloc[0]),
-            "params_block_matrices": int(g["params_block_matrices"].iloc[0]),
-            "flops_fwd_per_token": int(g["flops_fwd_per_token"].iloc[0]),
-            "flops_train_per_token": int(g["flops_train_per_token"].iloc[0]),
+            "params_total": _first(g["params_total"]),
+            "params_block_matrices": _first(g["params_block_matrices"]),
+            "flops_fwd_per_token": _first(g["flops_fwd_per_token"]),
+            "flops_train_per_token": _first(g["flops_train_per_token"]),
             "peak_memory_bytes": g["peak_memory_bytes"].astype(float).median(),
             "peak_memory_kind": _join(g["peak_memory_kind"]),
             "tokens_per_second": float(g["tokens_per_second"].median()),
@@ -255,7 +289,10 @@ def aggregate(runs, baseline: str | None, has_target: bool):
     table["rank"] = pd.Series(range(1, len(order) + 1), index=order, dtype="Int64")
     table["_order"] = table["rank"].astype("Float64").fillna(math.inf)
     table = table.sort_values(["_order", "variant"], kind="stable").drop(columns="_order").reset_index(drop=True)
-    return table[list(CSV_COLUMNS)]
+    for column in ("params_total", "params_block_matrices", "flops_fwd_per_token", "flops_train_per_token"):
+        if table[column].isna().any():  # a variant none of whose runs finished: keep the others integers
+            table[column] = table[column].astype("Int64")
+    return table[[*CSV_COLUMNS, "n_failed"]]
 
 
 def curves_frame(records: list[dict[str, Any]]):
@@ -295,6 +332,8 @@ def fmt(value: Any, spec: str, inf: str = "miss") -> str:
 
 
 def _loss_cell(row) -> str:
+    if row["status"] == "failed":
+        return f"failed ({row['n_failed']}/{row['n_seeds']})"
     if row["status"] != "ok":
         return f"diverged ({row['n_diverged']}/{row['n_seeds']})"
     if _is_missing(row["eval_loss_ci_low"]):
@@ -323,8 +362,8 @@ MAIN_COLUMNS: tuple[tuple[str, Callable[[Any], str]], ...] = (
         f" [{r['speedup_iqr']:.2f}]" if not _is_missing(r["speedup_iqr"]) and r["speedup_iqr"] > 0 else "")),
     ("time-to-target speedup [95% CI]", lambda r: _ci_cell(r["ttt_speedup"], r["ttt_speedup_ci_low"],
                                                           r["ttt_speedup_ci_high"])),
-    ("params", lambda r: f"{r['params_total']:,}"),
-    ("train FLOPs/token", lambda r: f"{r['flops_train_per_token']:,}"),
+    ("params", lambda r: fmt(r["params_total"], ",")),
+    ("train FLOPs/token", lambda r: fmt(r["flops_train_per_token"], ",")),
     ("peak mem MiB", lambda r: _mib(r["peak_memory_bytes"])),
     ("tokens/s", lambda r: fmt(r["tokens_per_second"], ",.0f")),
     ("MFU", lambda r: "-" if _is_missing(r["mfu"]) else f"{100 * r['mfu']:.1f}%"),
@@ -353,7 +392,7 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def header_items(kept: list[dict[str, Any]], left_out: int) -> list[tuple[str, str]]:
+def header_items(kept: list[dict[str, Any]], left_out: int, failed: int = 0) -> list[tuple[str, str]]:
     first = kept[0]
     config = first["config"]
     budget = ", ".join(f"{k}={v}" for k, v in sorted(config["budget"].items()))
@@ -376,8 +415,10 @@ def header_items(kept: list[dict[str, Any]], left_out: int) -> list[tuple[str, s
         ("torch", _join(r["env"]["torch"] for r in kept)),
         ("commit", _join((r["git"]["commit"] or "unknown") + (" (dirty)" if r["git"]["dirty"] else "")
                          for r in kept)),
-        ("records", f"{len(kept)} ranked, {left_out} left out"),
-    ]
+        ("records", f"{len(kept)} ranked, {left_out} left out" + (f", {failed} failed runs (failures/)"
+                                                                      if failed else "")),
+    ] + ([("speed", "interleaved speed ratios not shown: the runs trained on several device types, and a ratio "
+                    "compares only within one")] if len({r["env"]["device_name"] for r in kept}) > 1 else [])
 
 
 READING_NOTES = """\
@@ -398,8 +439,8 @@ How to read this:
 """
 
 
-def render_markdown(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]]) -> str:
-    items = header_items(kept, len(left_out))
+def render_markdown(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]], failed: int = 0) -> str:
+    items = header_items(kept, len(left_out), failed)
     first = kept[0]
     parts = [f"# Leaderboard: suite {first['suite']['name']} v{first['suite']['version']}", "",
              _md_table(["item", "value"], [[k, f"`{v}`" if "hash" in k or "fingerprint" in k else v]
@@ -419,11 +460,11 @@ def render_markdown(table, kept: list[dict[str, Any]], left_out: list[tuple[str,
 
 def render_csv(table) -> str:
     buf = io.StringIO()
-    table.to_csv(buf, index=False, float_format="%.8g", lineterminator="\n")
+    table[list(CSV_COLUMNS)].to_csv(buf, index=False, float_format="%.8g", lineterminator="\n")
     return buf.getvalue()
 
 
-def render_html(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]]) -> str:
+def render_html(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]], failed: int = 0) -> str:
     esc = html.escape
     first = kept[0]
     title = f"blockbench leaderboard: {first['suite']['name']} v{first['suite']['version']}"
@@ -433,7 +474,7 @@ def render_html(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str
         body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>\n" for row in rows)
         return f"<table>\n<tr>{head}</tr>\n{body}</table>"
 
-    items = [[k, v] for k, v in header_items(kept, len(left_out))]
+    items = [[k, v] for k, v in header_items(kept, len(left_out), failed)]
     plots = "\n".join(f'<figure><img src="{n}" alt="{n}"><figcaption>{n}</figcaption></figure>'
                       for n in OUTPUT_FILES if n.endswith(".png"))
     left = "".join(f"<li><code>{esc(p)}</code>: {esc(why)}</li>" for p, why in left_out)
@@ -519,18 +560,21 @@ def plot_bars(table, column: str, xlabel: str, title: str) -> bytes:
 # ---------------------------------------------------------------------------------------------------------------
 # Build and write
 
-def build(entries: list[tuple[Path, dict[str, Any]]], left_out: list[tuple[str, str]]) -> dict[str, bytes]:
-    """Every output file's bytes, from the records to rank (all of one group) and the left-out list."""
+def build(entries: list[tuple[Path, dict[str, Any]]], left_out: list[tuple[str, str]],
+          failures: list[dict[str, Any]] | None = None) -> dict[str, bytes]:
+    """Every output file's bytes, from the records to rank (all of one group), the left-out list and the failure
+    files of runs of the same group that have no record (shown as failed, never as missing)."""
     records = [r for _, r in entries]
+    failures = failures or []
     first = records[0]
     target = first["to_target"]["target"]
     baseline = first["config"].get("baseline")
-    runs = runs_frame(records)
+    runs = runs_frame(records, failures)
     table = aggregate(runs, baseline, target is not None)
     curves = curves_frame(records)
     order = list(table["variant"])
     return {
-        "leaderboard.md": render_markdown(table, records, left_out).encode(),
+        "leaderboard.md": render_markdown(table, records, left_out, len(failures)).encode(),
         "leaderboard.csv": render_csv(table).encode(),
         "loss_vs_steps.png": plot_curves(curves, order, "step", "training steps", "eval loss vs steps", target),
         "loss_vs_seconds.png": plot_curves(curves, order, "train_seconds", "training seconds (mean over seeds)",
@@ -539,7 +583,7 @@ def build(entries: list[tuple[Path, dict[str, Any]]], left_out: list[tuple[str, 
         "params.png": plot_bars(table, "params_total", "parameters", "parameters per variant"),
         "tokens_per_second.png": plot_bars(table, "tokens_per_second", "tokens/s (median over seeds)",
                                            "training throughput per variant (raw, not drift-corrected)"),
-        "index.html": render_html(table, records, left_out).encode(),
+        "index.html": render_html(table, records, left_out, len(failures)).encode(),
     }
 
 
@@ -609,7 +653,7 @@ def generate(target: str | os.PathLike, out: str | os.PathLike | None = None,
     left_out = [(rel(p), why) for p, why in left]
     for p, why in left_out:
         warn(f"blockbench: leaderboard: left out {p}: {why}")
-    files = build(kept, left_out)
+    files = build(kept, left_out, group_failures(results, kept))
     write_outputs(out_dir, files)
     return out_dir, list(files)
 

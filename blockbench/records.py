@@ -170,3 +170,113 @@ def load_records(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 def record_filename(variant: str, seed: int) -> str:
     return f"{variant}-seed{seed}.json"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Failure files: OUT/failures/VARIANT-seedN.json, one per (variant, seed) whose latest attempt raised, was killed
+# or stalled. Unlike a record, a failure file is replaced by the next failed attempt and removed once a record
+# for that run exists: it says why a run is missing, it is never a result.
+
+FAILURE_SCHEMA_VERSION = 1
+FAILURE_KEYS: dict[str, Any] = {
+    "failure_schema_version": int, "suite": dict, "overrides": dict, "variant": str, "seed": int,
+    "error_type": str, "message": str, "traceback": str, "host": str, "attempt": int, "retryable": bool,
+    "executor": str, "created_at": str,
+}
+
+
+def failure_filename(variant: str, seed: int) -> str:
+    return record_filename(variant, seed)
+
+
+def validate_failure(failure: Any, source: str = "failure") -> dict[str, Any]:
+    if not isinstance(failure, dict) or failure.get("failure_schema_version") != FAILURE_SCHEMA_VERSION:
+        raise RecordError(f"{source}: not a blockbench failure file of version {FAILURE_SCHEMA_VERSION}")
+    _check(failure, FAILURE_KEYS, source)
+    _check(failure["suite"], SECTIONS["suite"], f"{source}: suite")
+    return failure
+
+
+def _write_json_atomic(data: dict[str, Any], path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_failure(failure: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Validate, then write atomically, replacing an earlier attempt's failure file for the same run."""
+    path = Path(path)
+    failure = validate_failure(failure, str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_json_atomic(failure, path)
+    return path
+
+
+def load_failure(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise RecordError(f"{path}: not a readable failure file ({type(exc).__name__})") from None
+    return validate_failure(data, str(path))
+
+
+def load_failures(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The failure files of a run directory (DIR/failures/*.json), sorted by name; none when there are none."""
+    directory = Path(run_dir) / "failures"
+    if not directory.is_dir():
+        return []
+    return [load_failure(p) for p in sorted(directory.glob("*.json")) if not p.name.startswith(".")]
+
+
+def remove_stale_temp_files(directory: str | os.PathLike) -> list[Path]:
+    """Temp files a killed writer left behind (.NAME.json.XXXX.tmp); a finished write never leaves one."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = sorted(directory.glob(".*.json.*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The probe file: OUT/probe.json, the static measures and interleaved speed probe of every variant, per device
+# type, saved once so that `--resume` gives the remaining runs the same probe as the finished ones.
+
+PROBE_SCHEMA_VERSION = 1
+
+
+def write_probe(probe: dict[str, Any], path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if path.exists():
+        raise RecordError(f"{path}: a probe file already exists there; it is never overwritten")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_json_atomic(_finite_or_none({"probe_schema_version": PROBE_SCHEMA_VERSION, **probe}), path)
+    return path
+
+
+def load_probe(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise RecordError(f"{path}: not a readable probe file ({type(exc).__name__})") from None
+    if not isinstance(data, dict) or data.get("probe_schema_version") != PROBE_SCHEMA_VERSION:
+        raise RecordError(f"{path}: not a blockbench probe file of version {PROBE_SCHEMA_VERSION}")
+    _check(data, {"suite": dict, "overrides": dict, "variants": list, "probes": dict}, str(path))
+    _check(data["suite"], SECTIONS["suite"], f"{path}: suite")
+    for device, prepared in data["probes"].items():
+        if not isinstance(prepared, dict) or any(
+                not isinstance(p, dict) or not isinstance(p.get("static"), (dict, type(None)))
+                for p in prepared.values()):
+            raise RecordError(f"{path}: probes[{device!r}] is not a mapping of variant -> {{static, speed}}")
+    return data

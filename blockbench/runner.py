@@ -1,38 +1,52 @@
-"""Run a whole suite: every (seed, variant) in turn, each in a fresh process, each record written as it finishes.
+"""Run suites: check the output directory, probe, then every (variant, seed) through an executor.
 
-A fresh process per run keeps runs independent: no allocator or cache state, no CPU peak-memory high-water mark
-and no thread pool carries over from one variant to the next. Variants are interleaved within each seed, so
-slow drift of a shared machine spreads over all of them instead of penalising whichever ran last.
+The runner is the driver. It decides what runs (`plan_run`: every (variant, seed) of the suite, less those that
+already have a valid record when resuming), gets each variant's static measures and interleaved speed probe once
+per device type (`OUT/probe.json`, reused by `--resume`), hands one Job per run to an executor
+(blockbench/executors/) and writes what comes back, in whatever order it arrives: a record to `OUT/records/`
+(atomic, never overwritten) or, for a run that raised, was killed or stalled, a failure file to `OUT/failures/`.
+A run whose worker died is resubmitted up to `max_retries` times; a run that raised is not (it would raise
+again). One failed run never stops the others. The runner does not know which executor it has.
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
+import socket
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from blockbench.data import load_data
 from blockbench.distributed import SINGLE, DistInfo, barrier, init
 from blockbench.errors import BlockbenchError
+from blockbench.executors import Event, Executor, Job
+from blockbench.measure.throughput import NO_PROBE
 from blockbench.records import (
+    FAILURE_SCHEMA_VERSION,
     RecordError,
     comparable_overrides,
+    failure_filename,
     find_record_files,
+    load_failures,
+    load_probe,
     load_record,
     record_filename,
+    remove_stale_temp_files,
+    write_failure,
+    write_probe,
     write_record,
 )
 from blockbench.suite import Suite
-from blockbench.train import ProgressFn, prepare_variants, resolve_device, run_trial
+from blockbench.train import resolve_device
 
-EventFn = Callable[[str, dict[str, Any]], None]  # ("start" | "progress" | "done", info)
+EventFn = Callable[[str, dict[str, Any]], None]  # (kind, info): see RunDisplay.event for the kinds
+PROBE_FILE = "probe.json"
 
 
 def default_out_dir(suite: Suite) -> Path:
@@ -40,144 +54,264 @@ def default_out_dir(suite: Suite) -> Path:
     return Path("runs") / suite.name / suite.version / stamp
 
 
+def suite_identity(suite: Suite) -> tuple[dict[str, str], dict[str, Any]]:
+    """What two runs must share to be ranked together: the suite (name, version, hash) and its overrides."""
+    config = {"config": json.loads(json.dumps(suite.to_config()))}
+    return {"name": suite.name, "version": suite.version, "hash": suite.hash}, comparable_overrides(config)
+
+
 def why_not_comparable(record: dict[str, Any], suite: Suite) -> str:
-    """Why `record` could not be ranked with runs of `suite` as configured now ('' when it could)."""
+    """Why `record` (or a failure or probe file) could not be ranked with runs of `suite` as configured now
+    ('' when it could)."""
     theirs = f"{record['suite']['name']!r} version {record['suite']['version']}"
     if (record["suite"]["name"], record["suite"]["version"]) != (suite.name, suite.version):
         return f"holds records of suite {theirs}; one results directory holds one suite's runs"
     if record["suite"]["hash"] != suite.hash:
         return f"holds records of suite {theirs} with another content hash; the suite was edited without a version bump"
-    if comparable_overrides(record) != comparable_overrides({"config": json.loads(json.dumps(suite.to_config()))}):
+    if comparable_overrides(record) != suite_identity(suite)[1]:
         theirs = json.dumps(comparable_overrides(record), sort_keys=True)
         return f"holds records made with other overrides ({theirs}); they could not be ranked with these runs"
     return ""
 
 
-def prepare_out_dir(out: Path, suite: Suite) -> Path:
-    """Create and check the output directory before any training, so a bad --out fails in one line, early."""
+@dataclass
+class Plan:
+    """One suite run into one directory: what is still to run, and what an earlier, interrupted run left."""
+
+    suite: Suite
+    out: Path
+    todo: list[tuple[str, int]]  # (variant, seed), in run order
+    finished: list[Path] = field(default_factory=list)
+    probe: dict[str, Any] | None = None
+    label: str = ""
+
+
+@dataclass
+class RunResult:
+    written: list[Path] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+
+
+def _has_run(out: Path) -> bool:
+    return (out / PROBE_FILE).exists() or bool(load_failures(out)) or (
+        (out / "records").is_dir() and bool(find_record_files(out / "records")))
+
+
+def plan_run(suite: Suite, out: Path, *, resume: bool = False, must_exist: bool | None = None,
+             label: str = "") -> Plan:
+    """Create and check the output directory before any training, so a bad --out fails in one line, early.
+
+    Without `resume`, a directory that already holds runs of these (variant, seed)s or a probe is refused (records
+    are never overwritten). With it, every (variant, seed) that has a valid, comparable record is skipped, and
+    missing and failed ones are planned again, with the saved probe.
+    """
+    must_exist = resume if must_exist is None else must_exist
     records_dir = out / "records"
+    if must_exist and not (out.is_dir() and _has_run(out)):
+        raise BlockbenchError(f"--resume {out}: nothing to resume there (no {PROBE_FILE}, records or failures of a "
+                              "suite run); run without --resume")
     try:
         records_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=records_dir, prefix=".write-test-"):
             pass
     except OSError as exc:
         raise BlockbenchError(f"--out {out}: not writable ({exc.strerror})") from None
+    if resume:  # a writer killed mid-write leaves its temp file; a finished write never does
+        for directory in (records_dir, out / "failures", out):
+            remove_stale_temp_files(directory)
+    finished: dict[tuple[str, int], Path] = {}
     for path in find_record_files(records_dir):
         try:
             record = load_record(path)
-        except RecordError:
+        except RecordError as exc:
+            if resume:
+                raise BlockbenchError(f"--resume: {exc} (move the file away to rerun that run)") from None
             continue  # foreign files are left alone; leaderboards will name them
         reason = why_not_comparable(record, suite)
         if reason:
             raise BlockbenchError(f"--out {out}: {reason} (choose another --out)")
-    clashes = [record_filename(v, s) for s in suite.seeds for v in suite.variants
-               if (records_dir / record_filename(v, s)).exists()]
-    if clashes:
-        raise BlockbenchError(f"--out {out}: already holds {clashes[0]} (records are never overwritten; "
-                              "choose another --out)")
-    return records_dir
+        finished[(record["variant"], record["seed"])] = path
+    for failure in load_failures(out):
+        reason = why_not_comparable({"suite": failure["suite"], "config": {"overrides": failure["overrides"]}}, suite)
+        if reason:
+            raise BlockbenchError(f"--out {out}: {reason.replace('records', 'failed runs', 1)} (choose another --out)")
+    probe = load_probe(out / PROBE_FILE) if (out / PROBE_FILE).exists() else None
+    if probe is not None:
+        reason = why_not_comparable({"suite": probe["suite"], "config": {"overrides": probe["overrides"]}}, suite)
+        if reason:
+            raise BlockbenchError(f"--out {out}: {reason.replace('records', 'a speed probe', 1)} "
+                                  "(choose another --out)")
+    wanted = [(v, s) for s in suite.seeds for v in suite.variants]
+    if not resume:
+        clashes = [record_filename(v, s) for v, s in wanted
+                   if (v, s) in finished or (records_dir / record_filename(v, s)).exists()]
+        if clashes:
+            raise BlockbenchError(f"--out {out}: already holds {clashes[0]} (records are never overwritten; "
+                                  "--resume finishes an interrupted suite there, or choose another --out)")
+        if probe is not None:
+            raise BlockbenchError(f"--out {out}: already holds a suite run ({PROBE_FILE}); --resume finishes it "
+                                  "there, or choose another --out")
+    elif suite.speed.rounds:
+        if probe is not None and set(suite.variants) - set(probe["variants"]):
+            missing = sorted(set(suite.variants) - set(probe["variants"]))
+            raise BlockbenchError(f"--resume {out}: its {PROBE_FILE} did not measure {', '.join(missing)}; their "
+                                  "speed ratios would come from another probe (choose another --out)")
+        if probe is None and finished:
+            raise BlockbenchError(f"--resume {out}: records but no {PROBE_FILE} (made before resume existed); the "
+                                  "remaining runs could not share the finished runs' speed probe "
+                                  "(choose another --out)")
+    todo = [(v, s) for v, s in wanted if (v, s) not in finished]
+    return Plan(suite, out, todo, sorted(finished.values()), probe, label)
 
 
-def _child(conn: Any, job: str, suite: Suite, args: tuple, block_paths: list[str]) -> None:
-    from blockbench.cli import register_user_blocks
-
-    try:
-        if suite.runtime.threads:
-            torch.set_num_threads(suite.runtime.threads)
-        register_user_blocks(block_paths)
-        data = load_data(suite.data)
-        progress = lambda info: conn.send(("progress", info))  # noqa: E731
-        if job == "prepare":
-            result = prepare_variants(suite, data)
-        else:
-            variant, seed, prepared = args
-            result = run_trial(suite, variant, seed, data, progress, prepared["speed"], prepared["static"])
-        conn.send(("result", result))
-    except KeyboardInterrupt:
-        conn.send(("interrupted", None))
-    except BlockbenchError as exc:
-        conn.send(("error", str(exc)))
-    except Exception as exc:  # noqa: BLE001 - reported to the parent as one line, the suite goes on
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
+def speed_for(probe: dict[str, Any], suite: Suite, device_name: str, variant: str) -> dict[str, Any]:
+    """The probe result of the device type a run trained on (none when that type was not probed)."""
+    if not suite.speed.rounds:
+        return NO_PROBE
+    prepared = probe["probes"].get(device_name, {}).get(variant)
+    return prepared["speed"] if prepared and prepared.get("speed") else NO_PROBE
 
 
-def run_isolated(job: str, suite: Suite, args: tuple, block_paths: list[str], progress: ProgressFn,
-                 what: str) -> Any:
-    """Run a probe or a trial in a fresh (spawned) process; progress messages stream back through a pipe."""
-    ctx = multiprocessing.get_context("spawn")
-    receive, send = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_child, args=(send, job, suite, args, block_paths), daemon=True)
-    process.start()
-    send.close()
-    try:
-        while True:
-            try:
-                kind, payload = receive.recv()
-            except EOFError:
-                process.join()
-                raise BlockbenchError(f"{what}: the run's process died (exit code {process.exitcode})") from None
-            if kind == "progress":
-                progress(payload)
-            elif kind == "result":
-                return payload
-            elif kind == "interrupted":
-                raise KeyboardInterrupt
-            else:
-                raise BlockbenchError(f"{what}: {payload}")
-    except KeyboardInterrupt:
-        process.terminate()
-        raise
-    finally:
-        process.join(timeout=30)
+def _static_for(probe: dict[str, Any], variant: str) -> dict[str, Any] | None:
+    for prepared in probe["probes"].values():  # static measures do not depend on the device
+        if prepared.get(variant, {}).get("static"):
+            return prepared[variant]["static"]
+    return None
 
 
-def run_suite(suite: Suite, out: Path, *, isolate: bool = True, block_paths: list[str] | None = None,
-              on_event: EventFn | None = None, dist: DistInfo = SINGLE) -> list[Path]:
-    """Train every (seed, variant); return the record paths. KeyboardInterrupt leaves finished records intact.
+def _failure(job: Job, payload: dict[str, Any], executor: Executor) -> dict[str, Any]:
+    identity, overrides = suite_identity(job.suite)
+    return {"failure_schema_version": FAILURE_SCHEMA_VERSION, "suite": identity, "overrides": overrides,
+            "variant": job.variant, "seed": job.seed, "error_type": payload["error_type"],
+            "message": payload["message"], "traceback": payload["traceback"],
+            "host": payload.get("host") or socket.gethostname(), "attempt": job.attempt,
+            "retryable": payload["retryable"], "executor": executor.name,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
 
-    Under torchrun (dist.enabled) every rank runs this in lockstep, in its own process; only rank 0 checks the
-    output directory and writes records.
+
+def execute(plans: list[Plan], executor: Executor, *, block_paths: list[str] | None = None,
+            on_event: EventFn | None = None, max_retries: int = 1, dist: DistInfo = SINGLE) -> RunResult:
+    """Probe and run every plan's remaining runs through `executor`; write records and failures as they arrive.
+
+    KeyboardInterrupt (and SIGTERM, as errors.Terminated) cancels every outstanding run and propagates; every
+    finished record stays, and no partial one is written.
     """
+    from blockbench.data import load_data
+
     on_event = on_event or (lambda kind, info: None)
-    device = resolve_device(suite.runtime.device, dist)
+    block_paths = list(block_paths or [])
+    result = RunResult(skipped=[p for plan in plans for p in plan.finished])
+    plans = [plan for plan in plans if plan.todo]
+    loaded: set[str] = set()
+    for plan in plans:  # build tokenizer and token caches once, here, before any worker needs them
+        if repr(plan.suite.data) not in loaded:
+            loaded.add(repr(plan.suite.data))
+            on_event("data", {"corpus": plan.suite.data.corpus, "tokenizer": plan.suite.data.tokenizer})
+            data = load_data(plan.suite.data)
+            on_event("data_ready", data.describe())
+    for plan in plans:
+        suite = plan.suite
+        if plan.probe is None or set(suite.variants) - set(plan.probe["variants"]):
+            on_event("probe", {"variants": list(suite.variants), "rounds": suite.speed.rounds, "label": plan.label})
+            identity, overrides = suite_identity(suite)
+            probe = {"suite": identity, "overrides": overrides, "variants": list(suite.variants),
+                     "probes": executor.probe(suite, block_paths)}
+            if dist.is_main and plan.probe is None:
+                write_probe(probe, plan.out / PROBE_FILE)
+            plan.probe = json.loads(json.dumps(probe))  # what a resume will read back
+    jobs = {}
+    for plan in plans:
+        for variant, seed in plan.todo:
+            job = Job(plan.suite, variant, seed, _static_for(plan.probe, variant), tuple(block_paths),
+                      label=plan.label)
+            jobs[job.key] = (job, plan)
+    on_event("queued", {"queued": len(jobs), "skipped": len(result.skipped)})
+    for job, _ in jobs.values():
+        executor.submit(job)
+    outstanding = set(jobs)
+
+    def handle(event: Event) -> None:
+        job, payload = event.job, event.payload
+        plan = jobs[job.key][1]
+        info = {"variant": job.variant, "seed": job.seed, "label": job.label, "attempt": job.attempt}
+        if event.kind == "started":
+            on_event("start", {**info, **payload})
+        elif event.kind == "progress":
+            on_event("progress", {**info, **payload})
+        elif event.kind == "result":
+            record = payload["record"]
+            record["speed"] = speed_for(plan.probe, plan.suite, record["env"]["device_name"], job.variant)
+            path = plan.out / "records" / record_filename(job.variant, job.seed)
+            if dist.is_main:
+                write_record(record, path)
+                (plan.out / "failures" / failure_filename(job.variant, job.seed)).unlink(missing_ok=True)
+            result.written.append(path)
+            outstanding.discard(job.key)
+            on_event("done", {**info, "record": record, "path": str(path)})
+        elif payload["retryable"] and job.attempt <= max_retries:
+            retry = job.retry()
+            jobs[job.key] = (retry, plan)
+            executor.submit(retry)
+            on_event("retry", {**info, "message": payload["message"], "max_retries": max_retries})
+        else:
+            failure = _failure(job, payload, executor)
+            path = plan.out / "failures" / failure_filename(job.variant, job.seed)
+            if dist.is_main:
+                write_failure(failure, path)
+            result.failures.append({**failure, "path": str(path)})
+            outstanding.discard(job.key)
+            on_event("failed", {**info, "error_type": failure["error_type"], "message": failure["message"],
+                                "path": str(path)})
+
+    try:
+        while outstanding:
+            executor.poll(handle, 0.5)
+    except BaseException:
+        executor.cancel()
+        raise
+    return result
+
+
+def run(suite: Suite, out: Path, *, executor: Executor | None = None,
+        make_executor: Callable[[], Executor] | None = None, isolate: bool = True,
+        block_paths: list[str] | None = None, on_event: EventFn | None = None, dist: DistInfo = SINGLE,
+        resume: bool = False, max_retries: int = 1) -> RunResult:
+    """One suite into one directory. Under torchrun (dist.enabled) every rank runs this in lockstep, in its own
+    process, with the in-process executor; only rank 0 writes. `make_executor` is called after the output
+    directory passed its checks (so a bad --out fails before a cluster is started); the executor it makes, or the
+    default one, is closed at the end, a passed-in `executor` is not."""
+    from blockbench.executors.local import InProcessExecutor, LocalExecutor
+
     if dist.enabled:
-        isolate = False  # torchrun already gives each rank a fresh process
-        init(dist, device.type)
-    records_dir = prepare_out_dir(out, suite) if dist.is_main else out / "records"
+        init(dist, resolve_device(suite.runtime.device, dist).type)
+    plan = plan_run(suite, out, resume=resume) if dist.is_main else None
+    barrier(dist)
+    if not dist.is_main:
+        plan = plan_run(suite, out, resume=True, must_exist=False)  # the same todo list rank 0 planned
     barrier(dist)
     if suite.runtime.threads:
         torch.set_num_threads(suite.runtime.threads)
-    on_event("data", {"corpus": suite.data.corpus, "tokenizer": suite.data.tokenizer})
-    data = load_data(suite.data)  # builds the tokenizer and token caches once, before any run
-    on_event("data_ready", data.describe())
-    on_event("probe", {"variants": list(suite.variants), "rounds": suite.speed.rounds})
-    if isolate:
-        prepared = run_isolated("prepare", suite, (), block_paths or [], lambda info: None, "speed probe")
-    else:
-        prepared = prepare_variants(suite, data, dist)
-    written = []
-    for seed in suite.seeds:
-        for variant in suite.variants:
-            info = {"variant": variant, "seed": seed}
-            on_event("start", info)
-
-            def progress(update: dict[str, Any], info: dict[str, Any] = info) -> None:
-                on_event("progress", {**info, **update})
-
-            if isolate:
-                record = run_isolated("trial", suite, (variant, seed, prepared[variant]), block_paths or [],
-                                      progress, f"{variant} seed {seed}")
-            else:
-                p = prepared[variant]
-                record = run_trial(suite, variant, seed, data, progress, p["speed"], p["static"], dist)
-            if dist.is_main:
-                path = write_record(record, records_dir / record_filename(variant, seed))
-                written.append(path)
-                on_event("done", {**info, "record": record, "path": str(path)})
+    owned = executor is None
+    if executor is None and make_executor is not None:
+        executor = make_executor()
+    elif executor is None:
+        executor = InProcessExecutor(dist) if (dist.enabled or not isolate) else LocalExecutor()
+    try:
+        if not executor.remote:
+            resolve_device(suite.runtime.device, dist)  # --device cuda on a machine without CUDA: fail now
+        result = execute([plan], executor, block_paths=block_paths, on_event=on_event, dist=dist,
+                         max_retries=max_retries)
+    finally:
+        if owned:
+            executor.close()
     barrier(dist)
-    return written
+    return result
+
+
+def run_suite(suite: Suite, out: Path, **options: Any) -> list[Path]:
+    """`run`, returning the paths of the records written (the Python API's short form)."""
+    return run(suite, out, **options).written
 
 
 def isolate_default() -> bool:

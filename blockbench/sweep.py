@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from blockbench.errors import BlockbenchError
+from blockbench.errors import BlockbenchError, Terminated
 from blockbench.measure.env import git_state
 from blockbench.records import load_records
 from blockbench.suite import Suite
@@ -120,30 +120,18 @@ def override_file_text(choice: dict[str, dict[str, Any]], provenance: dict[str, 
     return "\n".join(lines) + "\n"
 
 
-def _missing_runs(point_suite: Suite, point_dir: Path) -> list[str]:
-    """Variants of this grid point still to run. A rerun of an interrupted or widened sweep into the same --out
-    reuses finished records, but only records of the same suite content and the same point."""
-    from blockbench.records import find_record_files, load_record, record_filename
-    from blockbench.runner import why_not_comparable
-
-    records_dir = point_dir / "records"
-    done = set()
-    if records_dir.is_dir():
-        for path in find_record_files(records_dir):
-            reason = why_not_comparable(load_record(path), point_suite)
-            if reason:
-                raise BlockbenchError(f"{path}: a record of another suite version, grid point or budget ({reason}); "
-                                      "choose another --out")
-            done.add(path.name)
-    return [v for v in point_suite.variants
-            if any(record_filename(v, seed) not in done for seed in point_suite.seeds)]
-
-
 def run_sweep(suite: Suite, grid: dict[str, list[Any]], out: Path, *, isolate: bool = True,
-              block_paths: list[str] | None = None, on_event: Any = None,
-              command: str = "") -> tuple[dict[str, dict[str, Any]], Path]:
-    """Run every grid point as a suite run under `out/POINT/`, then write `out/sweep.toml`."""
-    from blockbench.runner import run_suite
+              block_paths: list[str] | None = None, on_event: Any = None, command: str = "",
+              executor: Any = None, resume: bool = False, max_retries: int = 1
+              ) -> tuple[dict[str, dict[str, Any]], Path, Any]:
+    """Run every grid point as a suite run under `out/POINT/`, then write `out/sweep.toml`.
+
+    All points' runs go to the executor at once (with Ray they spread over the cluster together). With `resume`,
+    runs that already have a record of the same suite content and grid point are reused (an interrupted or a
+    widened sweep); without it, a directory that holds a sweep's runs is refused.
+    """
+    from blockbench.executors.local import InProcessExecutor, LocalExecutor
+    from blockbench.runner import execute, plan_run
 
     points = grid_points(grid)
     # Validate every point before any training, so a bad axis or value fails in one line, early.
@@ -151,13 +139,23 @@ def run_sweep(suite: Suite, grid: dict[str, list[Any]], out: Path, *, isolate: b
     target = out / "sweep.toml"
     if target.exists():
         raise BlockbenchError(f"--out {out}: already holds sweep.toml (never overwritten; choose another --out)")
-    for point, point_suite in suites:
-        missing = _missing_runs(point_suite, out / point_label(point))
-        if on_event:
-            on_event("point", {"point": point_label(point), "skipped": not missing})
-        if missing:
-            run_suite(point_suite.with_overrides(variants=missing), out / point_label(point), isolate=isolate,
-                      block_paths=block_paths, on_event=on_event)
+    if not resume and out.is_dir() and any(out.iterdir()):
+        raise BlockbenchError(f"--out {out}: already holds a sweep's runs; --resume finishes or widens it there, "
+                              "or choose another --out")
+    plans = [plan_run(point_suite, out / point_label(point), resume=resume, must_exist=False,
+                      label=point_label(point)) for point, point_suite in suites]
+    if on_event:
+        for plan in plans:
+            on_event("point", {"point": plan.label, "skipped": not plan.todo})
+    owned = executor is None
+    executor = executor or (LocalExecutor() if isolate else InProcessExecutor())
+    try:
+        result = execute(plans, executor, block_paths=block_paths, on_event=on_event, max_retries=max_retries)
+    finally:
+        if owned:
+            executor.close()
+    if result.failures:  # a failed run is not a measurement: no choice until --resume has rerun it
+        return {}, target, result
     records = [r for point in points for r in load_records(out / point_label(point) / "records")]
     choice = select(records, points)
     for variant, c in choice.items():
@@ -176,7 +174,7 @@ def run_sweep(suite: Suite, grid: dict[str, list[Any]], out: Path, *, isolate: b
     tmp = target.with_suffix(".toml.tmp")
     tmp.write_text(text)
     tmp.replace(target)
-    return choice, target
+    return choice, target, result
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -211,18 +209,41 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if kind == "point":
             console.print(f"[bold]grid point {info['point']}[/bold]"
                           + (" (all records already there: reused)" if info["skipped"] else ""))
+        elif kind == "failed":
+            console.print(f"  {info['label']}: {info['variant']} seed {info['seed']}: FAILED ({info['error_type']}: "
+                          f"{info['message']})", markup=False)
+        elif kind == "retry":
+            console.print(f"  {info['label']}: {info['variant']} seed {info['seed']}: {info['message']}; retrying",
+                          markup=False)
         elif kind == "done":
             r = info["record"]
             loss = r["summary"]["final_eval_loss"]
             console.print(f"  {r['variant']} seed {r['seed']}: {r['status']}, {r['summary']['steps']} steps, "
                           f"eval loss {'-' if loss is None else f'{loss:.4f}'}")
 
+    from blockbench.cli import failed_exit
+    from blockbench.executors import executor_from_args
+
+    if args.resume and not args.out:
+        raise BlockbenchError("--resume needs --out DIR: the directory of the interrupted sweep")
+    executor = None
     try:
-        choice, path = run_sweep(suite, grid, out, isolate=isolate_default(), block_paths=args.block,
-                                 on_event=on_event, command=command)
-    except KeyboardInterrupt:
-        print(f"blockbench: sweep interrupted; finished records kept under {out}", file=sys.stderr)
-        return 130
+        if args.executor != "local" or args.max_retries != 1 or args.ray_address:
+            executor = executor_from_args(args, in_process=not isolate_default())
+        choice, path, result = run_sweep(suite, grid, out, isolate=isolate_default(), block_paths=args.block,
+                                         on_event=on_event, command=command, executor=executor,
+                                         resume=args.resume, max_retries=args.max_retries)
+    except KeyboardInterrupt as exc:
+        code, what = (143, "terminated") if isinstance(exc, Terminated) else (130, "interrupted")
+        print(f"blockbench: sweep {what}; finished records kept under {out} (--resume --out {out} finishes it)",
+              file=sys.stderr)
+        return code
+    finally:
+        if executor is not None:
+            executor.close()
+    if result.failures:
+        console.print("no choice written: some runs failed")
+        return failed_exit(result, out)
     table = Table(title=f"sweep of {suite.name} v{suite.version}: final eval loss, mean over seeds {list(suite.seeds)}")
     table.add_column("variant")
     labels = [point_label(p) for p in grid_points(grid)]
@@ -265,4 +286,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--speed-rounds", type=int, default=0, metavar="N", help="speed-probe rounds per point (default 0)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--out", help="output directory (default: runs/SUITE/VERSION/sweep-TIMESTAMP)")
+    from blockbench.executors import add_executor_args
+
+    add_executor_args(p)
     p.set_defaults(func=cmd_sweep)

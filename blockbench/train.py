@@ -400,20 +400,32 @@ def run_trial(suite: Suite, variant_name: str, seed: int, data: TokenData, progr
 
 
 def prepare_variants(suite: Suite, data: TokenData, dist: DistInfo = SINGLE) -> dict[str, dict[str, Any]]:
-    """Per variant, once for all seeds: its static measures and its interleaved speed probe result."""
+    """Per variant, once for all seeds: its static measures and its interleaved speed probe result.
+
+    A variant that cannot be built or stepped (a user block that raises) is left out of the probe with its error,
+    so that it fails as its own runs, not as the whole suite; under torchrun ranks must agree, so it raises."""
     seed = suite.seeds[0]
-    trainers = {name: Trainer(suite, name, seed, data, None, dist=dist) for name in suite.variants}
-    prepared = {name: {"static": t.static, "speed": None} for name, t in trainers.items()}
-    if suite.speed.rounds == 0:
-        return prepared
+    prepared: dict[str, dict[str, Any]] = {}
     steps = {}
-    for name, trainer in trainers.items():
-        optimizer, scheduler = trainer.new_optimizer()
-        batch = next(trainer.batches())
-        steps[name] = (lambda t=trainer, o=optimizer, s=scheduler, b=batch: t.train_step(o, s, *b))
+    for name in suite.variants:
+        try:
+            trainer = Trainer(suite, name, seed, data, None, dist=dist)
+            prepared[name] = {"static": trainer.static, "speed": None}
+            if suite.speed.rounds:
+                optimizer, scheduler = trainer.new_optimizer()
+                batch = next(trainer.batches())
+                steps[name] = (lambda t=trainer, o=optimizer, s=scheduler, b=batch: t.train_step(o, s, *b))
+                steps[name]()  # a block that raises in forward or backward is found here, before any timing
+        except Exception as exc:
+            if dist.enabled:
+                raise
+            steps.pop(name, None)
+            prepared[name] = {"static": None, "speed": None, "error": f"{type(exc).__name__}: {exc}"}
+    if suite.speed.rounds == 0 or not steps:
+        return prepared
     device = resolve_device(suite.runtime.device, dist)
     times = interleaved_step_times(steps, suite.speed.rounds, suite.speed.steps_per_round,
-                                   warmup=max(1, suite.runtime.warmup_steps), cuda=device.type == "cuda")
+                                   warmup=max(0, suite.runtime.warmup_steps - 1), cuda=device.type == "cuda")
     for name, summary in speed_summary(times, suite.baseline).items():
         prepared[name]["speed"] = summary
     return prepared

@@ -161,7 +161,10 @@ def test_widened_sweep_reuses_finished_points_and_refuses_foreign_records(tmp_pa
     assert main(["sweep", "--suite", str(suite_path), "--grid", "lr=1e-3", "--out", str(out)]) == 0
     first = {p: p.read_bytes() for p in (out / "lr=0.001" / "records").iterdir()}
     (out / "sweep.toml").unlink()
-    assert main(["sweep", "--suite", str(suite_path), "--grid", "lr=1e-3,1e-2", "--out", str(out)]) == 0
+    # Without --resume a directory holding a sweep's runs is refused, naming --resume.
+    assert main(["sweep", "--suite", str(suite_path), "--grid", "lr=1e-3,1e-2", "--out", str(out)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["sweep", "--suite", str(suite_path), "--grid", "lr=1e-3,1e-2", "--out", str(out), "--resume"]) == 0
     assert "(all records already there: reused)" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in (out / "lr=0.001" / "records").iterdir()} == first
     assert len(list((out / "lr=0.01" / "records").iterdir())) == 2
@@ -172,5 +175,5 @@ def test_widened_sweep_reuses_finished_points_and_refuses_foreign_records(tmp_pa
     foreign = next(iter(first))
     (out / "lr=0.01" / "records" / foreign.name).unlink()
     (out / "lr=0.01" / "records" / foreign.name).write_bytes(first[foreign])
-    assert main(["sweep", "--suite", str(suite_path), "--grid", "lr=1e-3,1e-2", "--out", str(out)]) == 2
-    assert "another suite version, grid point or budget" in capsys.readouterr().err
+    assert main(["sweep", "--suite", str(suite_path), "--grid", "lr=1e-3,1e-2", "--out", str(out), "--resume"]) == 2
+    assert "made with other overrides" in capsys.readouterr().err

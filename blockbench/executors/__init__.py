@@ -1,0 +1,179 @@
+"""Executors: where the runs of a suite execute.
+
+The runner (the driver) turns a suite into Jobs, one per (variant, seed[, grid point]), and hands them to an
+executor. The executor runs each job in a process of its own, somewhere, and reports back through Events:
+`started`, `progress`, `result` (the run record) or `failed` (error type, one-line message, traceback, host,
+and whether the failure is `retryable`: the worker or its node died, as opposed to the run raising). An executor
+never writes to the output directory: the driver alone writes records and failure files, as results arrive and
+in any order, so a record is written exactly once whichever executor, retry or node produced it.
+
+The interface is five methods, so a Slurm or Kubernetes executor is one more file in this package:
+
+    probe(suite, block_paths) -> {device_name: {variant: {"static": ..., "speed": ...}}}
+        static measures of every variant and the interleaved speed probe, once per device type the runs may
+        land on (speed ratios are only meaningful within one device type);
+    submit(job)               queue one run;
+    poll(emit, timeout)       deliver the events that arrived (blocking up to `timeout` seconds for one);
+    cancel()                  stop every queued and running job (Ctrl-C, SIGTERM on the driver);
+    close()                   release what the executor started.
+
+Worker-side code (`run_job`, `probe_job`) is shared by every executor: it is what a run does once it has a
+process.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import traceback
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from blockbench.errors import BlockbenchError
+from blockbench.suite import Suite
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run: a (variant, seed) of a suite; `label` names the grid point of a sweep ('' for a plain run)."""
+
+    suite: Suite
+    variant: str
+    seed: int
+    static: dict[str, Any] | None = None
+    block_paths: tuple[str, ...] = ()
+    cwd: str = field(default_factory=os.getcwd)  # where user block modules are found
+    label: str = ""
+    attempt: int = 1
+
+    @property
+    def key(self) -> str:
+        name = f"{self.variant} seed {self.seed}"
+        return f"{self.label}: {name}" if self.label else name
+
+    def retry(self) -> Job:
+        from dataclasses import replace
+
+        return replace(self, attempt=self.attempt + 1)
+
+
+@dataclass
+class Event:
+    kind: str  # "started" | "progress" | "result" | "failed"
+    job: Job
+    payload: dict[str, Any]
+
+
+EmitFn = Callable[[Event], None]
+
+
+class Executor(ABC):
+    name: str = ""
+    remote: bool = False  # runs train on other machines: the driver's own device does not matter
+
+    @abstractmethod
+    def probe(self, suite: Suite, block_paths: list[str]) -> dict[str, dict[str, dict[str, Any]]]: ...
+
+    @abstractmethod
+    def submit(self, job: Job) -> None: ...
+
+    @abstractmethod
+    def poll(self, emit: EmitFn, timeout: float) -> None: ...
+
+    @abstractmethod
+    def cancel(self) -> None: ...
+
+    def close(self) -> None:
+        return None
+
+
+def failure_payload(exc: BaseException, retryable: bool = False, message: str | None = None) -> dict[str, Any]:
+    """What a failed event carries: one line for the user, the traceback for the failure file."""
+    text = message if message is not None else (str(exc).strip().splitlines() or [""])[0]
+    return {"error_type": type(exc).__name__, "message": text[:500],
+            "traceback": "".join(traceback.format_exception(exc)), "host": socket.gethostname(),
+            "retryable": retryable}
+
+
+def died_payload(what: str, retryable: bool = True) -> dict[str, Any]:
+    return {"error_type": "WorkerDied", "message": what, "traceback": "", "host": socket.gethostname(),
+            "retryable": retryable}
+
+
+def _worker_setup(suite: Suite, block_paths: tuple[str, ...] | list[str], cwd: str) -> Any:
+    import torch
+
+    from blockbench.blocks.plugins import register_user_blocks
+    from blockbench.data import load_data
+
+    if suite.runtime.threads:
+        torch.set_num_threads(suite.runtime.threads)
+    register_user_blocks(list(block_paths), cwd)
+    return load_data(suite.data)
+
+
+def run_job(job: Job, progress: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Train one run in this process and return its record (speed is filled in by the driver)."""
+    from blockbench.train import run_trial
+
+    data = _worker_setup(job.suite, job.block_paths, job.cwd)
+    return run_trial(job.suite, job.variant, job.seed, data, progress, None, job.static)
+
+
+def probe_job(suite: Suite, block_paths: tuple[str, ...] | list[str], cwd: str) -> dict[str, Any]:
+    """Static measures and the interleaved speed probe of every variant, on this process's device."""
+    from blockbench.measure.env import device_name
+    from blockbench.train import prepare_variants, resolve_device
+
+    data = _worker_setup(suite, block_paths, cwd)
+    return {"device_name": device_name(resolve_device(suite.runtime.device)),
+            "prepared": prepare_variants(suite, data)}
+
+
+def make_executor(name: str, **options: Any) -> Executor:
+    """`local` (a fresh process per run on this machine) or `ray` (one Ray task per run on a cluster)."""
+    if name == "local":
+        from blockbench.executors.local import LocalExecutor
+
+        return LocalExecutor(**options)
+    if name == "ray":
+        from blockbench.executors.ray import RayExecutor
+
+        return RayExecutor(**options)
+    raise BlockbenchError(f"--executor {name!r}: not one of {', '.join(EXECUTORS)}")
+
+
+def add_executor_args(parser: Any) -> None:
+    """--executor / --ray-address / --max-retries / --resume, shared by `run` and `sweep`."""
+    parser.add_argument("--executor", choices=EXECUTORS, default="local",
+                        help="where runs execute: local (default; one fresh process per run, one at a time) or "
+                             "ray (one Ray task per run on a cluster; pip install -e '.[ray]')")
+    parser.add_argument("--ray-address", metavar="ADDR",
+                        help="with --executor ray: the cluster to use (HOST:PORT of the head, 'auto', or "
+                             "ray://HOST:PORT); default: start a local Ray cluster on this machine")
+    parser.add_argument("--max-retries", type=int, default=1, metavar="N",
+                        help="resubmit a run whose worker process or node died up to N times (default 1); a run "
+                             "that raises is not retried")
+    parser.add_argument("--resume", action="store_true",
+                        help="finish an interrupted run in --out: skip runs that have a valid record, rerun "
+                             "missing and failed ones, reuse its probe.json")
+
+
+def executor_from_args(args: Any, in_process: bool = False, dist: Any = None) -> Executor:
+    from blockbench.executors.local import InProcessExecutor
+
+    if args.max_retries < 0:
+        raise BlockbenchError(f"--max-retries must be >= 0, got {args.max_retries}")
+    if args.ray_address and args.executor != "ray":
+        raise BlockbenchError("--ray-address is for --executor ray")
+    if args.executor == "ray":
+        if in_process or (dist is not None and dist.enabled):
+            raise BlockbenchError("--executor ray runs each run in a Ray worker: not with --in-process or torchrun")
+        return make_executor("ray", address=args.ray_address)
+    if in_process or (dist is not None and dist.enabled):
+        return InProcessExecutor(dist)
+    return make_executor("local")

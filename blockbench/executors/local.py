@@ -1,0 +1,210 @@
+"""The local executor: one run at a time on this machine, each in a fresh spawned process.
+
+A fresh process per run keeps runs independent: no allocator or cache state, no CPU peak-memory high-water mark
+and no thread pool carries over from one variant to the next. Jobs run in the order submitted (the runner
+interleaves variants within each seed, so slow drift of a shared machine spreads over all of them). Progress
+streams back through a pipe; a process that dies without a result is a retryable failure, one that sends nothing
+for `stall_seconds` is killed and recorded as stalled.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections import deque
+from typing import Any
+
+from blockbench.errors import BlockbenchError
+from blockbench.executors import EmitFn, Event, Executor, Job, died_payload, failure_payload, probe_job, run_job
+from blockbench.suite import Suite
+
+
+def _child(conn: Any, what: str, args: tuple) -> None:
+    import os
+
+    try:
+        conn.send(("started", {"pid": os.getpid()}))
+        if what == "probe":
+            result = probe_job(*args)
+        else:
+            result = run_job(args[0], lambda info: conn.send(("progress", info)))
+        conn.send(("result", result))
+    except KeyboardInterrupt:
+        conn.send(("interrupted", None))
+    except BaseException as exc:  # noqa: BLE001 - any failure of the run is reported, the suite goes on
+        try:
+            conn.send(("error", failure_payload(exc)))
+        except Exception:  # noqa: BLE001 - e.g. an unpicklable exception: send what can be sent
+            conn.send(("error", failure_payload(RuntimeError(f"{type(exc).__name__}: {exc}"))))
+    finally:
+        conn.close()
+
+
+class _Process:
+    """A spawned child and the read end of its pipe."""
+
+    def __init__(self, what: str, args: tuple) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.receive, send = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(target=_child, args=(send, what, args), daemon=True)
+        self.process.start()
+        send.close()
+        self.last_message = time.monotonic()
+
+    def messages(self, timeout: float) -> list[tuple[str, Any]]:
+        """Messages that arrived within `timeout`; ('died', exitcode) when the child ended without a result."""
+        out: list[tuple[str, Any]] = []
+        try:
+            while self.receive.poll(timeout if not out else 0):
+                out.append(self.receive.recv())
+                self.last_message = time.monotonic()
+                if out[-1][0] in ("result", "error", "interrupted"):
+                    return out
+        except (EOFError, OSError):
+            self.process.join(timeout=10)
+            out.append(("died", self.process.exitcode))
+        return out
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=10)
+        self.receive.close()
+
+    def finish(self) -> None:
+        self.process.join(timeout=30)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout=10)
+        self.receive.close()
+
+
+class LocalExecutor(Executor):
+    name = "local"
+
+    def __init__(self, stall_seconds: float | None = None) -> None:
+        self.stall_seconds = stall_seconds
+        self.queue: deque[Job] = deque()
+        self.current: tuple[Job, _Process] | None = None
+
+    def probe(self, suite: Suite, block_paths: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+        import os
+
+        child = _Process("probe", (suite, tuple(block_paths), os.getcwd()))
+        try:
+            while True:
+                for kind, payload in child.messages(1.0):
+                    if kind == "result":
+                        return {payload["device_name"]: payload["prepared"]}
+                    if kind == "error":
+                        raise BlockbenchError(f"speed probe: {payload['error_type']}: {payload['message']}")
+                    if kind == "died":
+                        raise BlockbenchError(f"speed probe: its process died (exit code {payload})")
+                    if kind == "interrupted":
+                        raise KeyboardInterrupt
+        finally:
+            child.finish() if not child.process.is_alive() else child.kill()
+
+    def submit(self, job: Job) -> None:
+        self.queue.append(job)
+
+    def poll(self, emit: EmitFn, timeout: float) -> None:
+        if self.current is None:
+            if not self.queue:
+                return
+            job = self.queue.popleft()
+            self.current = (job, _Process("trial", (job,)))
+        job, child = self.current
+        for kind, payload in child.messages(timeout):
+            if kind in ("started", "progress"):
+                emit(Event(kind, job, payload))
+                continue
+            self.current = None
+            if kind == "result":
+                child.finish()
+                emit(Event("result", job, {"record": payload}))
+            elif kind == "error":
+                child.finish()
+                emit(Event("failed", job, payload))
+            elif kind == "interrupted":
+                child.finish()
+                raise KeyboardInterrupt
+            else:
+                emit(Event("failed", job, died_payload(f"the run's process died (exit code {payload})")))
+            return
+        if self.stall_seconds and time.monotonic() - child.last_message > self.stall_seconds:
+            child.kill()
+            self.current = None
+            emit(Event("failed", job, {**died_payload(f"stalled: no progress for {self.stall_seconds:g} s; "
+                                                      "the run's process was killed", retryable=False),
+                                       "error_type": "Stalled"}))
+
+    def cancel(self) -> None:
+        self.queue.clear()
+        if self.current is not None:
+            self.current[1].kill()
+            self.current = None
+
+    def close(self) -> None:
+        self.cancel()
+
+
+class InProcessExecutor(Executor):
+    """Every run in this process, one after another (`--in-process`, and each rank under torchrun)."""
+
+    name = "in-process"
+
+    def __init__(self, dist: Any = None) -> None:
+        from blockbench.distributed import SINGLE
+
+        self.dist = dist or SINGLE
+        self.queue: deque[Job] = deque()
+        self.data: Any = None
+
+    def _data(self, suite: Suite, block_paths: tuple[str, ...] | list[str], cwd: str) -> Any:
+        from blockbench.blocks.plugins import register_user_blocks
+        from blockbench.data import load_data
+
+        register_user_blocks(list(block_paths), cwd)
+        key = repr(suite.data)
+        if self.data is None or self.data[0] != key:
+            self.data = (key, load_data(suite.data))
+        return self.data[1]
+
+    def probe(self, suite: Suite, block_paths: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+        import os
+
+        from blockbench.measure.env import device_name
+        from blockbench.train import prepare_variants, resolve_device
+
+        data = self._data(suite, block_paths, os.getcwd())
+        device = resolve_device(suite.runtime.device, self.dist)
+        return {device_name(device): prepare_variants(suite, data, self.dist)}
+
+    def submit(self, job: Job) -> None:
+        self.queue.append(job)
+
+    def poll(self, emit: EmitFn, timeout: float) -> None:
+        import os
+
+        from blockbench.train import run_trial
+
+        if not self.queue:
+            return
+        job = self.queue.popleft()
+        emit(Event("started", job, {"pid": os.getpid()}))
+        try:
+            data = self._data(job.suite, job.block_paths, job.cwd)
+            record = run_trial(job.suite, job.variant, job.seed, data,
+                               lambda info: emit(Event("progress", job, info)), None, job.static, self.dist)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a run that raises is a failure; the suite goes on
+            if self.dist.enabled:
+                raise  # ranks run in lockstep: one rank going on alone would hang the others
+            emit(Event("failed", job, failure_payload(exc)))
+            return
+        emit(Event("result", job, {"record": record}))
+
+    def cancel(self) -> None:
+        self.queue.clear()
