@@ -28,7 +28,7 @@ from typing import Any
 
 from blockbench.errors import BlockbenchError
 from blockbench.leaderboard import check_one_version, group_key, load_entries
-from blockbench.records import comparable_overrides
+from blockbench.records import comparable_overrides, tokenization_difference
 
 FAILING = {"regression"}
 STRICT_FAILING = {"regression", "changed", "missing"}
@@ -80,7 +80,8 @@ def load_side(path: str, label: str) -> Side:
     if len(keys) > 1:
         hashes = {k[2] for k in keys}
         what = (f"suite hashes {', '.join(sorted(h[:12] for h in hashes))}" if len(hashes) > 1
-                else f"command-line overrides {', '.join(sorted(k[3] for k in keys))}")
+                else f"command-line overrides {', '.join(sorted(k[3] for k in keys))}" if len({k[3] for k in keys}) > 1
+                else f"tokenizations ({'; '.join(sorted(k[4] for k in keys))})")
         raise CompareError(f"{label}: {path}: records with different {what} cannot be compared as one set")
     seen: dict[tuple[str, int], Path] = {}
     side = Side(label, path, [r for _, r in entries])
@@ -109,6 +110,10 @@ def check_comparable(base: Side, cand: Side) -> None:
     if b["data"]["fingerprint"] != c["data"]["fingerprint"]:
         raise CompareError(f"nothing comparable: different corpora (fingerprint {b['data']['fingerprint'][:12]} vs "
                            f"{c['data']['fingerprint'][:12]})")
+    differ = tokenization_difference(b, c)
+    if differ:
+        raise CompareError(f"nothing comparable: different tokenizations ({differ}); losses over other tokens do "
+                           "not compare")
     if not set(base.by_variant) & set(cand.by_variant):
         raise CompareError(f"nothing comparable: no variant in common (baseline {', '.join(sorted(base.by_variant))}"
                            f"; candidate {', '.join(sorted(cand.by_variant))})")

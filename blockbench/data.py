@@ -16,7 +16,10 @@ matched file (so moving the whole folder keeps the fingerprint); for "hub" it is
 Cache layout: ``<cache_dir>/<fingerprint[:16]>/<tokenizer key>-vf<val_fraction>/`` holds ``tokenizer.json``
 (BPE), ``train.npy``, ``val.npy`` and ``meta.json``; the val fraction is part of the key because it changes
 the train split the BPE is trained on. Every file is written to a temporary name and renamed into place, and
-anything that fails to load or verify is rebuilt, so an interrupted run never poisons later ones.
+anything that fails to load or verify is rebuilt, so an interrupted run never poisons later ones: the token
+arrays are checked against meta.json (size, sha256), and meta.json against the corpus fingerprint and the full
+sha256 of the tokenizer in use. A tokenizer.json edited yet still valid is a different tokenizer: its hash goes
+into every record, and runs with different tokenizations are never ranked or compared together.
 """
 
 from __future__ import annotations
@@ -92,6 +95,9 @@ class TokenData:
     corpus_info: dict[str, Any] = field(default_factory=dict)
     # Where the BPE/hub tokenizer JSON lives, so callers can decode samples; None for "bytes".
     tokenizer_path: str | None = None
+    # sha256 of the tokenizer's full content (its JSON; for "bytes", of the encoding's definition): two runs are
+    # comparable only if they tokenized alike.
+    tokenizer_sha256: str = ""
 
     def describe(self) -> dict[str, Any]:
         """What a run record needs to say which tokens a result was measured on."""
@@ -100,6 +106,7 @@ class TokenData:
             **self.corpus_info,
             "fingerprint": self.fingerprint,
             "tokenizer_id": self.tokenizer_id,
+            "tokenizer_sha256": self.tokenizer_sha256,
             "vocab_size": self.vocab_size,
             "eot_id": self.eot_id,
             "n_docs_train": self.n_docs_train,
@@ -132,6 +139,7 @@ class _Tokenizer:
     eot_id: int
     encode: Callable[[list[str]], list[np.ndarray]]
     path: str | None = None
+    sha256: str = ""
 
 
 def default_cache_dir() -> Path:
@@ -390,10 +398,11 @@ def _bytes_tokenizer() -> _Tokenizer:
     def encode(texts: list[str]) -> list[np.ndarray]:
         return [np.frombuffer(t.encode("utf-8"), dtype=np.uint8).astype(np.uint16) for t in texts]
 
-    return _Tokenizer("bytes", "bytes", BYTES_VOCAB, BYTES_EOT, encode)
+    definition = f"utf-8 bytes 0-255, end of text {BYTES_EOT}, vocab {BYTES_VOCAB}".encode()
+    return _Tokenizer("bytes", "bytes", BYTES_VOCAB, BYTES_EOT, encode, sha256=_sha(definition))
 
 
-def _wrap_tokenizer(tok: Any, key: str, tok_id: str, path: str | None, origin: str) -> _Tokenizer:
+def _wrap_tokenizer(tok: Any, key: str, tok_id: str, path: str | None, origin: str, blob: bytes) -> _Tokenizer:
     eot = tok.token_to_id(EOT_TOKEN)
     if eot is None:
         raise DataError(f"tokenizer {origin} has no {EOT_TOKEN!r} token to separate documents; "
@@ -405,7 +414,7 @@ def _wrap_tokenizer(tok: Any, key: str, tok_id: str, path: str | None, origin: s
         encodings = tok.encode_batch_fast(texts, add_special_tokens=False)
         return [np.asarray(e.ids, dtype=np.int64) for e in encodings]
 
-    return _Tokenizer(key, tok_id, tok.get_vocab_size(with_added_tokens=True), eot, encode, path)
+    return _Tokenizer(key, tok_id, tok.get_vocab_size(with_added_tokens=True), eot, encode, path, _sha(blob))
 
 
 def _train_bpe(corpus: _Corpus, vocab_size: int) -> Any:
@@ -439,7 +448,7 @@ def _bpe_tokenizer(config: DataConfig, corpus: _Corpus, key_dir: Path) -> _Token
         blob = tok.to_str().encode("utf-8")
         _atomic_write(path, lambda f: f.write(blob))
     tok_id = f"bpe-{config.vocab_size}-{_sha(blob)[:12]}"
-    return _wrap_tokenizer(tok, f"bpe{config.vocab_size}", tok_id, str(path), "bpe")
+    return _wrap_tokenizer(tok, f"bpe{config.vocab_size}", tok_id, str(path), "bpe", blob)
 
 
 def _hub_tokenizer(name: str) -> _Tokenizer:
@@ -452,7 +461,7 @@ def _hub_tokenizer(name: str) -> _Tokenizer:
     blob = tok.to_str().encode("utf-8")
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
     digest = _sha(blob)[:12]
-    return _wrap_tokenizer(tok, f"hub-{safe}-{digest}", f"hub-{name}-{digest}", None, repr(name))
+    return _wrap_tokenizer(tok, f"hub-{safe}-{digest}", f"hub-{name}-{digest}", None, repr(name), blob)
 
 
 # -------------------- token arrays
@@ -523,7 +532,7 @@ def load_data(config: DataConfig, cache_dir: str | os.PathLike[str] | None = Non
     meta_path = key_dir / "meta.json"
     meta = _read_meta(meta_path)
     if meta and (meta.get("format") != _CACHE_FORMAT or meta.get("fingerprint") != corpus.fingerprint
-                 or meta.get("tokenizer_id") != tok.id):
+                 or meta.get("tokenizer_id") != tok.id or meta.get("tokenizer_sha256") != tok.sha256):
         meta = None
     meta = meta or {}
     arrays: dict[str, np.ndarray] = {}
@@ -544,6 +553,7 @@ def load_data(config: DataConfig, cache_dir: str | os.PathLike[str] | None = Non
         import tokenizers
 
         meta.update({"format": _CACHE_FORMAT, "fingerprint": corpus.fingerprint, "tokenizer_id": tok.id,
+                     "tokenizer_sha256": tok.sha256,
                      "vocab_size": tok.vocab_size, "eot_id": tok.eot_id, "n_docs_train": corpus.n_docs_train,
                      "n_docs_val": corpus.n_docs_val, "val_bytes": corpus.val_bytes,
                      "tokenizers_version": tokenizers.__version__})
@@ -563,6 +573,7 @@ def load_data(config: DataConfig, cache_dir: str | os.PathLike[str] | None = Non
         corpus=corpus.name,
         corpus_info=corpus.info,
         tokenizer_path=tok.path,
+        tokenizer_sha256=tok.sha256,
     )
 
 

@@ -27,7 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from blockbench.errors import BlockbenchError
-from blockbench.records import RecordError, comparable_overrides, find_record_files, load_record
+from blockbench.records import (
+    RecordError,
+    comparable_overrides,
+    find_record_files,
+    load_record,
+    tokenization,
+    tokenization_difference,
+)
 
 OUTPUT_FILES = ("leaderboard.md", "leaderboard.csv", "loss_vs_steps.png", "loss_vs_seconds.png",
                 "loss_vs_flops.png", "params.png", "tokens_per_second.png", "index.html")
@@ -66,9 +73,14 @@ def load_entries(path: str | os.PathLike) -> list[tuple[Path, dict[str, Any]]]:
     return [(f, load_record(f)) for f in files]
 
 
-def group_key(record: dict[str, Any]) -> tuple[str, str, str, str]:
+def group_key(record: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    """What records ranked together share: suite name, version and hash, overrides, and tokenization (the
+    tokenizer id carries a prefix of its content hash; records made before the full hash was recorded group with
+    newer ones of the same tokenizer)."""
     s = record["suite"]
-    return s["name"], s["version"], s["hash"], json.dumps(comparable_overrides(record), sort_keys=True)
+    tokens = {k: v for k, v in tokenization(record).items() if k != "tokenizer_sha256"}
+    return (s["name"], s["version"], s["hash"], json.dumps(comparable_overrides(record), sort_keys=True),
+            json.dumps(tokens, sort_keys=True))
 
 
 def check_one_version(entries: list[tuple[Path, dict[str, Any]]], where: str) -> None:
@@ -111,7 +123,7 @@ def select_group(entries: list[tuple[Path, dict[str, Any]]], current_hash: str |
     kept: list[tuple[Path, dict[str, Any]]] = []
     left_out: list[tuple[Path, str]] = []
     seen: dict[tuple[str, int], Path] = {}
-    _, _, chosen_hash, chosen_overrides = chosen
+    _, _, chosen_hash, chosen_overrides, chosen_tokens = chosen
     for path, record in entries:
         key = group_key(record)
         if key[2] != chosen_hash:
@@ -121,6 +133,10 @@ def select_group(entries: list[tuple[Path, dict[str, Any]]], current_hash: str |
         elif key[3] != chosen_overrides:
             left_out.append((path, f"command-line overrides {key[3]} differ from the ranked records' "
                                    f"{chosen_overrides}"))
+        elif key[4] != chosen_tokens:
+            differ = tokenization_difference(record, groups[chosen][0][1])
+            left_out.append((path, f"tokenized differently from the ranked records ({differ}): losses over other "
+                                   "tokens do not compare"))
         elif (record["variant"], record["seed"]) in seen:
             left_out.append((path, f"duplicate of variant {record['variant']} seed {record['seed']} "
                                    f"(already taken from {seen[(record['variant'], record['seed'])]})"))
@@ -136,7 +152,7 @@ def group_failures(results: Path, kept: list[tuple[Path, dict[str, Any]]]) -> li
 
     if not kept:
         return []
-    _, _, chosen_hash, chosen_overrides = group_key(kept[0][1])
+    _, _, chosen_hash, chosen_overrides, _ = group_key(kept[0][1])
     done = {(r["variant"], r["seed"]) for _, r in kept}
     return [f for f in load_failures(results)
             if f["suite"]["hash"] == chosen_hash and json.dumps(f["overrides"], sort_keys=True) == chosen_overrides

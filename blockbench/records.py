@@ -7,6 +7,7 @@ that an external reader would notice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -16,7 +17,10 @@ from typing import Any
 
 from blockbench.errors import BlockbenchError
 
-SCHEMA_VERSION = 1
+# 2: records carry `integrity` (sha256 of their canonical content). Version-1 records (written before) are still
+# read, with the same checks except the digest; only version 2 is written.
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
 STATUSES = ("ok", "diverged")
 
 _NUM = (int, float)
@@ -75,8 +79,9 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
     """Raise RecordError naming the first problem; return the record unchanged when it is valid."""
     if not isinstance(record, dict):
         raise RecordError(f"{source}: not a JSON object")
-    if record.get("schema_version") != SCHEMA_VERSION:
-        raise RecordError(f"{source}: schema_version {record.get('schema_version')!r} is not "
+    version = record.get("schema_version")
+    if isinstance(version, bool) or version not in READABLE_SCHEMA_VERSIONS:
+        raise RecordError(f"{source}: schema_version {version!r} is not "
                           f"{SCHEMA_VERSION} (not a blockbench run record of this version)")
     _check(record, TOP_LEVEL, source)
     for section, spec in SECTIONS.items():
@@ -89,6 +94,45 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
         if not isinstance(point, dict):
             raise RecordError(f"{source}: curve[{i}] is not an object")
         _check(point, CURVE_POINT, f"{source}: curve[{i}]")
+    _check_summary_matches_curve(record, source)
+    if version >= 2:
+        integrity = record.get("integrity")
+        if not isinstance(integrity, dict) or not isinstance(integrity.get("sha256"), str):
+            raise RecordError(f"{source}: missing its integrity digest (integrity.sha256)")
+        if integrity["sha256"] != content_digest(record):
+            raise RecordError(f"{source}: integrity check failed: its content does not match its sha256 "
+                              "(edited after it was written)")
+    return record
+
+
+def _check_summary_matches_curve(record: dict[str, Any], source: str) -> None:
+    """The summary of a run that ended well is its curve's last point: a hand-edited number shows here."""
+    if record["status"] != "ok":
+        return
+    if not record["curve"]:
+        raise RecordError(f"{source}: status 'ok' with an empty curve")
+    last, summary = record["curve"][-1], record["summary"]
+    for key, point_key in (("final_eval_loss", "eval_loss"), ("steps", "step"), ("tokens", "tokens")):
+        if summary[key] != last[point_key]:
+            raise RecordError(f"{source}: summary.{key} {summary[key]!r} does not match the curve's last point "
+                              f"({point_key} {last[point_key]!r})")
+
+
+def content_digest(record: dict[str, Any]) -> str:
+    """sha256 of the record's canonical JSON (sorted keys, no whitespace), without its `integrity` field."""
+    body = {k: v for k, v in record.items() if k != "integrity"}
+    try:
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise RecordError(f"record content cannot be serialised canonically ({exc})") from None
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def seal(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as it is written: JSON-normalised (tuples -> lists, NaN -> null), with its integrity digest."""
+    record = json.loads(json.dumps(_finite_or_none(record)))
+    record["schema_version"] = SCHEMA_VERSION
+    record["integrity"] = {"sha256": content_digest(record)}
     return record
 
 
@@ -105,7 +149,7 @@ def _finite_or_none(value: Any) -> Any:
 
 def write_record(record: dict[str, Any], path: str | os.PathLike) -> Path:
     """Validate, then write atomically (temp file + link or rename) and never over an existing record."""
-    record = validate_record(_finite_or_none(record), str(path))
+    record = validate_record(seal(record), str(path))
     path = Path(path)
     exists = RecordError(f"{path}: a record already exists there; records are never overwritten")
     if path.exists():
@@ -280,3 +324,27 @@ def load_probe(path: str | os.PathLike) -> dict[str, Any]:
                 for p in prepared.values()):
             raise RecordError(f"{path}: probes[{device!r}] is not a mapping of variant -> {{static, speed}}")
     return data
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tokenization: runs are comparable only if they were scored on the same tokens.
+
+TOKENIZATION_FIELDS = ("tokenizer", "tokenizer_sha256", "vocab_size", "n_tokens_train", "n_tokens_val")
+
+
+def tokenization(record: dict[str, Any]) -> dict[str, Any]:
+    """The facts of `record["data"]` that say how its corpus was tokenized (records made before the tokenizer's
+    full hash was recorded lack `tokenizer_sha256`; their tokenizer id still carries a 12-hex prefix of it)."""
+    data = record["data"]
+    return {k: data.get(k) for k in TOKENIZATION_FIELDS}
+
+
+def tokenization_difference(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """'' when two records' tokenizations agree, else the first field that differs with both values."""
+    ta, tb = tokenization(a), tokenization(b)
+    for key in TOKENIZATION_FIELDS:
+        if key == "tokenizer_sha256" and (ta[key] is None or tb[key] is None):
+            continue
+        if ta[key] != tb[key]:
+            return f"data.{key} {ta[key]!r} vs {tb[key]!r}"
+    return ""

@@ -38,6 +38,7 @@ from blockbench.records import (
     load_record,
     record_filename,
     remove_stale_temp_files,
+    tokenization_difference,
     write_failure,
     write_probe,
     write_record,
@@ -91,6 +92,70 @@ class RunResult:
     written: list[Path] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
+
+
+RECORD_BYTES_ESTIMATE = 64 * 1024  # a record with a few hundred curve points is 20-40 KiB
+DISK_MARGIN_BYTES = 1024 * 1024
+
+
+def rescue_record(record: dict[str, Any], name: str) -> Path | None:
+    """Where a finished run's record goes when OUT cannot take it: the system's temp directory, then home."""
+    for base in (Path(tempfile.gettempdir()), Path.home()):
+        target = base / "blockbench-rescued" / f"{record.get('run_id', 'run')}-{name}"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(record, indent=1, sort_keys=True, default=str) + "\n")
+            return target
+        except OSError:
+            continue
+    return None
+
+
+def check_free_space(out: Path, runs: int) -> None:
+    """Fail before training, not after it, when OUT cannot hold the records of the runs to make."""
+    try:
+        stat = os.statvfs(out)
+    except OSError:
+        return
+    free = stat.f_bavail * stat.f_frsize
+    need = runs * RECORD_BYTES_ESTIMATE + DISK_MARGIN_BYTES
+    if runs and free < need:
+        raise BlockbenchError(f"--out {out}: {free // 1024} KiB free, the records of {runs} run(s) need about "
+                              f"{need // 1024} KiB; free some space or choose another --out")
+
+
+class OutLock:
+    """An exclusive lock on OUT for one driver at a time (OUT/.lock, flock: released by the kernel when the process
+    dies, so a killed run never leaves it stale). A second run into the same directory is refused at once."""
+
+    def __init__(self, out: Path) -> None:
+        self.path, self.file = out / ".lock", None
+
+    def __enter__(self) -> OutLock:
+        import fcntl
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+        except OSError as exc:
+            raise BlockbenchError(f"--out {self.path.parent}: not writable ({exc.strerror})") from None
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            raise BlockbenchError(f"--out {self.path.parent}: in use by another blockbench run ({holder}); wait for "
+                                  "it or choose another --out") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        self.file.flush()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.file is not None:
+            self.file.close()
 
 
 def _has_run(out: Path) -> bool:
@@ -162,7 +227,17 @@ def plan_run(suite: Suite, out: Path, *, resume: bool = False, must_exist: bool 
                                   "remaining runs could not share the finished runs' speed probe "
                                   "(choose another --out)")
     todo = [(v, s) for v, s in wanted if (v, s) not in finished]
+    check_free_space(out, len(todo))
     return Plan(suite, out, todo, sorted(finished.values()), probe, label)
+
+
+def _check_tokenization(plan: Plan, current: dict[str, Any]) -> None:
+    """Finished runs being joined must have been scored on the tokens this machine produces now."""
+    for path in plan.finished:
+        differ = tokenization_difference(load_record(path), current)
+        if differ:
+            raise BlockbenchError(f"--out {plan.out}: {path.name} was tokenized differently from this machine's "
+                                  f"data ({differ}); its runs could not be ranked with new ones (choose another --out)")
 
 
 def speed_for(probe: dict[str, Any], suite: Suite, device_name: str, variant: str) -> dict[str, Any]:
@@ -210,6 +285,10 @@ def execute(plans: list[Plan], executor: Executor, *, block_paths: list[str] | N
             on_event("data", {"corpus": plan.suite.data.corpus, "tokenizer": plan.suite.data.tokenizer})
             data = load_data(plan.suite.data)
             on_event("data_ready", data.describe())
+            current = {"data": {**data.describe(), "tokenizer": data.tokenizer_id}}
+            for other in plans:
+                if repr(other.suite.data) == repr(plan.suite.data):
+                    _check_tokenization(other, current)
     for plan in plans:
         suite = plan.suite
         if plan.probe is None or set(suite.variants) - set(plan.probe["variants"]):
@@ -218,7 +297,11 @@ def execute(plans: list[Plan], executor: Executor, *, block_paths: list[str] | N
             probe = {"suite": identity, "overrides": overrides, "variants": list(suite.variants),
                      "probes": executor.probe(suite, block_paths)}
             if dist.is_main and plan.probe is None:
-                write_probe(probe, plan.out / PROBE_FILE)
+                try:
+                    write_probe(probe, plan.out / PROBE_FILE)
+                except OSError as exc:
+                    raise BlockbenchError(f"--out {plan.out}: cannot write {PROBE_FILE} "
+                                          f"({exc.strerror or exc})") from None
             plan.probe = json.loads(json.dumps(probe))  # what a resume will read back
     jobs = {}
     for plan in plans:
@@ -243,11 +326,21 @@ def execute(plans: list[Plan], executor: Executor, *, block_paths: list[str] | N
             record = payload["record"]
             record["speed"] = speed_for(plan.probe, plan.suite, record["env"]["device_name"], job.variant)
             path = plan.out / "records" / record_filename(job.variant, job.seed)
+            outstanding.discard(job.key)
             if dist.is_main:
-                write_record(record, path)
+                try:
+                    write_record(record, path)
+                except OSError as exc:  # a full disk, a vanished directory: the trained result must survive
+                    rescued = rescue_record(record, path.name)
+                    where = f"kept at {rescued}" if rescued else "and nowhere else it could be kept"
+                    message = f"could not write {path} ({exc.strerror or exc}); the record is {where}"
+                    result.failures.append({"variant": job.variant, "seed": job.seed, "message": message,
+                                            "path": str(rescued or path)})
+                    on_event("failed", {**info, "error_type": "RecordWriteError", "message": message,
+                                        "path": str(rescued or path)})
+                    return
                 (plan.out / "failures" / failure_filename(job.variant, job.seed)).unlink(missing_ok=True)
             result.written.append(path)
-            outstanding.discard(job.key)
             on_event("done", {**info, "record": record, "path": str(path)})
         elif payload["retryable"] and job.attempt <= max_retries:
             retry = job.retry()
@@ -258,7 +351,10 @@ def execute(plans: list[Plan], executor: Executor, *, block_paths: list[str] | N
             failure = _failure(job, payload, executor)
             path = plan.out / "failures" / failure_filename(job.variant, job.seed)
             if dist.is_main:
-                write_failure(failure, path)
+                try:
+                    write_failure(failure, path)
+                except OSError as exc:
+                    failure["message"] += f" (its failure file could not be written: {exc.strerror or exc})"
             result.failures.append({**failure, "path": str(path)})
             outstanding.discard(job.key)
             on_event("failed", {**info, "error_type": failure["error_type"], "message": failure["message"],
@@ -281,15 +377,30 @@ def run(suite: Suite, out: Path, *, executor: Executor | None = None,
     process, with the in-process executor; only rank 0 writes. `make_executor` is called after the output
     directory passed its checks (so a bad --out fails before a cluster is started); the executor it makes, or the
     default one, is closed at the end, a passed-in `executor` is not."""
-    from blockbench.executors.local import InProcessExecutor, LocalExecutor
-
     if dist.enabled:
         init(dist, resolve_device(suite.runtime.device, dist).type)
-    plan = plan_run(suite, out, resume=resume) if dist.is_main else None
-    barrier(dist)
-    if not dist.is_main:
-        plan = plan_run(suite, out, resume=True, must_exist=False)  # the same todo list rank 0 planned
-    barrier(dist)
+    if resume and not out.is_dir():
+        plan_run(suite, out, resume=True)  # says "nothing to resume" before a lock creates the directory
+    with OutLock(out) if dist.is_main else _no_lock():
+        plan = plan_run(suite, out, resume=resume) if dist.is_main else None
+        barrier(dist)
+        if not dist.is_main:
+            plan = plan_run(suite, out, resume=True, must_exist=False)  # the same todo list rank 0 planned
+        barrier(dist)
+        return _run_plan(plan, suite, executor, make_executor, isolate, block_paths, on_event, dist, max_retries)
+
+
+def _no_lock() -> Any:
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def _run_plan(plan: Plan, suite: Suite, executor: Executor | None, make_executor: Callable[[], Executor] | None,
+              isolate: bool, block_paths: list[str] | None, on_event: EventFn | None, dist: DistInfo,
+              max_retries: int) -> RunResult:
+    from blockbench.executors.local import InProcessExecutor, LocalExecutor
+
     if suite.runtime.threads:
         torch.set_num_threads(suite.runtime.threads)
     owned = executor is None

@@ -92,6 +92,9 @@ class RuntimeConfig:
     warmup_steps: int = 2
     divergence_loss: float | None = None  # default: 2 ln(vocab), twice the loss of a uniform guess
     compile: bool = False
+    # Watchdog: a run that reports no progress for this long (or for 20x the longest gap between its reports so
+    # far, if longer) is killed and recorded as failed, reason "stalled".
+    stall_seconds: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -357,6 +360,8 @@ def parse_suite(data: dict[str, Any], source: str) -> Suite:
         raise r.error("runtime.device", f"{runtime.device!r} is not one of {', '.join(DEVICES)}")
     if runtime.dtype not in DTYPES:
         raise r.error("runtime.dtype", f"{runtime.dtype!r} is not one of {', '.join(DTYPES)}")
+    if not (math.isfinite(runtime.stall_seconds) and runtime.stall_seconds > 0):
+        raise r.error("runtime.stall_seconds", f"must be finite and > 0, got {runtime.stall_seconds}")
     speed = r.dataclass(SpeedConfig, r.table(data, "speed", required=False), "speed")
     if speed.rounds < 0 or speed.steps_per_round <= 0:
         raise r.error("speed", "rounds must be >= 0 and steps_per_round positive")

@@ -131,7 +131,7 @@ def run_sweep(suite: Suite, grid: dict[str, list[Any]], out: Path, *, isolate: b
     widened sweep); without it, a directory that holds a sweep's runs is refused.
     """
     from blockbench.executors.local import InProcessExecutor, LocalExecutor
-    from blockbench.runner import execute, plan_run
+    from blockbench.runner import OutLock, execute, plan_run
 
     points = grid_points(grid)
     # Validate every point before any training, so a bad axis or value fails in one line, early.
@@ -139,21 +139,22 @@ def run_sweep(suite: Suite, grid: dict[str, list[Any]], out: Path, *, isolate: b
     target = out / "sweep.toml"
     if target.exists():
         raise BlockbenchError(f"--out {out}: already holds sweep.toml (never overwritten; choose another --out)")
-    if not resume and out.is_dir() and any(out.iterdir()):
+    if not resume and out.is_dir() and any(p.name != ".lock" for p in out.iterdir()):
         raise BlockbenchError(f"--out {out}: already holds a sweep's runs; --resume finishes or widens it there, "
                               "or choose another --out")
-    plans = [plan_run(point_suite, out / point_label(point), resume=resume, must_exist=False,
-                      label=point_label(point)) for point, point_suite in suites]
-    if on_event:
-        for plan in plans:
-            on_event("point", {"point": plan.label, "skipped": not plan.todo})
-    owned = executor is None
-    executor = executor or (LocalExecutor() if isolate else InProcessExecutor())
-    try:
-        result = execute(plans, executor, block_paths=block_paths, on_event=on_event, max_retries=max_retries)
-    finally:
-        if owned:
-            executor.close()
+    with OutLock(out):
+        plans = [plan_run(point_suite, out / point_label(point), resume=resume, must_exist=False,
+                          label=point_label(point)) for point, point_suite in suites]
+        if on_event:
+            for plan in plans:
+                on_event("point", {"point": plan.label, "skipped": not plan.todo})
+        owned = executor is None
+        executor = executor or (LocalExecutor() if isolate else InProcessExecutor())
+        try:
+            result = execute(plans, executor, block_paths=block_paths, on_event=on_event, max_retries=max_retries)
+        finally:
+            if owned:
+                executor.close()
     if result.failures:  # a failed run is not a measurement: no choice until --resume has rerun it
         return {}, target, result
     records = [r for point in points for r in load_records(out / point_label(point) / "records")]

@@ -15,6 +15,7 @@ import pytest
 
 from blockbench import leaderboard
 from blockbench.cli import main
+from blockbench.records import seal
 
 TINY_SUITE = """\
 [suite]
@@ -86,8 +87,8 @@ def copy_records(src: Path, dst: Path, change=None, only=None) -> Path:
         record = json.loads(path.read_text())
         if only is not None and not only(record):
             continue
-        if change is not None:
-            record = change(record)
+        if change is not None:  # a derived record stands for another real run: sealed like one
+            record = seal(change(record))
         (dst / "records" / path.name).write_text(json.dumps(record, indent=1, sort_keys=True))
     return dst
 
@@ -151,14 +152,14 @@ def test_stale_hash_and_other_overrides_are_left_out_with_a_message(tiny_run, tm
     results = copy_records(tiny_run, tmp_path / "results")
     stale = json.loads((results / "records" / "sas-seed0.json").read_text())
     stale["suite"]["hash"] = "0" * 64
-    (results / "records" / "sas-seed9.json").write_text(json.dumps(stale))
+    (results / "records" / "sas-seed9.json").write_text(json.dumps(seal(stale)))
     other = json.loads((results / "records" / "sas-seed1.json").read_text())
     other["config"]["overrides"] = {"budget": {"steps": 3}}
-    (results / "records" / "sas-seed8.json").write_text(json.dumps(other))
+    (results / "records" / "sas-seed8.json").write_text(json.dumps(seal(other)))
     selection = json.loads((results / "records" / "pre_ln-seed0.json").read_text())
     selection["seed"] = 7
     selection["config"]["overrides"] = {"variants": ["pre_ln"], "seeds": [7]}  # what was run, not how: kept
-    (results / "records" / "pre_ln-seed7.json").write_text(json.dumps(selection))
+    (results / "records" / "pre_ln-seed7.json").write_text(json.dumps(seal(selection)))
 
     messages = []
     leaderboard.generate(results, warn=messages.append)

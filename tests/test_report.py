@@ -69,6 +69,7 @@ def three_seeds(tmp_path: Path, shifts: dict[str, float], noise=(0.0, 0.01, -0.0
             r = copy.deepcopy(record)
             r["seed"] = seed
             r["summary"]["final_eval_loss"] = base + shifts.get(variant, 0.0) + eps * (1 + (variant == "sas"))
+            r["curve"][-1]["eval_loss"] = r["summary"]["final_eval_loss"]  # the summary is the curve's end
             write_record(r, records_dir / record_filename(variant, seed))
     return out
 

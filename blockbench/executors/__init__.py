@@ -104,6 +104,13 @@ def died_payload(what: str, retryable: bool = True) -> dict[str, Any]:
             "retryable": retryable}
 
 
+def stalled_payload(silent_seconds: float) -> dict[str, Any]:
+    """The watchdog's verdict on a run that stopped reporting progress (a hang, SIGSTOP, a deadlock)."""
+    return {"error_type": "Stalled", "message": f"stalled: no progress for {silent_seconds:.0f} s; the run's process "
+            "was killed (runtime.stall_seconds)", "traceback": "", "host": socket.gethostname(),
+            "retryable": False}
+
+
 def _worker_setup(suite: Suite, block_paths: tuple[str, ...] | list[str], cwd: str) -> Any:
     import torch
 

@@ -4,7 +4,7 @@ A fresh process per run keeps runs independent: no allocator or cache state, no 
 and no thread pool carries over from one variant to the next. Jobs run in the order submitted (the runner
 interleaves variants within each seed, so slow drift of a shared machine spreads over all of them). Progress
 streams back through a pipe; a process that dies without a result is a retryable failure, one that sends nothing
-for `stall_seconds` is killed and recorded as stalled.
+for `runtime.stall_seconds` (or 20x its longest silence so far) is killed and recorded as stalled.
 """
 
 from __future__ import annotations
@@ -15,7 +15,17 @@ from collections import deque
 from typing import Any
 
 from blockbench.errors import BlockbenchError
-from blockbench.executors import EmitFn, Event, Executor, Job, died_payload, failure_payload, probe_job, run_job
+from blockbench.executors import (
+    EmitFn,
+    Event,
+    Executor,
+    Job,
+    died_payload,
+    failure_payload,
+    probe_job,
+    run_job,
+    stalled_payload,
+)
 from blockbench.suite import Suite
 
 
@@ -50,6 +60,13 @@ class _Process:
         self.process.start()
         send.close()
         self.last_message = time.monotonic()
+        self.longest_gap = 0.0
+
+    def stalled_for(self, stall_seconds: float) -> float | None:
+        """Seconds without a message, when that exceeds the watchdog's limit: stall_seconds, or 20x the longest
+        gap between two messages so far (a long evaluation is not a stall)."""
+        silent = time.monotonic() - self.last_message
+        return silent if silent > max(stall_seconds, 20 * self.longest_gap) else None
 
     def messages(self, timeout: float) -> list[tuple[str, Any]]:
         """Messages that arrived within `timeout`; ('died', exitcode) when the child ended without a result."""
@@ -57,7 +74,10 @@ class _Process:
         try:
             while self.receive.poll(timeout if not out else 0):
                 out.append(self.receive.recv())
-                self.last_message = time.monotonic()
+                now = time.monotonic()
+                if out[-1][0] == "progress":
+                    self.longest_gap = max(self.longest_gap, now - self.last_message)
+                self.last_message = now
                 if out[-1][0] in ("result", "error", "interrupted"):
                     return out
         except (EOFError, OSError):
@@ -126,18 +146,17 @@ class LocalExecutor(Executor):
             elif kind == "error":
                 child.finish()
                 emit(Event("failed", job, payload))
-            elif kind == "interrupted":
+            elif kind == "interrupted":  # SIGINT reached the child alone (a Ctrl-C reaches this process too)
                 child.finish()
-                raise KeyboardInterrupt
+                emit(Event("failed", job, died_payload("the run's process was interrupted (SIGINT)")))
             else:
                 emit(Event("failed", job, died_payload(f"the run's process died (exit code {payload})")))
             return
-        if self.stall_seconds and time.monotonic() - child.last_message > self.stall_seconds:
+        silent = child.stalled_for(self.stall_seconds or job.suite.runtime.stall_seconds)
+        if silent is not None:
             child.kill()
             self.current = None
-            emit(Event("failed", job, {**died_payload(f"stalled: no progress for {self.stall_seconds:g} s; "
-                                                      "the run's process was killed", retryable=False),
-                                       "error_type": "Stalled"}))
+            emit(Event("failed", job, stalled_payload(silent)))
 
     def cancel(self) -> None:
         self.queue.clear()

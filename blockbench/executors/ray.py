@@ -22,7 +22,17 @@ import time
 from typing import Any
 
 from blockbench.errors import BlockbenchError
-from blockbench.executors import EmitFn, Event, Executor, Job, died_payload, failure_payload, probe_job, run_job
+from blockbench.executors import (
+    EmitFn,
+    Event,
+    Executor,
+    Job,
+    died_payload,
+    failure_payload,
+    probe_job,
+    run_job,
+    stalled_payload,
+)
 from blockbench.suite import Suite
 
 INSTALL_HINT = "--executor ray needs Ray: pip install -e '.[ray]' (or pip install 'ray[default]')"
@@ -132,6 +142,7 @@ class RayExecutor(Executor):
         self.remote_probe = ray.remote(max_calls=1)(_task_probe)
         self.remote_device = ray.remote(max_calls=1)(_task_device_name)
         self.pending: dict[Any, Job] = {}  # object ref -> job
+        self.heard: dict[tuple[str, int], tuple[float, float]] = {}  # (key, attempt) -> (last message, longest gap)
 
     # -- resources ---------------------------------------------------------------------------------------------
     def resources(self, suite: Suite) -> dict[str, float]:
@@ -205,6 +216,9 @@ class RayExecutor(Executor):
         for kind, key, attempt, info in self.queue.get_nowait_batch(size):
             job = by_key.get((key, attempt))
             if job is not None:
+                now = time.monotonic()
+                last, gap = self.heard.get((key, attempt), (now, 0.0))
+                self.heard[(key, attempt)] = (now, max(gap, now - last) if kind == "progress" else gap)
                 emit(Event(kind, job, info))
 
     def poll(self, emit: EmitFn, timeout: float) -> None:
@@ -236,6 +250,20 @@ class RayExecutor(Executor):
                 emit(Event("result", job, {"record": payload}))
             else:
                 emit(Event("failed", job, payload))
+        self._watchdog(emit)
+
+    def _watchdog(self, emit: EmitFn) -> None:
+        """A started run silent for runtime.stall_seconds (or 20x its longest silence so far) is cancelled."""
+        now = time.monotonic()
+        for ref, job in list(self.pending.items()):
+            heard = self.heard.get((job.key, job.attempt))
+            if heard is None:
+                continue  # still queued for resources: waiting is not stalling
+            last, gap = heard
+            if now - last > max(job.suite.runtime.stall_seconds, 20 * gap):
+                self.pending.pop(ref)
+                self.ray.cancel(ref, force=True)
+                emit(Event("failed", job, stalled_payload(now - last)))
 
     def cancel(self) -> None:
         for ref in list(self.pending):
