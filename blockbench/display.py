@@ -64,7 +64,9 @@ class RunDisplay:
             if key not in self.tasks:
                 self.tasks[key] = self.progress.add_task(self._name(info) + retry, total=None,
                                                          loss="-", eval="-", tps="-")
-            self.log(f"{self._name(info)}: started{retry}" + (f" on {info['host']}" if info.get("host") else ""))
+            where = (f" on {info['host']}" if info.get("host") else "") + (f" (pid {info['pid']})" if "pid" in info
+                                                                             else "")
+            self.log(f"{self._name(info)}: started{retry}{where}")
         elif kind == "progress" and self._key(info) in self.tasks:
             fields = {"loss": _fmt(info.get("train_loss"), ".3f"), "tps": f"{info['tokens_per_second']:,.0f}"}
             if info.get("eval_loss") is not None:

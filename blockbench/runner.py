@@ -38,6 +38,7 @@ from blockbench.records import (
     load_record,
     record_filename,
     remove_stale_temp_files,
+    seal,
     tokenization_difference,
     write_failure,
     write_probe,
@@ -104,7 +105,7 @@ def rescue_record(record: dict[str, Any], name: str) -> Path | None:
         target = base / "blockbench-rescued" / f"{record.get('run_id', 'run')}-{name}"
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(json.dumps(record, indent=1, sort_keys=True, default=str) + "\n")
+            target.write_text(json.dumps(seal(record), indent=1, sort_keys=True) + "\n")
             return target
         except OSError:
             continue

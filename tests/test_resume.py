@@ -1,11 +1,6 @@
-"""Finishing an interrupted suite in place (`--resume`), and what a killed or terminated driver leaves behind."""
+"""Finishing an interrupted suite in place (`--resume`). A killed or terminated driver: tests/faults/."""
 
-import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 from blockbench.cli import main
@@ -15,66 +10,8 @@ from tests.tiny_suite import write_suite
 REPO = Path(__file__).resolve().parents[1]
 
 
-def start_run(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "blockbench", "run", "--quiet", *args], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_records(records: Path, n: int, process: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if records.is_dir() and len(list(records.glob("*.json"))) >= n:
-            return
-        assert process.poll() is None, process.communicate()
-        time.sleep(0.05)
-    raise AssertionError(f"no {n} records in {records} after {timeout} s")
-
-
 def no_temp_files(out: Path) -> bool:
     return not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
-
-
-def test_sigkill_of_the_driver_then_resume_completes_the_suite_without_duplicates(tmp_path):
-    suite = write_suite(tmp_path)
-    out = tmp_path / "out"
-    args = ("--suite", str(suite), "--seeds", "0,1", "--out", str(out), "--budget-steps", "20")
-    driver = start_run(*args)
-    wait_for_records(out / "records", 1, driver)
-    driver.send_signal(signal.SIGKILL)
-    driver.communicate()
-    first = {p.name: p.read_bytes() for p in (out / "records").glob("*.json")}
-    assert 1 <= len(first) < 4
-    probe = (out / "probe.json").read_bytes()
-
-    result = subprocess.run([sys.executable, "-m", "blockbench", "run", "--quiet", *args], cwd=REPO,
-                            capture_output=True, text=True)
-    assert result.returncode == 2 and "--resume" in result.stderr  # today's refusal stays, naming --resume
-
-    result = subprocess.run([sys.executable, "-m", "blockbench", "run", "--quiet", *args, "--resume"], cwd=REPO,
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert f"({len(first)} already finished: kept)" in result.stdout
-    names = sorted(p.name for p in (out / "records").iterdir())
-    assert names == ["pre_ln-seed0.json", "pre_ln-seed1.json", "sas_p-seed0.json", "sas_p-seed1.json"]
-    assert all((out / "records" / name).read_bytes() == data for name, data in first.items())
-    assert (out / "probe.json").read_bytes() == probe and no_temp_files(out)
-    saved = json.loads(probe)
-    for name in names:  # every record carries the one probe, whichever session trained it
-        record = load_record(out / "records" / name)
-        assert record["speed"] == saved["probes"][record["env"]["device_name"]][record["variant"]]["speed"]
-
-
-def test_sigterm_of_the_driver_keeps_finished_records_and_exits_143(tmp_path):
-    suite = write_suite(tmp_path)
-    out = tmp_path / "out"
-    driver = start_run("--suite", str(suite), "--seeds", "0,1", "--out", str(out), "--budget-steps", "20")
-    wait_for_records(out / "records", 1, driver)
-    driver.send_signal(signal.SIGTERM)
-    stdout, stderr = driver.communicate(timeout=60)
-    assert driver.returncode == 143, stderr
-    assert "terminated" in stderr and "--resume" in stderr and "Traceback" not in stderr
-    records = list((out / "records").glob("*.json"))
-    assert records and all(load_record(p) for p in records) and no_temp_files(out)
 
 
 def test_resume_refuses_empty_foreign_and_other_override_directories(tmp_path, capsys):

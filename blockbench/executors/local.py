@@ -61,6 +61,7 @@ class _Process:
         send.close()
         self.last_message = time.monotonic()
         self.longest_gap = 0.0
+        self.progressed = False
 
     def stalled_for(self, stall_seconds: float) -> float | None:
         """Seconds without a message, when that exceeds the watchdog's limit: stall_seconds, or 20x the longest
@@ -75,8 +76,9 @@ class _Process:
             while self.receive.poll(timeout if not out else 0):
                 out.append(self.receive.recv())
                 now = time.monotonic()
-                if out[-1][0] == "progress":
+                if out[-1][0] == "progress" and self.progressed:  # start-up (imports, data) is not a step
                     self.longest_gap = max(self.longest_gap, now - self.last_message)
+                self.progressed = self.progressed or out[-1][0] == "progress"
                 self.last_message = now
                 if out[-1][0] in ("result", "error", "interrupted"):
                     return out

@@ -142,7 +142,8 @@ class RayExecutor(Executor):
         self.remote_probe = ray.remote(max_calls=1)(_task_probe)
         self.remote_device = ray.remote(max_calls=1)(_task_device_name)
         self.pending: dict[Any, Job] = {}  # object ref -> job
-        self.heard: dict[tuple[str, int], tuple[float, float]] = {}  # (key, attempt) -> (last message, longest gap)
+        # (key, attempt) -> (last message, longest gap between progress reports, reported progress yet)
+        self.heard: dict[tuple[str, int], tuple[float, float, bool]] = {}
 
     # -- resources ---------------------------------------------------------------------------------------------
     def resources(self, suite: Suite) -> dict[str, float]:
@@ -217,8 +218,10 @@ class RayExecutor(Executor):
             job = by_key.get((key, attempt))
             if job is not None:
                 now = time.monotonic()
-                last, gap = self.heard.get((key, attempt), (now, 0.0))
-                self.heard[(key, attempt)] = (now, max(gap, now - last) if kind == "progress" else gap)
+                last, gap, progressed = self.heard.get((key, attempt), (now, 0.0, False))
+                if kind == "progress" and progressed:  # start-up (imports, data) is not a step
+                    gap = max(gap, now - last)
+                self.heard[(key, attempt)] = (now, gap, progressed or kind == "progress")
                 emit(Event(kind, job, info))
 
     def poll(self, emit: EmitFn, timeout: float) -> None:
@@ -259,7 +262,7 @@ class RayExecutor(Executor):
             heard = self.heard.get((job.key, job.attempt))
             if heard is None:
                 continue  # still queued for resources: waiting is not stalling
-            last, gap = heard
+            last, gap, _ = heard
             if now - last > max(job.suite.runtime.stall_seconds, 20 * gap):
                 self.pending.pop(ref)
                 self.ray.cancel(ref, force=True)
