@@ -34,6 +34,14 @@ def ray_cluster():
     ray.shutdown()
 
 
+def run_on_ray(suite, out: Path, **options):
+    executor = make_executor("ray")
+    try:
+        return run(suite, out, executor=executor, **options)
+    finally:
+        executor.close()
+
+
 def curves(path: Path) -> list[tuple]:
     record = load_record(path)
     return [(p["step"], p["train_loss"], p["eval_loss"]) for p in record["curve"]]
@@ -42,11 +50,7 @@ def curves(path: Path) -> list[tuple]:
 def test_ray_records_match_the_local_executors(tmp_path, ray_cluster):
     suite = load_suite(str(write_suite(tmp_path, ONE_THREAD))).with_overrides(seeds=[0, 1])
     local = run(suite, tmp_path / "local")
-    executor = make_executor("ray")
-    try:
-        remote = run(suite, tmp_path / "ray", executor=executor)
-    finally:
-        executor.close()
+    remote = run_on_ray(suite, tmp_path / "ray")
     assert not local.failures and not remote.failures
     names = sorted(p.name for p in (tmp_path / "ray" / "records").iterdir())
     assert names == ["pre_ln-seed0.json", "pre_ln-seed1.json", "sas_p-seed0.json", "sas_p-seed1.json"]
@@ -69,11 +73,7 @@ def test_a_killed_ray_worker_is_retried_into_exactly_one_record(tmp_path, ray_cl
         if kind == "start" and info["attempt"] == 1:
             os.kill(info["pid"], signal.SIGKILL)
 
-    executor = make_executor("ray")
-    try:
-        result = run(suite, tmp_path / "out", executor=executor, on_event=kill_first_attempt, max_retries=1)
-    finally:
-        executor.close()
+    result = run_on_ray(suite, tmp_path / "out", on_event=kill_first_attempt, max_retries=1)
     assert ("retry", 1) in events and ("done", 2) in events
     assert [p.name for p in (tmp_path / "out" / "records").iterdir()] == ["sas_p-seed0.json"]
     assert len(result.written) == 1 and not result.failures
@@ -162,11 +162,7 @@ def test_a_killed_local_child_is_retried_and_a_raising_one_is_not(tmp_path):
 def test_the_smoke_suite_through_ray_gives_the_local_executors_loss_curves(tmp_path, ray_cluster):
     suite = load_suite("smoke").with_overrides(threads=1)
     local = run(suite, tmp_path / "local")
-    executor = make_executor("ray")
-    try:
-        remote = run(suite, tmp_path / "ray", executor=executor)
-    finally:
-        executor.close()
+    remote = run_on_ray(suite, tmp_path / "ray")
     assert len(local.written) == len(remote.written) == 6 and not remote.failures
     for path in local.written:
         assert curves(path) == curves(tmp_path / "ray" / "records" / path.name)
