@@ -37,6 +37,18 @@ class ModelConfig:
         return asdict(self)
 
 
+def make_final_norm(spec: BlockSpec | None, dim: int) -> nn.Module:
+    """The norm before the tied head. final_norm='auto' is the blocks' norm, and RMSNorm for blocks without one
+    (a model without block norms still ends in a norm: the paper's code keeps its final LayerNorm); a user factory
+    block gets RMSNorm. A LayerNorm's bias acts, through the tied head, as a learned logit bias."""
+    if spec is None:
+        return make_norm("rms", dim, 1e-5)
+    kind = spec.final_norm
+    if kind == "auto":
+        kind = spec.norm if spec.norm != "none" else "rms"
+    return make_norm(kind, dim, spec.norm_eps, spec.norm_eps_placement)
+
+
 class Model(nn.Module):
     def __init__(self, config: ModelConfig, variant: Variant, spec: BlockSpec | None = None,
                  init_std: float = 0.02) -> None:
@@ -55,9 +67,7 @@ class Model(nn.Module):
                 raise SpecError(f"block {variant.name!r}: factory returned {type(block).__name__}, not an nn.Module")
             blocks.append(block)
         self.blocks = nn.ModuleList(blocks)
-        # A model without block norms still ends in a norm (the paper's code keeps its final LayerNorm).
-        final = self.spec.norm if self.spec is not None and self.spec.norm != "none" else "rms"
-        self.final_norm = make_norm(final, config.d_model, self.spec.norm_eps if self.spec else 1e-5)
+        self.final_norm = make_final_norm(self.spec, config.d_model)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, T, V), or the mean next-token cross-entropy in nats when targets are given."""

@@ -3,6 +3,7 @@
 import pytest
 
 from blockbench.blocks import get_variant, variants
+from blockbench.blocks.zoo import AUTHORS_CODE
 from blockbench.measure.flops import count_flops
 from blockbench.model import ModelConfig, build_model
 
@@ -15,6 +16,20 @@ def test_counters_agree_for_every_preset(name):
     assert counters["flopcounter_fwd"] == counters["fvcore_fwd_x2"]  # exactly: 2 FLOPs per fvcore MAC
     assert counters["fvcore_unsupported"] == []
     assert abs(counters["flopcounter_fwd"] - counters["analytic_fwd"]) <= 0.01 * counters["analytic_fwd"]
+    assert counters["flopcounter_train"] == 3 * counters["flopcounter_fwd"]
+
+
+@pytest.mark.parametrize("name", [v.name for v in variants() if v.spec is not None])
+@pytest.mark.parametrize("option", sorted(AUTHORS_CODE))
+def test_counters_agree_with_the_authors_code_options(name, option):
+    """A Q/K bias, a final LayerNorm and the eps placement are elementwise work: no counter counts them, so every
+    preset's FLOPs stay what they are without the option and the three counters still agree exactly."""
+    spec = get_variant(name).spec.replace(**{option: AUTHORS_CODE[option]})
+    counters = count_flops(build_model(get_variant(name), CONFIG, spec))["counters"]
+    plain = count_flops(build_model(get_variant(name), CONFIG), use_fvcore=False)["counters"]
+    assert counters["flopcounter_fwd"] == counters["fvcore_fwd_x2"] == plain["flopcounter_fwd"]
+    assert counters["fvcore_unsupported"] == []
+    assert counters["analytic_fwd"] == plain["analytic_fwd"]
     assert counters["flopcounter_train"] == 3 * counters["flopcounter_fwd"]
 
 

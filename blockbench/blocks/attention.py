@@ -75,6 +75,9 @@ class Attention(nn.Module):
             self.qkv.weight[:dim].normal_(std=spec.query_init_std)
             if spec.value == "orthogonal":
                 self.qkv.weight[2 * dim:].copy_(nn.init.orthogonal_(torch.empty(dim, dim)))
+        # Q and K biases as one (2d,) vector, added after the GEMM: a 1-dim tensor, so never weight-decayed, and
+        # the value part of a fused QKV GEMM gets none (the authors' value layer has no trainable bias).
+        self.qk_bias = nn.Parameter(torch.zeros(2 * dim)) if spec.qk_bias else None
         self.value = None if fused_value else make_value_proj(spec.value, dim, spec)
         self.proj = make_value_proj(spec.proj, dim, spec)
         if self.kind != "softmax":
@@ -95,6 +98,11 @@ class Attention(nn.Module):
         batch, seq, _ = t.shape
         return t.view(batch, seq, self.heads, self.dim // self.heads).transpose(1, 2)
 
+    def add_qk_bias(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.qk_bias is None:
+            return q, k
+        return q + self.qk_bias[:self.dim], k + self.qk_bias[self.dim:]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, seq, dim = x.shape
         if self.value is None and self.qkv.out_features == 3 * dim:
@@ -102,6 +110,7 @@ class Attention(nn.Module):
         else:
             q, k = self.qkv(x).split(dim, dim=-1)
             v = x if self.value is None else self.value(x)
+        q, k = self.add_qk_bias(q, k)
         q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         if self.kind != "softmax":
@@ -114,7 +123,7 @@ class Attention(nn.Module):
     def attention_matrix(self, x: torch.Tensor) -> torch.Tensor:
         """The explicit (B, H, T, T) mixing matrix, for tests and diagnostics only: O(T^2) memory."""
         dim, seq = self.dim, x.shape[1]
-        q, k = (self.split_heads(t) for t in self.qkv(x).split(dim, dim=-1)[:2])
+        q, k = (self.split_heads(t) for t in self.add_qk_bias(*self.qkv(x).split(dim, dim=-1)[:2]))
         logits = q @ k.transpose(-1, -2) / (dim // self.heads) ** 0.5
         mask = torch.ones(seq, seq, dtype=torch.bool, device=x.device).tril()
         probs = logits.masked_fill(~mask, float("-inf")).softmax(dim=-1)

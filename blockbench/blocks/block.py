@@ -17,9 +17,10 @@ class Block(nn.Module):
     def __init__(self, dim: int, heads: int, spec: BlockSpec) -> None:
         super().__init__()
         self.spec = spec
-        self.norm1 = make_norm(spec.norm, dim, spec.norm_eps)
+        self.norm1 = make_norm(spec.norm, dim, spec.norm_eps, spec.norm_eps_placement)
         # The parallel block normalises its input once for both branches.
-        self.norm2 = make_norm(spec.norm, dim, spec.norm_eps) if spec.layout == "sequential" else None
+        self.norm2 = (make_norm(spec.norm, dim, spec.norm_eps, spec.norm_eps_placement)
+                      if spec.layout == "sequential" else None)
         self.attn = Attention(dim, heads, spec)
         self.mlp = MLP(dim, round(spec.mlp_ratio * dim), spec.activation, spec.init_std)
         self.fixed_gains: dict[str, float] = {}

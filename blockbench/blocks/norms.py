@@ -8,20 +8,32 @@ from torch import nn
 
 
 class RMSNorm(nn.Module):
-    """x / sqrt(mean(x^2) + eps) * scale, through torch's fused kernel."""
+    """scale * x / sqrt(mean(x^2) + eps) through torch's fused kernel, or scale * x / (rms(x) + eps) with
+    eps_placement='outside' (the authors' RMSNorm). The two differ only where rms(x) is near sqrt(eps)."""
 
-    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+    def __init__(self, dim: int, eps: float = 1e-5, eps_placement: str = "inside_sqrt") -> None:
         super().__init__()
-        self.eps = eps
+        if eps_placement not in ("inside_sqrt", "outside"):
+            raise ValueError(f"unknown eps placement {eps_placement!r}")
+        self.eps, self.eps_placement = eps, eps_placement
         self.scale = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, (x.shape[-1],), self.scale, self.eps)
+        if self.eps_placement == "inside_sqrt":
+            return F.rms_norm(x, (x.shape[-1],), self.scale, self.eps)
+        # The mean of squares is taken in float32 at least, as the fused kernel does, so bf16 inputs keep it exact.
+        xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        rms = xf.pow(2).mean(dim=-1, keepdim=True).sqrt()
+        return self.scale * (xf / (rms + self.eps)).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.scale.shape[0]}, eps={self.eps}, eps_placement={self.eps_placement}"
 
 
-def make_norm(kind: str, dim: int, eps: float) -> nn.Module:
+def make_norm(kind: str, dim: int, eps: float, eps_placement: str = "inside_sqrt") -> nn.Module:
+    """eps_placement applies to RMSNorm; LayerNorm adds eps inside the sqrt (torch's and HF's LayerNorm)."""
     if kind == "rms":
-        return RMSNorm(dim, eps)
+        return RMSNorm(dim, eps, eps_placement)
     if kind == "layer":
         return nn.LayerNorm(dim, eps=eps)
     if kind == "none":

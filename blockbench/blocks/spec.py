@@ -15,6 +15,12 @@ from blockbench.errors import BlockbenchError
 
 LAYOUTS = ("sequential", "parallel")
 NORMS = ("rms", "layer", "none")
+# The model's last norm, before the tied head. auto: the blocks' norm, RMSNorm when the blocks have none (what
+# blockbench has always built); layer: a LayerNorm with its trainable bias, as the authors' HF GPT-2 ln_f.
+FINAL_NORMS = ("auto", "rms", "layer")
+# Where RMSNorm adds eps: inside_sqrt, x / sqrt(mean(x^2) + eps) (torch's fused kernel); outside, x / (rms(x) + eps)
+# (the authors' RMSNorm). LayerNorm always adds it inside the sqrt, as torch's and HF's do.
+EPS_PLACEMENTS = ("inside_sqrt", "outside")
 NORM_POSITIONS = ("pre", "post")
 ATTENTIONS = ("softmax", "shaped", "value_skipinit")
 # linear: trainable d x d matrix, N(0, 0.02^2); orthogonal: trainable, random orthogonal init;
@@ -73,6 +79,9 @@ class BlockSpec:
     norm: str = "rms"
     norm_position: str = "pre"
     norm_eps: float = 1e-5
+    norm_eps_placement: str = "inside_sqrt"
+    # Model-level, kept on the spec so that "the authors' final LayerNorm" is one override like any other.
+    final_norm: str = "auto"
     attention: str = "softmax"
     value: str = "linear"
     proj: str = "linear"
@@ -87,6 +96,9 @@ class BlockSpec:
     attn_alpha: Gain = Gain(1.0, True)
     attn_beta: Gain = Gain(1.0, True)
     attn_gamma: Gain = Gain(1.0, True)
+    # A trainable bias on Q and K (2d values, zero-init, never weight-decayed), as the authors' fused QK layer has.
+    # The key half is inert (softmax ignores a shift shared by a query's logits); the query half trains.
+    qk_bias: bool = False
     query_init_std: float = 0.02
     init_std: float = 0.02
     activation: str = "relu"
@@ -103,7 +115,7 @@ class BlockSpec:
     def validate(self) -> None:
         choices = {"layout": LAYOUTS, "norm": NORMS, "norm_position": NORM_POSITIONS,
                    "attention": ATTENTIONS, "value": VALUE_PROJ_KINDS, "proj": VALUE_PROJ_KINDS,
-                   "activation": ACTIVATIONS}
+                   "activation": ACTIVATIONS, "final_norm": FINAL_NORMS, "norm_eps_placement": EPS_PLACEMENTS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise SpecError(f"{name}={getattr(self, name)!r} is not one of {', '.join(allowed)}")
@@ -111,6 +123,8 @@ class BlockSpec:
             raise SpecError(f"mlp_ratio must be positive, got {self.mlp_ratio}")
         if not self.norm_eps > 0:
             raise SpecError(f"norm_eps must be positive, got {self.norm_eps}")
+        if not isinstance(self.qk_bias, bool):
+            raise SpecError(f"qk_bias must be true or false, got {self.qk_bias!r}")
         if self.query_init_std < 0 or self.init_std < 0:
             raise SpecError("init standard deviations must be >= 0")
         if self.layout == "parallel":
@@ -122,6 +136,8 @@ class BlockSpec:
             raise SpecError("norm_position='post' needs a norm")
         valid = {f.name for f in dataclasses.fields(self)} - {"first_block"}
         bad = set(self.first_block) - valid
+        if "final_norm" in self.first_block:
+            raise SpecError("final_norm is a model-level field; first_block cannot override it")
         if bad:
             raise SpecError(f"first_block overrides unknown fields: {', '.join(sorted(bad))}")
 

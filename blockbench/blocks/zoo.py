@@ -53,44 +53,65 @@ _SAS = BlockSpec(
 )
 _SAS_P = _SAS.replace(layout="parallel", alpha_ff=Gain(0.0))
 
+# What separates every preset from the authors' code (bobby-he/simplified_transformers) once the rest matches;
+# each is one override, and AUTHORS_CODE sets all three (README, "The block zoo").
+AUTHORS_CODE: dict[str, Any] = {"qk_bias": True, "final_norm": "layer", "norm_eps_placement": "outside"}
+_AUTHORS_DIFFERENCES = (
+    "Differs from the authors' code in: (1) no Q/K bias (theirs: trainable, zero-init, not decayed; the query "
+    "half trains) -> qk_bias=true; (2) the final norm is RMSNorm (theirs: HF's ln_f LayerNorm, whose bias acts "
+    "as a learned logit bias through the tied head) -> final_norm=layer; (3) RMSNorm adds eps inside the sqrt "
+    "(theirs: x / (rms(x) + eps); only matters where rms(x) < ~0.03) -> norm_eps_placement=outside. Their frozen "
+    "zero V/P/MLP biases and frozen gain scalars are counted by their parameter total but change nothing."
+)
+
+
 def _preset(name: str, description: str, spec: BlockSpec, notes: str) -> Variant:
-    return Variant(name, description, spec=spec, notes=notes)
+    return Variant(name, description, spec=spec, notes=f"{notes} {_AUTHORS_DIFFERENCES}")
 
 
 PRESETS: tuple[Variant, ...] = (
     _preset("pre_ln", "Pre-LN baseline: x + MHA(N(x)), then h + MLP(N(h))", BlockSpec(),
-            "Follows the paper's code: RMSNorm, ReLU MLP (r=4), no biases, N(0, 0.02^2) init without GPT-2's "
-            "1/sqrt(2L) scaling, fused QKV; all gains fixed at 1."),
+            "Follows the paper's code (model=default): RMSNorm, ReLU MLP (r=4), no biases on W^V, W^P or the MLP, "
+            "N(0, 0.02^2) init without GPT-2's 1/sqrt(2L) scaling, all gains fixed at 1; Q, K and V in one "
+            "fused GEMM (theirs: QK fused, V separate; the same function)."),
     _preset("post_ln", "Post-LN: h = N(x + MHA(x)), out = N(h + MLP(h))", BlockSpec(norm_position="post"),
-            "Not run in the paper. Standard Post-LN; the repo's variant also normalises the embedding input, "
-            "blockbench does not."),
+            "Not run in the paper. Standard Post-LN; the repo's variant (norm_position=post) also normalises the "
+            "embedding input, blockbench does not."),
     _preset("parallel", "Parallel (GPT-J/PaLM): x + MHA(N(x)) + MLP(N(x))",
             BlockSpec(layout="parallel", alpha_sa=Gain(0.0)),
-            "One shared norm per block; the repo builds an unused second norm, blockbench does not."),
+            "Follows model=default-parallel. One shared norm per block; the repo builds an unused second norm "
+            "(counted in its total, no gradient), blockbench does not."),
     _preset("naive_skipless", "Negative control: Pre-LN without the attention skip",
             BlockSpec(alpha_sa=Gain(0.0)),
-            "Plain softmax attention and W^V/W^P, MLP skip kept, fixed gains. Expected to train badly "
-            "(rank collapse)."),
+            "Plain softmax attention and W^V/W^P, MLP skip kept, fixed gains (model=default with "
+            "attn_block_skip_gain=0). Expected to train badly (rank collapse); its small early activations are "
+            "where the eps placement shows most."),
     _preset("vskipinit", "V-SkipInit (paper's runs): shaped attn, trainable orth W^V/W^P",
             BlockSpec(attention="shaped", query_init_std=0.0, value="orthogonal", proj="orthogonal",
                       alpha_ff=_TRAINABLE_ONE, **_SKIPLESS_ATTENTION),
             "The repo's baseline_comparison.sh flags (centred shaped attention, W^Q = 0, beta_SA = 1, "
-            "beta_FF = 0.1, alpha_FF = 1 trainable), not Eq. 4; see vskipinit_eq4 for the equation as printed."),
+            "beta_FF = 0.1, alpha_FF = 1 trainable), not Eq. 4; see vskipinit_eq4 for the equation as printed. "
+            "The repo also makes the unused alpha_SA trainable (no gradient); blockbench fixes it at 0."),
     _preset("vskipinit_eq4", "V-SkipInit as Eq. 4: alpha I + beta A, orth W^V/W^P",
             BlockSpec(attention="value_skipinit", attn_alpha=_TRAINABLE_ONE, attn_beta=Gain(0.0, True),
                       value="orthogonal", proj="orthogonal", alpha_ff=_TRAINABLE_ONE, **_SKIPLESS_ATTENTION),
             "alpha = 1, beta = 0 per head, trainable (the paper leaves the granularity open); W^Q keeps its "
-            "N(0, 0.02^2) init; block gains as vskipinit."),
+            "N(0, 0.02^2) init; block gains as vskipinit. No repo config runs it; the differences below are "
+            "those of the repo's conventions."),
     _preset("sas", "SAS: shaped attn, no attn skip, W^V = W^P = I", _SAS,
-            "Spec 2.6: W^Q = 0; alpha_h = beta_h = gamma_h = 1 trainable; beta_SA = 1, beta_FF = 0.1, "
-            "alpha_FF = 1 trainable; block 1 keeps W^V = alpha_V I + beta_V dW (dW = 0, alpha_V = beta_V = 1 "
-            "trainable)."),
+            "Spec 2.6 (model=skipless): W^Q = 0; alpha_h = beta_h = gamma_h = 1 trainable; beta_SA = 1, "
+            "beta_FF = 0.1, alpha_FF = 1 trainable; block 1 keeps W^V = alpha_V I + beta_V dW (dW = 0, "
+            "alpha_V = beta_V = 1 trainable). The repo also makes the unused alpha_SA trainable (no gradient); "
+            "blockbench fixes it at 0."),
     _preset("sas_p", "SAS-P: parallel SAS, no skips at all", _SAS_P,
-            "Spec 2.7: as sas, in the parallel layout with alpha_comb fixed at 0."),
+            "Spec 2.7 (model=skipless-parallel): as sas, in the parallel layout with alpha_comb fixed at 0; the "
+            "repo builds an unused second norm, blockbench does not."),
     _preset("sas_p_nonorm", "SAS-P without normalisation",
             _SAS_P.replace(norm="none", first_block={"value": "reparam_identity", "norm": "rms"}),
             "Spec 2.8 follows the repo: block 1 keeps a norm on its input and the model's final norm stays. "
-            "blockbench uses RMSNorm for both (the repo uses LayerNorm)."),
+            "blockbench's block-1 norm is an RMSNorm where the repo's is a LayerNorm (theirs: first_block = "
+            "{value=reparam_identity, norm=layer}, a spec change no suite override reaches), so (3) below applies "
+            "to that one norm only."),
 )
 
 _REGISTRY: dict[str, Variant] = {v.name: v for v in PRESETS}
