@@ -4,7 +4,9 @@ Verdicts, per variant present on both sides:
 - params and train FLOPs/token are deterministic: any difference is `changed` (a failure only under --strict);
 - eval loss at budget: a one-sided Welch t-test (candidate worse, alpha 0.01) when both sides have >= 3 seeds,
   else the difference of means against --max-loss-increase; a candidate that diverges on more seeds than the
-  baseline is a regression;
+  baseline is a regression. A difference whose order is unsettled (stats.py's pair rule: with >= 2 seeds a
+  bootstrap order probability below 0.9 or a 95% interval through zero; with one seed, the order at 50% or 75% of
+  the budget the other way round) is `unresolved`, "not resolvable at this budget": reported, not failed;
 - speed: only through each side's interleaved ratio to its own baseline variant measured in the same run
   (`speed.speedup_vs_baseline`), so machine drift cancels; raw seconds and tokens/s are shown, never judged.
   A ratio that dropped by more than --max-slowdown fails only if the drop also stands out from the two probes'
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from blockbench import stats
 from blockbench.errors import BlockbenchError
 from blockbench.leaderboard import check_one_version, group_key, load_entries
 from blockbench.records import comparable_overrides, tokenization_difference
@@ -145,9 +148,28 @@ def _final_losses(records: list[dict]) -> list[float]:
             if r["status"] == "ok" and r["summary"]["final_eval_loss"] is not None]
 
 
-def quality_row(variant: str, b: list[dict], c: list[dict], t: Thresholds) -> dict[str, Any]:
-    from scipy import stats
+def _order_check(variant: str, b: list[dict], c: list[dict]) -> tuple[bool, str]:
+    """Whether the order of the two sides' final losses is resolved at this budget (stats.pair_order_resolved)."""
+    fb, fc = stats.seed_losses(b).get(variant, {}), stats.seed_losses(c).get(variant, {})
+    if not fb or not fc:
+        return True, ""
+    curves_b = {f: stats.seed_losses(b, f).get(variant, {}) for f in stats.CHECKPOINTS}
+    curves_c = {f: stats.seed_losses(c, f).get(variant, {}) for f in stats.CHECKPOINTS}
+    return stats.pair_order_resolved(fb, fc, curves_b, curves_c, f"compare/{variant}")
 
+
+def _unless_unsettled(row: dict[str, Any], variant: str, b: list[dict], c: list[dict]) -> dict[str, Any]:
+    """A regression or improvement whose order is not settled at this budget is not called either way."""
+    if row["verdict"] not in ("regression", "improved"):
+        return row
+    resolved, why = _order_check(variant, b, c)
+    if not resolved:
+        row["verdict"] = "unresolved"
+        row["detail"] = f"not resolvable at this budget ({why}); {row['detail']}"
+    return row
+
+
+def quality_row(variant: str, b: list[dict], c: list[dict], t: Thresholds) -> dict[str, Any]:
     lb, lc = _final_losses(b), _final_losses(c)
     db, dc = sum(r["status"] != "ok" for r in b), sum(r["status"] != "ok" for r in c)
     metric = "eval loss"
@@ -161,18 +183,19 @@ def quality_row(variant: str, b: list[dict], c: list[dict], t: Thresholds) -> di
     if sorted(lb) == sorted(lc):
         return _row(variant, metric, mb, mc, "same", f"identical losses, n={len(lb)}/{len(lc)}", "nats")
     if len(lb) >= MIN_SEEDS_FOR_TEST and len(lc) >= MIN_SEEDS_FOR_TEST:
-        worse = float(stats.ttest_ind(lc, lb, equal_var=False, alternative="greater").pvalue)
-        better = float(stats.ttest_ind(lc, lb, equal_var=False, alternative="less").pvalue)
+        worse, better = stats.welch_one_sided(lc, lb)
         if not math.isnan(worse):
             verdict = "regression" if worse < t.alpha else "improved" if better < t.alpha else "ok"
-            return _row(variant, metric, mb, mc, verdict,
-                        f"Welch one-sided p={min(worse, better):.2g} (alpha {t.alpha}), n={len(lb)}/{len(lc)}",
-                        "nats")
+            return _unless_unsettled(_row(
+                variant, metric, mb, mc, verdict,
+                f"Welch one-sided p={min(worse, better):.2g} (alpha {t.alpha}), n={len(lb)}/{len(lc)}", "nats"),
+                variant, b, c)
         # Both sides without spread: no test possible, the threshold decides.
     verdict = ("regression" if delta > t.max_loss_increase else "improved" if delta < -t.max_loss_increase
                else "ok")
-    return _row(variant, metric, mb, mc, verdict,
-                f"mean increase limit {t.max_loss_increase} nats, n={len(lb)}/{len(lc)}", "nats")
+    return _unless_unsettled(_row(variant, metric, mb, mc, verdict,
+                                  f"mean increase limit {t.max_loss_increase} nats, n={len(lb)}/{len(lc)}", "nats"),
+                             variant, b, c)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -273,6 +296,9 @@ def compare_sides(base: Side, cand: Side, t: Thresholds) -> dict[str, Any]:
     if any(r["verdict"] == "inconclusive" for r in speed):
         notes.append("a speed change beyond the limit was within the probe's own noise (inconclusive, not failed): "
                      "rerun on a quieter machine or raise the suite's [speed] rounds")
+    if any(r["verdict"] == "unresolved" for r in rows):
+        notes.append("an eval-loss difference beyond the test was not resolvable at this budget (its order was not "
+                     "settled: see the row): reported, not failed; rerun with more seeds or a longer budget")
     failures = [r for r in rows if r["failure"]]
     return {
         "baseline": base.describe(), "candidate": cand.describe(),
@@ -315,7 +341,7 @@ def _delta_cell(row: dict[str, Any]) -> str:
 
 
 STYLES = {"regression": "bold red", "improved": "green", "changed": "yellow", "missing": "yellow",
-          "inconclusive": "yellow"}
+          "inconclusive": "yellow", "unresolved": "yellow"}
 
 
 def print_table(result: dict[str, Any]) -> None:

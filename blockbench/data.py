@@ -512,6 +512,20 @@ def _load_array(path: Path, expected: dict[str, Any] | None) -> np.ndarray | Non
     return arr
 
 
+SPOT_CHECK_DOCS = 8
+
+
+def _agrees_with_tokenizer(arr: np.ndarray, docs: Any, tok: _Tokenizer) -> bool:
+    """Re-tokenize the split's first documents and compare with the cached array's start. meta.json binds the
+    arrays to the tokenizer's hash, but a cache edited consistently (arrays and meta.json together) would agree
+    with itself; this catches it for the start of each split at a cost of milliseconds."""
+    n = min(SPOT_CHECK_DOCS, len(docs))
+    texts = list(docs[:n]) if isinstance(docs, list) else list(docs.select(range(n))["text"])
+    expected = np.concatenate([np.append(ids, tok.eot_id) for ids in tok.encode(texts)]) if texts else np.array([])
+    return arr.size >= expected.size and np.array_equal(arr[:expected.size].astype(np.int64),
+                                                        expected.astype(np.int64))
+
+
 def load_data(config: DataConfig, cache_dir: str | os.PathLike[str] | None = None) -> TokenData:
     """Token ids of both splits; the slow steps (BPE training, tokenising) run once, then come from cache."""
     _validate(config)
@@ -540,6 +554,10 @@ def load_data(config: DataConfig, cache_dir: str | os.PathLike[str] | None = Non
     for split, docs in (("train", corpus.train), ("val", corpus.val)):
         path = key_dir / f"{split}.npy"
         arr = _load_array(path, meta.get(split))
+        if arr is not None and not _agrees_with_tokenizer(arr, docs, tok):
+            logger.warning("cached %s is not what %s gives for the corpus's first documents; rebuilding it",
+                           path, tok.id)
+            arr = None
         if arr is None:
             logger.info("tokenizing %s split with %s", split, tok.id)
             arr = _tokenize(docs, tok, split)

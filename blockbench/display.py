@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from blockbench import stats
 from blockbench.suite import Suite
 
 
@@ -140,7 +141,8 @@ class RunDisplay:
             s = r["summary"]
             ratio = r["speed"]["speedup_vs_baseline"]
             mem = s["peak_memory_bytes"]
-            table.add_row(r["variant"], str(r["seed"]), r["status"], str(s["steps"]), _fmt(s["final_eval_loss"]),
+            status = r["status"] + (" (plateau)" if stats.plateau_steps(r) is not None else "")
+            table.add_row(r["variant"], str(r["seed"]), status, str(s["steps"]), _fmt(s["final_eval_loss"]),
                           _fmt(s["final_eval_bpb"], ".3f"), f"{s['tokens_per_second']:,.0f}", _fmt(ratio, ".3f"),
                           _fmt(r["to_target"]["steps"], ".1f"), f"{r['static']['params_total']:,}",
                           "-" if mem is None else f"{mem / 2**20:.1f}")
@@ -151,3 +153,8 @@ class RunDisplay:
         self.console.print(f"records: {out_dir}/records  (peak memory: {kind})")
         if self.failures:
             self.console.print(f"failed runs: {len(self.failures)}, see {out_dir}/failures/")
+        if self.records:  # the table's order is a verdict only if it had stopped moving: say which
+            variants = {r["variant"] for r in self.records}
+            ranked = [v for v in variants if all(r["status"] == "ok" for r in self.records if r["variant"] == v)]
+            line = stats.stability(self.records, f"{self.suite.name}/{self.suite.version}", ranked).line()
+            self.console.print(line, highlight=False, markup=False)

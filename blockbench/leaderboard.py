@@ -21,11 +21,11 @@ import json
 import math
 import os
 import sys
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from blockbench import stats
 from blockbench.errors import BlockbenchError
 from blockbench.records import (
     RecordError,
@@ -35,18 +35,20 @@ from blockbench.records import (
     tokenization,
     tokenization_difference,
 )
+from blockbench.stats import BOOTSTRAP_RESAMPLES, bootstrap_speedup, t_interval  # noqa: F401 - public here too
 
 OUTPUT_FILES = ("leaderboard.md", "leaderboard.csv", "loss_vs_steps.png", "loss_vs_seconds.png",
                 "loss_vs_flops.png", "params.png", "tokens_per_second.png", "index.html")
-BOOTSTRAP_RESAMPLES = 10_000
 
 CSV_COLUMNS = (
-    "rank", "variant", "status", "n_seeds", "n_diverged", "seeds",
+    "rank", "rank_range", "rank_probability", "ranking", "tau_50_final", "tau_75_final",
+    "variant", "status", "n_seeds", "n_diverged", "seeds",
     "eval_loss_mean", "eval_loss_std", "eval_loss_ci_low", "eval_loss_ci_high", "eval_bpb_mean",
     "speedup_vs_baseline", "speedup_iqr", "ttt_speedup", "ttt_speedup_ci_low", "ttt_speedup_ci_high",
     "to_target_status", "to_target_misses", "steps_to_target", "tokens_to_target", "flops_to_target",
     "seconds_to_target", "params_total", "params_block_matrices", "flops_fwd_per_token", "flops_train_per_token",
     "peak_memory_bytes", "peak_memory_kind", "tokens_per_second", "mfu", "train_seconds", "device", "commit",
+    "n_plateau",
 )
 
 
@@ -175,7 +177,7 @@ def runs_frame(records: list[dict[str, Any]], failures: list[dict[str, Any]] | N
                      "params_total": None, "params_block_matrices": None, "flops_fwd_per_token": None,
                      "flops_train_per_token": None, "peak_memory_bytes": None, "peak_memory_kind": None,
                      "tokens_per_second": None, "mfu": None, "train_seconds": None, "device": None,
-                     "commit": None})
+                     "commit": None, "plateau": False})
     for r in records:
         s, t, st, git = r["summary"], r["to_target"], r["static"], r["git"]
         commit = (git["commit"] or "unknown")[:12] + ("-dirty" if git["dirty"] else "")
@@ -192,50 +194,10 @@ def runs_frame(records: list[dict[str, Any]], failures: list[dict[str, Any]] | N
             "peak_memory_bytes": s["peak_memory_bytes"], "peak_memory_kind": s["peak_memory_kind"],
             "tokens_per_second": s["tokens_per_second"], "mfu": s["mfu"], "train_seconds": s["train_seconds"],
             "device": r["env"]["device_name"], "commit": commit,
+            "plateau": stats.plateau_steps(r) is not None,
         })
     frame = pd.DataFrame(rows)
     return frame.sort_values(["variant", "seed"], kind="stable").reset_index(drop=True)
-
-
-def t_interval(values: list[float]) -> tuple[float, float]:
-    """95% Student-t interval of the mean; NaN bounds for fewer than two values."""
-    from scipy import stats
-
-    n = len(values)
-    if n < 2:
-        return math.nan, math.nan
-    mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-    return mean - half, mean + half
-
-
-def _ratio(a, b):
-    import numpy as np
-
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.asarray(a, dtype=float) / np.asarray(b, dtype=float)
-
-
-def bootstrap_speedup(base: list[float], cand: list[float], key: str) -> tuple[float, float, float]:
-    """median(base)/median(cand) with a percentile-bootstrap 95% CI; misses are inf (a miss on the candidate's side
-    gives 0, on both sides NaN). The RNG is seeded from `key`, so the same records give the same interval."""
-    import numpy as np
-
-    if not base or not cand:
-        return math.nan, math.nan, math.nan
-    b, c = np.asarray(base, dtype=float), np.asarray(cand, dtype=float)
-    point = float(_ratio(np.median(b), np.median(c)))
-    if len(b) < 2 or len(c) < 2:
-        return point, math.nan, math.nan
-    rng = np.random.default_rng(zlib.crc32(key.encode()))
-    mb = np.median(rng.choice(b, size=(BOOTSTRAP_RESAMPLES, len(b))), axis=1)
-    mc = np.median(rng.choice(c, size=(BOOTSTRAP_RESAMPLES, len(c))), axis=1)
-    ratios = _ratio(mb, mc)
-    if np.isnan(ratios).all():
-        return point, math.nan, math.nan
-    low, high = np.nanquantile(ratios, [0.025, 0.975], method="inverted_cdf")
-    return point, float(low), float(high)
 
 
 def _join(values) -> str:
@@ -298,6 +260,7 @@ def aggregate(runs, baseline: str | None, has_target: bool):
             "tokens_per_second": float(g["tokens_per_second"].median()),
             "mfu": g["mfu"].astype(float).median(), "train_seconds": float(g["train_seconds"].median()),
             "device": _join(g["device"]), "commit": _join(g["commit"]),
+            "n_plateau": int(g["plateau"].sum()),
         })
     table = pd.DataFrame(rows)
     ranked = table["status"] == "ok"
@@ -308,6 +271,18 @@ def aggregate(runs, baseline: str | None, has_target: bool):
     for column in ("params_total", "params_block_matrices", "flops_fwd_per_token", "flops_train_per_token"):
         if table[column].isna().any():  # a variant none of whose runs finished: keep the others integers
             table[column] = table[column].astype("Int64")
+    return table[[c for c in CSV_COLUMNS if c in table.columns] + ["n_failed"]]
+
+
+def add_stability(table, st: stats.Stability):
+    """The stability columns: shared rank ranges, each variant's bootstrap probability of its rank, and the
+    ranking's verdict and taus (the same on every row, so the CSV carries the stability line)."""
+    table = table.copy()
+    table["rank_range"] = [st.range_text(v) if v in st.rank_range else "" for v in table["variant"]]
+    table["rank_probability"] = [st.rank_prob.get(v, math.nan) for v in table["variant"]]
+    table["ranking"] = "settled" if st.settled else "unsettled"
+    table["tau_50_final"] = st.taus.get(0.5, math.nan)
+    table["tau_75_final"] = st.taus.get(0.75, math.nan)
     return table[[*CSV_COLUMNS, "n_failed"]]
 
 
@@ -322,7 +297,8 @@ def curves_frame(records: list[dict[str, Any]]):
                                         "eval_loss"])
     return (frame.groupby(["variant", "step"], sort=True)
             .agg(flops=("flops", "mean"), train_seconds=("train_seconds", "mean"), eval_loss=("eval_loss", "mean"),
-                 diverged=("diverged", "any"), n=("seed", "count"))
+                 diverged=("diverged", "any"), n=("seed", "count"), loss_min=("eval_loss", "min"),
+                 loss_max=("eval_loss", "max"))
             .reset_index())
 
 
@@ -352,17 +328,28 @@ def _loss_cell(row) -> str:
         return f"failed ({row['n_failed']}/{row['n_seeds']})"
     if row["status"] != "ok":
         return f"diverged ({row['n_diverged']}/{row['n_seeds']})"
+    plateau = f" plateau ({row['n_plateau']}/{row['n_seeds']})" if row["n_plateau"] else ""
     if _is_missing(row["eval_loss_ci_low"]):
-        return fmt(row["eval_loss_mean"], ".4f")
-    return f"{row['eval_loss_mean']:.4f} ± {(row['eval_loss_ci_high'] - row['eval_loss_ci_low']) / 2:.4f}"
+        return fmt(row["eval_loss_mean"], ".4f") + plateau
+    return (f"{row['eval_loss_mean']:.4f} ± {(row['eval_loss_ci_high'] - row['eval_loss_ci_low']) / 2:.4f}"
+            + plateau)
+
+
+def _speedup(value: Any) -> str:
+    # A ratio of 0 is baseline seconds over a candidate's infinite ones: the candidate missed the target.
+    return "miss" if not _is_missing(value) and value == 0 else fmt(value, ".3f", "inf")
 
 
 def _ci_cell(point: Any, low: Any, high: Any) -> str:
+    """A time-to-target speedup: `miss` where the (resampled) median run missed the target, so an interval
+    whose lower end is `miss` is censored there, never a zero."""
     if _is_missing(point):
         return "-"
+    if point == 0:
+        return "miss"
     if _is_missing(low):
-        return fmt(point, ".3f", "inf")
-    return f"{fmt(point, '.3f', 'inf')} [{fmt(low, '.3f', 'inf')}, {fmt(high, '.3f', 'inf')}]"
+        return _speedup(point)
+    return f"{_speedup(point)} [{_speedup(low)}, {_speedup(high)}]"
 
 
 def _mib(value: Any) -> str:
@@ -370,7 +357,8 @@ def _mib(value: Any) -> str:
 
 
 MAIN_COLUMNS: tuple[tuple[str, Callable[[Any], str]], ...] = (
-    ("rank", lambda r: fmt(r["rank"], "d")),
+    ("rank", lambda r: r["rank_range"] or "-"),
+    ("P(rank)", lambda r: fmt(r["rank_probability"], ".2f")),
     ("variant", lambda r: r["variant"]),
     ("eval loss (mean ± 95% CI)", _loss_cell),
     ("seeds", lambda r: str(r["n_seeds"])),
@@ -441,27 +429,43 @@ READING_NOTES = """\
 How to read this:
 - **eval loss**: the final evaluation loss at the budget (nats/token), mean over seeds ± the half-width of a
   95% Student-t interval (no interval with one seed). Rank is by this mean; variants with a diverged seed are
-  listed as diverged and not ranked.
+  listed as diverged and not ranked. `plateau (k/n)`: k of n seeds ended stuck on the unigram plateau (eval
+  loss improved by less than 0.05 nats over at least the last third of the run while above the suite's
+  plateau level, by default 0.55 ln(vocab)): such a run has not learnt from context and is not converged.
+- **rank stability** (the line under the table): Kendall's tau-b between the ranking by mean eval loss at 50%
+  (and 75%) of the budget and the final ranking. The ranking is **settled** when tau(50%->final) >= 0.8 and
+  tau(75%->final) >= 0.9 (at most 10% of pairs swap in the second half, 5% in the last quarter), else
+  **unsettled**: the order was still moving when the budget ended and is a snapshot, not a verdict.
+- **rank** ranges (`2-5`): adjacent variants whose order is not resolved share one. With >= 2 seeds a pair is
+  resolved when a bootstrap over seeds (resampled jointly, as seeds share data order; enumerated exactly up to 8
+  seeds) puts it in order with probability >= 0.9 and the 95% interval of the difference (paired by seed)
+  excludes zero: with 2-3 seeds the bootstrap alone gives probability 1 to any sign that holds on every seed.
+  With one seed a pair is resolved when it is in the same order at 50%, 75% and 100% of the budget.
+  **P(rank)**: the bootstrap's probability that the variant is at its listed position (>= 2 seeds).
 - **speedup (interleaved)**: baseline step time / variant step time from the in-process probe that times all
   variants round-robin in one process (> 1 is faster), median over rounds [interquartile range over rounds: a
   large one means a noisy machine]. Machine drift cancels in this ratio; compare these, not tokens/s, across
   runs.
 - **time-to-target speedup**: median baseline training seconds to the target / the variant's, with a percentile
-  bootstrap 95% CI (10,000 seeded resamples over seeds). A miss counts as infinite; seconds come from runs made
-  one after another, so they carry machine drift.
+  bootstrap 95% CI (10,000 seeded resamples over seeds). A miss counts as infinite: `miss` when the variant's
+  median run missed the target, and an interval `[miss, x]` is censored (in over 2.5% of resamples the median
+  run missed); seconds come from runs made one after another, so they carry machine drift.
 - **to target**: medians over seeds, interpolated between eval points; a miss counts as infinite ("miss"), and
   more than one miss makes the variant's to-target result invalid.
 - **peak mem** is the kind named in the CSV's peak_memory_kind (CUDA max allocated, or CPU peak RSS growth).
 """
 
 
-def render_markdown(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]], failed: int = 0) -> str:
+def render_markdown(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]], failed: int = 0,
+                    stability_line: str = "") -> str:
     items = header_items(kept, len(left_out), failed)
     first = kept[0]
     parts = [f"# Leaderboard: suite {first['suite']['name']} v{first['suite']['version']}", "",
              _md_table(["item", "value"], [[k, f"`{v}`" if "hash" in k or "fingerprint" in k else v]
                                            for k, v in items]), "",
              _md_table(*_cells(table, MAIN_COLUMNS)), ""]
+    if stability_line:
+        parts += [f"**{stability_line}**", ""]
     if first["to_target"]["target"] is not None:
         parts += [f"## To target (eval loss <= {first['to_target']['target']})", "",
                   _md_table(*_cells(table, TARGET_COLUMNS)), ""]
@@ -480,7 +484,8 @@ def render_csv(table) -> str:
     return buf.getvalue()
 
 
-def render_html(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]], failed: int = 0) -> str:
+def render_html(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]], failed: int = 0,
+                stability_line: str = "") -> str:
     esc = html.escape
     first = kept[0]
     title = f"blockbench leaderboard: {first['suite']['name']} v{first['suite']['version']}"
@@ -505,7 +510,9 @@ table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
 td, th {{ border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: right; }}
 td:first-child, th:first-child {{ text-align: left; }}
 figure {{ display: inline-block; margin: 0.5em; }}
-img {{ max-width: 640px; }}
+img {{ max-width: 100%; }}
+.stability {{ max-width: 80em; }}
+.notes {{ max-width: 80em; white-space: pre-wrap; font-size: 0.9em; }}
 </style>
 </head>
 <body>
@@ -514,8 +521,10 @@ img {{ max-width: 640px; }}
 every number comes from the run records in <code>records/</code></p>
 {table_html(["item", "value"], items)}
 {table_html(*_cells(table, MAIN_COLUMNS))}
+{f'<p class="stability"><strong>{esc(stability_line)}</strong></p>' if stability_line else ""}
 {table_html(*_cells(table, TARGET_COLUMNS)) if first["to_target"]["target"] is not None else ""}
 {plots}
+<pre class="notes">{esc(READING_NOTES)}</pre>
 {f"<h2>Left out</h2><ul>{left}</ul>" if left else ""}
 </body>
 </html>
@@ -542,19 +551,58 @@ def _new_figure(title: str):
     return fig, ax
 
 
-def plot_curves(curves, order: list[str], x: str, xlabel: str, title: str, target: float | None) -> bytes:
-    fig, ax = _new_figure(title)
-    for variant in order:
+TAIL_FRACTION = 0.5  # the right panel shows the last half of training, where the verdict is
+
+
+def plot_curves(curves, order: list[str], x: str, xlabel: str, title: str, target: float | None,
+                off_scale: frozenset[str] = frozenset()) -> bytes:
+    """Left: whole curves (means over seeds). Right: the last half of training on its own y-scale, so that the
+    differences the ranking rests on are visible, with a band from the lowest to the highest seed. Variants in
+    `off_scale` (every seed on the unigram plateau) do not set that scale: one would squash the others flat."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 4.8), layout="constrained")
+    ax, tail = fig.subplots(1, 2, width_ratios=[1, 1])
+    fig.suptitle(title)
+    x_end = float(curves[x].max()) if not curves.empty else 0.0
+    start = TAIL_FRACTION * x_end
+    lows, highs = [], []
+    for i, variant in enumerate(order):
         g = curves[curves["variant"] == variant]
         if g.empty:
             continue
+        color = f"C{i % 10}"
         diverged = bool(g["diverged"].any())
-        ax.plot(g[x], g["eval_loss"], marker="o", markersize=3, linestyle="--" if diverged else "-",
+        style = "--" if diverged else "-"
+        ax.plot(g[x], g["eval_loss"], marker="o", markersize=3, linestyle=style, color=color,
                 label=variant + (" (diverged)" if diverged else ""))
+        # The tail starts at the last evaluation before the cut, so the panel's left edge has a line into it.
+        before = g[g[x] <= start]
+        t = g[g[x] >= (before[x].max() if not before.empty else start)]
+        tail.plot(t[x], t["eval_loss"], marker="o", markersize=3, linestyle=style, color=color)
+        if (t["n"] > 1).any():
+            tail.fill_between(t[x], t["loss_min"], t["loss_max"], color=color, alpha=0.15, linewidth=0)
+        inside = t[t[x] >= start]
+        if not diverged and not inside.empty and variant not in off_scale:
+            lows.append(float(inside["loss_min"].min()))
+            highs.append(float(inside["loss_max"].max()))
     if target is not None:
-        ax.axhline(target, color="grey", linestyle=":", linewidth=1, label=f"target {target}")
-    ax.set_xlabel(xlabel)
+        for a in (ax, tail):
+            a.axhline(target, color="grey", linestyle=":", linewidth=1, label=f"target {target}" if a is ax else None)
+    if lows:
+        pad = 0.05 * max(max(highs) - min(lows), 1e-3)
+        tail.set_ylim(min(lows) - pad, max(highs) + pad)
+        shown = [v for v in order if v in off_scale and not curves[curves["variant"] == v].empty]
+        if shown:
+            tail.annotate(f"off scale (unigram plateau): {', '.join(shown)}", (0.01, 0.99),
+                          xycoords="axes fraction", va="top", fontsize="small", color="dimgrey")
+    tail.set_xlim(start, x_end * 1.01 if x_end > 0 else 1.0)
+    for a in (ax, tail):
+        a.grid(True, alpha=0.3)
+        a.set_xlabel(xlabel)
     ax.set_ylabel("eval loss (nats/token), mean over seeds")
+    ax.set_title("whole run", fontsize="medium")
+    tail.set_title("last half of training (own scale; band: lowest to highest seed)", fontsize="medium")
     ax.legend(fontsize="small")
     return _png(fig)
 
@@ -587,19 +635,26 @@ def build(entries: list[tuple[Path, dict[str, Any]]], left_out: list[tuple[str, 
     baseline = first["config"].get("baseline")
     runs = runs_frame(records, failures)
     table = aggregate(runs, baseline, target is not None)
+    ranked = list(table.loc[table["status"] == "ok", "variant"])
+    suite = first["suite"]
+    st = stats.stability(records, f"{suite['name']}/{suite['version']}", ranked)
+    table = add_stability(table, st)
+    line = st.line()
     curves = curves_frame(records)
     order = list(table["variant"])
+    off = frozenset(table.loc[(table["n_plateau"] > 0) & (table["n_plateau"] == table["n_seeds"]), "variant"])
     return {
-        "leaderboard.md": render_markdown(table, records, left_out, len(failures)).encode(),
+        "leaderboard.md": render_markdown(table, records, left_out, len(failures), line).encode(),
         "leaderboard.csv": render_csv(table).encode(),
-        "loss_vs_steps.png": plot_curves(curves, order, "step", "training steps", "eval loss vs steps", target),
+        "loss_vs_steps.png": plot_curves(curves, order, "step", "training steps", "eval loss vs steps", target, off),
         "loss_vs_seconds.png": plot_curves(curves, order, "train_seconds", "training seconds (mean over seeds)",
-                                           "eval loss vs training seconds", target),
-        "loss_vs_flops.png": plot_curves(curves, order, "flops", "training FLOPs", "eval loss vs FLOPs", target),
+                                           "eval loss vs training seconds", target, off),
+        "loss_vs_flops.png": plot_curves(curves, order, "flops", "training FLOPs", "eval loss vs FLOPs", target,
+                                         off),
         "params.png": plot_bars(table, "params_total", "parameters", "parameters per variant"),
         "tokens_per_second.png": plot_bars(table, "tokens_per_second", "tokens/s (median over seeds)",
                                            "training throughput per variant (raw, not drift-corrected)"),
-        "index.html": render_html(table, records, left_out, len(failures)).encode(),
+        "index.html": render_html(table, records, left_out, len(failures), line).encode(),
     }
 
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,10 @@ SECTIONS: dict[str, dict[str, Any]] = {
     "suite": {"name": str, "version": str, "hash": str},
     "env": {"python": str, "torch": str, "device": str, "device_name": str, "cuda": _OPT_STR, "threads": int,
             "cpu_model": str, "platform": str},
-    "data": {"corpus": str, "fingerprint": str, "tokenizer": str, "vocab_size": int},
+    "data": {"corpus": str, "fingerprint": str, "tokenizer": str, "vocab_size": int, "n_tokens_train": int,
+             "n_tokens_val": int},
+    # What the views read of the recorded configuration (the rest is free-form).
+    "config": {"overrides": dict, "baseline": str, "model": dict, "budget": dict},
     "static": {"params_total": int, "params_embedding": int, "params_block_matrices": int,
                "flops_fwd_per_token": int, "flops_train_per_token": int, "counters": dict},
     "summary": {"steps": int, "tokens": int, "train_seconds": _NUM, "tokens_per_second": _NUM,
@@ -51,6 +55,23 @@ SECTIONS: dict[str, dict[str, Any]] = {
     "to_target": {"target": _OPT_NUM, "steps": _OPT_NUM, "tokens": _OPT_NUM, "flops": _OPT_NUM,
                   "seconds": _OPT_NUM},
 }
+MODEL_KEYS: dict[str, Any] = {"n_layers": int, "d_model": int, "n_heads": int, "seq_len": int}
+# config.optim: what a view reads of it (report prints each variant's learning rate).
+OPTIM_KEYS: dict[str, Any] = {"lr": _NUM}
+# config.overrides as Suite.with_overrides / with_override_file write them; a key not listed here is free-form
+# (it still takes part in comparability as JSON).
+OVERRIDE_TYPES: dict[str, Any] = {
+    "budget": dict, "target_loss": _NUM, "variants": list, "seeds": list, "device": str, "threads": int,
+    "fields": dict, "speed_rounds": int, "override_file": dict,
+}
+# Keys that are optional (older records lack them) but typed when present.
+OPTIONAL_KEYS: dict[str, dict[str, Any]] = {"data": {"tokenizer_sha256": str, "tokenizer_id": str},
+                                            # steps on the unigram plateau (stats.py); views recompute it if absent
+                                            "summary": {"plateau_steps": (int, type(None))}}
+# Integers beyond 64 bits are no count or size a run can produce, and break the views' numeric columns.
+INT_LIMIT = 2**63
+# A record is tens of kilobytes; far larger is not one, and must not be read into memory whole.
+MAX_RECORD_BYTES = 64 * 2**20
 # Keys of config.overrides that only choose which runs were made, not how a run is measured.
 SELECTION_OVERRIDES = ("variants", "seeds")
 
@@ -86,6 +107,11 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
     _check(record, TOP_LEVEL, source)
     for section, spec in SECTIONS.items():
         _check(record[section], spec, f"{source}: {section}")
+    _check(record["config"]["model"], MODEL_KEYS, f"{source}: config.model")
+    for key, value in record["config"]["budget"].items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RecordError(f"{source}: config.budget.{key} has type {type(value).__name__}")
+    _check_views_fields(record, source)
     if record["status"] not in STATUSES:
         raise RecordError(f"{source}: status {record['status']!r} is not one of {', '.join(STATUSES)}")
     if record["status"] == "ok" and record["summary"]["final_eval_loss"] is None:
@@ -103,6 +129,40 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
             raise RecordError(f"{source}: integrity check failed: its content does not match its sha256 "
                               "(edited after it was written)")
     return record
+
+
+def _check_optional(mapping: dict, spec: dict[str, Any], where: str) -> None:
+    _check(mapping, {k: t for k, t in spec.items() if k in mapping}, where)
+
+
+def _check_views_fields(record: dict[str, Any], source: str) -> None:
+    """The fields a view reads beyond the sections' required keys, typed and in the range it divides or takes
+    roots by: a hand-made record must fail here, with its name, not as a traceback in leaderboard or compare."""
+    config = record["config"]
+    if not isinstance(config.get("optim"), dict):
+        raise RecordError(f"{source}: config: 'optim' is missing or not an object")
+    _check(config["optim"], OPTIM_KEYS, f"{source}: config.optim")
+    overrides = config["overrides"]
+    _check_optional(overrides, OVERRIDE_TYPES, f"{source}: config.overrides")
+    _check(overrides.get("budget", {}), dict.fromkeys(overrides.get("budget", {}), _NUM),
+           f"{source}: config.overrides.budget")
+    for key, spec in OPTIONAL_KEYS.items():
+        _check_optional(record[key], spec, f"{source}: {key}")
+    spec = record["block_spec"]
+    if spec:  # report reads the MLP ratio of the baseline's block
+        _check(spec, {"mlp_ratio": _NUM}, f"{source}: block_spec")
+        if spec["mlp_ratio"] <= 0:
+            raise RecordError(f"{source}: block_spec: 'mlp_ratio' is {spec['mlp_ratio']!r}, out of range")
+    for key in ("params_total", "flops_fwd_per_token", "flops_train_per_token"):  # ratios divide by them
+        if record["static"][key] <= 0:
+            raise RecordError(f"{source}: static: '{key}' is {record['static'][key]!r}, out of range")
+    speed = record["speed"]
+    if speed["rounds"] < 0:
+        raise RecordError(f"{source}: speed: 'rounds' is negative")
+    for key in ("speedup_vs_baseline", "speedup_iqr", "step_time_median"):
+        value = speed[key]
+        if value is not None and (value < 0 or (value == 0 and key == "speedup_vs_baseline")):
+            raise RecordError(f"{source}: speed: '{key}' is {value!r}, out of range")
 
 
 def _check_summary_matches_curve(record: dict[str, Any], source: str) -> None:
@@ -125,6 +185,8 @@ def content_digest(record: dict[str, Any]) -> str:
         text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise RecordError(f"record content cannot be serialised canonically ({exc})") from None
+    except RecursionError:
+        raise RecordError("record content is nested too deeply to be serialised canonically") from None
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -155,13 +217,8 @@ def write_record(record: dict[str, Any], path: str | os.PathLike) -> Path:
     if path.exists():
         raise exists
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = _write_temp(record, path)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=1, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
         try:
             os.link(tmp, path)  # fails if path appeared meanwhile: no silent overwrite
         except FileExistsError:
@@ -176,17 +233,55 @@ def write_record(record: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
-def load_record(path: str | os.PathLike) -> dict[str, Any]:
-    path = Path(path)
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses as inf: as good as an Infinity literal
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > 20:  # no int() of a long digit string: Python's own limit is 4300 digits, slow before that
+        raise ValueError(f"integer {text[:20]}... is too large")
+    value = int(text)
+    if abs(value) >= INT_LIMIT:
+        raise ValueError(f"integer {text} is too large")
+    return value
+
+
+def read_json(path: Path, what: str = "record") -> Any:
+    """A JSON file, or a RecordError naming it for whatever is wrong: unreadable (a directory, a symlink loop,
+    permissions), not UTF-8, not JSON, NaN/Infinity literals, nesting too deep, numbers too long."""
     try:
-        text = path.read_text()
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise RecordError(f"{path}: is a directory, not a blockbench {what}")
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
+            raise RecordError(f"{path}: not a regular file; not a blockbench {what}")
+        if info.st_size > MAX_RECORD_BYTES:
+            raise RecordError(f"{path}: {info.st_size:,} bytes, too large for a blockbench {what}")
+        text = path.read_bytes().decode("utf-8")
     except OSError as exc:
-        raise RecordError(f"{path}: cannot read ({exc.strerror})") from None
+        raise RecordError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    except UnicodeDecodeError as exc:
+        raise RecordError(f"{path}: not UTF-8 text (byte {exc.start}); not a blockbench {what}") from None
     try:
-        data = json.loads(text)
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_bounded_int)
     except json.JSONDecodeError as exc:
         raise RecordError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    return validate_record(data, str(path))
+    except RecursionError:
+        raise RecordError(f"{path}: JSON nested too deeply; not a blockbench {what}") from None
+    except ValueError as exc:  # NaN/Infinity literals, integers past Python's digit limit
+        raise RecordError(f"{path}: not valid JSON ({exc})") from None
+
+
+def load_record(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    return validate_record(read_json(path), str(path))
 
 
 def comparable_overrides(record: dict[str, Any]) -> dict[str, Any]:
@@ -241,7 +336,9 @@ def validate_failure(failure: Any, source: str = "failure") -> dict[str, Any]:
     return failure
 
 
-def _write_json_atomic(data: dict[str, Any], path: Path) -> None:
+def _write_temp(data: dict[str, Any], path: Path) -> str:
+    """`data` as JSON in a temp file next to `path` (.NAME.XXXX.tmp), on disk (fsync) before it is linked or
+    renamed into place; a failed write removes it."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
@@ -249,6 +346,15 @@ def _write_json_atomic(data: dict[str, Any], path: Path) -> None:
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
+
+
+def _write_json_atomic(data: dict[str, Any], path: Path) -> None:
+    tmp = _write_temp(data, path)
+    try:
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -266,11 +372,7 @@ def write_failure(failure: dict[str, Any], path: str | os.PathLike) -> Path:
 
 def load_failure(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise RecordError(f"{path}: not a readable failure file ({type(exc).__name__})") from None
-    return validate_failure(data, str(path))
+    return validate_failure(read_json(path, "failure file"), str(path))
 
 
 def load_failures(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
@@ -310,10 +412,7 @@ def write_probe(probe: dict[str, Any], path: str | os.PathLike) -> Path:
 
 def load_probe(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise RecordError(f"{path}: not a readable probe file ({type(exc).__name__})") from None
+    data = read_json(path, "probe file")
     if not isinstance(data, dict) or data.get("probe_schema_version") != PROBE_SCHEMA_VERSION:
         raise RecordError(f"{path}: not a blockbench probe file of version {PROBE_SCHEMA_VERSION}")
     _check(data, {"suite": dict, "overrides": dict, "variants": list, "probes": dict}, str(path))

@@ -6,7 +6,9 @@ verdict (reproduced / not reproduced / not resolvable at this scale) reached by 
 - loss claims compare final eval losses per seed. With the same seeds on both sides (same data order and init
   seed), the interval is the paired Student-t 95% interval of the per-seed differences; otherwise Welch's;
 - "no worse than" claims (parity) are non-inferiority tests against a margin in nats; "worse" claims need the
-  whole interval above their threshold; an interval that straddles the line is "not resolvable";
+  whole interval above their threshold; an interval that straddles the line is "not resolvable"; so is a "worse"
+  claim whose pair's order is not settled at this budget (stats.py's pair rule), whichever way the interval
+  points (a parity claim is not judged by order: equal variants have no settled order);
 - the throughput claim reads the interleaved speed probe's per-round ratios (median and interquartile range);
 - the parameter claim is exact arithmetic on the recorded counts.
 
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from blockbench import stats
 from blockbench.errors import BlockbenchError
 from blockbench.leaderboard import (
     _png,
@@ -73,42 +76,14 @@ class Difference:
         return f"{self.mean:+.3f} nats, 95% CI [{self.low:+.3f}, {self.high:+.3f}] ({self.method})"
 
 
-def _t(df: float) -> float:
-    from scipy import stats
-
-    return float(stats.t.ppf(0.975, df))
-
-
-def _mean_sd(values: list[float]) -> tuple[float, float]:
-    n = len(values)
-    mean = sum(values) / n
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
-
-
 def loss_difference(losses: dict[str, dict[int, float | None]], reference: str, candidate: str) -> Difference:
     ref, cand = losses[reference], losses[candidate]
     ref_div = sum(v is None for v in ref.values())
     cand_div = sum(v is None for v in cand.values())
     if ref_div or cand_div:
         return Difference(reference, candidate, math.nan, math.nan, math.nan, "", cand_div, ref_div)
-    if set(ref) == set(cand):
-        diffs = [cand[s] - ref[s] for s in sorted(ref)]
-        mean, sd = _mean_sd(diffs)
-        half = _t(len(diffs) - 1) * sd / math.sqrt(len(diffs)) if len(diffs) > 1 else math.nan
-        method = f"paired over seeds {', '.join(map(str, sorted(ref)))}"
-    else:
-        (ma, sa), (mb, sb) = _mean_sd(list(ref.values())), _mean_sd(list(cand.values()))
-        na, nb = len(ref), len(cand)
-        mean = mb - ma
-        if na > 1 and nb > 1:
-            va, vb = sa * sa / na, sb * sb / nb
-            se = math.sqrt(va + vb)
-            df = (va + vb) ** 2 / (va * va / (na - 1) + vb * vb / (nb - 1)) if va + vb > 0 else 1.0
-            half = _t(df) * se
-        else:
-            half = math.nan
-        method = f"Welch, {na} vs {nb} seeds"
-    return Difference(reference, candidate, mean, mean - half, mean + half, method, 0, 0)
+    mean, low, high, method = stats.difference_interval(ref, cand)  # type: ignore[arg-type] - None excluded above
+    return Difference(reference, candidate, mean, low, high, method, 0, 0)
 
 
 def no_worse(d: Difference, margin: float) -> str:
@@ -158,6 +133,7 @@ def check_claims(records: list[dict[str, Any]], margin: float = DEFAULT_MARGIN) 
     for r in records:
         by_variant.setdefault(r["variant"], r)
     losses = _losses(records)
+    checkpoints = {f: stats.seed_losses(records, f) for f in (*stats.CHECKPOINTS, 1.0)}
     baseline = records[0]["config"].get("baseline") or "pre_ln"
     claims: list[Claim] = []
     figure: dict[str, Any] = {"differences": [], "speed": {}, "baseline": baseline, "margin": margin}
@@ -196,8 +172,18 @@ def check_claims(records: list[dict[str, Any]], margin: float = DEFAULT_MARGIN) 
         else:
             verdict = worse(d, threshold)
             rule = (f"worse: the whole interval above {threshold:g} nats (or {candidate} diverged); "
-                    f"the whole interval below it: not reproduced")
-        claims.append(Claim(title, paper, f"{candidate} - {reference}: {d.text()}", verdict, rule))
+                    f"the whole interval below it: not reproduced; either, when the pair's order is not settled "
+                    f"at this budget: not resolvable")
+        measured = f"{candidate} - {reference}: {d.text()}"
+        if kind != "parity" and verdict != UNRESOLVED and not (d.diverged or d.reference_diverged):
+            resolved, why = stats.pair_order_resolved(
+                checkpoints[1.0][reference], checkpoints[1.0][candidate],
+                {f: checkpoints[f].get(reference, {}) for f in stats.CHECKPOINTS},
+                {f: checkpoints[f].get(candidate, {}) for f in stats.CHECKPOINTS}, f"report/{reference}/{candidate}")
+            if not resolved:
+                verdict = UNRESOLVED
+                measured += f"; order not resolvable at this budget ({why})"
+        claims.append(Claim(title, paper, measured, verdict, rule))
 
     # 2. Per-step parity with Pre-LN (final loss after the same number of steps and tokens).
     for v, name in (("sas", "SAS"), ("sas_p", "SAS-P")):

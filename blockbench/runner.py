@@ -44,7 +44,7 @@ from blockbench.records import (
     write_probe,
     write_record,
 )
-from blockbench.suite import Suite
+from blockbench.suite import Suite, check_fits
 from blockbench.train import resolve_device
 
 EventFn = Callable[[str, dict[str, Any]], None]  # (kind, info): see RunDisplay.event for the kinds
@@ -289,6 +289,7 @@ def execute(plans: list[Plan], executor: Executor, *, block_paths: list[str] | N
             current = {"data": {**data.describe(), "tokenizer": data.tokenizer_id}}
             for other in plans:
                 if repr(other.suite.data) == repr(plan.suite.data):
+                    check_fits(other.suite, data)  # a seq_len the splits cannot fill fails here, before any model
                     _check_tokenization(other, current)
     for plan in plans:
         suite = plan.suite

@@ -74,6 +74,7 @@ class EvalConfig:
     every_tokens: int
     windows: int = 32
     target_loss: float | None = None
+    plateau_loss: float | None = None  # the unigram-plateau level (stats.py); None: 0.55 ln(vocab)
 
 
 @dataclass(frozen=True)
@@ -151,11 +152,13 @@ class Suite:
         overrides = dict(self.overrides)
         if budget:
             for kind, value in budget.items():
-                _positive(value, f"budget {kind}")
+                if kind not in BUDGET_KINDS:
+                    raise SuiteError(f"budget kind {kind!r} is not one of {', '.join(BUDGET_KINDS)}")
+                _positive(value, f"budget {kind}", f"--budget-{kind}", integer=kind in ("steps", "tokens"))
             changes["budget"] = dataclasses.replace(self.budget, **budget)
             overrides["budget"] = budget
         if target_loss is not None:
-            _positive(target_loss, "target loss")
+            _positive(target_loss, "target loss", "--target-loss")
             changes["eval"] = dataclasses.replace(self.eval, target_loss=target_loss)
             overrides["target_loss"] = target_loss
         if variants is not None:
@@ -169,28 +172,29 @@ class Suite:
             changes["variants"] = entries
             overrides["variants"] = variants
         if seeds is not None:
-            if not seeds or any(s < 0 for s in seeds):
-                raise SuiteError(f"seeds must be non-negative integers, got {seeds}")
+            problem = _seeds_problem(seeds)
+            if problem:
+                raise SuiteError(f"--seeds: {problem}")
             changes["seeds"] = tuple(seeds)
             overrides["seeds"] = seeds
         runtime = {}
         if device is not None:
             runtime["device"] = _choice(device, DEVICES, "--device")
         if threads is not None:
-            _positive(threads, "--threads")
+            _positive(threads, "threads", "--threads", integer=True)
             runtime["threads"] = threads
         if runtime:
             changes["runtime"] = dataclasses.replace(self.runtime, **runtime)
             overrides.update(runtime)
         if fields:
-            r = _Reader("fields")
+            r = _Reader("--grid")  # a sweep's grid point; the message names the variant and field
             entries = changes.get("variants", self.variants)
             changes["variants"] = {name: _merge_entry(r, entry, dict(fields), self.optim, name)
                                    for name, entry in entries.items()}
             overrides["fields"] = {**overrides.get("fields", {}), **fields}
         if speed_rounds is not None:
-            if speed_rounds < 0:
-                raise SuiteError(f"speed probe rounds must be >= 0, got {speed_rounds}")
+            if isinstance(speed_rounds, bool) or not isinstance(speed_rounds, int) or speed_rounds < 0:
+                raise SuiteError(f"--speed-rounds: speed probe rounds must be an integer >= 0, got {speed_rounds!r}")
             changes["speed"] = dataclasses.replace(self.speed, rounds=speed_rounds)
             overrides["speed_rounds"] = speed_rounds
         return dataclasses.replace(self, overrides=overrides, **changes)
@@ -199,13 +203,7 @@ class Suite:
         """Apply a suite-override file: `[variants.NAME]` tables (optimiser keys and a `spec` table), as written
         by `blockbench sweep`, plus a free-form `[provenance]` table. Its path and sha256 go into `overrides`."""
         path = Path(path)
-        try:
-            text = path.read_text()
-            data = tomllib.loads(text)
-        except OSError as exc:
-            raise SuiteError(f"{path}: cannot read ({exc.strerror})") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise SuiteError(f"{path}: malformed TOML: {exc}") from None
+        text, data = _read_toml(path)
         r = _Reader(str(path))
         unknown = set(data) - {"provenance", "variants"}
         if unknown:
@@ -233,9 +231,70 @@ class Suite:
         return dataclasses.replace(self, variants=entries, overrides=overrides)
 
 
-def _positive(value: Any, what: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
-        raise SuiteError(f"{what} must be a positive number, got {value!r}")
+def _positive(value: Any, what: str, flag: str, integer: bool = False) -> None:
+    """A command-line value: the message names the setting and the flag that gave it."""
+    kinds = (int,) if integer else (int, float)
+    if (isinstance(value, bool) or not isinstance(value, kinds) or not _is_positive(value)
+            or (isinstance(value, int) and value >= _INT_LIMIT)):
+        kind = "an integer below 2**63" if integer else "finite"
+        raise SuiteError(f"{what} must be a positive number ({kind}), got {value!r} ({flag})")
+
+
+def _seeds_problem(seeds: Any) -> str:
+    """'' for a usable list of seeds, else what is wrong with it."""
+    if not isinstance(seeds, (list, tuple)) or not seeds or not all(type(s) is int and 0 <= s < _INT_LIMIT
+                                                                    for s in seeds):
+        return f"expected a non-empty list of non-negative 64-bit integers, got {str(seeds)[:80]}"
+    if len(set(seeds)) != len(seeds):
+        # Two runs of one (variant, seed) would be the same run twice and collide on one record file.
+        return f"seed given twice in {list(seeds)}"
+    return ""
+
+
+def _is_finite(value: int | float) -> bool:
+    # An int is finite even when it is too large to convert to a float (math.isfinite would raise).
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def _is_positive(value: int | float) -> bool:
+    return _is_finite(value) and value > 0
+
+
+# Range rules: a predicate and the words that say it. NaN fails every comparison, so it fails every rule.
+_POSITIVE = (_is_positive, "must be positive and finite")
+_POSITIVE_INT = (_is_positive, "must be positive")
+_NON_NEGATIVE = (lambda v: _is_finite(v) and v >= 0, "must be finite and >= 0")
+_FRACTION = (lambda v: 0 <= v < 1, "must be in [0, 1)")
+_RATIO = (lambda v: 0 <= v <= 1, "must be in [0, 1]")
+
+# The range of every numeric field of a suite, per table (None: the field is absent, so its default applies).
+FIELD_RANGES: dict[str, dict[str, tuple[Any, str]]] = {
+    "model": {"n_layers": _POSITIVE_INT, "d_model": _POSITIVE_INT, "n_heads": _POSITIVE_INT,
+              "seq_len": _POSITIVE_INT},
+    "optim": {"lr": _POSITIVE, "eps": _POSITIVE, "weight_decay": _NON_NEGATIVE,
+              # 0 turns clipping off: TOML has no null, so it is the only way a suite file can say so.
+              "grad_clip": _NON_NEGATIVE,
+              "warmup_fraction": _FRACTION, "min_lr_ratio": _RATIO, "batch_size": _POSITIVE_INT,
+              "micro_batch_size": _POSITIVE_INT},
+    "budget": {"steps": _POSITIVE_INT, "tokens": _POSITIVE_INT, "seconds": _POSITIVE, "flops": _POSITIVE},
+    "eval": {"every_tokens": _POSITIVE_INT, "windows": _POSITIVE_INT, "target_loss": _POSITIVE},
+    "runtime": {"threads": _POSITIVE_INT, "warmup_steps": _NON_NEGATIVE, "divergence_loss": _POSITIVE,
+                "stall_seconds": _POSITIVE},
+    "speed": {"rounds": _NON_NEGATIVE, "steps_per_round": _POSITIVE_INT},
+}
+BUDGET_KINDS = tuple(FIELD_RANGES["budget"])
+# TOML integers have no size limit; tensor sizes, step counters and seeds are 64-bit.
+_INT_LIMIT = 2**63
+
+
+def _check_ranges(r: _Reader, table: str, values: Any, prefix: str) -> None:
+    """Every numeric field of `values` (a dataclass of table `table`) within its range, else name file and key."""
+    for name, (ok, rule) in FIELD_RANGES[table].items():
+        value = getattr(values, name)
+        if isinstance(value, int) and abs(value) >= _INT_LIMIT:
+            raise r.error(f"{prefix}.{name}", f"too large, got {str(value)[:20]}...")
+        if value is not None and not ok(value):
+            raise r.error(f"{prefix}.{name}", f"{rule}, got {value!r}")
 
 
 def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
@@ -298,20 +357,27 @@ class _Reader:
         if base == "float":
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise self.error(key, f"expected a number, got {value!r}")
-            return float(value)
+            return self.to_float(value, key)
         if base == "str":
             if not isinstance(value, str):
                 raise self.error(key, f"expected a string, got {value!r}")
             return value
         if base.startswith("tuple[float"):
-            if not isinstance(value, list) or not all(isinstance(v, (int, float)) for v in value):
+            if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                      for v in value):
                 raise self.error(key, f"expected a list of numbers, got {value!r}")
-            return tuple(float(v) for v in value)
+            return tuple(self.to_float(v, key) for v in value)
         if base.startswith("tuple[str"):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise self.error(key, f"expected a list of strings, got {value!r}")
             return tuple(value)
         raise self.error(key, f"unsupported field type {annotation}")
+
+    def to_float(self, value: int | float, key: str) -> float:
+        try:
+            return float(value)
+        except OverflowError:  # TOML integers have no size limit; a float does
+            raise self.error(key, f"number too large, got {str(value)[:20]}...") from None
 
 
 def content_hash(data: dict[str, Any]) -> str:
@@ -332,13 +398,12 @@ def parse_suite(data: dict[str, Any], source: str) -> Suite:
         if not isinstance(head.get(key), str) or not head[key]:
             raise r.error(f"suite.{key}", "missing or not a string")
     seeds = head.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(type(s) is int and s >= 0 for s in seeds):
-        raise r.error("suite.seeds", f"expected a non-empty list of non-negative integers, got {seeds!r}")
+    problem = _seeds_problem(seeds)
+    if problem:
+        raise r.error("suite.seeds", problem)
 
     model = r.dataclass(ModelShape, r.table(data, "model"), "model")
-    for name, value in dataclasses.asdict(model).items():
-        if value <= 0:
-            raise r.error(f"model.{name}", f"must be positive, got {value}")
+    _check_ranges(r, "model", model, "model")
     if model.d_model % model.n_heads:
         raise r.error("model.n_heads", f"d_model={model.d_model} is not divisible by n_heads={model.n_heads}")
     data_cfg = r.dataclass(DataConfig, r.table(data, "data"), "data")
@@ -347,24 +412,17 @@ def parse_suite(data: dict[str, Any], source: str) -> Suite:
     budget = r.dataclass(Budget, r.table(data, "budget"), "budget")
     if not budget.active():
         raise r.error("budget", "give at least one of steps, tokens, seconds, flops")
-    for kind, value in budget.active().items():
-        if not value > 0:
-            raise r.error(f"budget.{kind}", f"must be positive, got {value}")
+    _check_ranges(r, "budget", budget, "budget")
     evaluation = r.dataclass(EvalConfig, r.table(data, "eval"), "eval")
-    if evaluation.every_tokens <= 0 or evaluation.windows <= 0:
-        raise r.error("eval", "every_tokens and windows must be positive")
-    if evaluation.target_loss is not None and not evaluation.target_loss > 0:
-        raise r.error("eval.target_loss", f"must be positive, got {evaluation.target_loss}")
+    _check_ranges(r, "eval", evaluation, "eval")
     runtime = r.dataclass(RuntimeConfig, r.table(data, "runtime", required=False), "runtime")
     if runtime.device not in DEVICES:
         raise r.error("runtime.device", f"{runtime.device!r} is not one of {', '.join(DEVICES)}")
     if runtime.dtype not in DTYPES:
         raise r.error("runtime.dtype", f"{runtime.dtype!r} is not one of {', '.join(DTYPES)}")
-    if not (math.isfinite(runtime.stall_seconds) and runtime.stall_seconds > 0):
-        raise r.error("runtime.stall_seconds", f"must be finite and > 0, got {runtime.stall_seconds}")
+    _check_ranges(r, "runtime", runtime, "runtime")
     speed = r.dataclass(SpeedConfig, r.table(data, "speed", required=False), "speed")
-    if speed.rounds < 0 or speed.steps_per_round <= 0:
-        raise r.error("speed", "rounds must be >= 0 and steps_per_round positive")
+    _check_ranges(r, "speed", speed, "speed")
 
     variants: dict[str, VariantEntry] = {}
     for name, entry in r.table(data, "variants").items():
@@ -401,17 +459,14 @@ def parse_suite(data: dict[str, Any], source: str) -> Suite:
 
 
 def _check_optim(r: _Reader, optim: OptimConfig, where: str) -> None:
-    if not optim.lr > 0:
-        raise r.error(f"{where}.lr", f"must be positive, got {optim.lr}")
+    _check_ranges(r, "optim", optim, where)
+    if len(optim.betas) != 2 or not all(_FRACTION[0](b) for b in optim.betas):
+        raise r.error(f"{where}.betas", f"expected two numbers, each in [0, 1), got {list(optim.betas)!r}")
     if optim.schedule not in SCHEDULES:
         raise r.error(f"{where}.schedule", f"{optim.schedule!r} is not one of {', '.join(SCHEDULES)}")
-    if not 0 <= optim.warmup_fraction < 1:
-        raise r.error(f"{where}.warmup_fraction", "must be in [0, 1)")
-    if optim.batch_size <= 0:
-        raise r.error(f"{where}.batch_size", "must be positive")
     micro = optim.micro_batch_size
-    if micro is not None and (micro <= 0 or optim.batch_size % micro):
-        raise r.error(f"{where}.micro_batch_size", f"must divide batch_size={optim.batch_size}")
+    if micro is not None and optim.batch_size % micro:
+        raise r.error(f"{where}.micro_batch_size", f"must divide batch_size={optim.batch_size}, got {micro}")
 
 
 OPTIM_FIELDS = tuple(f.name for f in dataclasses.fields(OptimConfig))
@@ -452,6 +507,44 @@ def _merge_entry(r: _Reader, entry: VariantEntry, fields: dict[str, Any], optim:
     return dataclasses.replace(entry, optim=new_optim, spec=new_spec)
 
 
+def check_fits(suite: Suite, data: Any) -> None:
+    """Raise SuiteError unless the loaded token splits hold what `suite` asks of them.
+
+    Evaluation cuts `eval.windows` windows of `seq_len` inputs (stride seq_len, plus one token for the last
+    target) from the validation split; training needs seq_len + 1 consecutive tokens. Only the loaded data knows
+    its token counts, so this runs right after loading, before any model is built: a seq_len past the split would
+    otherwise surface as a huge allocation (the T x T attention terms) or a silently shrunk eval set.
+    `data` is a data.TokenData.
+    """
+    seq_len, windows = suite.model.seq_len, suite.eval.windows
+    n_val, n_train = int(data.val.numel()), int(data.train.numel())
+    where = f"{suite.source}: model.seq_len={seq_len}, eval.windows={windows}"
+    if windows * seq_len + 1 > n_val:
+        raise SuiteError(f"{where}: the validation split ({suite.data.corpus}, {suite.data.tokenizer} tokens) has "
+                         f"{n_val:,} tokens, fewer than the {windows * seq_len + 1:,} that {windows} windows of "
+                         f"{seq_len} + 1 need; lower seq_len or windows, or raise data.val_fraction")
+    if seq_len + 1 > n_train:
+        raise SuiteError(f"{where}: the training split has {n_train:,} tokens, fewer than one sequence of "
+                         f"{seq_len} + 1; lower seq_len or use a larger corpus")
+
+
+def _read_toml(path: Path) -> tuple[str, dict[str, Any]]:
+    """A TOML file's text and content, or a one-line SuiteError naming it for whatever is wrong with it."""
+    try:
+        if not path.is_dir() and path.exists() and not path.is_file():  # a FIFO or device would block or never end
+            raise SuiteError(f"{path}: not a regular file")
+        text = path.read_bytes().decode("utf-8")
+        return text, tomllib.loads(text)
+    except OSError as exc:
+        raise SuiteError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    except UnicodeDecodeError as exc:
+        raise SuiteError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SuiteError(f"{path}: malformed TOML: {exc}") from None
+    except RecursionError:
+        raise SuiteError(f"{path}: malformed TOML: nested too deeply") from None
+
+
 def builtin_suites() -> list[str]:
     return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
 
@@ -469,12 +562,7 @@ def load_suite(name_or_path: str) -> Suite:
         if not path.exists():
             raise SuiteError(f"unknown suite {name_or_path!r}; built-in suites: {', '.join(builtin_suites())} "
                              "(or give a path to a .toml file)")
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise SuiteError(f"{path}: cannot read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SuiteError(f"{path}: malformed TOML: {exc}") from None
+    _, data = _read_toml(path)
     suite = parse_suite(data, str(path))
     if builtin:
         locked = read_lock().get(suite.name, {}).get(suite.version)

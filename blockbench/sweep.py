@@ -2,9 +2,10 @@
 
 Every grid point is an ordinary suite run (its own records directory, `fields` listed in the records'
 overrides), so sweep records can be inspected, ranked and compared like any other. The choice per variant is the
-grid point with the lowest final eval loss, averaged over the sweep's seeds (a diverged or unevaluated run counts
-as +inf). It is written as a suite-override file, `sweep.toml`, that `blockbench run --overrides` applies and whose
-`[provenance]` table says which suite, budget, seeds, grid and records it came from.
+grid point with the lowest final eval loss, averaged over the sweep's seeds (a diverged, unevaluated or plateaued
+run counts as +inf: not converged). It is written as a suite-override file, `sweep.toml`, that
+`blockbench run --overrides` applies and whose `[provenance]` table says which suite, budget, seeds, grid and
+records it came from.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from blockbench import stats
 from blockbench.errors import BlockbenchError, Terminated
 from blockbench.measure.env import git_state
-from blockbench.records import load_records
+from blockbench.records import load_records, tokenization_difference
 from blockbench.suite import Suite
 
-METRIC = "summary.final_eval_loss, mean over seeds (a diverged or unevaluated run counts as +inf)"
+METRIC = ("summary.final_eval_loss, mean over seeds (a diverged, unevaluated or plateaued run counts as +inf: "
+          "not converged)")
 
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
@@ -57,7 +60,10 @@ def point_label(point: dict[str, Any]) -> str:
 
 
 def score(records: list[dict[str, Any]]) -> float:
-    losses = [r["summary"]["final_eval_loss"] if r["status"] == "ok" else None for r in records]
+    # A run stuck on the unigram plateau ended "ok" but learnt nothing from context: like a diverged one it is
+    # not converged, so a grid point cannot win on it (stats.plateau_steps; old records are judged from the curve).
+    losses = [r["summary"]["final_eval_loss"] if r["status"] == "ok" and stats.plateau_steps(r) is None else None
+              for r in records]
     if not losses or any(loss is None or not math.isfinite(loss) for loss in losses):
         return math.inf
     return sum(losses) / len(losses)
@@ -116,7 +122,8 @@ def override_file_text(choice: dict[str, dict[str, Any]], provenance: dict[str, 
         if spec:
             lines.append(f"spec = {_toml_value(spec)}")
         if not c["resolved"]:
-            lines.append("# every grid point diverged or went unevaluated: this choice is not a measurement")
+            lines.append("# every grid point diverged, plateaued or went unevaluated: this choice is not a "
+                         "measurement")
     return "\n".join(lines) + "\n"
 
 
@@ -158,6 +165,11 @@ def run_sweep(suite: Suite, grid: dict[str, list[Any]], out: Path, *, isolate: b
     if result.failures:  # a failed run is not a measurement: no choice until --resume has rerun it
         return {}, target, result
     records = [r for point in points for r in load_records(out / point_label(point) / "records")]
+    for record in records[1:]:  # reused points may come from an earlier session, on another machine
+        differ = tokenization_difference(records[0], record)
+        if differ:
+            raise BlockbenchError(f"--out {out}: its grid points were tokenized differently ({differ}); their "
+                                  "losses do not compare (choose another --out)")
     choice = select(records, points)
     for variant, c in choice.items():
         c["spec"] = suite.with_overrides(fields=c["best"]).variants[variant].spec
@@ -219,7 +231,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         elif kind == "done":
             r = info["record"]
             loss = r["summary"]["final_eval_loss"]
-            console.print(f"  {r['variant']} seed {r['seed']}: {r['status']}, {r['summary']['steps']} steps, "
+            status = "not converged (unigram plateau)" if stats.plateau_steps(r) is not None else r["status"]
+            console.print(f"  {r['variant']} seed {r['seed']}: {status}, {r['summary']['steps']} steps, "
                           f"eval loss {'-' if loss is None else f'{loss:.4f}'}")
 
     from blockbench.cli import failed_exit

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 import blockbench
+from blockbench import stats
 from blockbench.blocks import get_variant
 from blockbench.data import TokenData, bits_per_byte, eval_windows, train_batches
 from blockbench.distributed import SINGLE, DistInfo, all_reduce, local_batch_size, shard
@@ -31,7 +32,7 @@ from blockbench.measure.throughput import NO_PROBE, interleaved_step_times, spee
 from blockbench.measure.timing import StepTimer, median_iqr
 from blockbench.model import Model, ModelConfig, build_model
 from blockbench.records import SCHEMA_VERSION
-from blockbench.suite import Budget, OptimConfig, Suite
+from blockbench.suite import Budget, OptimConfig, Suite, check_fits
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -167,7 +168,8 @@ class Trainer:
         self.flops_per_token = self.static["flops_train_per_token"]
         self.horizon = (schedule_steps(suite.budget, self.tokens_per_step, self.flops_per_token * self.tokens_per_step)
                         if measure_static else None)
-        self.divergence_loss = suite.runtime.divergence_loss or 2 * math.log(data.vocab_size)
+        divergence = suite.runtime.divergence_loss  # None: the default; 0 is refused when the suite loads
+        self.divergence_loss = 2 * math.log(data.vocab_size) if divergence is None else divergence
         self.compile_info: dict[str, Any] = {"enabled": suite.runtime.compile, "seconds": None, "error": None}
         self.ddp_model: torch.nn.Module = self.model
         if dist.enabled:
@@ -351,6 +353,13 @@ class Trainer:
         config["dtype"] = self.dtype
         config["compile"] = self.compile_info
         config["divergence_loss"] = self.divergence_loss
+        plateau = (stats.plateau_steps_of(stats.curve_points({"curve": curve}),
+                                          stats.plateau_level({"config": config, "data": {"vocab_size":
+                                                                                          self.data.vocab_size}}))
+                   if status == "ok" else None)
+        if plateau is not None:  # still "ok" (it trained, within budget), but not converged: say so in the record
+            stop_reason += (f"; on the unigram plateau for the last {plateau} steps (eval loss flat within "
+                            f"{stats.PLATEAU_TOLERANCE} nats): not converged")
         return {
             "schema_version": SCHEMA_VERSION,
             "blockbench_version": blockbench.__version__,
@@ -380,6 +389,7 @@ class Trainer:
                             self.dtype) if self.device.type == "cuda" else None),
                 "mfu_peak_table_version": PEAK_TABLE_VERSION,
                 "eval_seconds": eval_seconds, "warmup_seconds": warmup_seconds,
+                "plateau_steps": plateau,
             },
             "speed": self.speed,
             "curve": curve,
@@ -395,6 +405,7 @@ def static_measures(model: Model) -> dict[str, Any]:
 def run_trial(suite: Suite, variant_name: str, seed: int, data: TokenData, progress: ProgressFn | None = None,
               speed: dict[str, Any] | None = None, static: dict[str, Any] | None = None,
               dist: DistInfo = SINGLE) -> dict[str, Any]:
+    check_fits(suite, data)
     windows = eval_windows(data, suite.model.seq_len, suite.eval.windows)
     return Trainer(suite, variant_name, seed, data, windows, progress, speed, static, dist=dist).run()
 
@@ -404,6 +415,7 @@ def prepare_variants(suite: Suite, data: TokenData, dist: DistInfo = SINGLE) -> 
 
     A variant that cannot be built or stepped (a user block that raises) is left out of the probe with its error,
     so that it fails as its own runs, not as the whole suite; under torchrun ranks must agree, so it raises."""
+    check_fits(suite, data)  # before any model is built: a seq_len the data cannot fill is the suite's error
     seed = suite.seeds[0]
     prepared: dict[str, dict[str, Any]] = {}
     steps = {}

@@ -1,6 +1,5 @@
 """`blockbench sweep`, grid fields on suites, suite-override files, and the published paper-cpu sweep."""
 
-import json
 import math
 import tomllib
 from pathlib import Path
@@ -58,7 +57,8 @@ def test_bad_fields_name_the_field(tmp_path, fields, needle):
 
 def test_select_averages_seeds_and_treats_divergence_as_infinite():
     def record(variant, lr, seed, loss, status="ok"):
-        return {"variant": variant, "seed": seed, "status": status, "summary": {"final_eval_loss": loss},
+        return {"variant": variant, "seed": seed, "status": status,
+                "summary": {"final_eval_loss": loss, "plateau_steps": None},
                 "config": {"overrides": {"fields": {"lr": lr}}}}
 
     points = [{"lr": 1e-3}, {"lr": 1e-2}]
@@ -149,9 +149,15 @@ def test_paper_cpu_learning_rates_are_the_recorded_sweeps_choice():
     records = [r for rel in chosen["provenance"]["records"] for r in load_records(sweep_dir / rel)]
     assert len(records) == len(points) * len(suite.variants) * len(chosen["provenance"]["seeds"])
     recomputed = sweep.select(records, points)
+    # The sweep was published before runs stuck on the unigram plateau counted as not converged. Under today's
+    # rule every point of naive_skipless but the slowest is such a run, so its recorded choice (3e-3, stuck at
+    # 3.35 nats) no longer stands: that is the one difference, and every score that is still finite is unchanged.
+    moved = {v for v, c in recomputed.items() if c["best"]["lr"] != chosen["variants"][v]["lr"]}
+    assert moved == {"naive_skipless"}
     for variant, c in recomputed.items():
-        assert c["best"]["lr"] == chosen["variants"][variant]["lr"]
-        assert json.loads(json.dumps(c["scores"])) == chosen["provenance"]["scores"][variant]
+        recorded = chosen["provenance"]["scores"][variant]
+        assert {k: v for k, v in c["scores"].items() if math.isfinite(v)} == {
+            k: v for k, v in recorded.items() if math.isfinite(c["scores"][k])}
 
 
 def test_widened_sweep_reuses_finished_points_and_refuses_foreign_records(tmp_path, monkeypatch, capsys):

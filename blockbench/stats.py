@@ -1,0 +1,431 @@
+"""Every statistic the views use, once: intervals, Welch, paired differences, Kendall tau, rankings along the
+curves, the bootstrap over seeds, the settled/unsettled rule and the unigram-plateau detector.
+
+leaderboard, compare, report, sweep and display import these; nothing here reads files or prints. Everything is
+deterministic: a bootstrap small enough is enumerated exactly (no RNG at all), a larger one draws from an RNG
+seeded from a key, so the same records give the same numbers and the published views regenerate byte for byte.
+
+The stability rule (stated again in the leaderboard's reading notes):
+- a ranking is **settled** when Kendall's tau-b between the ranking at 50% of the budget and the final one is
+  >= TAU_HALF_MIN (0.8: at most 10% of pairs swap in the second half) and between 75% and the end is
+  >= TAU_THREE_QUARTERS_MIN (0.9: at most 5% swap in the last quarter); otherwise it is **unsettled**: the order
+  is still moving when the budget ends, so the final order is a snapshot, not a verdict;
+- a **pair's order** is resolved with >= 2 seeds when the bootstrap over seeds puts it in that order with
+  probability >= ORDER_PROB_MIN (0.9) *and* the 95% Student-t interval of the difference of final losses (paired
+  by seed when both ran the same seeds, else Welch) excludes zero: with 2-3 seeds the bootstrap has only 3-10
+  distinct resamples, and a sign that holds on every seed gives it probability 1 however small the difference,
+  so the interval guards the small-sample case. With one seed, a pair is resolved when it is in the same order
+  at 50%, 75% and 100% of the budget (the curves are all a single seed has). Adjacent variants whose order is
+  not resolved share a rank range (`2-5`); compare and report call such a difference "not resolvable at this
+  budget".
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+BOOTSTRAP_RESAMPLES = 10_000
+EXACT_BOOTSTRAP_MAX = 10_000  # resample multisets: up to 8 seeds (6,435) the bootstrap is enumerated exactly
+TAU_HALF_MIN = 0.8
+TAU_THREE_QUARTERS_MIN = 0.9
+ORDER_PROB_MIN = 0.9
+CHECKPOINTS = (0.5, 0.75)
+
+# The unigram plateau: a run whose eval loss improved by less than PLATEAU_TOLERANCE nats over at least the last
+# PLATEAU_WINDOW of its steps while ending above the plateau level. The level is the suite's
+# `[eval] plateau_loss`, else PLATEAU_LEVEL_FRACTION * ln(vocab): a unigram model's loss (the plateau) lies at
+# 0.6-0.8 ln(V) for the corpora and tokenizers here (bytes of code ~0.6, BPE-4096 ~0.79), so 0.55 ln(V) sits
+# below every plateau, while runs that learnt context are below it (0.45-0.5 ln(V) on bytes after 200 steps).
+PLATEAU_TOLERANCE = 0.05
+PLATEAU_WINDOW = 1 / 3
+PLATEAU_LEVEL_FRACTION = 0.55
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Intervals and tests
+
+def t_interval(values: Sequence[float]) -> tuple[float, float]:
+    """95% Student-t interval of the mean; NaN bounds for fewer than two values."""
+    from scipy import stats
+
+    n = len(values)
+    if n < 2:
+        return math.nan, math.nan
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def t_quantile(df: float) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, df))
+
+
+def mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
+
+
+def difference_interval(ref: Mapping[int, float], cand: Mapping[int, float]) -> tuple[float, float, float, str]:
+    """cand - ref over seeds: (mean, low, high, method). The same seeds on both sides (same data order and init
+    seed) give the paired Student-t 95% interval of the per-seed differences; otherwise Welch's."""
+    if set(ref) == set(cand):
+        diffs = [cand[s] - ref[s] for s in sorted(ref)]
+        mean, sd = mean_sd(diffs)
+        half = t_quantile(len(diffs) - 1) * sd / math.sqrt(len(diffs)) if len(diffs) > 1 else math.nan
+        return mean, mean - half, mean + half, f"paired over seeds {', '.join(map(str, sorted(ref)))}"
+    (ma, sa), (mb, sb) = mean_sd(list(ref.values())), mean_sd(list(cand.values()))
+    na, nb = len(ref), len(cand)
+    mean = mb - ma
+    if na > 1 and nb > 1:
+        va, vb = sa * sa / na, sb * sb / nb
+        se = math.sqrt(va + vb)
+        df = (va + vb) ** 2 / (va * va / (na - 1) + vb * vb / (nb - 1)) if va + vb > 0 else 1.0
+        half = t_quantile(df) * se
+    else:
+        half = math.nan
+    return mean, mean - half, mean + half, f"Welch, {na} vs {nb} seeds"
+
+
+def welch_one_sided(cand: Sequence[float], base: Sequence[float]) -> tuple[float, float]:
+    """(p that cand's mean is greater, p that it is less): Welch's t-test; NaN when neither side has spread."""
+    from scipy import stats
+
+    worse = float(stats.ttest_ind(cand, base, equal_var=False, alternative="greater").pvalue)
+    better = float(stats.ttest_ind(cand, base, equal_var=False, alternative="less").pvalue)
+    return worse, better
+
+
+def _ratio(a: Any, b: Any) -> Any:
+    import numpy as np
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(a, dtype=float) / np.asarray(b, dtype=float)
+
+
+def bootstrap_speedup(base: list[float], cand: list[float], key: str) -> tuple[float, float, float]:
+    """median(base)/median(cand) with a percentile-bootstrap 95% CI; misses are inf (a miss on the candidate's side
+    gives 0, on both sides NaN). The RNG is seeded from `key`, so the same records give the same interval."""
+    import numpy as np
+
+    if not base or not cand:
+        return math.nan, math.nan, math.nan
+    b, c = np.asarray(base, dtype=float), np.asarray(cand, dtype=float)
+    point = float(_ratio(np.median(b), np.median(c)))
+    if len(b) < 2 or len(c) < 2:
+        return point, math.nan, math.nan
+    rng = np.random.default_rng(zlib.crc32(key.encode()))
+    mb = np.median(rng.choice(b, size=(BOOTSTRAP_RESAMPLES, len(b))), axis=1)
+    mc = np.median(rng.choice(c, size=(BOOTSTRAP_RESAMPLES, len(c))), axis=1)
+    ratios = _ratio(mb, mc)
+    if np.isnan(ratios).all():
+        return point, math.nan, math.nan
+    low, high = np.nanquantile(ratios, [0.025, 0.975], method="inverted_cdf")
+    return point, float(low), float(high)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Kendall tau and rankings along the curves
+
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's tau-b (ties in either sequence handled); NaN with fewer than two items or a constant side."""
+    from scipy import stats
+
+    if len(x) < 2:
+        return math.nan
+    tau = stats.kendalltau(list(x), list(y)).statistic
+    return float(tau)
+
+
+def tau_between(a: Mapping[str, float], b: Mapping[str, float]) -> float:
+    """tau-b between two score maps (lower is better) over the variants both have (a missing run drops out)."""
+    common = sorted(k for k in set(a) & set(b) if math.isfinite(a[k]) and math.isfinite(b[k]))
+    return kendall_tau([a[k] for k in common], [b[k] for k in common])
+
+
+def curve_points(record: Mapping[str, Any]) -> list[tuple[float, float]]:
+    """(step, eval loss) of every evaluated point of a run."""
+    return [(float(p["step"]), float(p["eval_loss"])) for p in record["curve"] if p.get("eval_loss") is not None]
+
+
+def loss_at(points: Sequence[tuple[float, float]], fraction: float) -> float:
+    """The eval loss at `fraction` of the run's last evaluated step, linear between the evaluations around it."""
+    if not points:
+        return math.nan
+    end = points[-1][0] * fraction
+    for (s0, l0), (s1, l1) in itertools.pairwise(points):
+        if s0 <= end <= s1:
+            return l0 if s1 == s0 else l0 + (end - s0) / (s1 - s0) * (l1 - l0)
+    return points[-1][1] if end >= points[-1][0] else points[0][1]
+
+
+def seed_losses(records: Iterable[Mapping[str, Any]], fraction: float = 1.0) -> dict[str, dict[int, float]]:
+    """variant -> seed -> eval loss at `fraction` of the budget, for the runs that ended well (status ok)."""
+    out: dict[str, dict[int, float]] = {}
+    for r in records:
+        if r["status"] != "ok":
+            continue
+        points = curve_points(r)
+        loss = (r["summary"]["final_eval_loss"] if fraction == 1.0 else loss_at(points, fraction))
+        if loss is not None and math.isfinite(loss):
+            out.setdefault(r["variant"], {})[r["seed"]] = float(loss)
+    return out
+
+
+def means(losses: Mapping[str, Mapping[int, float]]) -> dict[str, float]:
+    return {v: sum(s.values()) / len(s) for v, s in losses.items() if s}
+
+
+def order(scores: Mapping[str, float]) -> list[str]:
+    """Best first; equal scores by name, as the leaderboard sorts."""
+    return sorted(scores, key=lambda v: (scores[v], v))
+
+
+def rankings_per_eval(records: Iterable[Mapping[str, Any]]) -> list[tuple[int, list[str]]]:
+    """(step, variants best first by mean eval loss over the seeds evaluated there) at every evaluated step of
+    the runs that ended well."""
+    by_step: dict[int, dict[str, list[float]]] = {}
+    for r in records:
+        if r["status"] != "ok":
+            continue
+        for step, loss in curve_points(r):
+            by_step.setdefault(int(step), {}).setdefault(r["variant"], []).append(loss)
+    return [(step, order({v: sum(ls) / len(ls) for v, ls in by_step[step].items()})) for step in sorted(by_step)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bootstrap over seeds
+
+def _compositions(n: int) -> Iterable[tuple[int, ...]]:
+    """Every way to draw n seeds from n with replacement, as counts per seed."""
+    for bars in itertools.combinations(range(2 * n - 1), n - 1):
+        edges = (-1, *bars, 2 * n - 1)
+        yield tuple(edges[i + 1] - edges[i] - 1 for i in range(n))
+
+
+def bootstrap_weights(n: int, key: str) -> tuple[Any, Any]:
+    """(counts: resamples x n, probabilities per resample) of the bootstrap over n seeds. Exact (every multiset
+    with its multinomial probability) when there are at most EXACT_BOOTSTRAP_MAX of them, so small cases have
+    hand-computable answers; else BOOTSTRAP_RESAMPLES draws from an RNG seeded from `key`."""
+    import numpy as np
+
+    if math.comb(2 * n - 1, n) <= EXACT_BOOTSTRAP_MAX:
+        counts = np.array(list(_compositions(n)), dtype=float)
+        log_p = (math.lgamma(n + 1) - np.sum([[math.lgamma(c + 1) for c in row] for row in counts], axis=1)
+                 - n * math.log(n))
+        return counts, np.exp(log_p)
+    rng = np.random.default_rng(zlib.crc32(key.encode()))
+    counts = rng.multinomial(n, [1 / n] * n, size=BOOTSTRAP_RESAMPLES).astype(float)
+    return counts, np.full(BOOTSTRAP_RESAMPLES, 1 / BOOTSTRAP_RESAMPLES)
+
+
+def bootstrap_orders(losses: Mapping[str, Mapping[int, float]], key: str
+                     ) -> tuple[dict[str, float], dict[tuple[str, str], float]]:
+    """Resampling seeds jointly (the same seed means the same data order and init seed for every variant, so the
+    resample keeps that pairing): each variant's probability of its point rank, and for each pair (a, b) with a
+    ranked above b at the point estimate, the probability that a's mean loss is below b's (a tie counts half).
+
+    A variant that lacks a drawn seed averages the seeds it has; a resample that drew none of its seeds does not
+    count for its pairs (nor for rank probabilities)."""
+    import numpy as np
+
+    variants = order(means(losses))
+    seeds = sorted({s for v in variants for s in losses[v]})
+    if not variants or not seeds:
+        return {}, {}
+    counts, probs = bootstrap_weights(len(seeds), key)
+    mean_rows = []
+    for v in variants:
+        have = np.array([s in losses[v] for s in seeds], dtype=float)
+        values = np.array([losses[v].get(s, 0.0) for s in seeds], dtype=float)
+        weight = counts @ have
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean_rows.append(np.where(weight > 0, (counts @ values) / weight, np.nan))
+    m = np.array(mean_rows)  # variants x resamples
+    defined = ~np.isnan(m)
+    pairs: dict[tuple[str, str], float] = {}
+    for i, j in itertools.combinations(range(len(variants)), 2):
+        both = defined[i] & defined[j]
+        total = float(probs[both].sum())
+        if total <= 0:
+            pairs[(variants[i], variants[j])] = math.nan
+            continue
+        wins = (m[i] < m[j]) & both
+        ties = (m[i] == m[j]) & both
+        pairs[(variants[i], variants[j])] = float((probs[wins].sum() + 0.5 * probs[ties].sum()) / total)
+    ranks: dict[str, float] = {}
+    complete = defined.all(axis=0)
+    total = float(probs[complete].sum())
+    if total > 0:
+        # rank of variant i in a resample: 1 + how many have a lower mean (ties by the point order, as the
+        # leaderboard breaks them by name)
+        sub = m[:, complete]
+        for i, v in enumerate(variants):
+            better = (sub < sub[i]).sum(axis=0) + sum((sub[k] == sub[i]) for k in range(i))
+            ranks[v] = float(probs[complete][better == i].sum() / total)
+    return ranks, pairs
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stability of a ranking
+
+@dataclass
+class Stability:
+    order: list[str]                      # best first, by final mean eval loss
+    taus: dict[float, float]              # checkpoint fraction -> tau-b against the final ranking
+    n_seeds: int                          # fewest seeds of any ranked variant
+    rank_prob: dict[str, float] = field(default_factory=dict)
+    pair_prob: dict[tuple[str, str], float] = field(default_factory=dict)
+    pair_resolved: dict[tuple[str, str], bool] = field(default_factory=dict)
+    rank_range: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def settled(self) -> bool:
+        return curve_settled(self.taus)
+
+    def range_text(self, variant: str) -> str:
+        lo, hi = self.rank_range[variant]
+        return str(lo) if lo == hi else f"{lo}-{hi}"
+
+    def resolved(self, a: str, b: str) -> bool:
+        return self.pair_resolved.get((a, b), self.pair_resolved.get((b, a), True))
+
+    def line(self) -> str:
+        """One line: settled or unsettled, the taus, and what the bootstrap could say."""
+        if len(self.order) < 2:
+            return "rank stability: one ranked variant, nothing to order"
+        taus = ", ".join(f"tau({int(f * 100)}%->final) = {fmt_tau(t)}" for f, t in sorted(self.taus.items()))
+        word = "settled" if self.settled else "UNSETTLED"
+        adjacent = list(itertools.pairwise(self.order))
+        unresolved = sum(not self.resolved(a, b) for a, b in adjacent)
+        if self.n_seeds >= 2:
+            how = (f"bootstrap over {self.n_seeds} seeds: {len(adjacent) - unresolved} of {len(adjacent)} adjacent "
+                   f"pairs resolved (order probability >= {ORDER_PROB_MIN} and 95% CI of the difference excluding 0)")
+        else:
+            how = (f"one seed, no bootstrap: {len(adjacent) - unresolved} of {len(adjacent)} adjacent pairs keep "
+                   "their order at 50%, 75% and 100% of the budget")
+        tail = "" if self.settled else " (the order was still changing when the budget ended: not a verdict)"
+        return f"rank stability: {word}{tail}; {taus}; {how}"
+
+
+def fmt_tau(tau: float) -> str:
+    return "n/a" if math.isnan(tau) else f"{tau:.2f}"
+
+
+def curve_settled(taus: Mapping[float, float]) -> bool:
+    """The rule on the curves: NaN (fewer than two variants, or a constant ranking) does not unsettle."""
+    half, three = taus.get(0.5, math.nan), taus.get(0.75, math.nan)
+    return not (half < TAU_HALF_MIN or three < TAU_THREE_QUARTERS_MIN)
+
+
+def pair_order_resolved(a: Mapping[int, float], b: Mapping[int, float], a_curves: Mapping[float, Mapping[int, float]],
+                        b_curves: Mapping[float, Mapping[int, float]], key: str) -> tuple[bool, str]:
+    """Whether the order of two sets of per-seed final losses is resolved, and why (see the module's rule).
+    `*_curves` map a checkpoint fraction to that side's per-seed loss there (for the one-seed rule and the flip
+    check)."""
+    ma, mb = sum(a.values()) / len(a), sum(b.values()) / len(b)
+    if min(len(a), len(b)) >= 2:
+        _, pairs = bootstrap_orders({"a": dict(a), "b": dict(b)}, key)
+        p = next(iter(pairs.values()), math.nan)
+        return seeds_resolve(p, dict(a), dict(b))
+    final = (ma > mb) - (ma < mb)
+    for fraction in CHECKPOINTS:
+        ca, cb = a_curves.get(fraction, {}), b_curves.get(fraction, {})
+        if not ca or not cb:
+            continue
+        ha, hb = sum(ca.values()) / len(ca), sum(cb.values()) / len(cb)
+        at = (ha > hb) - (ha < hb)
+        if at != 0 and final != 0 and at != final:
+            return False, f"one seed, and the order at {int(fraction * 100)}% of the budget was the other way"
+    return True, "one seed: the same order at 50%, 75% and 100% of the budget"
+
+
+def seeds_resolve(p: float, a: Mapping[int, float], b: Mapping[int, float]) -> tuple[bool, str]:
+    """The >= 2-seed rule for a pair: bootstrap order probability `p` >= ORDER_PROB_MIN and a 95% interval of
+    the difference that excludes zero."""
+    _, low, high, method = difference_interval(a, b)
+    excludes = low > 0 or high < 0
+    ok = not math.isnan(p) and p >= ORDER_PROB_MIN and excludes
+    return ok, (f"bootstrap order probability {p:.2f}, difference 95% CI [{low:+.3f}, {high:+.3f}] ({method})")
+
+
+def stability(records: Sequence[Mapping[str, Any]], key: str, ranked: Iterable[str] | None = None) -> Stability:
+    """The stability of the ranking of `records` by final mean eval loss (only variants in `ranked` when given:
+    the leaderboard leaves diverged and failed variants unranked)."""
+    final = seed_losses(records)
+    if ranked is not None:
+        keep = set(ranked)
+        final = {v: s for v, s in final.items() if v in keep}
+    point = means(final)
+    ordered = order(point)
+    checkpoints = {f: {v: s for v, s in seed_losses(records, f).items() if v in final} for f in CHECKPOINTS}
+    taus = {f: tau_between(means(c), point) for f, c in checkpoints.items()}
+    n_seeds = min((len(s) for s in final.values()), default=0)
+    st = Stability(ordered, taus, n_seeds)
+    if n_seeds >= 2:
+        st.rank_prob, st.pair_prob = bootstrap_orders(final, key)
+    for a, b in itertools.pairwise(ordered):
+        if n_seeds >= 2:
+            st.pair_resolved[(a, b)], _ = seeds_resolve(st.pair_prob.get((a, b), math.nan), final[a], final[b])
+        else:
+            ok, _ = pair_order_resolved(final[a], final[b], {f: c.get(a, {}) for f, c in checkpoints.items()},
+                                        {f: c.get(b, {}) for f, c in checkpoints.items()}, f"{key}/{a}/{b}")
+            st.pair_resolved[(a, b)] = ok
+    st.rank_range = tied_ranks(ordered, st.pair_resolved)
+    return st
+
+
+def tied_ranks(ordered: Sequence[str], resolved: Mapping[tuple[str, str], bool]) -> dict[str, tuple[int, int]]:
+    """Adjacent variants whose order is not resolved share a rank range: runs of such pairs form one group."""
+    ranges: dict[str, tuple[int, int]] = {}
+    start = 0
+    for i in range(len(ordered)):
+        last = i == len(ordered) - 1 or resolved.get((ordered[i], ordered[i + 1]), True)
+        if last:
+            for k in range(start, i + 1):
+                ranges[ordered[k]] = (start + 1, i + 1)
+            start = i + 1
+    return ranges
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The unigram plateau
+
+def plateau_level(record: Mapping[str, Any]) -> float:
+    """The loss above which a flat curve counts as the unigram plateau: the suite's [eval] plateau_loss, else
+    PLATEAU_LEVEL_FRACTION * ln(vocab)."""
+    level = (record.get("config", {}).get("eval") or {}).get("plateau_loss")
+    return float(level) if level is not None else PLATEAU_LEVEL_FRACTION * math.log(record["data"]["vocab_size"])
+
+
+def plateau_steps_of(points: Sequence[tuple[float, float]], level: float) -> int | None:
+    """How many steps at the end of the run the eval loss stayed flat (improved by less than PLATEAU_TOLERANCE
+    from the plateau's first evaluation to any later one) while ending above `level`; None when that span is
+    shorter than PLATEAU_WINDOW of the run's steps (or the run ended below the level)."""
+    if len(points) < 2 or points[-1][0] <= 0 or not points[-1][1] > level:
+        return None
+    end = points[-1][0]
+    for i in range(1, len(points)):  # the first evaluation is at initialisation, never on the plateau
+        step, loss = points[i]
+        if end - step < PLATEAU_WINDOW * end - 1e-9:
+            break
+        if loss - min(p[1] for p in points[i:]) < PLATEAU_TOLERANCE:
+            return int(end - step)
+    return None
+
+
+def plateau_steps(record: Mapping[str, Any]) -> int | None:
+    """summary.plateau_steps when the record has it, else computed from its curve alike (older records)."""
+    if "plateau_steps" in record["summary"]:
+        return record["summary"]["plateau_steps"]
+    if record["status"] != "ok":
+        return None
+    return plateau_steps_of(curve_points(record), plateau_level(record))

@@ -1,0 +1,140 @@
+"""stats.py against hand-computed small cases: Kendall tau-b, the exact bootstrap over seeds, tied ranks, the
+settled/unsettled rule on synthetic curves, the unigram-plateau detector, and the views that use them."""
+
+import math
+
+import pytest
+
+from blockbench import leaderboard, stats, sweep
+from blockbench.compare import Thresholds, compare_paths
+from tests.test_leaderboard import copy_records, make_tiny_run
+
+
+def test_kendall_tau_b_with_ties_and_a_missing_run():
+    # x untied, y ties its first two: 5 concordant pairs, 0 discordant, tau-b = 5 / sqrt(6 * 5).
+    assert stats.kendall_tau([1, 2, 3, 4], [1, 1, 2, 3]) == pytest.approx(5 / math.sqrt(30))
+    assert stats.kendall_tau([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    # one swapped pair of three: (C - D) / 3 = 1/3
+    assert stats.tau_between({"a": 1, "b": 2, "c": 3}, {"a": 1, "b": 3, "c": 2}) == pytest.approx(1 / 3)
+    # c has no run on one side: it drops out, and the rest agree
+    assert stats.tau_between({"a": 1, "b": 2, "c": 3}, {"a": 1, "b": 2}) == pytest.approx(1.0)
+    assert math.isnan(stats.kendall_tau([1], [1]))
+
+
+def test_exact_bootstrap_weights():
+    counts, probs = stats.bootstrap_weights(2, "k")
+    assert sorted(map(tuple, counts.tolist())) == [(0, 2), (1, 1), (2, 0)]
+    assert sorted(probs.tolist()) == pytest.approx([0.25, 0.25, 0.5])
+    counts, probs = stats.bootstrap_weights(3, "k")
+    assert len(counts) == 10 and probs.sum() == pytest.approx(1.0)
+    assert probs[(counts == [1, 1, 1]).all(axis=1)][0] == pytest.approx(6 / 27)
+
+
+def test_bootstrap_order_probabilities_by_hand():
+    # Resamples of seeds {0,1}: {0,0} p=1/4: A 1.0 < B 2.0; {0,1} p=1/2: A 2.0 < B 2.25; {1,1} p=1/4: A 3.0 > B 2.5.
+    ranks, pairs = stats.bootstrap_orders({"A": {0: 1.0, 1: 3.0}, "B": {0: 2.0, 1: 2.5}}, "k")
+    assert pairs == {("A", "B"): pytest.approx(0.75)} and ranks == {"A": pytest.approx(0.75),
+                                                                     "B": pytest.approx(0.75)}
+    # A tie in a resample counts half: {0,0} A wins (1/4), {0,1} 2.0 = 2.0 (1/2 x 1/2), {1,1} B wins.
+    _, pairs = stats.bootstrap_orders({"A": {0: 1.0, 1: 3.0}, "B": {0: 2.0, 1: 2.0}}, "k")
+    assert pairs[("A", "B")] == pytest.approx(0.5)
+    # A missing run: A has only seed 0. {1,1} (p=1/4) drew none of A's seeds and does not count; in the rest A wins.
+    ranks, pairs = stats.bootstrap_orders({"A": {0: 1.0}, "B": {0: 2.0, 1: 0.5}}, "k")
+    assert pairs[("A", "B")] == pytest.approx(1.0) and ranks["A"] == pytest.approx(1.0)
+
+
+def test_tied_ranks_join_unresolved_neighbours():
+    resolved = {("a", "b"): True, ("b", "c"): False, ("c", "d"): False, ("d", "e"): True}
+    assert stats.tied_ranks(list("abcde"), resolved) == {"a": (1, 1), "b": (2, 4), "c": (2, 4), "d": (2, 4),
+                                                         "e": (5, 5)}
+
+
+def record(variant: str, seed: int, losses: list[float], step: int = 10, vocab: int = 257) -> dict:
+    curve = [{"step": i * step, "eval_loss": v} for i, v in enumerate(losses)]
+    return {"variant": variant, "seed": seed, "status": "ok", "curve": curve,
+            "summary": {"final_eval_loss": losses[-1]}, "config": {"eval": {}}, "data": {"vocab_size": vocab}}
+
+
+def test_a_ranking_that_flips_late_is_unsettled_and_one_fixed_early_is_settled():
+    # Three variants, one seed: at 50% and 75% the order is a < b < c, at the end c < b < a (tau -1 both times).
+    late = [record("a", 0, [5, 3.0, 2.9, 2.8, 2.7]), record("b", 0, [5, 3.1, 3.0, 2.7, 2.6]),
+            record("c", 0, [5, 3.2, 3.1, 2.6, 2.5])]
+    st = stats.stability(late, "k")
+    assert st.order == ["c", "b", "a"] and st.taus[0.5] == pytest.approx(-1) and not st.settled
+    assert "UNSETTLED" in st.line() and {st.range_text(v) for v in "abc"} == {"1-3"}
+    early = [record("a", 0, [5, 3.0, 2.8, 2.6, 2.5]), record("b", 0, [5, 3.1, 2.9, 2.7, 2.6]),
+             record("c", 0, [5, 3.2, 3.0, 2.8, 2.7])]
+    st = stats.stability(early, "k")
+    assert st.order == ["a", "b", "c"] and st.settled and "settled" in st.line()
+    assert [st.range_text(v) for v in "abc"] == ["1", "2", "3"]
+
+
+def test_two_seeds_use_the_bootstrap_and_the_interval():
+    # b beats a on both seeds by a wide margin: resolved. c vs b (exact binary fractions, so no rounding decides):
+    # {0,0} 1.25 < 1.5 (1/4), {0,1} 1.5 < 1.5625 (1/2), {1,1} 1.75 > 1.625 (1/4): probability 0.75, tied.
+    recs = [record("a", 0, [5, 3, 2.0]), record("a", 1, [5, 3, 2.125]), record("b", 0, [5, 3, 1.5]),
+            record("b", 1, [5, 3, 1.625]), record("c", 0, [5, 3, 1.25]), record("c", 1, [5, 3, 1.75])]
+    st = stats.stability(recs, "k")
+    assert st.order == ["c", "b", "a"] and st.pair_prob[("c", "b")] == pytest.approx(0.75)
+    assert st.pair_prob[("b", "a")] == pytest.approx(1.0)
+    assert [st.range_text(v) for v in ("c", "b", "a")] == ["1-2", "1-2", "3"]
+
+
+def test_plateau_detector_on_synthetic_curves():
+    level = 3.0
+    flat = [(0, 5.5), (25, 3.4), (50, 3.37), (75, 3.38), (100, 3.36)]
+    assert stats.plateau_steps_of(flat, level) == 75        # flat (within 0.05) from step 25 to the end
+    assert stats.plateau_steps_of(flat, 3.5) is None         # ends below the level: not the unigram plateau
+    falling = [(0, 5.5), (25, 3.4), (50, 3.2), (75, 3.0), (100, 2.8)]
+    assert stats.plateau_steps_of(falling, 2.0) is None
+    late_flat = [(0, 5.5), (25, 3.4), (50, 3.2), (75, 3.1), (90, 3.09), (100, 3.08)]
+    assert stats.plateau_steps_of(late_flat, 2.0) is None   # flat for 25 of 100 steps only: under a third
+    old = record("n", 0, [5.5, 3.4, 3.37, 3.38, 3.36], step=25)
+    assert stats.plateau_steps(old) == 75                   # no summary.plateau_steps: from the curve, 0.55 ln 257
+    old["config"]["eval"]["plateau_loss"] = 3.5             # a suite's own level
+    assert stats.plateau_steps(old) is None
+    old["summary"]["plateau_steps"] = 60                    # a new record's own figure wins
+    assert stats.plateau_steps(old) == 60
+
+
+def test_sweep_counts_a_plateaued_run_as_not_converged():
+    ok = record("n", 0, [5.5, 3.4, 3.2, 3.0, 2.8], step=25)
+    stuck = record("n", 1, [5.5, 3.4, 3.37, 3.38, 3.36], step=25)
+    assert sweep.score([ok]) == pytest.approx(2.8) and sweep.score([ok, stuck]) == math.inf
+
+
+def test_time_to_target_misses_are_shown_as_miss_not_zero():
+    assert leaderboard._ci_cell(0.0, 0.0, 0.0) == "miss"
+    assert leaderboard._ci_cell(0.968, 0.0, 1.104) == "0.968 [miss, 1.104]"
+    assert leaderboard._ci_cell(1.1, 0.9, 1.3) == "1.100 [0.900, 1.300]"
+
+
+def test_one_seed_pair_whose_order_flips_is_not_resolved():
+    ok, why = stats.pair_order_resolved({0: 2.0}, {0: 2.1}, {0.5: {0: 3.0}, 0.75: {0: 2.5}},
+                                        {0.5: {0: 2.9}, 0.75: {0: 2.6}}, "k")
+    assert not ok and "50%" in why
+    ok, _ = stats.pair_order_resolved({0: 2.0}, {0: 2.1}, {0.5: {0: 3.0}}, {0.5: {0: 3.1}}, "k")
+    assert ok
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    return make_tiny_run(tmp_path_factory.getbasetemp())
+
+
+def test_compare_calls_an_unsettled_difference_not_resolvable(tiny_run, tmp_path):
+    # Seed 0 much worse, seed 1 slightly better: the mean rises 0.095 nats (past the 0.05 limit), but the bootstrap
+    # puts the pair in that order with probability 0.75 only: not a regression, "not resolvable at this budget".
+    def change(r):
+        if r["variant"] == "sas":
+            r["summary"]["final_eval_loss"] += 0.2 if r["seed"] == 0 else -0.01
+            r["curve"][-1]["eval_loss"] = r["summary"]["final_eval_loss"]
+        return r
+
+    only = lambda r: r["seed"] in (0, 1)  # noqa: E731
+    base = copy_records(tiny_run, tmp_path / "base", only=only)
+    cand = copy_records(tiny_run, tmp_path / "cand", change=change, only=only)
+    result = compare_paths(str(base), str(cand), Thresholds())
+    row = next(r for r in result["rows"] if r["variant"] == "sas" and r["metric"] == "eval loss")
+    assert row["verdict"] == "unresolved" and "not resolvable at this budget" in row["detail"]
+    assert "0.75" in row["detail"] and result["exit_code"] == 0
