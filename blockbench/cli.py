@@ -179,6 +179,21 @@ def failed_exit(result: Any, out: Any) -> int:
     return 3
 
 
+def add_run_shape_args(parser: argparse.ArgumentParser) -> None:
+    """--device and the --budget-* flags, shared by `run` and `sweep`."""
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"),
+                        help="where to train (default: the suite's runtime.device; auto = CUDA when available)")
+    budget = parser.add_mutually_exclusive_group()
+    replaces = "replaces the suite's {} budget (its other budgets still apply; the first one reached stops a run)"
+    budget.add_argument("--budget-steps", type=int, metavar="N", help="optimiser steps; " + replaces.format("steps"))
+    budget.add_argument("--budget-tokens", type=int, metavar="N",
+                        help="training tokens (sequences x length); " + replaces.format("tokens"))
+    budget.add_argument("--budget-seconds", type=float, metavar="S",
+                        help="training seconds, evaluation excluded; " + replaces.format("seconds"))
+    budget.add_argument("--budget-flops", type=float, metavar="F",
+                        help="training FLOPs (forward + backward, 2 per multiply-add); " + replaces.format("flops"))
+
+
 def add_shape_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layers", type=int, help="number of blocks L")
     parser.add_argument("--width", type=int, help="model width d")
@@ -207,16 +222,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("run", help="train every variant of a suite under its budget and write run records")
+    p = sub.add_parser("run", help="train every variant of a suite under its budget and write run records",
+                       description="Train every (variant, seed) of a suite under identical conditions for a fixed "
+                                   "budget, one fresh process per run, and write one record per run to "
+                                   "OUT/records/. Exit 0 ok, 2 unusable input, 3 some runs failed, 130/143 "
+                                   "interrupted.")
     p.add_argument("--suite", default="default", help="built-in suite name or path to a suite .toml")
     p.add_argument("--variants", help="comma-separated variants (default: the suite's)")
     p.add_argument("--seeds", help="comma-separated seeds (default: the suite's)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--budget-steps", type=int, metavar="N")
-    budget.add_argument("--budget-tokens", type=int, metavar="N")
-    budget.add_argument("--budget-seconds", type=float, metavar="S")
-    budget.add_argument("--budget-flops", type=float, metavar="F")
+    add_run_shape_args(p)
     p.add_argument("--target-loss", type=float, metavar="X", help="eval loss (nats/token) for the to-target metrics")
     p.add_argument("--overrides", metavar="FILE",
                    help="a suite-override file, e.g. the sweep.toml that `blockbench sweep` writes")

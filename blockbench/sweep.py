@@ -291,12 +291,9 @@ def add_parser(sub: Any) -> None:
                         "repeatable, the grid is their product")
     p.add_argument("--variants", help="comma-separated variants (default: the suite's)")
     p.add_argument("--seeds", help="comma-separated seeds (default: the suite's first seed)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--budget-steps", type=int, metavar="N")
-    budget.add_argument("--budget-tokens", type=int, metavar="N")
-    budget.add_argument("--budget-seconds", type=float, metavar="S")
-    budget.add_argument("--budget-flops", type=float, metavar="F")
+    from blockbench.cli import add_run_shape_args
+
+    add_run_shape_args(p)
     p.add_argument("--speed-rounds", type=int, default=0, metavar="N", help="speed-probe rounds per point (default 0)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--out", help="output directory (default: runs/SUITE/VERSION/sweep-TIMESTAMP)")
