@@ -10,6 +10,8 @@ for `runtime.stall_seconds` (or 20x its longest silence so far) is killed and re
 from __future__ import annotations
 
 import multiprocessing
+import signal
+import threading
 import time
 from collections import deque
 from typing import Any
@@ -28,11 +30,24 @@ from blockbench.executors import (
 )
 from blockbench.suite import Suite
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _send(conn: Any, message: tuple) -> None:
+    """Tell the parent; if the parent is gone (killed), there is no one to tell, and nothing to print either."""
+    try:
+        conn.send(message)
+    except (OSError, EOFError):
+        pass
+
 
 def _child(conn: Any, what: str, args: tuple) -> None:
     import os
 
     try:
+        # The parent blocks SIGINT/SIGTERM while it spawns us (so a signal cannot cut the spawn short and leave a
+        # half-started child printing a traceback); a signal that came meanwhile is delivered here, inside the try.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         conn.send(("started", {"pid": os.getpid()}))
         if what == "probe":
             result = probe_job(*args)
@@ -40,28 +55,50 @@ def _child(conn: Any, what: str, args: tuple) -> None:
             result = run_job(args[0], lambda info: conn.send(("progress", info)))
         conn.send(("result", result))
     except KeyboardInterrupt:
-        conn.send(("interrupted", None))
+        _send(conn, ("interrupted", None))
     except BaseException as exc:  # noqa: BLE001 - any failure of the run is reported, the suite goes on
         try:
             conn.send(("error", failure_payload(exc)))
+        except (OSError, EOFError):
+            pass  # the parent is gone
         except Exception:  # noqa: BLE001 - e.g. an unpicklable exception: send what can be sent
-            conn.send(("error", failure_payload(RuntimeError(f"{type(exc).__name__}: {exc}"))))
+            _send(conn, ("error", failure_payload(RuntimeError(f"{type(exc).__name__}: {exc}"))))
     finally:
         conn.close()
 
 
 class _Process:
-    """A spawned child and the read end of its pipe."""
+    """A spawned child and the read end of its pipe (created first, started by `start`, so that whoever holds
+    it can always kill it, even when a signal arrives right after the spawn)."""
 
     def __init__(self, what: str, args: tuple) -> None:
         ctx = multiprocessing.get_context("spawn")
-        self.receive, send = ctx.Pipe(duplex=False)
-        self.process = ctx.Process(target=_child, args=(send, what, args), daemon=True)
-        self.process.start()
-        send.close()
+        self.receive, self.send = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(target=_child, args=(self.send, what, args), daemon=True)
         self.last_message = time.monotonic()
         self.longest_gap = 0.0
         self.progressed = False
+
+    def start(self) -> _Process:
+        """Spawn the child with Ctrl-C and SIGTERM held back until it is fully started: an interrupted spawn
+        leaves a half-started child that prints a traceback. The child starts with both blocked (the mask is
+        inherited) and unblocks them in `_child`; here they are remembered and re-raised once the spawn is done."""
+        pending: list[int] = []
+        main = threading.current_thread() is threading.main_thread()
+        handlers = {sig: signal.signal(sig, lambda signum, frame: pending.append(signum))
+                    for sig in STOP_SIGNALS} if main else {}
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            self.process.start()
+        finally:
+            self.send.close()
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+        self.last_message = time.monotonic()
+        if pending:
+            signal.raise_signal(pending[0])  # now handled as usual: the caller holds this child and can kill it
+        return self
 
     def stalled_for(self, stall_seconds: float) -> float | None:
         """Seconds without a message, when that exceeds the watchdog's limit: stall_seconds, or 20x the longest
@@ -88,12 +125,16 @@ class _Process:
         return out
 
     def kill(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join(timeout=10)
+        if self.process.pid is not None:  # started
+            if self.process.is_alive():
+                self.process.kill()
+            self.process.join(timeout=10)
         self.receive.close()
 
     def finish(self) -> None:
+        if self.process.pid is None:
+            self.receive.close()
+            return
         self.process.join(timeout=30)
         if self.process.is_alive():
             self.process.kill()
@@ -114,6 +155,7 @@ class LocalExecutor(Executor):
 
         child = _Process("probe", (suite, tuple(block_paths), os.getcwd()))
         try:
+            child.start()
             while True:
                 for kind, payload in child.messages(1.0):
                     if kind == "result":
@@ -136,6 +178,7 @@ class LocalExecutor(Executor):
                 return
             job = self.queue.popleft()
             self.current = (job, _Process("trial", (job,)))
+            self.current[1].start()
         job, child = self.current
         for kind, payload in child.messages(timeout):
             if kind in ("started", "progress"):
