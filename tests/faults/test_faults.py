@@ -178,11 +178,10 @@ def test_child_killed_without_retries(tmp_path):
        "the other records; a failure file: Stalled, 'no progress for N s' (runtime.stall_seconds)", ci=False)
 def test_child_stopped_is_killed_by_the_watchdog(tmp_path):
     out = tmp_path / "out"
-    suite = LONG.replace("steps = 40", "steps = 400").replace("warmup_steps = 1", "warmup_steps = 1\nstall_seconds = 3")
+    suite = LONG.replace("warmup_steps = 1", "warmup_steps = 1\nstall_seconds = 3")
     driver = start("run", "--suite", str(write_suite(tmp_path, suite)), "--out", str(out), "--quiet")
-    pid = int(wait_for(driver, r"sas_p seed 0: started \(pid (\d+)\)").group(1))
-    time.sleep(2)
-    os.kill(pid, signal.SIGSTOP)
+    pid = int(wait_for(driver, r"sas_p seed 0: started \(pid (\d+)\)", timeout=300).group(1))
+    os.kill(pid, signal.SIGSTOP)  # at once ("started" comes before its imports): a tiny run is over in seconds
     code, stderr = finish(driver, timeout=120)
     assert code == 3 and "1 run(s) failed (sas_p seed 0)" in last_line(stderr)
     assert intact(out) == ["pre_ln-seed0.json"]
@@ -231,7 +230,7 @@ def test_driver_killed_then_resumed(tmp_path):
        "the first run's records, untouched; the second wrote nothing")
 def test_two_runs_into_one_out(tmp_path):
     out = tmp_path / "out"
-    suite = str(write_suite(tmp_path, LONG.replace("steps = 40", "steps = 300")))
+    suite = str(write_suite(tmp_path, LONG.replace("steps = 40", "steps = 600")))
     first = start("run", "--suite", suite, "--out", str(out), "--quiet")
     wait_for(first, r"pre_ln seed 0: started")
     for extra in ((), ("--target-loss", "1.0")):
