@@ -2,6 +2,7 @@
 to it with --ray-address. Slow: starting the head takes seconds."""
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -23,8 +24,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-# `ray start` turns token authentication on (Ray >= 2.59); a driver connecting to it must say so too.
-ENV = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+# Token authentication, as `ray start` has it on by default since Ray 2.59: the head and the driver share a token
+# (here a fresh one in the environment, so a machine without ~/.ray/auth_token works too).
+ENV = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+       "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 @pytest.fixture
