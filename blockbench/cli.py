@@ -131,7 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from blockbench import distributed
     from blockbench.display import RunDisplay
-    from blockbench.executors import executor_from_args
+    from blockbench.executors import check_executor_args, executor_from_args
     from blockbench.runner import default_out_dir, isolate_default, run
     from blockbench.suite import load_suite
 
@@ -151,6 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise BlockbenchError("--resume needs --out DIR: the directory of the interrupted run")
     out = Path(args.out) if args.out else default_out_dir(suite)
     in_process = args.in_process or not isolate_default()
+    check_executor_args(args, in_process, dist)
     display = RunDisplay(suite, quiet=args.quiet or not dist.is_main, silent=not dist.is_main)
     try:
         with display:

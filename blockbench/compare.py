@@ -31,7 +31,7 @@ from typing import Any
 from blockbench import stats
 from blockbench.errors import BlockbenchError
 from blockbench.leaderboard import check_one_version, group_key, load_entries
-from blockbench.records import comparable_overrides, tokenization_difference
+from blockbench.records import comparable_overrides, device_types, tokenization_difference
 
 FAILING = {"regression"}
 STRICT_FAILING = {"regression", "changed", "missing"}
@@ -220,7 +220,7 @@ def speed_row(variant: str, baseline_variant: str, b: list[dict], c: list[dict],
         return _row(variant, metric, sb, sc, "n/a", "the reference of the in-run speed ratios", "x")
     if sb is None or sc is None:
         return _row(variant, metric, sb, sc, "n/a", "no interleaved speed probe on one side", "x")
-    devices = sorted({r["env"]["device_name"] for r in b} | {r["env"]["device_name"] for r in c})
+    devices = sorted(device_types([*b, *c]))
     if len(devices) > 1:
         # A speed ratio means something only on the device type it was measured on (SIMD width, caches, kernels).
         return _row(variant, metric, sb, sc, "n/a", "speed ratios measured on different device types "

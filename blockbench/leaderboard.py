@@ -30,6 +30,7 @@ from blockbench.errors import BlockbenchError
 from blockbench.records import (
     RecordError,
     comparable_overrides,
+    device_types,
     find_record_files,
     load_record,
     tokenization,
@@ -210,16 +211,13 @@ def _first(values) -> Any:
     return int(present[0]) if present else math.nan
 
 
-def aggregate(runs, baseline: str | None, has_target: bool):
+def aggregate(runs, baseline: str | None, has_target: bool, speed_comparable: bool = True):
     """One row per variant (see CSV_COLUMNS), ranked by mean eval loss at budget; diverged variants are unranked."""
     import numpy as np
     import pandas as pd
 
     base_seconds = list(runs.loc[runs["variant"] == baseline, "seconds_to_target"]) if baseline else []
     rows = []
-    # Speed ratios are relative to the baseline on the device a run trained on: across device types they do not
-    # compare, so with several types none is shown (params, FLOPs and loss still are).
-    one_device_type = runs["device"].dropna().nunique() <= 1
     for variant, g in runs.groupby("variant", sort=True):
         n = len(g)
         failed = int((g["status"] == "failed").sum())
@@ -246,8 +244,8 @@ def aggregate(runs, baseline: str | None, has_target: bool):
             "eval_loss_std": float(np.std(losses, ddof=1)) if len(losses) > 1 else math.nan,
             "eval_loss_ci_low": low, "eval_loss_ci_high": high,
             "eval_bpb_mean": float(g["eval_bpb"].mean()) if losses else math.nan,
-            "speedup_vs_baseline": g["speedup_vs_baseline"].astype(float).median() if one_device_type else math.nan,
-            "speedup_iqr": g["speedup_iqr"].astype(float).median() if one_device_type else math.nan,
+            "speedup_vs_baseline": g["speedup_vs_baseline"].astype(float).median() if speed_comparable else math.nan,
+            "speedup_iqr": g["speedup_iqr"].astype(float).median() if speed_comparable else math.nan,
             "ttt_speedup": ttt[0], "ttt_speedup_ci_low": ttt[1], "ttt_speedup_ci_high": ttt[2],
             "to_target_status": target_status, "to_target_misses": misses if has_target else math.nan,
             **to_target,
@@ -422,7 +420,7 @@ def header_items(kept: list[dict[str, Any]], left_out: int, failed: int = 0) -> 
         ("records", f"{len(kept)} ranked, {left_out} left out" + (f", {failed} failed runs (failures/)"
                                                                       if failed else "")),
     ] + ([("speed", "interleaved speed ratios not shown: the runs trained on several device types, and a ratio "
-                    "compares only within one")] if len({r["env"]["device_name"] for r in kept}) > 1 else [])
+                    "compares only within one")] if len(device_types(kept)) > 1 else [])
 
 
 READING_NOTES = """\
@@ -634,7 +632,9 @@ def build(entries: list[tuple[Path, dict[str, Any]]], left_out: list[tuple[str, 
     target = first["to_target"]["target"]
     baseline = first["config"].get("baseline")
     runs = runs_frame(records, failures)
-    table = aggregate(runs, baseline, target is not None)
+    # Speed ratios are relative to the baseline on the device a run trained on: across device types they do not
+    # compare, so with several types none is shown (params, FLOPs and loss still are).
+    table = aggregate(runs, baseline, target is not None, len(device_types(records)) <= 1)
     ranked = list(table.loc[table["status"] == "ok", "variant"])
     suite = first["suite"]
     st = stats.stability(records, f"{suite['name']}/{suite['version']}", ranked)

@@ -13,6 +13,7 @@ import math
 import os
 import stat
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -447,3 +448,9 @@ def tokenization_difference(a: dict[str, Any], b: dict[str, Any]) -> str:
         if ta[key] != tb[key]:
             return f"data.{key} {ta[key]!r} vs {tb[key]!r}"
     return ""
+
+
+def device_types(records: Iterable[dict[str, Any]]) -> set[str]:
+    """The device types runs trained on. Interleaved speed ratios compare only within one type (SIMD width,
+    caches, kernels differ), so every view that shows or judges a ratio asks this first."""
+    return {r["env"]["device_name"] for r in records}

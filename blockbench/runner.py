@@ -401,15 +401,13 @@ def _no_lock() -> Any:
 def _run_plan(plan: Plan, suite: Suite, executor: Executor | None, make_executor: Callable[[], Executor] | None,
               isolate: bool, block_paths: list[str] | None, on_event: EventFn | None, dist: DistInfo,
               max_retries: int) -> RunResult:
-    from blockbench.executors.local import InProcessExecutor, LocalExecutor
+    from blockbench.executors import default_executor
 
     if suite.runtime.threads:
         torch.set_num_threads(suite.runtime.threads)
     owned = executor is None
-    if executor is None and make_executor is not None:
-        executor = make_executor()
-    elif executor is None:
-        executor = InProcessExecutor(dist) if (dist.enabled or not isolate) else LocalExecutor()
+    if executor is None:
+        executor = make_executor() if make_executor is not None else default_executor(not isolate, dist)
     try:
         if not executor.remote:
             resolve_device(suite.runtime.device, dist)  # --device cuda on a machine without CUDA: fail now

@@ -137,7 +137,7 @@ def run_sweep(suite: Suite, grid: dict[str, list[Any]], out: Path, *, isolate: b
     runs that already have a record of the same suite content and grid point are reused (an interrupted or a
     widened sweep); without it, a directory that holds a sweep's runs is refused.
     """
-    from blockbench.executors.local import InProcessExecutor, LocalExecutor
+    from blockbench.executors import default_executor
     from blockbench.runner import OutLock, execute, plan_run
 
     points = grid_points(grid)
@@ -156,7 +156,7 @@ def run_sweep(suite: Suite, grid: dict[str, list[Any]], out: Path, *, isolate: b
             for plan in plans:
                 on_event("point", {"point": plan.label, "skipped": not plan.todo})
         owned = executor is None
-        executor = executor or (LocalExecutor() if isolate else InProcessExecutor())
+        executor = executor or default_executor(not isolate)
         try:
             result = execute(plans, executor, block_paths=block_paths, on_event=on_event, max_retries=max_retries)
         finally:
@@ -242,8 +242,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise BlockbenchError("--resume needs --out DIR: the directory of the interrupted sweep")
     executor = None
     try:
-        if args.executor != "local" or args.max_retries != 1 or args.ray_address:
-            executor = executor_from_args(args, in_process=not isolate_default())
+        executor = executor_from_args(args, in_process=not isolate_default())
         choice, path, result = run_sweep(suite, grid, out, isolate=isolate_default(), block_paths=args.block,
                                          on_event=on_event, command=command, executor=executor,
                                          resume=args.resume, max_retries=args.max_retries)

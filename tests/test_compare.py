@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from blockbench import leaderboard
 from blockbench.cli import main
 from blockbench.compare import Thresholds, compare_paths
 from blockbench.records import seal
-from tests.test_leaderboard import copy_records, make_tiny_run
+from tests.test_leaderboard import copy_records, make_tiny_run, read_csv
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -253,3 +254,24 @@ def test_cli_exit_codes_through_the_console_entry(tiny_run, tmp_path):
         if result.returncode == 2:
             assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert codes == [1, 2]
+
+
+def other_device(record):
+    record["env"]["device_name"] = "Another CPU"
+    return record
+
+
+def test_speed_ratios_of_different_device_types_are_never_compared_or_mixed(tiny_run, tmp_path, capsys):
+    cand = copy_records(tiny_run, tmp_path / "cand", change=other_device)
+    code, result = run_compare(capsys, str(tiny_run), str(cand))
+    assert code == 0
+    row = next(r for r in result["rows"] if r["variant"] == "sas" and r["metric"].startswith("speedup"))
+    assert row["verdict"] == "n/a" and "different device types" in row["detail"]
+    assert verdicts(result, "eval loss") == {"pre_ln": "same", "sas": "same"}  # loss still compares
+
+    mixed = copy_records(tiny_run, tmp_path / "mixed", change=lambda r: other_device(r) if r["variant"] == "sas"
+                         else r)
+    leaderboard.generate(mixed, warn=lambda message: None)
+    rows = {r["variant"]: r for r in read_csv(mixed / "leaderboard.csv")}
+    assert rows["sas"]["speedup_vs_baseline"] == "" and rows["pre_ln"]["speedup_vs_baseline"] == ""
+    assert "interleaved speed ratios not shown" in (mixed / "leaderboard.md").read_text()

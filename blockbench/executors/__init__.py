@@ -111,7 +111,10 @@ def stalled_payload(silent_seconds: float) -> dict[str, Any]:
             "retryable": False}
 
 
-def _worker_setup(suite: Suite, block_paths: tuple[str, ...] | list[str], cwd: str) -> Any:
+def _worker_setup(suite: Suite, block_paths: tuple[str, ...] | list[str], cwd: str,
+                  load: Callable[[Any], Any] | None = None) -> Any:
+    """What a run needs in its process: the suite's threads, the user's blocks, the token data (`load` lets the
+    in-process executor reuse data it already holds)."""
     import torch
 
     from blockbench.blocks.plugins import register_user_blocks
@@ -120,25 +123,30 @@ def _worker_setup(suite: Suite, block_paths: tuple[str, ...] | list[str], cwd: s
     if suite.runtime.threads:
         torch.set_num_threads(suite.runtime.threads)
     register_user_blocks(list(block_paths), cwd)
-    return load_data(suite.data)
+    return (load or load_data)(suite.data)
 
 
-def run_job(job: Job, progress: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+def run_job(job: Job, progress: Callable[[dict[str, Any]], None], dist: Any = None,
+            load: Callable[[Any], Any] | None = None) -> dict[str, Any]:
     """Train one run in this process and return its record (speed is filled in by the driver)."""
+    from blockbench.distributed import SINGLE
     from blockbench.train import run_trial
 
-    data = _worker_setup(job.suite, job.block_paths, job.cwd)
-    return run_trial(job.suite, job.variant, job.seed, data, progress, None, job.static)
+    data = _worker_setup(job.suite, job.block_paths, job.cwd, load)
+    return run_trial(job.suite, job.variant, job.seed, data, progress, None, job.static, dist or SINGLE)
 
 
-def probe_job(suite: Suite, block_paths: tuple[str, ...] | list[str], cwd: str) -> dict[str, Any]:
+def probe_job(suite: Suite, block_paths: tuple[str, ...] | list[str], cwd: str, dist: Any = None,
+              load: Callable[[Any], Any] | None = None) -> dict[str, Any]:
     """Static measures and the interleaved speed probe of every variant, on this process's device."""
+    from blockbench.distributed import SINGLE
     from blockbench.measure.env import device_name
     from blockbench.train import prepare_variants, resolve_device
 
-    data = _worker_setup(suite, block_paths, cwd)
-    return {"device_name": device_name(resolve_device(suite.runtime.device)),
-            "prepared": prepare_variants(suite, data)}
+    dist = dist or SINGLE
+    data = _worker_setup(suite, block_paths, cwd, load)
+    return {"device_name": device_name(resolve_device(suite.runtime.device, dist)),
+            "prepared": prepare_variants(suite, data, dist)}
 
 
 def make_executor(name: str, **options: Any) -> Executor:
@@ -170,17 +178,28 @@ def add_executor_args(parser: Any) -> None:
                              "missing and failed ones, reuse its probe.json")
 
 
-def executor_from_args(args: Any, in_process: bool = False, dist: Any = None) -> Executor:
-    from blockbench.executors.local import InProcessExecutor
+def default_executor(in_process: bool = False, dist: Any = None) -> Executor:
+    """The executor when none is asked for: a fresh local process per run, or this process (`--in-process`, and
+    every rank under torchrun)."""
+    from blockbench.executors.local import InProcessExecutor, LocalExecutor
 
+    if in_process or (dist is not None and dist.enabled):
+        return InProcessExecutor(dist)
+    return LocalExecutor()
+
+
+def check_executor_args(args: Any, in_process: bool = False, dist: Any = None) -> None:
+    """The executor flags' bad input, found before any directory is made or cluster started."""
     if args.max_retries < 0:
         raise BlockbenchError(f"--max-retries must be >= 0, got {args.max_retries}")
     if args.ray_address and args.executor != "ray":
         raise BlockbenchError("--ray-address is for --executor ray")
+    if args.executor == "ray" and (in_process or (dist is not None and dist.enabled)):
+        raise BlockbenchError("--executor ray runs each run in a Ray worker: not with --in-process or torchrun")
+
+
+def executor_from_args(args: Any, in_process: bool = False, dist: Any = None) -> Executor:
+    check_executor_args(args, in_process, dist)
     if args.executor == "ray":
-        if in_process or (dist is not None and dist.enabled):
-            raise BlockbenchError("--executor ray runs each run in a Ray worker: not with --in-process or torchrun")
         return make_executor("ray", address=args.ray_address)
-    if in_process or (dist is not None and dist.enabled):
-        return InProcessExecutor(dist)
-    return make_executor("local")
+    return default_executor(in_process, dist)

@@ -225,25 +225,19 @@ class InProcessExecutor(Executor):
         self.queue: deque[Job] = deque()
         self.data: Any = None
 
-    def _data(self, suite: Suite, block_paths: tuple[str, ...] | list[str], cwd: str) -> Any:
-        from blockbench.blocks.plugins import register_user_blocks
+    def _load(self, config: Any) -> Any:
+        """load_data, remembered: every run of a suite in this process uses the same token data."""
         from blockbench.data import load_data
 
-        register_user_blocks(list(block_paths), cwd)
-        key = repr(suite.data)
-        if self.data is None or self.data[0] != key:
-            self.data = (key, load_data(suite.data))
+        if self.data is None or self.data[0] != repr(config):
+            self.data = (repr(config), load_data(config))
         return self.data[1]
 
     def probe(self, suite: Suite, block_paths: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
         import os
 
-        from blockbench.measure.env import device_name
-        from blockbench.train import prepare_variants, resolve_device
-
-        data = self._data(suite, block_paths, os.getcwd())
-        device = resolve_device(suite.runtime.device, self.dist)
-        return {device_name(device): prepare_variants(suite, data, self.dist)}
+        result = probe_job(suite, block_paths, os.getcwd(), self.dist, self._load)
+        return {result["device_name"]: result["prepared"]}
 
     def submit(self, job: Job) -> None:
         self.queue.append(job)
@@ -251,16 +245,12 @@ class InProcessExecutor(Executor):
     def poll(self, emit: EmitFn, timeout: float) -> None:
         import os
 
-        from blockbench.train import run_trial
-
         if not self.queue:
             return
         job = self.queue.popleft()
         emit(Event("started", job, {"pid": os.getpid()}))
         try:
-            data = self._data(job.suite, job.block_paths, job.cwd)
-            record = run_trial(job.suite, job.variant, job.seed, data,
-                               lambda info: emit(Event("progress", job, info)), None, job.static, self.dist)
+            record = run_job(job, lambda info: emit(Event("progress", job, info)), self.dist, self._load)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001 - a run that raises is a failure; the suite goes on
