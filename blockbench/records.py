@@ -68,7 +68,9 @@ OVERRIDE_TYPES: dict[str, Any] = {
 # Keys that are optional (older records lack them) but typed when present.
 OPTIONAL_KEYS: dict[str, dict[str, Any]] = {"data": {"tokenizer_sha256": str, "tokenizer_id": str},
                                             # steps on the unigram plateau (stats.py); views recompute it if absent
-                                            "summary": {"plateau_steps": (int, type(None))}}
+                                            "summary": {"plateau_steps": (int, type(None)),
+                                                        # first step below the plateau level (stats.py)
+                                                        "plateau_escape_step": _OPT_NUM}}
 # Integers beyond 64 bits are no count or size a run can produce, and break the views' numeric columns.
 INT_LIMIT = 2**63
 # A record is tens of kilobytes; far larger is not one, and must not be read into memory whole.

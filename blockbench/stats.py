@@ -429,3 +429,62 @@ def plateau_steps(record: Mapping[str, Any]) -> int | None:
     if record["status"] != "ok":
         return None
     return plateau_steps_of(curve_points(record), plateau_level(record))
+
+
+def plateau_escape_step(points: Sequence[tuple[float, float]], level: float) -> float | None:
+    """The step at which the eval loss first fell below the plateau `level`, linear between the two evaluations
+    around it (as the to-target metrics are); None when it never did. A late escape is what makes one seed of a
+    shaped-attention run trail its siblings by a whole plateau's length."""
+    for (s0, l0), (s1, l1) in itertools.pairwise(points):
+        if l1 < level <= l0:
+            return s0 + (l0 - level) / (l0 - l1) * (s1 - s0)
+        if l0 < level:  # already below at the first point (never at initialisation in practice)
+            return s0
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Power: how many seeds a paired difference needs
+
+def seeds_for_halfwidth(sd: float, halfwidth: float, max_seeds: int = 1000) -> int | None:
+    """The smallest number of seeds n >= 2 whose paired 95% Student-t interval, t(0.975, n-1) * sd / sqrt(n), is
+    no wider than +-halfwidth when the per-seed differences have standard deviation `sd`; None past max_seeds."""
+    if not (math.isfinite(sd) and sd >= 0 and halfwidth > 0):
+        return None
+    for n in range(2, max_seeds + 1):
+        if t_quantile(n - 1) * sd / math.sqrt(n) <= halfwidth:
+            return n
+    return None
+
+
+@dataclass(frozen=True)
+class PowerRow:
+    """One budget fraction's paired difference `candidate - reference` and the seeds an interval of +-halfwidth
+    would need at that spread."""
+    fraction: float
+    step: float
+    n: int
+    mean: float
+    sd: float
+    halfwidth_now: float
+    seeds_needed: int | None
+
+
+def power_rows(records: Sequence[Mapping[str, Any]], reference: str, candidate: str, halfwidth: float,
+               fractions: Sequence[float] = (*CHECKPOINTS, 1.0)) -> list[PowerRow]:
+    """The paired per-seed differences of eval loss at each budget fraction (over the seeds both variants ran
+    well) with their spread and the seeds an interval of +-halfwidth needs at that spread. Reading the rows
+    top to bottom shows how the spread shrinks with steps: the steps side of the power calculation."""
+    rows = []
+    for f in fractions:
+        losses = seed_losses(records, f)
+        ref, cand = losses.get(reference, {}), losses.get(candidate, {})
+        seeds = sorted(set(ref) & set(cand))
+        if len(seeds) < 2:
+            continue
+        diffs = [cand[s] - ref[s] for s in seeds]
+        mean, sd = mean_sd(diffs)
+        steps = [curve_points(r)[-1][0] * f for r in records if r["variant"] == reference and r["status"] == "ok"]
+        halfwidth_now = t_quantile(len(seeds) - 1) * sd / math.sqrt(len(seeds))
+        rows.append(PowerRow(f, max(steps), len(seeds), mean, sd, halfwidth_now, seeds_for_halfwidth(sd, halfwidth)))
+    return rows

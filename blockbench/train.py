@@ -353,10 +353,10 @@ class Trainer:
         config["dtype"] = self.dtype
         config["compile"] = self.compile_info
         config["divergence_loss"] = self.divergence_loss
-        plateau = (stats.plateau_steps_of(stats.curve_points({"curve": curve}),
-                                          stats.plateau_level({"config": config, "data": {"vocab_size":
-                                                                                          self.data.vocab_size}}))
+        plateau_level = stats.plateau_level({"config": config, "data": {"vocab_size": self.data.vocab_size}})
+        plateau = (stats.plateau_steps_of(stats.curve_points({"curve": curve}), plateau_level)
                    if status == "ok" else None)
+        escape = stats.plateau_escape_step(stats.curve_points({"curve": curve}), plateau_level)
         if plateau is not None:  # still "ok" (it trained, within budget), but not converged: say so in the record
             stop_reason += (f"; on the unigram plateau for the last {plateau} steps (eval loss flat within "
                             f"{stats.PLATEAU_TOLERANCE} nats): not converged")
@@ -390,6 +390,7 @@ class Trainer:
                 "mfu_peak_table_version": PEAK_TABLE_VERSION,
                 "eval_seconds": eval_seconds, "warmup_seconds": warmup_seconds,
                 "plateau_steps": plateau,
+                "plateau_escape_step": escape,
             },
             "speed": self.speed,
             "curve": curve,
