@@ -1,6 +1,6 @@
 """asv benchmarks for blockbench (see asv.conf.json and README "Tracking over commits").
 
 Modules: step_time (time_*), static (params, FLOPs), training (peak memory, eval loss, interleaved speed
-ratio).
+ratio), shaped (SAS-P / Pre-LN interleaved ratio at d=256; shaped attention forward + backward alone).
 `common` holds the shared tiny suite and defines no benchmarks.
 """

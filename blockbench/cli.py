@@ -40,7 +40,7 @@ def model_config_from_args(args: argparse.Namespace, base: Any = None):
 
     base = base or ModelConfig()
     fields = {"n_layers": args.layers, "d_model": args.width, "n_heads": args.heads,
-              "vocab_size": args.vocab, "seq_len": args.seq_len}
+              "vocab_size": args.vocab, "seq_len": args.seq_len, "workload": getattr(args, "workload", None)}
     return ModelConfig(**{**base.to_dict(), **{k: v for k, v in fields.items() if v is not None}})
 
 
@@ -91,7 +91,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    info = describe_variant(args.variant, model_config_from_args(args), parse_overrides(args.set), use_fvcore=True)
+    overrides = parse_overrides(args.set)
+    if args.crammed_bert:
+        from blockbench.blocks.zoo import crammed_bert
+
+        overrides = {**crammed_bert(args.variant), **overrides}
+    info = describe_variant(args.variant, model_config_from_args(args), overrides, use_fvcore=True)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -201,6 +206,9 @@ def add_shape_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heads", type=int, help="attention heads H")
     parser.add_argument("--vocab", type=int, help="vocabulary size V")
     parser.add_argument("--seq-len", type=int, help="sequence length T")
+    parser.add_argument("--workload", choices=("causal_lm", "masked_lm"),
+                        help="the model as this workload builds it: causal_lm (decoder, default) or masked_lm "
+                             "(bidirectional encoder with the MLM head; --vocab includes [MASK])")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -210,17 +218,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("list", help="the block zoo: parameters and FLOPs of every variant")
+    p = sub.add_parser("list", help="the block zoo: parameters and FLOPs of every variant",
+                       description="Every registered variant (the presets and any --block) built at one model "
+                                   "shape: total and block-matrix parameters and forward FLOPs per token. No "
+                                   "training and no data.")
     add_shape_args(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("show", help="one variant in detail: spec, parameter counts, FLOP cross-check")
-    p.add_argument("variant")
+    p = sub.add_parser("show", help="one variant in detail: spec, parameter counts, FLOP cross-check",
+                       description="One variant built at one model shape: its BlockSpec, parameter counts, and "
+                                   "FLOPs per token from three counters (FlopCounterMode, fvcore, the analytic "
+                                   "formula) side by side.")
+    p.add_argument("variant", help="a preset name (see `blockbench list`) or a --block NAME")
     add_shape_args(p)
     p.add_argument("--mlp-ratio", type=float, help="MLP hidden width / d (overrides the spec's mlp_ratio)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a BlockSpec field; repeatable")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--crammed-bert", action="store_true",
+                   help="Crammed BERT's block conventions (LayerNorm eps 1e-12, GEGLU MLP, beta_FF 0.05 where it "
+                        "trains), before any --set; with --workload masked_lm, the paper's BERT blocks")
+    p.add_argument("--json", action="store_true", help="print everything as JSON instead of a table")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("run", help="train every variant of a suite under its budget and write run records",
@@ -245,8 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
     # Subcommands defined next to their implementation register here (each module's add_parser(sub)).
     from blockbench import compare, diagnose, leaderboard, report, sweep
+    from blockbench.measure import profile
 
-    for module in (sweep, leaderboard, compare, report, diagnose):
+    for module in (sweep, leaderboard, compare, report, diagnose, profile):
         module.add_parser(sub)
     return parser
 

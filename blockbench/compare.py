@@ -32,6 +32,7 @@ from blockbench import stats
 from blockbench.errors import BlockbenchError
 from blockbench.leaderboard import check_one_version, group_key, load_entries
 from blockbench.records import comparable_overrides, device_types, tokenization_difference
+from blockbench.workloads import workload_of
 
 FAILING = {"regression"}
 STRICT_FAILING = {"regression", "changed", "missing"}
@@ -82,7 +83,8 @@ def load_side(path: str, label: str) -> Side:
     keys = {group_key(r) for _, r in entries}
     if len(keys) > 1:
         hashes = {k[2] for k in keys}
-        what = (f"suite hashes {', '.join(sorted(h[:12] for h in hashes))}" if len(hashes) > 1
+        what = (f"workloads {', '.join(sorted({k[5] for k in keys}))}" if len({k[5] for k in keys}) > 1
+                else f"suite hashes {', '.join(sorted(h[:12] for h in hashes))}" if len(hashes) > 1
                 else f"command-line overrides {', '.join(sorted(k[3] for k in keys))}" if len({k[3] for k in keys}) > 1
                 else f"tokenizations ({'; '.join(sorted(k[4] for k in keys))})")
         raise CompareError(f"{label}: {path}: records with different {what} cannot be compared as one set")
@@ -101,6 +103,9 @@ def load_side(path: str, label: str) -> Side:
 def check_comparable(base: Side, cand: Side) -> None:
     b, c = base.first, cand.first
     bs, cs = b["suite"], c["suite"]
+    if workload_of(b) != workload_of(c):
+        raise CompareError(f"nothing comparable: baseline is workload {workload_of(b)}, candidate is "
+                           f"{workload_of(c)} (losses of different objectives never compare)")
     if (bs["name"], bs["version"]) != (cs["name"], cs["version"]):
         raise CompareError(f"nothing comparable: baseline is suite {bs['name']} v{bs['version']}, candidate is "
                            f"{cs['name']} v{cs['version']} (records of different suite versions never compare)")
@@ -225,6 +230,9 @@ def speed_row(variant: str, baseline_variant: str, b: list[dict], c: list[dict],
         # A speed ratio means something only on the device type it was measured on (SIMD width, caches, kernels).
         return _row(variant, metric, sb, sc, "n/a", "speed ratios measured on different device types "
                     f"({'; '.join(devices)}) are not compared", "x")
+    for side, records in (("baseline", b), ("candidate", c)):
+        if (note := stats.probe_disturbed_note(records)) is not None:
+            return _row(variant, metric, sb, sc, "n/a", f"{side}: {note}", "x")
     ratio = sc / sb
     detail = f"in-run interleaved ratio; slowdown limit {t.max_slowdown:.0%}"
     verdict = ("regression" if ratio < 1 - t.max_slowdown else "improved" if ratio > 1 + t.max_slowdown
@@ -424,8 +432,8 @@ def add_parser(sub: Any) -> None:
                        description="Compare CANDIDATE with BASELINE (each a results dir, a run dir holding "
                                    "records/, or one record file). Exit 0: no regression, 1: regression, "
                                    "2: unusable input.")
-    p.add_argument("baseline", metavar="BASELINE")
-    p.add_argument("candidate", metavar="CANDIDATE")
+    p.add_argument("baseline", metavar="BASELINE", help="the reference records: a results dir, a run dir or a record")
+    p.add_argument("candidate", metavar="CANDIDATE", help="the records judged against BASELINE (same forms)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON instead of a table")
     p.add_argument("--max-slowdown", type=_fraction, default=0.10, metavar="F",
                    help="largest allowed relative drop of a variant's in-run speed ratio to the baseline variant "

@@ -37,54 +37,129 @@ def signal_propagation(model: torch.nn.Module, inputs: torch.Tensor) -> dict[str
     return {"cosine": cosine, "rms_norm": norm}
 
 
-def diagnose(variants: list[str], suite_name: str, layers: int | None, batch: int = 8) -> dict[str, Any]:
-    from blockbench.data import eval_windows, load_data
+def diagnose(variants: list[str] | None, suite_name: str, layers: int | None, batch: int = 8,
+             workload: str | None = None) -> dict[str, Any]:
+    """Signal propagation of `variants` (None: the suite's own) at the suite's shape, `layers` deep, built for
+    the suite's workload (or `workload`): its attention mask and head, on its evaluation windows (masked ones for
+    masked_lm)."""
+    import dataclasses
+
+    from blockbench.data import load_data
     from blockbench.suite import load_suite
     from blockbench.train import build_for_suite
+    from blockbench.workloads import DEFAULT_WORKLOAD
 
     suite = load_suite(suite_name).with_overrides(variants=variants)
+    if workload is not None and workload != suite.workload:
+        suite = dataclasses.replace(suite, workload=workload, workload_options={})
     if layers is not None:
         if layers <= 0:
             raise BlockbenchError(f"--layers must be positive, got {layers}")
-        import dataclasses
-
         suite = dataclasses.replace(suite, model=dataclasses.replace(suite.model, n_layers=layers))
     data = load_data(suite.data)
-    inputs, _ = eval_windows(data, suite.model.seq_len, batch)
+    inputs, _ = suite.get_workload().eval_windows(data, suite.model.seq_len, batch)
     result = {"suite": suite.name, "model": vars(suite.model), "batch": list(inputs.shape), "variants": {}}
+    if suite.workload != DEFAULT_WORKLOAD:  # decoder diagnoses read as they always have
+        result["workload"] = suite.workload
     for name in suite.variants:
         model = build_for_suite(suite, name, suite.seeds[0], data.vocab_size)
         result["variants"][name] = signal_propagation(model, inputs)
     return result
 
 
+def coinciding(variants: dict[str, dict[str, list[float]]], key: str, close) -> list[list[str]]:
+    """Groups of two or more variants whose `key` curves are `close` at every layer, each in the given order."""
+    groups: list[list[str]] = []
+    for name, values in variants.items():
+        for group in groups:
+            if all(close(a, b) for a, b in zip(variants[group[0]][key], values[key])):
+                group.append(name)
+                break
+        else:
+            groups.append([name])
+    return [g for g in groups if len(g) > 1]
+
+
+OFFSET = 0.08  # layers between neighbouring series: coinciding curves are drawn side by side, not on top
+
+
 def plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
+    """Both measures per layer. Several variants often coincide exactly (every shaped-attention block keeps its
+    tokens apart): each series has its own colour and marker and is shifted sideways by a fraction of a layer,
+    and the legend sits outside the axes, so every series stays visible."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from blockbench.leaderboard import series_style
 
-    fig, (ax_cos, ax_norm) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name, values in result["variants"].items():
-        layers = range(len(values["cosine"]))
-        ax_cos.plot(layers, values["cosine"], marker="o", ms=3, label=name)
-        ax_norm.plot(layers, values["rms_norm"], marker="o", ms=3, label=name)
+    names = list(result["variants"])
+    fig = Figure(figsize=(13, 4.8), layout="constrained")
+    ax_cos, ax_norm = fig.subplots(1, 2)
+    for i, name in enumerate(names):
+        values = result["variants"][name]
+        shift = (i - (len(names) - 1) / 2) * OFFSET
+        layers = [layer + shift for layer in range(len(values["cosine"]))]
+        style = series_style(i)
+        ax_cos.plot(layers, values["cosine"], markersize=5, linewidth=1.2, label=name, **style)
+        ax_norm.plot(layers, values["rms_norm"], markersize=5, linewidth=1.2, **style)
     ax_cos.set(xlabel="layer (0 = embeddings)", ylabel="mean cosine similarity between tokens",
-               title="rank collapse at initialisation", ylim=(-0.05, 1.05))
-    ax_norm.set(xlabel="layer (0 = embeddings)", ylabel="RMS activation", title="activation norm", yscale="log")
-    ax_cos.legend(fontsize=7)
+               title="rank collapse at initialisation (1 = every token alike)", ylim=(-0.05, 1.05))
+    ax_norm.set(xlabel="layer (0 = embeddings)", ylabel="RMS activation (log scale)", title="activation norm",
+                yscale="log")
+    # The label goes on the side of the group's curves away from the panel's edge (cosine groups lie near 0,
+    # norm groups near the top of a log axis).
+    for ax, key, close, below in ((ax_cos, "cosine", lambda a, b: abs(a - b) <= 0.01, False),
+                                  (ax_norm, "rms_norm", lambda a, b: abs(a - b) <= 0.02 * max(abs(a), abs(b)), True)):
+        ax.grid(True, alpha=0.3)
+        for group in coinciding(result["variants"], key, close):
+            last = [result["variants"][name][key][-1] for name in group]
+            ax.annotate("coincide: " + ", ".join(group),
+                        (len(result["variants"][group[0]][key]) - 1, min(last) if below else max(last)),
+                        xytext=(0, -10 if below else 8), textcoords="offset points", ha="right",
+                        va="top" if below else "bottom", fontsize="small", color="dimgrey")
+    fig.legend(loc="outside right upper", fontsize="small", title="variant")
     fig.suptitle(f"signal propagation at init, suite {result['suite']}, L={result['model']['n_layers']}, "
                  f"d={result['model']['d_model']}")
-    fig.tight_layout()
+    fig.supxlabel(f"Series are shifted sideways by {OFFSET} layer each so that coinciding ones stay visible; "
+                  "every point belongs to a whole layer.", fontsize="small", color="dimgrey")
     fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
+
+
+def replot(directory: Path) -> Path:
+    """Redraw directory/diagnose.png from its diagnose.json without building a model, keeping only the variants
+    that have run records in the directory (a diagnosis of every preset beside a suite that ran fewer would show
+    blocks the results say nothing about)."""
+    from blockbench.leaderboard import load_entries, records_dir
+
+    source = directory / "diagnose.json"
+    try:
+        result = json.loads(source.read_text())
+        variants = result["variants"]
+        result["suite"], result["model"]["n_layers"], result["model"]["d_model"]  # noqa: B018 - what plot reads
+    except OSError as exc:
+        raise BlockbenchError(f"{source}: cannot read ({exc.strerror})") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BlockbenchError(f"{source}: malformed ({exc}); rerun blockbench diagnose") from None
+    if records_dir(directory) != directory:
+        ran = {record["variant"] for _, record in load_entries(directory)}
+        result["variants"] = {name: values for name, values in variants.items() if name in ran}
+    try:
+        plot(result, directory / "diagnose.png")
+    except OSError as exc:
+        raise BlockbenchError(f"{directory}: cannot write diagnose.png ({exc.strerror})") from None
+    return directory / "diagnose.png"
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
+    if args.replot:
+        print(f"wrote {replot(Path(args.out))}")
+        return 0
     from blockbench.blocks import PRESETS
 
-    variants = [v.name for v in PRESETS] if args.variant == "all" else [args.variant]
-    result = diagnose(variants, args.suite, args.layers)
+    if args.variant == "presets":
+        variants: list[str] | None = [v.name for v in PRESETS]
+    else:
+        variants = None if args.variant == "all" else [args.variant]
+    result = diagnose(variants, args.suite, args.layers, workload=args.workload)
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -102,10 +177,21 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("diagnose", help="signal propagation at init: token cosine similarity and norm per layer")
-    p.add_argument("variant", nargs="?", default="all", help="a variant, or 'all' presets (default)")
+    p = sub.add_parser("diagnose", help="signal propagation at init: token cosine similarity and norm per layer",
+                       description="Build each variant at initialisation on real batches of the suite's data and "
+                                   "measure, after every block, how alike different tokens' representations are "
+                                   "(mean cosine similarity; near 1 is rank collapse) and the RMS activation. "
+                                   "Writes diagnose.json and diagnose.png; no training.")
+    p.add_argument("variant", nargs="?", default="all",
+                   help="one variant, 'all' (default: the suite's variants) or 'presets' (every built-in preset)")
     p.add_argument("--suite", default="default", help="model shape and data come from this suite")
     p.add_argument("--layers", type=int, default=16, help="depth to diagnose (default 16)")
+    p.add_argument("--workload", choices=("causal_lm", "masked_lm"),
+                   help="build the models for this workload (default: the suite's): its attention mask and head")
     p.add_argument("--out", default="diagnose", help="directory for diagnose.json and diagnose.png")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--replot", action="store_true",
+                   help="redraw --out's diagnose.png from its diagnose.json, building no model; with run records "
+                        "in --out, only the variants they cover")
+    p.add_argument("--json", action="store_true",
+                   help="print the result as JSON instead of a summary (the files are written either way)")
     p.set_defaults(func=cmd_diagnose)

@@ -15,7 +15,6 @@ records/ subdirectory) and writes into DIR unless `--out` says otherwise.
 from __future__ import annotations
 
 import argparse
-import html
 import io
 import json
 import math
@@ -25,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from blockbench import stats
+from blockbench import page, stats
 from blockbench.errors import BlockbenchError
 from blockbench.records import (
     RecordError,
@@ -37,6 +36,7 @@ from blockbench.records import (
     tokenization_difference,
 )
 from blockbench.stats import BOOTSTRAP_RESAMPLES, bootstrap_speedup, t_interval  # noqa: F401 - public here too
+from blockbench.workloads import workload_of
 
 OUTPUT_FILES = ("leaderboard.md", "leaderboard.csv", "loss_vs_steps.png", "loss_vs_seconds.png",
                 "loss_vs_flops.png", "params.png", "tokens_per_second.png", "index.html")
@@ -76,14 +76,14 @@ def load_entries(path: str | os.PathLike) -> list[tuple[Path, dict[str, Any]]]:
     return [(f, load_record(f)) for f in files]
 
 
-def group_key(record: dict[str, Any]) -> tuple[str, str, str, str, str]:
-    """What records ranked together share: suite name, version and hash, overrides, and tokenization (the
+def group_key(record: dict[str, Any]) -> tuple[str, str, str, str, str, str]:
+    """What records ranked together share: suite name, version and hash, overrides, tokenization (the
     tokenizer id carries a prefix of its content hash; records made before the full hash was recorded group with
-    newer ones of the same tokenizer)."""
+    newer ones of the same tokenizer), and workload (a record without one is causal_lm)."""
     s = record["suite"]
     tokens = {k: v for k, v in tokenization(record).items() if k != "tokenizer_sha256"}
     return (s["name"], s["version"], s["hash"], json.dumps(comparable_overrides(record), sort_keys=True),
-            json.dumps(tokens, sort_keys=True))
+            json.dumps(tokens, sort_keys=True), workload_of(record))
 
 
 def check_one_version(entries: list[tuple[Path, dict[str, Any]]], where: str) -> None:
@@ -126,10 +126,13 @@ def select_group(entries: list[tuple[Path, dict[str, Any]]], current_hash: str |
     kept: list[tuple[Path, dict[str, Any]]] = []
     left_out: list[tuple[Path, str]] = []
     seen: dict[tuple[str, int], Path] = {}
-    _, _, chosen_hash, chosen_overrides, chosen_tokens = chosen
+    _, _, chosen_hash, chosen_overrides, chosen_tokens, chosen_workload = chosen
     for path, record in entries:
         key = group_key(record)
-        if key[2] != chosen_hash:
+        if key[5] != chosen_workload:
+            left_out.append((path, f"workload {key[5]} differs from the ranked records' {chosen_workload}: losses "
+                                   "of different objectives never rank together"))
+        elif key[2] != chosen_hash:
             why = "the suite's current hash" if chosen_hash == current_hash else "the ranked records'"
             left_out.append((path, f"suite hash {key[2][:12]} differs from {why} {chosen_hash[:12]} (the suite "
                                    "changed without a version bump; these records measure something else)"))
@@ -155,7 +158,7 @@ def group_failures(results: Path, kept: list[tuple[Path, dict[str, Any]]]) -> li
 
     if not kept:
         return []
-    _, _, chosen_hash, chosen_overrides, _ = group_key(kept[0][1])
+    _, _, chosen_hash, chosen_overrides, *_ = group_key(kept[0][1])
     done = {(r["variant"], r["seed"]) for _, r in kept}
     return [f for f in load_failures(results)
             if f["suite"]["hash"] == chosen_hash and json.dumps(f["overrides"], sort_keys=True) == chosen_overrides
@@ -230,11 +233,11 @@ def aggregate(runs, baseline: str | None, has_target: bool, speed_comparable: bo
         if not has_target:
             target_status = "no target"
         elif failed:
-            target_status = f"failed ({failed}/{n})"
-        elif misses > 1:
-            target_status = f"invalid ({misses}/{n} missed)"
+            target_status = seeds_phrase("failed", failed, n)
+        elif diverged:
+            target_status = seeds_phrase("diverged", diverged, n)
         else:
-            target_status = "ok" if misses == 0 else f"ok (1/{n} missed)"
+            target_status = "ok" if misses == 0 else seeds_phrase("target missed", misses, n)
         to_target = {f"{k}_to_target": (float(g[f"{k}_to_target"].median()) if has_target else math.nan)
                      for k in ("steps", "tokens", "flops", "seconds")}
         rows.append({
@@ -321,77 +324,114 @@ def fmt(value: Any, spec: str, inf: str = "miss") -> str:
     return format(value, spec)
 
 
+def seeds_phrase(what: str, k: int, n: int) -> str:
+    """The one status vocabulary of every view: `what` alone for a single seed, else `what on k/n seeds`."""
+    return what if n == 1 else f"{what} on {k}/{n} seeds"
+
+
 def _loss_cell(row) -> str:
+    n = row["n_seeds"]
     if row["status"] == "failed":
-        return f"failed ({row['n_failed']}/{row['n_seeds']})"
+        return seeds_phrase("failed", row["n_failed"], n)
     if row["status"] != "ok":
-        return f"diverged ({row['n_diverged']}/{row['n_seeds']})"
-    plateau = f" plateau ({row['n_plateau']}/{row['n_seeds']})" if row["n_plateau"] else ""
+        return seeds_phrase("diverged", row["n_diverged"], n)
+    plateau = f" ({seeds_phrase('plateau', row['n_plateau'], n)})" if row["n_plateau"] else ""
     if _is_missing(row["eval_loss_ci_low"]):
         return fmt(row["eval_loss_mean"], ".4f") + plateau
     return (f"{row['eval_loss_mean']:.4f} ± {(row['eval_loss_ci_high'] - row['eval_loss_ci_low']) / 2:.4f}"
             + plateau)
 
 
-def _speedup(value: Any) -> str:
-    # A ratio of 0 is baseline seconds over a candidate's infinite ones: the candidate missed the target.
-    return "miss" if not _is_missing(value) and value == 0 else fmt(value, ".3f", "inf")
+def _bound(value: float) -> str:
+    # A zero bound is a resample whose median candidate run missed; an infinite one, the baseline's.
+    return "miss" if value == 0 else "∞" if math.isinf(value) else f"{value:.3f}"
 
 
 def _ci_cell(point: Any, low: Any, high: Any) -> str:
-    """A time-to-target speedup: `miss` where the (resampled) median run missed the target, so an interval
-    whose lower end is `miss` is censored there, never a zero."""
+    """A time-to-target speedup: `miss` where the variant's median run missed the target (an interval whose lower
+    end is `miss` is censored there, never a zero) and `baseline missed` where the baseline's did, so no finite
+    ratio exists."""
     if _is_missing(point):
         return "-"
+    if math.isinf(point):
+        return "baseline missed"
     if point == 0:
         return "miss"
     if _is_missing(low):
-        return _speedup(point)
-    return f"{_speedup(point)} [{_speedup(low)}, {_speedup(high)}]"
+        return f"{point:.3f}"
+    return f"{point:.3f} [{_bound(low)}, {_bound(high)}]"
+
+
+def _probe_cell(row, baseline: str | None) -> str:
+    if row["variant"] == baseline and not _is_missing(row["speedup_vs_baseline"]):
+        return "1.000 (baseline)"
+    iqr = row["speedup_iqr"]
+    return fmt(row["speedup_vs_baseline"], ".3f", "∞") + (
+        f" (IQR {iqr:.2f})" if not _is_missing(iqr) and iqr > 0 else "")
 
 
 def _mib(value: Any) -> str:
     return "-" if _is_missing(value) else f"{value / 2**20:.1f}"
 
 
-MAIN_COLUMNS: tuple[tuple[str, Callable[[Any], str]], ...] = (
-    ("rank", lambda r: r["rank_range"] or "-"),
-    ("P(rank)", lambda r: fmt(r["rank_probability"], ".2f")),
-    ("variant", lambda r: r["variant"]),
-    ("eval loss (mean ± 95% CI)", _loss_cell),
-    ("seeds", lambda r: str(r["n_seeds"])),
-    ("speedup (interleaved) [IQR]", lambda r: fmt(r["speedup_vs_baseline"], ".3f", "inf") + (
-        f" [{r['speedup_iqr']:.2f}]" if not _is_missing(r["speedup_iqr"]) and r["speedup_iqr"] > 0 else "")),
-    ("time-to-target speedup [95% CI]", lambda r: _ci_cell(r["ttt_speedup"], r["ttt_speedup_ci_low"],
-                                                          r["ttt_speedup_ci_high"])),
-    ("params", lambda r: fmt(r["params_total"], ",")),
-    ("train FLOPs/token", lambda r: fmt(r["flops_train_per_token"], ",")),
-    ("peak mem MiB", lambda r: _mib(r["peak_memory_bytes"])),
-    ("tokens/s", lambda r: fmt(r["tokens_per_second"], ",.0f")),
-    ("MFU", lambda r: "-" if _is_missing(r["mfu"]) else f"{100 * r['mfu']:.1f}%"),
-    ("device", lambda r: r["device"]),
-    ("commit", lambda r: r["commit"]),
-)
-TARGET_COLUMNS: tuple[tuple[str, Callable[[Any], str]], ...] = (
-    ("variant", lambda r: r["variant"]),
-    ("status", lambda r: r["to_target_status"]),
-    ("steps", lambda r: fmt(r["steps_to_target"], ".1f")),
-    ("tokens", lambda r: fmt(r["tokens_to_target"], ",.0f")),
-    ("FLOPs", lambda r: fmt(r["flops_to_target"], ".4g")),
-    ("train seconds", lambda r: fmt(r["seconds_to_target"], ".2f")),
-)
+MEMORY_KINDS = {"cpu_peak_rss_growth": "CPU RSS growth", "cuda_max_allocated": "CUDA max allocated"}
+TEXT_COLUMNS = frozenset({"variant", "status", "device", "commit", "item", "value"})
+Column = tuple[str, Callable[[Any], str]]
 
 
-def _cells(table, columns) -> tuple[list[str], list[list[str]]]:
-    return [c for c, _ in columns], [[f(row) for _, f in columns] for _, row in table.iterrows()]
+def ranking_columns(table, baseline: str | None, has_target: bool) -> list[Column]:
+    """The ranking table's columns; one that would be blank on every row (P(rank) with one seed, MFU without a
+    known peak) or repeat one value on every row (device, commit: the setup table has them) is left out."""
+    multi = int(table["n_seeds"].max()) >= 2
+    base = table[table["variant"] == baseline]
+    base_missed = has_target and not base.empty and math.isinf(float(base["seconds_to_target"].iloc[0]))
+
+    def ttt(r) -> str:
+        if base_missed and math.isinf(r["seconds_to_target"]) and _is_missing(r["ttt_speedup"]):
+            return "both missed"
+        return _ci_cell(r["ttt_speedup"], r["ttt_speedup_ci_low"], r["ttt_speedup_ci_high"])
+
+    kinds = sorted({k for k in table["peak_memory_kind"] if k})
+    memory = "peak mem MiB" + (f" ({MEMORY_KINDS.get(kinds[0], kinds[0])})" if len(kinds) == 1 else "")
+    columns: list[Column] = [("rank", lambda r: r["rank_range"] or "-")]
+    if multi:
+        columns.append(("P(rank)", lambda r: fmt(r["rank_probability"], ".2f")))
+    columns += [
+        ("variant", lambda r: r["variant"]),
+        ("eval loss, mean ± 95% CI" if multi else "eval loss (one seed: no interval)", _loss_cell),
+        ("seeds", lambda r: str(r["n_seeds"])),
+        ("speedup, interleaved probe (IQR)", lambda r: _probe_cell(r, baseline)),
+    ]
+    if has_target:
+        columns.append(("time-to-target speedup" + (" [95% CI]" if multi else ""), ttt))
+    columns += [
+        ("params", lambda r: fmt(r["params_total"], ",")),
+        ("train FLOPs/token", lambda r: fmt(r["flops_train_per_token"], ",")),
+        (memory, lambda r: _mib(r["peak_memory_bytes"])),
+        ("tokens/s", lambda r: fmt(r["tokens_per_second"], ",.0f")),
+    ]
+    if table["mfu"].notna().any():
+        columns.append(("MFU", lambda r: "-" if _is_missing(r["mfu"]) else f"{100 * r['mfu']:.1f}%"))
+    for name in ("device", "commit"):
+        if table[name].nunique() > 1:
+            columns.append((name, lambda r, name=name: r[name]))
+    return columns
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    right = [not h.startswith(("variant", "status", "device", "commit", "item", "value")) for h in header]
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---:" if r else "---" for r in right) + "|"]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+def target_columns() -> list[Column]:
+    return [
+        ("variant", lambda r: r["variant"]),
+        ("status", lambda r: r["to_target_status"]),
+        ("steps (median)", lambda r: fmt(r["steps_to_target"], ".1f")),
+        ("tokens (median)", lambda r: fmt(r["tokens_to_target"], ",.0f")),
+        ("FLOPs (median)", lambda r: fmt(r["flops_to_target"], ".4g")),
+        ("train seconds (median)", lambda r: fmt(r["seconds_to_target"], ".2f")),
+    ]
+
+
+def _table(table, columns: list[Column]) -> page.Table:
+    return page.table([c for c, _ in columns], [[f(row) for _, f in columns] for _, row in table.iterrows()],
+                      TEXT_COLUMNS)
 
 
 def header_items(kept: list[dict[str, Any]], left_out: int, failed: int = 0) -> list[tuple[str, str]]:
@@ -402,14 +442,15 @@ def header_items(kept: list[dict[str, Any]], left_out: int, failed: int = 0) -> 
     overrides = comparable_overrides(first)
     return [
         ("suite", f"{first['suite']['name']} v{first['suite']['version']}"),
-        ("suite hash", first["suite"]["hash"]),
+        ("suite hash", f"`{first['suite']['hash']}`"),
         ("blockbench version", _join(r["blockbench_version"] for r in kept)),
         ("baseline variant", config.get("baseline", "-")),
         ("target", "none" if target is None else f"eval loss {target} nats/token"),
         ("budget", budget),
+        ("seeds", _join(r["seed"] for r in kept)),
         ("corpus", f"{first['data']['corpus']}, {first['data']['tokenizer']} tokenizer, "
                    f"vocab {first['data']['vocab_size']}"),
-        ("corpus fingerprint", first["data"]["fingerprint"]),
+        ("corpus fingerprint", f"`{first['data']['fingerprint']}`"),
         ("model", ", ".join(f"{k}={v}" for k, v in config["model"].items())),
         ("overrides", json.dumps(overrides, sort_keys=True) if overrides else "none"),
         ("device", _join(f"{r['env']['device_name']} ({r['env']['device']}, {r['env']['threads']} threads)"
@@ -421,59 +462,155 @@ def header_items(kept: list[dict[str, Any]], left_out: int, failed: int = 0) -> 
                                                                       if failed else "")),
     ] + ([("speed", "interleaved speed ratios not shown: the runs trained on several device types, and a ratio "
                     "compares only within one")] if len(device_types(kept)) > 1 else [])
+    + ([("speed", f"interleaved speed ratios not shown: {note}")]
+       if (note := stats.probe_disturbed_note(kept)) is not None else [])
 
 
-READING_NOTES = """\
-How to read this:
-- **eval loss**: the final evaluation loss at the budget (nats/token), mean over seeds ± the half-width of a
-  95% Student-t interval (no interval with one seed). Rank is by this mean; variants with a diverged seed are
-  listed as diverged and not ranked. `plateau (k/n)`: k of n seeds ended stuck on the unigram plateau (eval
-  loss improved by less than 0.05 nats over at least the last third of the run while above the suite's
-  plateau level, by default 0.55 ln(vocab)): such a run has not learnt from context and is not converged.
-- **rank stability** (the line under the table): Kendall's tau-b between the ranking by mean eval loss at 50%
-  (and 75%) of the budget and the final ranking. The ranking is **settled** when tau(50%->final) >= 0.8 and
-  tau(75%->final) >= 0.9 (at most 10% of pairs swap in the second half, 5% in the last quarter), else
-  **unsettled**: the order was still moving when the budget ended and is a snapshot, not a verdict.
-- **rank** ranges (`2-5`): adjacent variants whose order is not resolved share one. With >= 2 seeds a pair is
-  resolved when a bootstrap over seeds (resampled jointly, as seeds share data order; enumerated exactly up to 8
-  seeds) puts it in order with probability >= 0.9 and the 95% interval of the difference (paired by seed)
-  excludes zero: with 2-3 seeds the bootstrap alone gives probability 1 to any sign that holds on every seed.
-  With one seed a pair is resolved when it is in the same order at 50%, 75% and 100% of the budget.
-  **P(rank)**: the bootstrap's probability that the variant is at its listed position (>= 2 seeds).
-- **speedup (interleaved)**: baseline step time / variant step time from the in-process probe that times all
-  variants round-robin in one process (> 1 is faster), median over rounds [interquartile range over rounds: a
-  large one means a noisy machine]. Machine drift cancels in this ratio; compare these, not tokens/s, across
-  runs.
-- **time-to-target speedup**: median baseline training seconds to the target / the variant's, with a percentile
-  bootstrap 95% CI (10,000 seeded resamples over seeds). A miss counts as infinite: `miss` when the variant's
-  median run missed the target, and an interval `[miss, x]` is censored (in over 2.5% of resamples the median
-  run missed); seconds come from runs made one after another, so they carry machine drift.
-- **to target**: medians over seeds, interpolated between eval points; a miss counts as infinite ("miss"), and
-  more than one miss makes the variant's to-target result invalid.
-- **peak mem** is the kind named in the CSV's peak_memory_kind (CUDA max allocated, or CPU peak RSS growth).
-"""
+SECONDS_CAVEAT = (
+    "**Seconds do not compare across variants here.** Each run's seconds were measured in its own process, the "
+    "runs one after another, so on a shared machine (as every published CPU result here was) they carry its "
+    "drift. The interleaved speedup in the ranking times every variant round-robin in one process, where drift "
+    "cancels: it is the speed to trust.")
+
+READING_GUIDE = (
+    "**eval loss**: the final evaluation loss at the budget in nats/token (bits per byte in the CSV), the mean "
+    "over seeds ± the half-width of a 95% Student-t interval; a single seed has no interval. Lower is better and "
+    "the rank is by this mean. A variant with a diverged or failed seed (`diverged on k/n seeds`, `failed on k/n "
+    "seeds`) is listed but not ranked. `plateau on k/n seeds`: k of n seeds ended stuck on the unigram plateau "
+    "(eval loss improved by less than 0.05 nats over at least the last third of the run while above the suite's "
+    "plateau level, by default 0.55 ln(vocab)): such a run has not learnt from context and is not converged.",
+    "**Brackets** `[a, b]` always hold a 95% interval; an interquartile range is written `(IQR x)`.",
+    "**rank stability** (the line under the ranking): Kendall's tau-b between the ranking by mean eval loss at "
+    "50% (and 75%) of the budget and the final ranking. The ranking is **settled** when tau(50%->final) >= 0.8 "
+    "and tau(75%->final) >= 0.9 (at most 10% of pairs swap in the second half, 5% in the last quarter), else "
+    "**unsettled**: the order was still moving when the budget ended and is a snapshot, not a verdict.",
+    "**rank** ranges (`2-5`): adjacent variants whose order is not resolved share one. With >= 2 seeds a pair is "
+    "resolved when a bootstrap over seeds (resampled jointly, as seeds share data order; enumerated exactly up to "
+    "8 seeds) puts it in order with probability >= 0.9 and the 95% interval of the difference (paired by seed) "
+    "excludes zero: with 2-3 seeds the bootstrap alone gives probability 1 to any sign that holds on every seed. "
+    "With one seed a pair is resolved when it is in the same order at 50%, 75% and 100% of the budget. "
+    "**P(rank)** (>= 2 seeds only): the bootstrap's probability that the variant is at its listed position.",
+    "**speedup, interleaved probe**: baseline step time / variant step time (> 1 is faster), measured before "
+    "training by one process that times all variants round-robin; the median over rounds, with the interquartile "
+    "range over rounds in parentheses (a large one means a noisy machine). Machine drift cancels in this ratio: "
+    "compare these, not tokens/s.",
+    "**time-to-target speedup**: the baseline's median training seconds to the target / the variant's, with a "
+    "percentile-bootstrap 95% interval over seeds (10,000 seeded resamples; two or more seeds only). A miss "
+    "counts as infinite: `miss` when the variant's median run missed the target (`[miss, x]`: censored, in over "
+    "2.5% of resamples the median run missed), `baseline missed` when the baseline's did (no finite ratio: the "
+    "variant is faster by an unknown factor), `both missed` when neither reached it. Seconds-based: see the "
+    "caveat.",
+    "**time to target** status: `ok`; `target missed on k/n seeds` (never reached within the budget; the median "
+    "is `miss` once half the seeds or more missed); `diverged on k/n seeds` (a diverged run counts as a miss even "
+    "if it passed the target before); `failed on k/n seeds` (no record: see failures/).",
+    "**peak mem**: on CPU the growth of the process's peak resident set over the measured steps (gradients, "
+    "optimiser state, activations, and allocator effects; comparable only between CPU runs); on CUDA the "
+    "allocator's peak (max allocated), weights included.",
+    "**tokens/s**: median over seeds of each run's training tokens / training seconds (evaluation excluded); a "
+    "seconds-based figure. **MFU**: model FLOPs per second / the device's peak dense FLOP/s; shown only where a "
+    "peak is known for the device.",
+)
+
+# Files other commands write beside a leaderboard, and what a reader finds in them.
+ARTEFACTS = {
+    "REPORT.md": "the seed paper's claims checked one by one against these records, each with its uncertainty, "
+                 "a direction verdict and, for numeric claims, a magnitude verdict (`blockbench report`)",
+    "report_claims.png": "each claim of REPORT.md drawn on the pair of variants its verdict uses",
+    "diagnose.png": "signal propagation at initialisation: how alike different tokens' representations are after "
+                    "each block, and the activation norm (`blockbench diagnose`)",
+    "diagnose.json": "the numbers behind diagnose.png",
+    "probe.json": "the interleaved speed probe's per-round step times, from which the speedups come",
+}
+
+FIGURES = {
+    "loss_vs_steps.png": "eval loss against optimiser steps (mean over seeds). Right: the last half of training "
+                         "on its own scale, the band from the lowest to the highest seed; dotted: the target.",
+    "loss_vs_seconds.png": "eval loss against training seconds (evaluation excluded; mean over seeds), panels as "
+                           "above. " + SECONDS_CAVEAT,
+    "loss_vs_flops.png": "eval loss against training FLOPs (forward and backward, 2 per multiply-add); the axis "
+                         "unit is in its label. Panels as above.",
+    "params.png": "total parameters per variant, embeddings included.",
+    "tokens_per_second.png": "median training tokens per second per variant, raw (not drift-corrected). "
+                             + SECONDS_CAVEAT,
+}
+
+
+def present_artefacts(directory: Path | None) -> list[str]:
+    """The ARTEFACTS files present in `directory`, in a fixed order (the page links what is there)."""
+    if directory is None:
+        return []
+    return [name for name in ARTEFACTS if (directory / name).is_file()]
+
+
+def build_page(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]], failed: int = 0,
+               stability_line: str = "", artefacts: list[str] | None = None) -> page.Page:
+    """Everything the leaderboard says, once: leaderboard.md and index.html are two renderings of this."""
+    artefacts = artefacts or []
+    first = kept[0]
+    suite = first["suite"]
+    baseline = first["config"].get("baseline")
+    target = first["to_target"]["target"]
+    multi = int(table["n_seeds"].max()) >= 2
+    doc = page.Page(f"Leaderboard: suite {suite['name']} v{suite['version']}")
+
+    files = ["[index.html](index.html) and [leaderboard.md](leaderboard.md) (this page)",
+             "[leaderboard.csv](leaderboard.csv) (every number, unrounded)"]
+    files += [f"[{name}]({name})" for name in artefacts]
+    files += ["the plots below", "[records/](records/) (one run record per variant and seed)"]
+    doc.add(page.Para("Every variant of the suite trained under identical conditions; every number on this page "
+                      "comes from the run records in `records/`. Files: " + "; ".join(files) + "."))
+
+    doc.add(page.Heading("Setup"), page.table(["item", "value"], [list(i) for i in header_items(
+        kept, len(left_out), failed)], TEXT_COLUMNS))
+
+    columns = ranking_columns(table, baseline, target is not None)
+    shown = {c for c, _ in columns}
+    seeds = ("Lower is better; the rank is by the mean over seeds, and ± is the half-width of a 95% interval."
+             if multi else "Lower is better. **One seed per variant:** a single seed has no interval, so there is "
+             "no ± and no P(rank), and differences of a few hundredths of a nat may be seed-to-seed noise.")
+    doc.add(page.Heading("Ranking: final eval loss at the budget"), page.Para(seeds), _table(table, columns))
+    if stability_line:
+        doc.add(page.Para(f"**{stability_line}**"))
+    absent = []
+    if "MFU" not in shown:
+        devices = _join(f"{r['env']['device_name']} ({r['env']['device']})" for r in kept)
+        absent.append(f"MFU is not shown: it needs the device's peak FLOP/s, and none is known for {devices}.")
+    sources = _join(r["summary"].get("mfu_peak_source") for r in kept)
+    if "MFU" in shown and sources:
+        absent.append(f"MFU's peak FLOP/s: {sources}.")
+    if not any(c.startswith("device") for c in shown) or not any(c.startswith("commit") for c in shown):
+        absent.append("Device and commit are the same for every row: see the setup table.")
+    if absent:
+        doc.add(page.Para(" ".join(absent)))
+
+    if target is not None:
+        doc.add(page.Heading(f"Time to target: eval loss ≤ {target} nats/token"),
+                page.Para("Medians over seeds of the steps, tokens, FLOPs and training seconds until the eval loss "
+                          "first reached the target, interpolated between evaluations; `miss`: the median run "
+                          "never reached it within the budget."),
+                _table(table, target_columns()), page.Para(SECONDS_CAVEAT, "caveat"))
+
+    if "REPORT.md" in artefacts or "diagnose.png" in artefacts:
+        doc.add(page.Heading("The paper's claims"))
+        if "REPORT.md" in artefacts:
+            doc.add(page.Para(f"[REPORT.md](REPORT.md): {ARTEFACTS['REPORT.md']}."))
+        for name in ("report_claims.png", "diagnose.png"):
+            if name in artefacts:
+                doc.add(page.Figure(name, ARTEFACTS[name][0].upper() + ARTEFACTS[name][1:] + "."))
+
+    doc.add(page.Heading("Plots"))
+    doc.add(*(page.Figure(name, caption) for name, caption in FIGURES.items()))
+    doc.add(page.Heading("How to read this"), page.Bullets(READING_GUIDE))
+    if left_out:
+        doc.add(page.Heading("Left out"), page.Bullets(tuple(f"`{p}`: {why}" for p, why in left_out)))
+    doc.add(page.Para("Regenerate with `blockbench leaderboard DIR`; every number comes from the files in "
+                      "records/."))
+    return doc
 
 
 def render_markdown(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]], failed: int = 0,
-                    stability_line: str = "") -> str:
-    items = header_items(kept, len(left_out), failed)
-    first = kept[0]
-    parts = [f"# Leaderboard: suite {first['suite']['name']} v{first['suite']['version']}", "",
-             _md_table(["item", "value"], [[k, f"`{v}`" if "hash" in k or "fingerprint" in k else v]
-                                           for k, v in items]), "",
-             _md_table(*_cells(table, MAIN_COLUMNS)), ""]
-    if stability_line:
-        parts += [f"**{stability_line}**", ""]
-    if first["to_target"]["target"] is not None:
-        parts += [f"## To target (eval loss <= {first['to_target']['target']})", "",
-                  _md_table(*_cells(table, TARGET_COLUMNS)), ""]
-    parts += ["## Plots", ""]
-    parts += [f"![{name}]({name})" for name in OUTPUT_FILES if name.endswith(".png")]
-    parts += ["", READING_NOTES]
-    if left_out:
-        parts += ["## Left out", ""] + [f"- `{p}`: {why}" for p, why in left_out] + [""]
-    parts.append("Regenerate with `blockbench leaderboard DIR`; every number comes from the files in records/.")
-    return "\n".join(parts) + "\n"
+                    stability_line: str = "", artefacts: list[str] | None = None) -> str:
+    return page.to_markdown(build_page(table, kept, left_out, failed, stability_line, artefacts))
 
 
 def render_csv(table) -> str:
@@ -483,50 +620,8 @@ def render_csv(table) -> str:
 
 
 def render_html(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]], failed: int = 0,
-                stability_line: str = "") -> str:
-    esc = html.escape
-    first = kept[0]
-    title = f"blockbench leaderboard: {first['suite']['name']} v{first['suite']['version']}"
-
-    def table_html(header: list[str], rows: list[list[str]]) -> str:
-        head = "".join(f"<th>{esc(h)}</th>" for h in header)
-        body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>\n" for row in rows)
-        return f"<table>\n<tr>{head}</tr>\n{body}</table>"
-
-    items = [[k, v] for k, v in header_items(kept, len(left_out), failed)]
-    plots = "\n".join(f'<figure><img src="{n}" alt="{n}"><figcaption>{n}</figcaption></figure>'
-                      for n in OUTPUT_FILES if n.endswith(".png"))
-    left = "".join(f"<li><code>{esc(p)}</code>: {esc(why)}</li>" for p, why in left_out)
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{esc(title)}</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; }}
-table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
-td, th {{ border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }}
-figure {{ display: inline-block; margin: 0.5em; }}
-img {{ max-width: 100%; }}
-.stability {{ max-width: 80em; }}
-.notes {{ max-width: 80em; white-space: pre-wrap; font-size: 0.9em; }}
-</style>
-</head>
-<body>
-<h1>{esc(title)}</h1>
-<p><a href="leaderboard.md">leaderboard.md</a> · <a href="leaderboard.csv">leaderboard.csv</a> ·
-every number comes from the run records in <code>records/</code></p>
-{table_html(["item", "value"], items)}
-{table_html(*_cells(table, MAIN_COLUMNS))}
-{f'<p class="stability"><strong>{esc(stability_line)}</strong></p>' if stability_line else ""}
-{table_html(*_cells(table, TARGET_COLUMNS)) if first["to_target"]["target"] is not None else ""}
-{plots}
-<pre class="notes">{esc(READING_NOTES)}</pre>
-{f"<h2>Left out</h2><ul>{left}</ul>" if left else ""}
-</body>
-</html>
-"""
+                stability_line: str = "", artefacts: list[str] | None = None) -> str:
+    return page.to_html(build_page(table, kept, left_out, failed, stability_line, artefacts))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -550,72 +645,101 @@ def _new_figure(title: str):
 
 
 TAIL_FRACTION = 0.5  # the right panel shows the last half of training, where the verdict is
+# Colour and marker both change from one series to the next, so curves that lie on top of each other still show.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p")
+SECONDS_PLOT_NOTE = ("Caveat: seconds come from runs made one after another on a shared machine, so they carry its "
+                     "drift and do not compare across variants; the interleaved speedup is the speed to trust.")
+
+
+def series_style(i: int) -> dict[str, Any]:
+    return {"color": f"C{i % 10}", "marker": MARKERS[i % len(MARKERS)]}
+
+
+def axis_scale(largest: float) -> tuple[float, str]:
+    """(divisor, label suffix) that puts large values in units of 10^(3k) named in the axis label, instead of
+    matplotlib's multiplier in the axis corner, which readers miss."""
+    if not largest or largest < 1e4 or not math.isfinite(largest):
+        return 1.0, ""
+    power = int(math.floor(math.log10(largest) / 3)) * 3
+    return 10.0 ** power, rf" ($\times 10^{{{power}}}$)"
 
 
 def plot_curves(curves, order: list[str], x: str, xlabel: str, title: str, target: float | None,
-                off_scale: frozenset[str] = frozenset()) -> bytes:
+                off_scale: frozenset[str] = frozenset(), note: str = "") -> bytes:
     """Left: whole curves (means over seeds). Right: the last half of training on its own y-scale, so that the
     differences the ranking rests on are visible, with a band from the lowest to the highest seed. Variants in
-    `off_scale` (every seed on the unigram plateau) do not set that scale: one would squash the others flat."""
+    `off_scale` (every seed on the unigram plateau) do not set that scale: one would squash the others flat.
+    The legend sits outside both panels so that it hides no curve; `note` goes under the figure."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(12, 4.8), layout="constrained")
+    fig = Figure(figsize=(13.5, 5.0), layout="constrained")
     ax, tail = fig.subplots(1, 2, width_ratios=[1, 1])
     fig.suptitle(title)
     x_end = float(curves[x].max()) if not curves.empty else 0.0
+    scale, unit = axis_scale(x_end)
+    x_end /= scale
     start = TAIL_FRACTION * x_end
     lows, highs = [], []
     for i, variant in enumerate(order):
         g = curves[curves["variant"] == variant]
         if g.empty:
             continue
-        color = f"C{i % 10}"
+        style = series_style(i)
         diverged = bool(g["diverged"].any())
-        style = "--" if diverged else "-"
-        ax.plot(g[x], g["eval_loss"], marker="o", markersize=3, linestyle=style, color=color,
-                label=variant + (" (diverged)" if diverged else ""))
+        line = "--" if diverged else "-"
+        xs = g[x] / scale
+        ax.plot(xs, g["eval_loss"], markersize=4, linestyle=line, label=variant + (" (diverged)" if diverged
+                                                                                   else ""), **style)
         # The tail starts at the last evaluation before the cut, so the panel's left edge has a line into it.
-        before = g[g[x] <= start]
-        t = g[g[x] >= (before[x].max() if not before.empty else start)]
-        tail.plot(t[x], t["eval_loss"], marker="o", markersize=3, linestyle=style, color=color)
+        before = xs[xs <= start]
+        keep = xs >= (before.max() if not before.empty else start)
+        t, tx = g[keep], xs[keep]
+        tail.plot(tx, t["eval_loss"], markersize=5, linestyle=line, **style)
         if (t["n"] > 1).any():
-            tail.fill_between(t[x], t["loss_min"], t["loss_max"], color=color, alpha=0.15, linewidth=0)
-        inside = t[t[x] >= start]
+            tail.fill_between(tx, t["loss_min"], t["loss_max"], color=style["color"], alpha=0.12, linewidth=0)
+        inside = t[tx >= start]
         if not diverged and not inside.empty and variant not in off_scale:
             lows.append(float(inside["loss_min"].min()))
             highs.append(float(inside["loss_max"].max()))
     if target is not None:
         for a in (ax, tail):
             a.axhline(target, color="grey", linestyle=":", linewidth=1, label=f"target {target}" if a is ax else None)
+    tail_title = "last half of training (own scale; band: lowest to highest seed)"
     if lows:
         pad = 0.05 * max(max(highs) - min(lows), 1e-3)
         tail.set_ylim(min(lows) - pad, max(highs) + pad)
         shown = [v for v in order if v in off_scale and not curves[curves["variant"] == v].empty]
-        if shown:
-            tail.annotate(f"off scale (unigram plateau): {', '.join(shown)}", (0.01, 0.99),
-                          xycoords="axes fraction", va="top", fontsize="small", color="dimgrey")
+        if shown:  # in the title, where it can cover no curve
+            tail_title += f"\noff scale (unigram plateau): {', '.join(shown)}"
     tail.set_xlim(start, x_end * 1.01 if x_end > 0 else 1.0)
     for a in (ax, tail):
         a.grid(True, alpha=0.3)
-        a.set_xlabel(xlabel)
+        a.set_xlabel(xlabel + unit)
     ax.set_ylabel("eval loss (nats/token), mean over seeds")
     ax.set_title("whole run", fontsize="medium")
-    tail.set_title("last half of training (own scale; band: lowest to highest seed)", fontsize="medium")
-    ax.legend(fontsize="small")
+    tail.set_title(tail_title, fontsize="medium")
+    fig.legend(loc="outside right upper", fontsize="small", title="variant (rank order)")
+    if note:
+        fig.supxlabel(note, fontsize="small", color="dimgrey")
     return _png(fig)
 
 
-def plot_bars(table, column: str, xlabel: str, title: str) -> bytes:
+def plot_bars(table, column: str, xlabel: str, title: str, note: str = "") -> bytes:
     fig, ax = _new_figure(title)
+    if note:
+        fig.set_size_inches(8.5, 4.8)
     rows = table[~table[column].isna()]
     names = list(rows["variant"])[::-1]  # first-ranked at the top
     values = [float(v) for v in rows[column]][::-1]
-    ax.barh(names, values, color="tab:blue")
+    scale, unit = axis_scale(max(values, default=0.0))
+    ax.barh(names, [v / scale for v in values], color="tab:blue")
     for i, v in enumerate(values):
-        ax.annotate(f"{v:,.0f}", (v, i), xytext=(3, 0), textcoords="offset points", va="center",
+        ax.annotate(f"{v:,.0f}", (v / scale, i), xytext=(3, 0), textcoords="offset points", va="center",
                     fontsize="small")
-    ax.set_xlabel(xlabel)
+    ax.set_xlabel(xlabel + unit)
     ax.margins(x=0.15)
+    if note:
+        fig.supxlabel(note, fontsize="small", color="dimgrey", wrap=True)
     return _png(fig)
 
 
@@ -623,9 +747,10 @@ def plot_bars(table, column: str, xlabel: str, title: str) -> bytes:
 # Build and write
 
 def build(entries: list[tuple[Path, dict[str, Any]]], left_out: list[tuple[str, str]],
-          failures: list[dict[str, Any]] | None = None) -> dict[str, bytes]:
-    """Every output file's bytes, from the records to rank (all of one group), the left-out list and the failure
-    files of runs of the same group that have no record (shown as failed, never as missing)."""
+          failures: list[dict[str, Any]] | None = None, artefacts: list[str] | None = None) -> dict[str, bytes]:
+    """Every output file's bytes, from the records to rank (all of one group), the left-out list, the failure
+    files of runs of the same group that have no record (shown as failed, never as missing) and the names of the
+    other commands' files in the output directory (the pages link them)."""
     records = [r for _, r in entries]
     failures = failures or []
     first = records[0]
@@ -634,7 +759,8 @@ def build(entries: list[tuple[Path, dict[str, Any]]], left_out: list[tuple[str, 
     runs = runs_frame(records, failures)
     # Speed ratios are relative to the baseline on the device a run trained on: across device types they do not
     # compare, so with several types none is shown (params, FLOPs and loss still are).
-    table = aggregate(runs, baseline, target is not None, len(device_types(records)) <= 1)
+    table = aggregate(runs, baseline, target is not None,
+                      len(device_types(records)) <= 1 and stats.probe_disturbed_note(records) is None)
     ranked = list(table.loc[table["status"] == "ok", "variant"])
     suite = first["suite"]
     st = stats.stability(records, f"{suite['name']}/{suite['version']}", ranked)
@@ -643,18 +769,20 @@ def build(entries: list[tuple[Path, dict[str, Any]]], left_out: list[tuple[str, 
     curves = curves_frame(records)
     order = list(table["variant"])
     off = frozenset(table.loc[(table["n_plateau"] > 0) & (table["n_plateau"] == table["n_seeds"]), "variant"])
+    text = build_page(table, records, left_out, len(failures), line, artefacts)
     return {
-        "leaderboard.md": render_markdown(table, records, left_out, len(failures), line).encode(),
+        "leaderboard.md": page.to_markdown(text).encode(),
         "leaderboard.csv": render_csv(table).encode(),
         "loss_vs_steps.png": plot_curves(curves, order, "step", "training steps", "eval loss vs steps", target, off),
         "loss_vs_seconds.png": plot_curves(curves, order, "train_seconds", "training seconds (mean over seeds)",
-                                           "eval loss vs training seconds", target, off),
+                                           "eval loss vs training seconds", target, off, SECONDS_PLOT_NOTE),
         "loss_vs_flops.png": plot_curves(curves, order, "flops", "training FLOPs", "eval loss vs FLOPs", target,
                                          off),
         "params.png": plot_bars(table, "params_total", "parameters", "parameters per variant"),
         "tokens_per_second.png": plot_bars(table, "tokens_per_second", "tokens/s (median over seeds)",
-                                           "training throughput per variant (raw, not drift-corrected)"),
-        "index.html": render_html(table, records, left_out, len(failures), line).encode(),
+                                           "training throughput per variant (raw, not drift-corrected)",
+                                           SECONDS_PLOT_NOTE),
+        "index.html": page.to_html(text).encode(),
     }
 
 
@@ -724,7 +852,7 @@ def generate(target: str | os.PathLike, out: str | os.PathLike | None = None,
     left_out = [(rel(p), why) for p, why in left]
     for p, why in left_out:
         warn(f"blockbench: leaderboard: left out {p}: {why}")
-    files = build(kept, left_out, group_failures(results, kept))
+    files = build(kept, left_out, group_failures(results, kept), present_artefacts(out_dir))
     write_outputs(out_dir, files)
     return out_dir, list(files)
 

@@ -1,20 +1,25 @@
-"""Decoder-only language model: token + learned position embeddings, a stack of blocks, final norm, tied head.
+"""Language model: token + learned position embeddings, a stack of blocks, final norm, the workload's head (if
+any), tied unembedding.
 
 The blocks come from the zoo (a BlockSpec preset or a user factory); everything around them is shared, so two
-variants differ only in their blocks.
+variants differ only in their blocks. The workload (ModelConfig.workload) picks the attention mask the blocks are
+built with (causal for causal_lm, none for masked_lm) and the head; the same preset serves every workload.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from blockbench.blocks.norms import make_norm
+from blockbench.blocks.ranges import scope
 from blockbench.blocks.spec import BlockSpec, SpecError
 from blockbench.blocks.zoo import Variant
+from blockbench.workloads import DEFAULT_WORKLOAD, WorkloadError, get_workload, workload_class
 
 
 @dataclass(frozen=True)
@@ -24,16 +29,29 @@ class ModelConfig:
     n_layers: int = 4
     d_model: int = 128
     n_heads: int = 4
+    # The workload the model is built for: its attention mask and head (blockbench.workloads).
+    workload: str = DEFAULT_WORKLOAD
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
+            if name == "workload":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise SpecError(f"{name} must be a positive integer, got {value!r}")
         if self.d_model % self.n_heads:
             raise SpecError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
                             f"choose n_heads among the divisors of {self.d_model}")
+        try:
+            workload_class(self.workload)
+        except WorkloadError as exc:
+            raise SpecError(str(exc)) from None
 
-    def to_dict(self) -> dict[str, int]:
+    @property
+    def causal(self) -> bool:
+        """Whether the blocks attend only to earlier positions (the workload's mask)."""
+        return workload_class(self.workload).causal
+
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -68,19 +86,36 @@ class Model(nn.Module):
             blocks.append(block)
         self.blocks = nn.ModuleList(blocks)
         self.final_norm = make_final_norm(self.spec, config.d_model)
+        # Built last, so that the embeddings and blocks of a seed are the same under every workload.
+        head = get_workload(config.workload).make_head(
+            config.d_model, lambda: make_final_norm(self.spec, config.d_model), init_std)
+        if head is not None:
+            self.head = head
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (B, T, V), or the mean next-token cross-entropy in nats when targets are given."""
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, T, V), or the mean cross-entropy in nats over the targets that are not -100 (the workload
+        sets them: the next token for causal_lm, the original token at masked positions for masked_lm).
+        key_mask (B, T), True at real tokens, makes attention ignore padding; None: nothing is padded."""
         seq = idx.shape[1]
         if seq > self.config.seq_len:
             raise ValueError(f"sequence of {seq} tokens exceeds seq_len={self.config.seq_len}")
-        x = self.tok_emb(idx) + self.pos_emb(torch.arange(seq, device=idx.device))
-        for block in self.blocks:
-            x = block(x)
-        logits = F.linear(self.final_norm(x), self.tok_emb.weight)
+        with scope("embed"):
+            x = self.tok_emb(idx) + self.pos_emb(torch.arange(seq, device=idx.device))
+        for index, block in enumerate(self.blocks):
+            with scope(f"block{index}"):
+                x = block(x) if key_mask is None else block(x, key_mask)
+        with scope("final_norm"):
+            x = self.final_norm(x)
+        if hasattr(self, "head"):
+            with scope("mlm_head"):
+                x = self.head(x)
+        with scope("head"):
+            logits = F.linear(x, self.tok_emb.weight)
         if targets is None:
             return logits
-        return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))
+        with scope("loss"):
+            return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))
 
     def param_groups(self, weight_decay: float) -> list[dict]:
         """Weight decay on matrices and embeddings only; gains, norm scales and biases are never decayed."""

@@ -65,12 +65,22 @@ OVERRIDE_TYPES: dict[str, Any] = {
     "budget": dict, "target_loss": _NUM, "variants": list, "seeds": list, "device": str, "threads": int,
     "fields": dict, "speed_rounds": int, "override_file": dict,
 }
+# Top-level keys that are optional (older records lack them) but typed when present. `workload` names what the
+# run trained on (blockbench.workloads); a record without one is causal_lm (workloads.workload_of).
+OPTIONAL_TOP_LEVEL: dict[str, Any] = {"workload": str}
 # Keys that are optional (older records lack them) but typed when present.
 OPTIONAL_KEYS: dict[str, dict[str, Any]] = {"data": {"tokenizer_sha256": str, "tokenizer_id": str},
                                             # steps on the unigram plateau (stats.py); views recompute it if absent
                                             "summary": {"plateau_steps": (int, type(None)),
                                                         # first step below the plateau level (stats.py)
-                                                        "plateau_escape_step": _OPT_NUM}}
+                                                        "plateau_escape_step": _OPT_NUM,
+                                                        # masked_lm: accuracy on the masked evaluation tokens
+                                                        "final_eval_accuracy": _OPT_NUM,
+                                                        # MFU's denominator and its origin (measure/mfu.py)
+                                                        "mfu_peak_flops": _OPT_NUM,
+                                                        "mfu_peak_source": _OPT_STR}}
+# Where an MFU's peak came from: the GPU table, the CPU GEMM probe, or nowhere (absent in older records).
+MFU_PEAK_SOURCES = ("table", "measured", None)
 # Integers beyond 64 bits are no count or size a run can produce, and break the views' numeric columns.
 INT_LIMIT = 2**63
 # A record is tens of kilobytes; far larger is not one, and must not be read into memory whole.
@@ -108,6 +118,7 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
         raise RecordError(f"{source}: schema_version {version!r} is not "
                           f"{SCHEMA_VERSION} (not a blockbench run record of this version)")
     _check(record, TOP_LEVEL, source)
+    _check_optional(record, OPTIONAL_TOP_LEVEL, source)
     for section, spec in SECTIONS.items():
         _check(record[section], spec, f"{source}: {section}")
     _check(record["config"]["model"], MODEL_KEYS, f"{source}: config.model")
@@ -151,6 +162,9 @@ def _check_views_fields(record: dict[str, Any], source: str) -> None:
            f"{source}: config.overrides.budget")
     for key, spec in OPTIONAL_KEYS.items():
         _check_optional(record[key], spec, f"{source}: {key}")
+    if record["summary"].get("mfu_peak_source") not in MFU_PEAK_SOURCES:
+        raise RecordError(f"{source}: summary: 'mfu_peak_source' is {record['summary']['mfu_peak_source']!r}, "
+                          f"not one of {', '.join(s for s in MFU_PEAK_SOURCES if s)}")
     spec = record["block_spec"]
     if spec:  # report reads the MLP ratio of the baseline's block
         _check(spec, {"mlp_ratio": _NUM}, f"{source}: block_spec")

@@ -33,6 +33,7 @@ BOOTSTRAP_RESAMPLES = 10_000
 EXACT_BOOTSTRAP_MAX = 10_000  # resample multisets: up to 8 seeds (6,435) the bootstrap is enumerated exactly
 TAU_HALF_MIN = 0.8
 TAU_THREE_QUARTERS_MIN = 0.9
+TAU_ROUNDING = 1e-9
 ORDER_PROB_MIN = 0.9
 CHECKPOINTS = (0.5, 0.75)
 
@@ -149,6 +150,38 @@ def tau_between(a: Mapping[str, float], b: Mapping[str, float]) -> float:
     """tau-b between two score maps (lower is better) over the variants both have (a missing run drops out)."""
     common = sorted(k for k in set(a) & set(b) if math.isfinite(a[k]) and math.isfinite(b[k]))
     return kendall_tau([a[k] for k in common], [b[k] for k in common])
+
+
+# A speed probe is trusted only when its steps ran about as fast as the same variant's steps in training: the probe
+# interleaves variants so that drift cancels, but a machine loaded far beyond its cores (threads of several jobs
+# spinning against each other) makes every round's ratio noise. Healthy probes on these machines take 0.9-1.2x
+# the training step; a probe made during a burst of other work took 20-45x (results/paper-cpu/2).
+PROBE_DISTURBED_RATIO = 2.0
+
+
+def probe_disturbance(records: Iterable[Mapping[str, Any]]) -> float | None:
+    """The largest ratio, over variants, of the speed probe's median step time to the median training step time
+    of the same variant's runs; None when no record has both. Above PROBE_DISTURBED_RATIO the probe's speed
+    ratios are not to be trusted (the views say so instead of printing them as a verdict)."""
+    probe: dict[str, float] = {}
+    train: dict[str, list[float]] = {}
+    for r in records:
+        speed, step = (r.get("speed") or {}).get("step_time_median"), r["summary"].get("step_time_median")
+        if speed and step:
+            probe[r["variant"]] = float(speed)
+            train.setdefault(r["variant"], []).append(float(step))
+    ratios = [probe[v] / sorted(t)[len(t) // 2] for v, t in train.items()]
+    return max(ratios) if ratios else None
+
+
+def probe_disturbed_note(records: Iterable[Mapping[str, Any]]) -> str | None:
+    """One sentence when the probe was disturbed, else None."""
+    ratio = probe_disturbance(records)
+    if ratio is None or ratio <= PROBE_DISTURBED_RATIO:
+        return None
+    return (f"the speed probe's steps took {ratio:.0f}x as long as the same steps in training (more than "
+            f"{PROBE_DISTURBED_RATIO:g}x): the machine was overloaded while it ran, so its speed ratios are not "
+            "trusted and are not shown as a verdict")
 
 
 def curve_points(record: Mapping[str, Any]) -> list[tuple[float, float]]:
@@ -323,7 +356,8 @@ def fmt_tau(tau: float) -> str:
 def curve_settled(taus: Mapping[float, float]) -> bool:
     """The rule on the curves: NaN (fewer than two variants, or a constant ranking) does not unsettle."""
     half, three = taus.get(0.5, math.nan), taus.get(0.75, math.nan)
-    return not (half < TAU_HALF_MIN or three < TAU_THREE_QUARTERS_MIN)
+    # tau is a ratio of pair counts: 8/10 comes out of scipy as 0.7999999999999999, which is the threshold itself.
+    return not (half < TAU_HALF_MIN - TAU_ROUNDING or three < TAU_THREE_QUARTERS_MIN - TAU_ROUNDING)
 
 
 def pair_order_resolved(a: Mapping[int, float], b: Mapping[int, float], a_curves: Mapping[float, Mapping[int, float]],

@@ -22,6 +22,7 @@ from blockbench.blocks import get_variant
 from blockbench.blocks.spec import BlockSpec, Gain, SpecError
 from blockbench.data import DataConfig
 from blockbench.errors import BlockbenchError
+from blockbench.workloads import DEFAULT_WORKLOAD, Workload, WorkloadError, get_workload
 
 SUITES_DIR = Path(str(resources.files("blockbench") / "suites"))
 LOCK_FILE = SUITES_DIR / "LOCK.json"
@@ -126,6 +127,12 @@ class Suite:
     hash: str
     source: str
     overrides: dict[str, Any] = field(default_factory=dict)
+    # [suite].workload and the [workload] table of its options; causal_lm when a suite names none.
+    workload: str = DEFAULT_WORKLOAD
+    workload_options: dict[str, Any] = field(default_factory=dict)
+
+    def get_workload(self) -> Workload:
+        return get_workload(self.workload, self.workload_options)
 
     def optim_for(self, variant: str) -> OptimConfig:
         return dataclasses.replace(self.optim, **self.variants[variant].optim)
@@ -138,6 +145,9 @@ class Suite:
             "eval": dataclasses.asdict(self.eval), "runtime": dataclasses.asdict(self.runtime),
             "speed": dataclasses.asdict(self.speed),
             "seeds": list(self.seeds), "baseline": self.baseline, "overrides": self.overrides,
+            # Absent for causal_lm, so that a decoder run's configuration reads as it always has.
+            **({"workload": {"name": self.workload, **self.get_workload().options()}}
+               if self.workload != DEFAULT_WORKLOAD else {}),
         }
 
     def with_overrides(self, *, budget: dict[str, float] | None = None, target_loss: float | None = None,
@@ -387,12 +397,12 @@ def content_hash(data: dict[str, Any]) -> str:
 
 def parse_suite(data: dict[str, Any], source: str) -> Suite:
     r = _Reader(source)
-    known = {"suite", "model", "data", "optim", "budget", "eval", "runtime", "speed", "variants"}
+    known = {"suite", "model", "data", "optim", "budget", "eval", "runtime", "speed", "variants", "workload"}
     unknown = set(data) - known
     if unknown:
         raise r.error(sorted(unknown)[0], f"unknown table (valid: {', '.join(sorted(known))})")
     head = r.table(data, "suite")
-    head_unknown = set(head) - {"name", "version", "description", "baseline", "seeds"}
+    head_unknown = set(head) - {"name", "version", "description", "baseline", "seeds", "workload"}
     if head_unknown:
         raise r.error(f"suite.{sorted(head_unknown)[0]}", "unknown key")
     for key in ("name", "version", "baseline"):
@@ -402,6 +412,17 @@ def parse_suite(data: dict[str, Any], source: str) -> Suite:
     problem = _seeds_problem(seeds)
     if problem:
         raise r.error("suite.seeds", problem)
+    workload = head.get("workload", DEFAULT_WORKLOAD)
+    if not isinstance(workload, str):
+        raise r.error("suite.workload", f"expected a string, got {workload!r}")
+    workload_options = r.table(data, "workload", required=False)
+    try:
+        get_workload(workload, workload_options)
+    except WorkloadError as exc:
+        key = "suite.workload" if "unknown workload" in str(exc) else "workload"
+        raise r.error(key, str(exc)) from None
+    except TypeError as exc:
+        raise r.error("workload", str(exc)) from None
 
     model = r.dataclass(ModelShape, r.table(data, "model"), "model")
     _check_ranges(r, "model", model, "model")
@@ -456,7 +477,7 @@ def parse_suite(data: dict[str, Any], source: str) -> Suite:
     return Suite(name=head["name"], version=head["version"], description=head.get("description", ""),
                  baseline=head["baseline"], seeds=tuple(seeds), model=model, data=data_cfg, optim=optim,
                  budget=budget, eval=evaluation, runtime=runtime, speed=speed, variants=variants,
-                 hash=content_hash(data), source=source)
+                 hash=content_hash(data), source=source, workload=workload, workload_options=workload_options)
 
 
 def _check_optim(r: _Reader, optim: OptimConfig, where: str) -> None:

@@ -283,7 +283,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("sweep", help="tune optimiser or BlockSpec fields per variant on a grid; write the choice")
+    p = sub.add_parser("sweep", help="tune optimiser or BlockSpec fields per variant on a grid; write the choice",
+                       description="Run the suite once per grid point (the product of every --grid axis), then "
+                                   "pick each variant's point with the lowest final eval loss averaged over the "
+                                   "sweep's seeds (a diverged or plateaued run never wins) and write the choice, "
+                                   "with its provenance, to OUT/sweep.toml; `blockbench run --overrides "
+                                   "OUT/sweep.toml` trains with the choice. Exit codes as for run.")
     p.add_argument("--suite", default="default", help="built-in suite name or path to a suite .toml")
     p.add_argument("--grid", action="append", metavar="FIELD=V1,V2,...",
                    help="a grid axis: any optimiser field (lr, weight_decay, ...) or BlockSpec field (beta_ff, ...); "

@@ -20,19 +20,21 @@ import torch
 import blockbench
 from blockbench import stats
 from blockbench.blocks import get_variant
-from blockbench.data import TokenData, bits_per_byte, eval_windows, train_batches
+from blockbench.data import TokenData, bits_per_byte
 from blockbench.distributed import SINGLE, DistInfo, all_reduce, local_batch_size, shard
 from blockbench.errors import BlockbenchError
 from blockbench.measure.env import environment, git_state
 from blockbench.measure.flops import count_flops
 from blockbench.measure.memory import PeakMemory
-from blockbench.measure.mfu import PEAK_TABLE_VERSION, mfu
+from blockbench.measure.mfu import mfu_fields
 from blockbench.measure.params import count_params
 from blockbench.measure.throughput import NO_PROBE, interleaved_step_times, speed_summary
 from blockbench.measure.timing import StepTimer, median_iqr
 from blockbench.model import Model, ModelConfig, build_model
 from blockbench.records import SCHEMA_VERSION
 from blockbench.suite import Budget, OptimConfig, Suite, check_fits
+from blockbench.workloads import DEFAULT_WORKLOAD
+from blockbench.workloads.causal_lm import evaluate  # noqa: F401 - the decoder's evaluation, imported from here
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -96,22 +98,6 @@ def to_target(curve: list[dict[str, Any]], target: float | None) -> dict[str, An
     return result
 
 
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, windows: tuple[torch.Tensor, torch.Tensor], batch_size: int,
-             autocast: torch.autocast | None, info: DistInfo = SINGLE) -> float:
-    """Mean next-token loss (nats/token) over the fixed evaluation windows (each rank takes every n-th one)."""
-    was_training = model.training
-    model.eval()
-    inputs, targets = (t[info.rank::info.world_size] for t in windows)
-    total = torch.zeros((), dtype=torch.float64, device=inputs.device)
-    for start in range(0, len(inputs), batch_size):
-        x, y = inputs[start:start + batch_size], targets[start:start + batch_size]
-        with autocast or _null():
-            total += model(x, y).double() * len(x)
-    model.train(was_training)
-    return float(all_reduce(total, info)) / len(windows[0])
-
-
 class _null:
     def __enter__(self) -> None:
         return None
@@ -126,11 +112,13 @@ def make_optimizer(model: Model, optim: OptimConfig, device: torch.device) -> to
 
 
 def build_for_suite(suite: Suite, variant_name: str, seed: int, vocab_size: int) -> Model:
+    """The suite's model for a corpus of `vocab_size` token ids (the workload may add ids, e.g. [MASK])."""
     entry = suite.variants[variant_name]
     variant = get_variant(entry.preset)
     spec = variant.spec.replace(**entry.spec) if entry.spec and variant.spec else None
-    config = ModelConfig(vocab_size=vocab_size, seq_len=suite.model.seq_len, n_layers=suite.model.n_layers,
-                         d_model=suite.model.d_model, n_heads=suite.model.n_heads)
+    config = ModelConfig(vocab_size=suite.get_workload().model_vocab_size(vocab_size), seq_len=suite.model.seq_len,
+                         n_layers=suite.model.n_layers, d_model=suite.model.d_model, n_heads=suite.model.n_heads,
+                         workload=suite.workload)
     return build_model(variant, config, spec, seed=seed)
 
 
@@ -142,6 +130,7 @@ class Trainer:
                  speed: dict[str, Any] | None = None, static: dict[str, Any] | None = None,
                  measure_static: bool = True, dist: DistInfo = SINGLE) -> None:
         self.suite, self.variant_name, self.seed, self.data, self.dist = suite, variant_name, seed, data, dist
+        self.workload = suite.get_workload()
         self.device = resolve_device(suite.runtime.device, dist)
         self.dtype = resolve_dtype(suite.runtime.dtype, self.device)
         self.optim = suite.optim_for(variant_name)
@@ -207,7 +196,8 @@ class Trainer:
         return total
 
     def batches(self):
-        for x, y in train_batches(self.data, self.seed, self.optim.batch_size, self.suite.model.seq_len):
+        for x, y in self.workload.train_batches(self.data, self.seed, self.optim.batch_size,
+                                                self.suite.model.seq_len):
             x, y = shard(x, self.dist), shard(y, self.dist)
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
@@ -266,11 +256,11 @@ class Trainer:
             nonlocal eval_seconds
             timer.pause()
             t0 = time.perf_counter()
-            eval_loss = (evaluate(self.model, self.windows, self.local_batch, self.autocast, self.dist)
-                         if evaluate_now else None)
+            metrics = (self.workload.evaluate(self.model, self.windows, self.local_batch, self.autocast, self.dist)
+                       if evaluate_now else {"eval_loss": None})
             eval_seconds += time.perf_counter() - t0
             curve.append({"step": step, "tokens": tokens, "flops": float(tokens * self.flops_per_token),
-                          "train_seconds": timer.seconds, "train_loss": train_loss, "eval_loss": eval_loss})
+                          "train_seconds": timer.seconds, "train_loss": train_loss, **metrics})
             timer.resume()
 
         add_point(None, True)
@@ -341,6 +331,8 @@ class Trainer:
         median, iqr = median_iqr(timer.step_seconds)
         tokens_per_second = tokens / timer.seconds if timer.seconds > 0 else 0.0
         final_eval = curve[-1]["eval_loss"] if status == "ok" else None
+        # Bits per byte is a compression rate of the next-token loss; the MLM loss (masked tokens only) has none.
+        causal = self.workload.name == DEFAULT_WORKLOAD
         suite = self.suite
         static = {k: self.static[k] for k in ("params_total", "params_embedding", "params_block_matrices",
                                                "params_per_block", "flops_fwd_per_token", "flops_train_per_token",
@@ -367,6 +359,7 @@ class Trainer:
             "created_at": created_at,
             "git": git_state(),
             "suite": {"name": suite.name, "version": suite.version, "hash": suite.hash},
+            "workload": self.workload.name,
             "variant": self.variant_name,
             "block_spec": self.model.spec.to_dict() if self.model.spec else None,
             "seed": self.seed,
@@ -383,11 +376,12 @@ class Trainer:
                 "peak_memory_bytes": memory.peak_bytes(), "peak_memory_kind": memory.kind,
                 "final_train_loss": last_train_loss if status == "ok" else None,
                 "final_eval_loss": final_eval,
-                "final_eval_bpb": (None if final_eval is None
+                "final_eval_bpb": (None if final_eval is None or not causal
                                    else bits_per_byte(final_eval, self.data.val_bytes_per_token)),
-                "mfu": (mfu(self.flops_per_token, tokens_per_second, environment(self.device)["device_name"],
-                            self.dtype) if self.device.type == "cuda" else None),
-                "mfu_peak_table_version": PEAK_TABLE_VERSION,
+                **({} if causal else {"final_eval_accuracy": curve[-1].get("eval_accuracy") if status == "ok"
+                                      else None}),
+                **mfu_fields(self.flops_per_token, tokens_per_second, self.device.type,
+                             environment(self.device)["device_name"], self.dtype),
                 "eval_seconds": eval_seconds, "warmup_seconds": warmup_seconds,
                 "plateau_steps": plateau,
                 "plateau_escape_step": escape,
@@ -407,7 +401,7 @@ def run_trial(suite: Suite, variant_name: str, seed: int, data: TokenData, progr
               speed: dict[str, Any] | None = None, static: dict[str, Any] | None = None,
               dist: DistInfo = SINGLE) -> dict[str, Any]:
     check_fits(suite, data)
-    windows = eval_windows(data, suite.model.seq_len, suite.eval.windows)
+    windows = suite.get_workload().eval_windows(data, suite.model.seq_len, suite.eval.windows)
     return Trainer(suite, variant_name, seed, data, windows, progress, speed, static, dist=dist).run()
 
 

@@ -62,3 +62,19 @@ def test_bad_input_is_one_line_and_exit_2(args, needle):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_every_subcommand_has_a_summary_and_every_option_help():
+    """`blockbench X --help` alone tells a reader what X does and what each of its options means."""
+    import argparse
+
+    from blockbench.cli import build_parser
+
+    missing = []
+    [sub] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, parser in sub.choices.items():
+        if not parser.description:
+            missing.append(f"{name}: no description")
+        missing += [f"{name} {'/'.join(a.option_strings) or a.dest}: no help" for a in parser._actions
+                    if not isinstance(a, argparse._HelpAction) and not a.help]
+    assert not missing, missing

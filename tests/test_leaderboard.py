@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from blockbench import leaderboard
+from blockbench import leaderboard, page
 from blockbench.cli import main
 from blockbench.records import seal
 
@@ -58,6 +58,9 @@ steps_per_round = 1
 [variants.pre_ln]
 [variants.sas]
 """
+
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def make_tiny_run(base: Path) -> Path:
@@ -185,10 +188,11 @@ def test_diverged_variant_is_listed_not_ranked(tiny_run, tmp_path):
     assert rows["sas"]["status"] == "diverged" and rows["sas"]["rank"] == "" and rows["sas"]["n_diverged"] == "1"
     assert rows["sas"]["eval_loss_mean"] == ""
     assert rows["pre_ln"]["rank"] == "1"
-    assert "diverged (1/3)" in (results / "leaderboard.md").read_text()
+    assert "diverged on 1/3 seeds" in (results / "leaderboard.md").read_text()
+    assert rows["sas"]["to_target_status"] == "diverged on 1/3 seeds"
 
 
-def test_misses_count_as_infinite_and_two_make_a_variant_invalid(tiny_run, tmp_path):
+def test_misses_count_as_infinite_and_are_named_as_misses(tiny_run, tmp_path):
     def miss(record):
         if record["variant"] == "sas" and record["seed"] in (0, 1):
             record["to_target"].update(steps=None, tokens=None, flops=None, seconds=None)
@@ -199,9 +203,24 @@ def test_misses_count_as_infinite_and_two_make_a_variant_invalid(tiny_run, tmp_p
     results = copy_records(tiny_run, tmp_path / "results", change=miss)
     leaderboard.generate(results)
     rows = {r["variant"]: r for r in read_csv(results / "leaderboard.csv")}
-    assert rows["sas"]["to_target_status"].startswith("invalid") and rows["sas"]["steps_to_target"] == "inf"
+    assert rows["sas"]["to_target_status"] == "target missed on 2/3 seeds" and rows["sas"]["steps_to_target"] == "inf"
     assert rows["sas"]["ttt_speedup"] == "0"  # the baseline's median reaches it, the candidate's does not
-    assert rows["pre_ln"]["to_target_status"] == "ok (1/3 missed)"
+    assert rows["pre_ln"]["to_target_status"] == "target missed on 1/3 seeds"
+    md = (results / "leaderboard.md").read_text()
+    assert "| sas | target missed on 2/3 seeds | miss |" in md and "invalid" not in md
+
+
+def test_a_missed_baseline_is_named_not_printed_as_infinity(tiny_run, tmp_path):
+    def miss(record):
+        if record["variant"] == "pre_ln":
+            record["to_target"].update(steps=None, tokens=None, flops=None, seconds=None)
+        return record
+
+    results = copy_records(tiny_run, tmp_path / "results", change=miss)
+    leaderboard.generate(results)
+    md = (results / "leaderboard.md").read_text()
+    ranking = md.split("## Ranking")[1].split("## Time to target")[0]
+    assert "baseline missed" in ranking and "inf" not in ranking
 
 
 def test_bootstrap_is_seeded_and_brackets_the_point():
@@ -285,3 +304,61 @@ def test_read_only_output_dir_exit_2(tiny_run, tmp_path, capsys):
     finally:
         results.chmod(0o755)
     assert {p.name: p.read_bytes() for p in results.iterdir() if p.is_file()} == before
+
+
+def test_one_seed_says_so_and_shows_no_interval_columns(tiny_run, tmp_path):
+    results = copy_records(tiny_run, tmp_path / "results", only=lambda r: r["seed"] == 0)
+    leaderboard.generate(results)
+    for name in ("leaderboard.md", "index.html"):
+        text = (results / name).read_text()
+        assert "eval loss (one seed: no interval)" in text and "One seed per variant" in text, name
+        assert "P(rank)</th>" not in text and "| P(rank) |" not in text and "mean ± 95% CI" not in text, name
+        assert "[95% CI]" not in text, name
+    ranking = (results / "leaderboard.md").read_text().split("## Ranking")[1].split("rank stability")[0]
+    rows = [line for line in ranking.splitlines() if "| pre_ln |" in line or "| sas |" in line]
+    assert len(rows) == 2 and not any("±" in row for row in rows)
+
+
+def test_html_carries_the_guide_headings_and_a_link_to_every_artefact(tiny_run, tmp_path):
+    """index.html says what leaderboard.md says: the reading guide, the section and table headings, and a link to
+    each file the directory holds, the other commands' included."""
+    results = copy_records(tiny_run, tmp_path / "results")
+    for name in ("REPORT.md", "diagnose.json"):
+        (results / name).write_text("{}\n")
+    for name in ("report_claims.png", "diagnose.png"):
+        (results / name).write_bytes(b"\x89PNG")
+    leaderboard.generate(results)
+    html = (results / "index.html").read_text()
+    md = (results / "leaderboard.md").read_text()
+    headings = ("Setup", "Ranking: final eval loss at the budget", "Time to target: eval loss ≤ 4.5 nats/token",
+                "The paper's claims", "Plots", "How to read this")
+    for heading in headings:
+        assert f"<h2>{heading}</h2>" in html and f"## {heading}\n" in md, heading
+    for column in ("rank", "P(rank)", "variant", "eval loss, mean ± 95% CI", "speedup, interleaved probe (IQR)",
+                   "time-to-target speedup [95% CI]", "peak mem MiB (CPU RSS growth)", "status", "steps (median)",
+                   "train seconds (median)"):
+        assert f">{column}</th>" in html and f"| {column} |" in md, column
+    for item in leaderboard.READING_GUIDE:  # every guide item, with its Markdown turned into HTML
+        assert page.inline_html(item) in html and item in md
+    artefacts = ["REPORT.md", "report_claims.png", "diagnose.png", "diagnose.json", "records/",
+                 *leaderboard.OUTPUT_FILES]
+    for name in artefacts:
+        assert f'href="{name}"' in html or f'src="{name}"' in html, name
+        assert f"]({name})" in md, name
+    assert html.count("Seconds do not compare across variants") >= 3  # the to-target table and both figures
+    assert 'class="caveat"' in html
+
+
+def test_published_leaderboards_regenerate_byte_identically(tmp_path):
+    """Every published results/<suite>/<version>/ is exactly what `blockbench leaderboard` makes of its records
+    and the files beside them."""
+    published = sorted(p.parent for p in (REPO / "results").glob("*/*/index.html") if (p.parent / "records").is_dir())
+    assert published, "no published leaderboard"
+    for directory in published:
+        copy_dir = tmp_path / directory.parent.name / directory.name
+        shutil.copytree(directory, copy_dir)
+        for name in leaderboard.OUTPUT_FILES:
+            (copy_dir / name).unlink()
+        leaderboard.generate(copy_dir, warn=lambda message: None)
+        for name in leaderboard.OUTPUT_FILES:
+            assert (copy_dir / name).read_bytes() == (directory / name).read_bytes(), f"{directory}/{name}"

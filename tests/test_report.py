@@ -163,3 +163,18 @@ def test_published_paper_cpu_report_is_what_the_records_give(tmp_path):
         report.generate_report(str(copy_dir))
         assert (copy_dir / "REPORT.md").read_bytes() == path.read_bytes()
         assert (copy_dir / "report_claims.png").read_bytes() == (path.parent / "report_claims.png").read_bytes()
+
+
+def test_each_claim_carries_its_pair_and_numeric_claims_a_magnitude(tmp_path):
+    records = load_records(three_seeds(tmp_path, {"vskipinit": 0.2}) / "records")
+    claims = {c.title: c for c in report.check_claims(records)[0]}
+    pairs = {title: (c.pair.reference, c.pair.candidate) for title, c in claims.items() if c.pair is not None}
+    assert pairs["V-SkipInit is slower per step than SAS"] == ("sas", "vskipinit")
+    assert pairs["SAS-P without norm is slightly worse per step than SAS-P"] == ("sas_p", "sas_p_nonorm")
+    assert pairs["SAS matches Pre-LN per step"] == ("pre_ln", "sas")
+    speed = claims["SAS-P trains faster than Pre-LN (throughput)"]
+    assert speed.pair is None and speed.magnitude.startswith(report.NOT_REPRODUCED)  # 1.013 ± 0.09 < 1.16
+    assert report.speed_magnitude(1.015, 1.082).startswith(f"{report.NOT_REPRODUCED}: smaller")
+    assert report.speed_magnitude(1.10, 1.20).startswith(report.REPRODUCED)
+    assert report.speed_magnitude(1.20, 1.30).startswith(f"{report.NOT_REPRODUCED}: larger")
+    assert all(c.magnitude.startswith(report.NOT_APPLICABLE) for c in claims.values() if c.pair is not None)

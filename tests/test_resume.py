@@ -48,7 +48,7 @@ def test_resume_reruns_failed_runs_and_clears_their_failure_files(tmp_path, monk
 
     main(["leaderboard", str(out)])  # a failed run is shown as failed, never as missing
     board = (out / "leaderboard.md").read_text()
-    assert "| flaky_block | failed (1/1) |" in board and "1 failed runs (failures/)" in board
+    assert "| flaky_block | failed | 1 |" in board and "1 failed runs (failures/)" in board
 
     monkeypatch.delenv("BLOCKBENCH_TEST_RAISE")
     (out / "records" / ".pre_ln-seed0.json.deadbeef.tmp").write_text("{")  # what a killed writer leaves

@@ -138,3 +138,64 @@ def test_compare_calls_an_unsettled_difference_not_resolvable(tiny_run, tmp_path
     row = next(r for r in result["rows"] if r["variant"] == "sas" and r["metric"] == "eval loss")
     assert row["verdict"] == "unresolved" and "not resolvable at this budget" in row["detail"]
     assert "0.75" in row["detail"] and result["exit_code"] == 0
+
+
+def test_seeds_for_halfwidth_hand_computed():
+    # sd 0.1, half-width 0.05: n=18 gives t(0.975,17)=2.10982*0.1/sqrt(18)=0.04973;
+    # n=17 gives 2.11991*0.1/sqrt(17)=0.05142
+    assert stats.seeds_for_halfwidth(0.1, 0.05) == 18
+    assert stats.seeds_for_halfwidth(0.0, 0.05) == 2
+    assert stats.seeds_for_halfwidth(float("nan"), 0.05) is None
+    assert stats.seeds_for_halfwidth(10.0, 0.05, max_seeds=50) is None
+
+
+def test_plateau_escape_step_interpolates_and_is_none_when_never():
+    points = [(0, 5.5), (20, 3.4), (40, 3.0), (60, 2.6)]
+    assert stats.plateau_escape_step(points, 3.1) == pytest.approx(35.0)  # 3.4 -> 3.0 over 20 steps: 0.3/0.4 of it
+    assert stats.plateau_escape_step(points, 2.0) is None
+
+
+def test_power_rows_from_paired_differences():
+    def rec(variant, seed, losses):
+        curve = [{"step": 10 * i, "eval_loss": x} for i, x in enumerate(losses)]
+        return {"variant": variant, "seed": seed, "status": "ok", "curve": curve,
+                "summary": {"final_eval_loss": losses[-1]}}
+    records = [rec("a", 0, [5, 3.0, 2.0]), rec("a", 1, [5, 3.0, 2.1]), rec("a", 2, [5, 3.0, 2.2]),
+               rec("b", 0, [5, 3.2, 2.1]), rec("b", 1, [5, 3.0, 2.1]), rec("b", 2, [5, 3.4, 2.5])]
+    final = stats.power_rows(records, "a", "b", 0.05, fractions=(1.0,))
+    assert len(final) == 1 and final[0].step == 20 and final[0].n == 3
+    # differences 0.1, 0.0, 0.3: mean 0.1333, sd 0.15275
+    assert final[0].mean == pytest.approx(0.4 / 3) and final[0].sd == pytest.approx(0.152752523)
+    assert final[0].halfwidth_now == pytest.approx(4.302652729911275 * 0.152752523 / math.sqrt(3))
+    assert final[0].seeds_needed == stats.seeds_for_halfwidth(final[0].sd, 0.05)
+
+
+def test_probe_disturbance_compares_probe_steps_with_training_steps():
+    def rec(variant, probe, train):
+        return {"variant": variant, "speed": {"step_time_median": probe}, "summary": {"step_time_median": train}}
+    healthy = [rec("a", 0.50, 0.49), rec("a", 0.50, 0.52), rec("b", 0.55, 0.50)]
+    assert stats.probe_disturbance(healthy) == pytest.approx(1.1)
+    assert stats.probe_disturbed_note(healthy) is None
+    busy = healthy + [rec("c", 6.4, 0.29)]
+    assert stats.probe_disturbance(busy) == pytest.approx(6.4 / 0.29)
+    assert "took 22x as long" in stats.probe_disturbed_note(busy)
+    assert stats.probe_disturbance([rec("a", None, 0.3)]) is None
+
+
+def test_published_paper_cpu_2_speed_is_not_a_verdict():
+    """paper-cpu/2's probe ran while the machine was overloaded (44x its training steps): no view may turn its
+    ratios into a verdict."""
+    from pathlib import Path
+
+    from blockbench.records import load_records
+
+    records = load_records(Path(__file__).resolve().parents[1] / "results" / "paper-cpu" / "2" / "records")
+    assert stats.probe_disturbance(records) > stats.PROBE_DISTURBED_RATIO
+
+
+def test_a_tau_exactly_at_the_threshold_is_settled():
+    # one swap among five variants at 50%: tau-b = 8/10, which floating point gives as 0.7999999999999999
+    tau = stats.kendall_tau([0, 1, 2, 3, 4], [1, 0, 2, 3, 4])
+    assert tau < 0.8 and tau == pytest.approx(0.8)
+    assert stats.curve_settled({0.5: tau, 0.75: 1.0})
+    assert not stats.curve_settled({0.5: 0.6, 0.75: 1.0})

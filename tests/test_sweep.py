@@ -142,12 +142,13 @@ def test_paper_cpu_learning_rates_are_the_recorded_sweeps_choice():
     chosen = tomllib.loads((sweep_dir / "sweep.toml").read_text())
     suite = load_suite("paper-cpu")
     assert chosen["provenance"]["suite"] == "paper-cpu"
-    assert set(chosen["variants"]) == set(suite.variants)
+    # paper-cpu v2 keeps five of the eight variants v1's sweep tuned, at the learning rates it chose.
+    assert set(suite.variants) <= set(chosen["variants"])
     for variant in suite.variants:
         assert suite.optim_for(variant).lr == chosen["variants"][variant]["lr"], variant
     points = sweep.grid_points(chosen["provenance"]["grid"])
     records = [r for rel in chosen["provenance"]["records"] for r in load_records(sweep_dir / rel)]
-    assert len(records) == len(points) * len(suite.variants) * len(chosen["provenance"]["seeds"])
+    assert len(records) == len(points) * len(chosen["variants"]) * len(chosen["provenance"]["seeds"])
     recomputed = sweep.select(records, points)
     # The sweep was published before runs stuck on the unigram plateau counted as not converged. Under today's
     # rule every point of naive_skipless but the slowest is such a run, so its recorded choice (3e-3, stuck at

@@ -116,7 +116,7 @@ def test_schedule_length_comes_from_the_tightest_countable_budget():
 
 
 def test_non_finite_final_eval_loss_is_a_diverged_run(tiny, monkeypatch):
-    import blockbench.train as train_module
+    import blockbench.workloads.causal_lm as causal_lm  # the decoder's evaluation lives with its workload
 
     suite, data = tiny
     calls = []
@@ -125,7 +125,7 @@ def test_non_finite_final_eval_loss_is_a_diverged_run(tiny, monkeypatch):
         calls.append(1)
         return 3.0 if len(calls) < 3 else float("nan")
 
-    monkeypatch.setattr(train_module, "evaluate", eval_blows_up_at_the_end)
+    monkeypatch.setattr(causal_lm, "evaluate", eval_blows_up_at_the_end)
     record = run_trial(with_budget(suite, steps=4), "pre_ln", 0, data)  # evals at steps 0, 2, 4
     assert record["status"] == "diverged" and record["stop_reason"].startswith("diverged: eval loss nan")
     assert record["summary"]["final_eval_loss"] is None

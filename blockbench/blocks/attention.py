@@ -1,8 +1,12 @@
-"""Multi-head causal attention, including shaped attention (Noci et al. 2023; He & Hofmann 2024, Eq. 5).
+"""Multi-head attention, causal or bidirectional, including shaped attention (Noci et al. 2023; He & Hofmann 2024,
+Eq. 5).
 
-Shaped attention multiplies the values by alpha*I + beta*A - gamma*C. Because every factor is known in closed
-form, the product is computed as alpha*V + beta*SDPA(Q, K, V) - gamma*cummean(V): the middle term runs on
-torch's fused attention kernels and nothing of size T x T is ever materialised.
+Shaped attention multiplies the values by alpha*I + beta*A - gamma*C, where C is A's value at zero logits: row i
+uniform over positions <= i under the causal mask (the decoder), uniform over all T positions without one (the
+encoder, C = (1/T) 1 1^T), and over the real (unpadded) positions only when a key mask says which are real.
+Because every factor is known in closed form, the product is computed as alpha*V + beta*SDPA(Q, K, V) -
+gamma*mean(V) (a running mean when causal): the middle term runs on torch's fused attention kernels and nothing
+of size T x T is ever materialised. The workload, not the block, decides which mask applies.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from blockbench.blocks.ranges import scope
+from blockbench.blocks.shaped import shaped_mix
 from blockbench.blocks.spec import BlockSpec, Gain
 
 
@@ -21,6 +27,30 @@ def causal_mean(v: torch.Tensor) -> torch.Tensor:
     """
     positions = torch.arange(1, v.shape[-2] + 1, device=v.device, dtype=torch.float32).unsqueeze(-1)
     return (v.float().cumsum(dim=-2) / positions).to(v.dtype)
+
+
+def uniform_mean(v: torch.Tensor) -> torch.Tensor:
+    """C V for the bidirectional centring matrix C = (1/T) 1 1^T: the mean over dim -2, kept as one row that
+    broadcasts over the T queries (every row of C V is the same)."""
+    return v.float().mean(dim=-2, keepdim=True).to(v.dtype)
+
+
+def masked_mean(v: torch.Tensor, key_mask: torch.Tensor, causal: bool) -> torch.Tensor:
+    """C V when `key_mask` (B, T), True at real tokens, marks padding: each row of C is uniform over the real
+    positions it may attend to (<= i when causal). A row with none (a query before any real token) gets 0."""
+    real = key_mask[:, None, :, None].to(torch.float32)
+    weighted = v.float() * real
+    if causal:
+        return (weighted.cumsum(dim=-2) / real.cumsum(dim=-2).clamp(min=1)).to(v.dtype)
+    return (weighted.sum(dim=-2, keepdim=True) / real.sum(dim=-2, keepdim=True).clamp(min=1)).to(v.dtype)
+
+
+def allowed_keys(seq: int, causal: bool, key_mask: torch.Tensor | None, device: torch.device) -> torch.Tensor:
+    """Which keys each query may attend to: (T, T), or (B, 1, T, T) with a key mask."""
+    allowed = torch.ones(seq, seq, dtype=torch.bool, device=device)
+    if causal:
+        allowed = allowed.tril()
+    return allowed if key_mask is None else allowed & key_mask[:, None, None, :].bool()
 
 
 def head_gains(gain: Gain, heads: int) -> torch.Tensor:
@@ -62,11 +92,11 @@ def make_value_proj(kind: str, dim: int, spec: BlockSpec) -> nn.Module | None:
 
 
 class Attention(nn.Module):
-    def __init__(self, dim: int, heads: int, spec: BlockSpec) -> None:
+    def __init__(self, dim: int, heads: int, spec: BlockSpec, causal: bool = True) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"width {dim} is not divisible by {heads} heads")
-        self.dim, self.heads, self.kind = dim, heads, spec.attention
+        self.dim, self.heads, self.kind, self.causal = dim, heads, spec.attention, causal
         # A plain value matrix is fused with Q and K into one GEMM so the baseline is not handicapped.
         fused_value = spec.value in ("linear", "orthogonal")
         self.qkv = nn.Linear(dim, (3 if fused_value else 2) * dim, bias=False)
@@ -103,35 +133,66 @@ class Attention(nn.Module):
             return q, k
         return q + self.qk_bias[:self.dim], k + self.qk_bias[self.dim:]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, seq, dim = x.shape
-        if self.value is None and self.qkv.out_features == 3 * dim:
-            q, k, v = self.qkv(x).split(dim, dim=-1)
-        else:
-            q, k = self.qkv(x).split(dim, dim=-1)
-            v = x if self.value is None else self.value(x)
-        q, k = self.add_qk_bias(q, k)
-        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        if self.kind != "softmax":
-            out = self.head_gain("beta") * out + self.head_gain("alpha") * v
-            if self.kind == "shaped":
-                out = out - self.head_gain("gamma") * causal_mean(v)
-        out = out.transpose(1, 2).reshape(batch, seq, dim)
-        return out if self.proj is None else self.proj(out)
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None,
+                scale: torch.Tensor | None = None) -> torch.Tensor:
+        """key_mask: (B, T) bool, True at real tokens, for padded batches; None when every token is real.
+        scale: a gain on the output (the block's beta_SA); shaped attention folds it into its per-head gains."""
+        with scope("attn"):  # its own time (head split and merge) is the profile's attn_layout
+            return self._forward(x, key_mask, scale)
 
-    def attention_matrix(self, x: torch.Tensor) -> torch.Tensor:
+    def centre(self, v: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        if key_mask is not None:
+            return masked_mean(v, key_mask, self.causal)
+        return causal_mean(v) if self.causal else uniform_mean(v)
+
+    def _forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None,
+                 scale: torch.Tensor | None = None) -> torch.Tensor:
+        batch, seq, dim = x.shape
+        with scope("qkv"):
+            if self.value is None and self.qkv.out_features == 3 * dim:
+                q, k, v = self.qkv(x).split(dim, dim=-1)
+            else:
+                q, k = self.qkv(x).split(dim, dim=-1)
+                v = x if self.value is None else self.value(x)
+            q, k = self.add_qk_bias(q, k)
+        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)
+        with scope("attn_kernel"):
+            if key_mask is None:
+                out = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+            else:
+                out = F.scaled_dot_product_attention(
+                    q, k, v, attn_mask=allowed_keys(seq, self.causal, key_mask, x.device))
+        if self.kind != "softmax":
+            with scope("shaped"):
+                if key_mask is None and self.causal:
+                    gamma = self.gamma if self.kind == "shaped" else None
+                    out = shaped_mix(out, v, self.alpha, self.beta, gamma, scale)
+                else:
+                    out = self.head_gain("beta") * out + self.head_gain("alpha") * v
+                    if self.kind == "shaped":
+                        out = out - self.head_gain("gamma") * self.centre(v, key_mask)
+                    if scale is not None:
+                        out = scale * out
+        elif scale is not None:
+            out = scale * out
+        out = out.transpose(1, 2).reshape(batch, seq, dim)
+        if self.proj is None:
+            return out
+        with scope("proj"):
+            return self.proj(out)
+
+    def attention_matrix(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The explicit (B, H, T, T) mixing matrix, for tests and diagnostics only: O(T^2) memory."""
         dim, seq = self.dim, x.shape[1]
         q, k = (self.split_heads(t) for t in self.add_qk_bias(*self.qkv(x).split(dim, dim=-1)[:2]))
         logits = q @ k.transpose(-1, -2) / (dim // self.heads) ** 0.5
-        mask = torch.ones(seq, seq, dtype=torch.bool, device=x.device).tril()
+        mask = allowed_keys(seq, self.causal, key_mask, x.device)
         probs = logits.masked_fill(~mask, float("-inf")).softmax(dim=-1)
         if self.kind == "softmax":
             return probs
         eye = torch.eye(seq, device=x.device)
         matrix = self.head_gain("beta") * probs + self.head_gain("alpha") * eye
         if self.kind == "shaped":
-            centre = mask.float() / torch.arange(1, seq + 1, device=x.device).unsqueeze(-1)
+            centre = mask.float() / mask.sum(dim=-1, keepdim=True).clamp(min=1)
             matrix = matrix - self.head_gain("gamma") * centre
         return matrix

@@ -8,20 +8,22 @@ from torch import nn
 from blockbench.blocks.attention import Attention
 from blockbench.blocks.mlp import MLP
 from blockbench.blocks.norms import make_norm
+from blockbench.blocks.ranges import scope
 from blockbench.blocks.spec import BlockSpec, Gain
 
 GAIN_NAMES = ("alpha_sa", "beta_sa", "alpha_ff", "beta_ff")
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, heads: int, spec: BlockSpec) -> None:
+    def __init__(self, dim: int, heads: int, spec: BlockSpec, causal: bool = True) -> None:
+        """causal: the workload's mask (causal_lm) or none (masked_lm); the spec is the same either way."""
         super().__init__()
         self.spec = spec
         self.norm1 = make_norm(spec.norm, dim, spec.norm_eps, spec.norm_eps_placement)
         # The parallel block normalises its input once for both branches.
         self.norm2 = (make_norm(spec.norm, dim, spec.norm_eps, spec.norm_eps_placement)
                       if spec.layout == "sequential" else None)
-        self.attn = Attention(dim, heads, spec)
+        self.attn = Attention(dim, heads, spec, causal)
         self.mlp = MLP(dim, round(spec.mlp_ratio * dim), spec.activation, spec.init_std)
         self.fixed_gains: dict[str, float] = {}
         for name in GAIN_NAMES:
@@ -44,13 +46,33 @@ class Block(nn.Module):
             return branch
         return branch + self.scaled(name, x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def attn_branch(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        """beta_SA * attn(x). A trained beta_SA goes into shaped attention's per-head gains (alpha, beta, gamma are
+        linear in it, and W^P has no bias): the same function without a pass over the activations."""
+        g = self.gain("beta_sa")
+        if self.attn.kind != "softmax" and not isinstance(g, float):
+            return self.attn(x, key_mask, scale=g)
+        return self.scaled("beta_sa", self.attn(x, key_mask))
+
+    def add_scaled(self, x: torch.Tensor, name: str, y: torch.Tensor) -> torch.Tensor:
+        """x + gain * y in one fused pass (addcmul), not a product and then a sum."""
+        g = self.gain(name)
+        if isinstance(g, float):
+            return x + y if g == 1.0 else torch.add(x, y, alpha=g)
+        return torch.addcmul(x, y, g)
+
+    def norm(self, which: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        with scope("norm"):
+            return which(x)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        # The ranges (profile only) leave the block's own time to the skips and gains: the residual component.
         if self.spec.layout == "parallel":
-            h = self.norm1(x)
-            branches = self.scaled("beta_sa", self.attn(h)) + self.scaled("beta_ff", self.mlp(h))
+            h = self.norm(self.norm1, x)
+            branches = self.add_scaled(self.attn_branch(h, key_mask), "beta_ff", self.mlp(h))
             return self.with_skip("alpha_ff", branches, x)
         if self.spec.norm_position == "post":
-            h = self.norm1(self.with_skip("alpha_sa", self.scaled("beta_sa", self.attn(x)), x))
-            return self.norm2(self.with_skip("alpha_ff", self.scaled("beta_ff", self.mlp(h)), h))
-        h = self.with_skip("alpha_sa", self.scaled("beta_sa", self.attn(self.norm1(x))), x)
-        return self.with_skip("alpha_ff", self.scaled("beta_ff", self.mlp(self.norm2(h))), h)
+            h = self.norm(self.norm1, self.with_skip("alpha_sa", self.scaled("beta_sa", self.attn(x, key_mask)), x))
+            return self.norm(self.norm2, self.with_skip("alpha_ff", self.scaled("beta_ff", self.mlp(h)), h))
+        h = self.with_skip("alpha_sa", self.attn_branch(self.norm(self.norm1, x), key_mask), x)
+        return self.with_skip("alpha_ff", self.scaled("beta_ff", self.mlp(self.norm(self.norm2, h))), h)

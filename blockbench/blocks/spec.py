@@ -27,7 +27,8 @@ ATTENTIONS = ("softmax", "shaped", "value_skipinit")
 # identity: the matrix is removed; reparam_identity / reparam_orthogonal: Eq. 6, W = alpha W_init + beta dW
 # with W_init fixed (identity or random orthogonal) and dW trainable, zero-initialised.
 VALUE_PROJ_KINDS = ("linear", "orthogonal", "identity", "reparam_identity", "reparam_orthogonal")
-ACTIVATIONS = ("relu", "gelu")
+# geglu: value * GELU(gate) over the two halves of the up-projection, whose width stays mlp_ratio * d (Crammed BERT).
+ACTIVATIONS = ("relu", "gelu", "geglu")
 
 
 class SpecError(BlockbenchError, ValueError):

@@ -36,7 +36,7 @@ class Variant:
     def build_block(self, config: ModelConfig, layer_index: int, spec: BlockSpec | None = None) -> nn.Module:
         spec = spec or self.spec
         if spec is not None:
-            return Block(config.d_model, config.n_heads, spec.for_layer(layer_index))
+            return Block(config.d_model, config.n_heads, spec.for_layer(layer_index), causal=config.causal)
         assert self.factory is not None
         try:
             return self.factory(config, layer_index)
@@ -63,6 +63,28 @@ _AUTHORS_DIFFERENCES = (
     "(theirs: x / (rms(x) + eps); only matters where rms(x) < ~0.03) -> norm_eps_placement=outside. Their frozen "
     "zero V/P/MLP biases and frozen gain scalars are counted by their parameter total but change nothing."
 )
+
+# Crammed BERT's conventions (Geiping & Goldstein 2023, as the paper ran its BERT blocks, spec 4.4), as spec
+# overrides: LayerNorm with eps 1e-12, a GEGLU MLP of width 3072 at d=768 (the up-projection; the gated half feeds
+# a 1536-wide down-projection), and beta_FF initialised at 0.05 for the skipless blocks (those whose beta_FF
+# trains). crammed_bert(name) gives one preset's overrides; the BERT suites spell them out per variant.
+CRAMMED_BERT: dict[str, Any] = {"norm": "layer", "norm_eps": 1e-12, "activation": "geglu", "mlp_ratio": 4.0}
+CRAMMED_BETA_FF = 0.05
+
+
+def crammed_bert(name: str) -> dict[str, Any]:
+    """The Crammed BERT overrides for preset `name`: a norm-free preset keeps no block norm (its first-block
+    input norm becomes the LayerNorm), and a trained beta_FF starts at 0.05."""
+    spec = get_variant(name).spec
+    if spec is None:
+        raise SpecError(f"{name!r} is a user factory block; the Crammed BERT overrides are BlockSpec fields")
+    overrides = dict(CRAMMED_BERT)
+    if spec.norm == "none":
+        overrides["norm"] = "none"
+        overrides["first_block"] = {**spec.first_block, "norm": "layer"}
+    if spec.beta_ff.trainable:
+        overrides["beta_ff"] = {"init": CRAMMED_BETA_FF, "trainable": True}
+    return overrides
 
 
 def _preset(name: str, description: str, spec: BlockSpec, notes: str) -> Variant:

@@ -9,8 +9,10 @@ the three; they are O(T d) per sequence, against O(T d^2) for the matmuls.
    (torch 2.13 counts 0 for the fused CPU attention kernel).
 2. fvcore's FlopCountAnalysis (forward only; it counts multiply-accumulates, so x2), with a handle for
    aten::scaled_dot_product_attention, which it does not know.
-3. The analytic formula: 2 * block matrix params + 4 * L * T * d (attention) + 2 * V * d (tied head), forward;
-   train = 3 x forward (backward does two matmuls per forward matmul). Only defined for zoo (BlockSpec) blocks.
+3. The analytic formula: 2 * block matrix params + the workload's attention term (4 * L * T * d for either mask:
+   the full square) + 2 * the workload head's matrix params (masked_lm's d x d dense) + 2 * V * d (tied head),
+   forward; train = 3 x forward (backward does two matmuls per forward matmul). Only defined for zoo (BlockSpec)
+   blocks.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from blockbench.measure.params import count_params
 from blockbench.model import Model
+from blockbench.workloads import get_workload
 
 MATMUL_OPS = ("linear", "matmul", "mm", "bmm", "addmm", "einsum", "scaled_dot_product_attention")
 
@@ -42,7 +45,10 @@ def analytic_flops_fwd_per_token(model: Model) -> int | None:
         return None
     c = model.config
     block_matrices = count_params(model)["params_block_matrices"]
-    return 2 * block_matrices + 4 * c.n_layers * c.seq_len * c.d_model + 2 * c.vocab_size * c.d_model
+    head = getattr(model, "head", None)
+    head_matrices = 0 if head is None else sum(p.numel() for p in head.parameters() if p.ndim >= 2)
+    attention = get_workload(c.workload).attention_flops_per_token(c.n_layers, c.seq_len, c.d_model)
+    return 2 * block_matrices + attention + 2 * head_matrices + 2 * c.vocab_size * c.d_model
 
 
 def flopcounter_per_token(model: Model, batch_size: int = 1) -> tuple[int, int]:

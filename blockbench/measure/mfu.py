@@ -1,11 +1,24 @@
 """Model FLOPs utilisation: model FLOPs per second / the device's peak dense FLOPs for the training dtype.
 
+GPUs: the peak comes from the table below. CPUs have no such table (the same model name runs at different
+clocks, SIMD widths and thread counts), so their fp32 peak is measured: a short GEMM probe, cached per CPU model,
+thread count and torch version under the blockbench cache directory.
+
 PEAK_FLOPS is versioned: change a number, bump PEAK_TABLE_VERSION (it is recorded with every MFU).
 Figures are the vendors' dense (no sparsity) tensor-core peaks; fp32 runs use the TF32 tensor-core peak on
 GPUs that have one, since blockbench turns TF32 matmuls on.
 """
 
 from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
 
 PEAK_TABLE_VERSION = "1"
 
@@ -33,3 +46,76 @@ def peak_flops(device_name: str, dtype: str) -> float | None:
 def mfu(flops_per_token: int, tokens_per_second: float, device_name: str, dtype: str) -> float | None:
     peak = peak_flops(device_name, dtype)
     return None if peak is None else flops_per_token * tokens_per_second / peak
+
+
+# The CPU probe: fp32 GEMMs at these square sizes (large enough for the BLAS to reach its steady rate, small
+# enough that the probe stays under ~2 s on 2 cores); the peak is the best rate seen, since a shared machine can
+# only make a GEMM slower, never faster.
+PROBE_SIZES = (1024, 1536)
+PROBE_SECONDS = 1.5
+CPU_PROBE_VERSION = "1"
+
+
+def _cpu_cache_path(threads: int, cache_dir: Path | None) -> Path:
+    from blockbench.data import default_cache_dir
+    from blockbench.measure.env import cpu_model
+
+    key = json.dumps([cpu_model(), threads, torch.__version__, CPU_PROBE_VERSION])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return (cache_dir or default_cache_dir()) / "mfu" / f"cpu-peak-{digest}.json"
+
+
+def probe_cpu_peak(seconds: float = PROBE_SECONDS, sizes: tuple[int, ...] = PROBE_SIZES) -> dict[str, Any]:
+    """The best dense fp32 matmul rate (FLOP/s, 2 per multiply-add) of this process's threads, per size."""
+    best: dict[int, float] = {}
+    deadline = time.perf_counter() + seconds
+    with torch.no_grad():
+        mats = {n: (torch.randn(n, n), torch.randn(n, n)) for n in sizes}
+        for a, b in mats.values():
+            a @ b  # first call: BLAS thread pool and packing buffers
+        while time.perf_counter() < deadline:
+            for n, (a, b) in mats.items():
+                start = time.perf_counter()
+                a @ b
+                elapsed = time.perf_counter() - start
+                best[n] = max(best.get(n, 0.0), 2 * n**3 / elapsed)
+    return {"peak_flops": max(best.values()), "by_size": {str(n): f for n, f in best.items()},
+            "threads": torch.get_num_threads(), "seconds": seconds, "probe_version": CPU_PROBE_VERSION}
+
+
+def cpu_peak_flops(cache_dir: Path | None = None) -> dict[str, Any]:
+    """This machine's measured fp32 GEMM peak at the current thread count: from the cache (per CPU model, thread
+    count and torch version) or probed once and cached. An unwritable cache only means probing again."""
+    threads = torch.get_num_threads()
+    path = _cpu_cache_path(threads, cache_dir)
+    try:
+        cached = json.loads(path.read_text())
+        if isinstance(cached.get("peak_flops"), (int, float)) and cached["peak_flops"] > 0:
+            return cached
+    except (OSError, ValueError, AttributeError):
+        pass
+    result = probe_cpu_peak()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(result))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return result
+
+
+def mfu_fields(flops_per_token: int, tokens_per_second: float, device_type: str, device_name: str,
+               dtype: str) -> dict[str, Any]:
+    """What a record's summary says about MFU: the figure, its peak and where the peak came from (`table`: the
+    versioned vendor table, GPUs; `measured`: this machine's GEMM probe, CPUs; null when neither applies)."""
+    if device_type == "cuda":
+        peak, source = peak_flops(device_name, dtype), "table"
+    elif device_type == "cpu" and dtype == "fp32":
+        peak, source = cpu_peak_flops()["peak_flops"], "measured"
+    else:
+        peak, source = None, None
+    if peak is None:
+        source = None
+    return {"mfu": None if peak is None else flops_per_token * tokens_per_second / peak,
+            "mfu_peak_flops": peak, "mfu_peak_source": source, "mfu_peak_table_version": PEAK_TABLE_VERSION}

@@ -1,0 +1,462 @@
+"""Where a training step's time goes, and how fast one variant's step is against another's.
+
+`profile_step` runs one harness training step under torch.profiler and splits its wall time into the
+components the model marks with `blockbench.blocks.ranges.scope` (embeddings; per block the norms, the Q/K(/V)
+GEMM, the attention kernel, the shaped-attention extras, the projection, the MLP GEMMs and activation, the
+residual and gain arithmetic; head and loss), plus backward, optimiser and the step's remaining bookkeeping.
+Each component's time is its range's own time (its duration less the ranges nested in it), so the components
+add up to the step. Next to the time share it puts the FLOP share of the same component, counted in the same
+ranges by a dispatch mode over torch's FLOP formulas.
+
+`speed_ratio` is the interleaved probe of measure/throughput.py applied to two variants of one suite: the same
+timing path as a run's speed probe, for scripts and asv.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
+
+from blockbench.blocks import ranges
+from blockbench.measure.throughput import interleaved_step_times, speed_summary
+from blockbench.suite import Suite
+
+# Component order in tables; every range name the model emits maps to one of these.
+COMPONENTS = ("embed", "norm", "qkv", "attn_kernel", "shaped", "attn_layout", "proj", "mlp_up", "act",
+              "mlp_down", "residual", "final_norm", "head", "loss", "backward", "optimizer", "other")
+DESCRIPTIONS = {
+    "embed": "token + position embeddings", "norm": "block norms", "qkv": "Q/K(/V) GEMM (+ Q/K bias)",
+    "attn_kernel": "softmax attention kernel (SDPA)", "shaped": "shaped-attention extras (alpha V, gamma CV)",
+    "attn_layout": "head split/merge, value map", "proj": "output projection W^P", "mlp_up": "MLP W_1 GEMM",
+    "act": "activation", "mlp_down": "MLP W_2 GEMM", "residual": "residual adds and block gains",
+    "final_norm": "final norm", "head": "tied LM head GEMM", "loss": "cross-entropy", "backward": "backward",
+    "optimizer": "AdamW step", "other": "grad clip, zero_grad, scheduler",
+}
+
+
+def suite_at_shape(base: Suite, variants: list[str], *, n_layers: int | None = None, d_model: int | None = None,
+                   n_heads: int | None = None, seq_len: int | None = None, batch_size: int | None = None,
+                   threads: int | None = None) -> Suite:
+    """`base` with another model shape, batch, thread count and a subset of its variants (for measurement only:
+    the result keeps the base suite's hash, so it must never write records)."""
+    shape = {k: v for k, v in (("n_layers", n_layers), ("d_model", d_model), ("n_heads", n_heads),
+                                ("seq_len", seq_len)) if v is not None}
+    missing = [v for v in variants if v not in base.variants]
+    if missing:
+        raise ValueError(f"suite {base.name!r} has no variant(s) {', '.join(missing)}")
+    optim = base.optim if batch_size is None else dataclasses.replace(base.optim, batch_size=batch_size)
+    runtime = base.runtime if threads is None else dataclasses.replace(base.runtime, threads=threads)
+    return dataclasses.replace(base, model=dataclasses.replace(base.model, **shape), optim=optim, runtime=runtime,
+                               variants={v: base.variants[v] for v in variants})
+
+
+def harness_step(suite: Suite, variant: str, data: Any, seed: int | None = None) -> Callable[[], Any]:
+    """The harness's own training step (Trainer.train_step) on one fixed batch, as the speed probe times it."""
+    from blockbench.train import Trainer
+
+    trainer = Trainer(suite, variant, suite.seeds[0] if seed is None else seed, data, None, measure_static=False)
+    optimizer, scheduler = trainer.new_optimizer()
+    batch = next(trainer.batches())
+
+    def step() -> Any:
+        return trainer.train_step(optimizer, scheduler, *batch)
+
+    step.trainer = trainer  # type: ignore[attr-defined]
+    step.optimizer = optimizer  # type: ignore[attr-defined]
+    return step
+
+
+def speed_ratio(steps: dict[str, Callable[[], Any]], baseline: str, rounds: int, steps_per_round: int,
+                warmup: int = 2) -> dict[str, dict[str, Any]]:
+    """Interleaved probe over named step functions: per name the median step time and the median over rounds of
+    baseline_time / time (> 1: faster than the baseline), its IQR and the per-round ratios."""
+    cuda = torch.cuda.is_available() and any(
+        getattr(getattr(fn, "trainer", None), "device", torch.device("cpu")).type == "cuda" for fn in steps.values())
+    times = interleaved_step_times(steps, rounds, steps_per_round, warmup=warmup, cuda=cuda)
+    summary = speed_summary(times, baseline)
+    for name, values in times.items():
+        ratios = [b / v for b, v in zip(times[baseline], values)]
+        q = statistics.quantiles(ratios, n=4) if len(ratios) >= 4 else [None, None, None]
+        summary[name].update(ratios=ratios, speedup_q1=q[0], speedup_q3=q[2])
+    return summary
+
+
+def component_of(range_name: str) -> str:
+    """The table component a range's own time belongs to (`bb.block3` -> residual, `bb.qkv` -> qkv, ...)."""
+    name = range_name.removeprefix(ranges.PREFIX)
+    if name.startswith("block"):
+        return "residual"
+    # The step's own time (between its marked phases) is deliberately no component: it is what the ranges miss.
+    return {"attn": "attn_layout", "step": "unmarked", "clip": "other", "scheduler": "other",
+            "zero_grad": "other"}.get(name, name if name in COMPONENTS else "other")
+
+
+def _block_of(event: Any) -> int | None:
+    while event is not None:
+        name = event.name
+        if name.startswith(ranges.PREFIX + "block"):
+            return int(name.removeprefix(ranges.PREFIX + "block"))
+        event = event.cpu_parent
+    return None
+
+
+def _innermost_range(event: Any) -> Any:
+    event = event.cpu_parent
+    while event is not None and not event.name.startswith(ranges.PREFIX):
+        event = event.cpu_parent
+    return event
+
+
+BACKWARD_NODE = "autograd::engine::evaluate_function: "
+
+
+def attribute_events(events: list[Any]) -> dict[str, Any]:
+    """Seconds per component, forward and backward, from one profiler session's events (CPU wall time).
+
+    Forward: each `bb.*` range's own time (duration less the ranges nested in it). Backward: each autograd node's
+    evaluation goes to the component whose forward range created that node (matched by sequence number); the
+    engine's time between nodes (and gradient accumulation into leaves) is 'backward'."""
+    marked = [e for e in events if e.name.startswith(ranges.PREFIX)]
+    fwd: dict[str, float] = defaultdict(float)
+    bwd: dict[str, float] = defaultdict(float)
+    per_block: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    nested: dict[int, float] = defaultdict(float)
+    for e in marked:
+        parent = _innermost_range(e)
+        if parent is not None:
+            nested[id(parent)] += e.time_range.elapsed_us()
+    seq_component: dict[int, tuple[str, int | None]] = {}
+    steps = 0
+    backward_ranges = [e for e in marked if e.name == ranges.PREFIX + "backward"]
+    for e in events:
+        if e.name.startswith(BACKWARD_NODE) or e.sequence_nr is None or e.sequence_nr < 0:
+            continue
+        rng = _innermost_range(e)
+        if rng is not None and rng.name != ranges.PREFIX + "backward":
+            seq_component.setdefault(e.sequence_nr, (component_of(rng.name), _block_of(rng)))
+    for e in marked:
+        own = (e.time_range.elapsed_us() - nested[id(e)]) / 1e6
+        if e.name == ranges.PREFIX + "step":
+            steps += 1
+        if e.name == ranges.PREFIX + "backward":
+            continue  # split below, node by node
+        component = component_of(e.name)
+        fwd[component] += own
+        block = _block_of(e)
+        if block is not None:
+            per_block[block][component] += own
+    for b in backward_ranges:
+        inside = 0.0
+        for child in b.cpu_children:
+            if not child.name.startswith(BACKWARD_NODE):
+                continue
+            seconds = child.time_range.elapsed_us() / 1e6
+            inside += seconds
+            component, block = seq_component.get(child.sequence_nr, ("backward", None))
+            bwd[component] += seconds
+            if block is not None:
+                per_block[block][component] += seconds
+        bwd["backward"] += (b.time_range.elapsed_us() - nested[id(b)]) / 1e6 - inside
+        # a range nested in backward (none today) is counted as its own component above
+    scale = 1 / max(steps, 1)
+    return {"steps": steps,
+            "forward": {k: v * scale for k, v in fwd.items()},
+            "backward": {k: v * scale for k, v in bwd.items()},
+            "per_block": {b: {k: v * scale for k, v in c.items()} for b, c in sorted(per_block.items())}}
+
+
+def marked_step(trainer: Any, optimizer: torch.optim.Optimizer, scheduler: Any, x: torch.Tensor,
+                y: torch.Tensor) -> torch.Tensor:
+    """Trainer.train_step for a whole batch in one micro-batch, with the step's phases marked as ranges."""
+    from blockbench.train import _null
+
+    with ranges.scope("step"):
+        with trainer.autocast or _null():
+            loss = trainer.step_model(x, y)
+        with ranges.scope("backward"):
+            (trainer.scaler.scale(loss) if trainer.scaler else loss).backward()
+        with ranges.scope("clip"):
+            if trainer.scaler:
+                trainer.scaler.unscale_(optimizer)
+            if trainer.optim.grad_clip:
+                torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), trainer.optim.grad_clip)
+        with ranges.scope("optimizer"):
+            if trainer.scaler:
+                trainer.scaler.step(optimizer)
+                trainer.scaler.update()
+            else:
+                optimizer.step()
+        with ranges.scope("scheduler"):
+            scheduler.step()
+        with ranges.scope("zero_grad"):
+            optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
+class _FlopAttribution(TorchDispatchMode):
+    """FLOPs (torch's formulas, 2 per multiply-accumulate) per range: forward ops go to the innermost open range,
+    backward ops to the range whose forward created the autograd node being evaluated."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flops: dict[tuple[str, str], int] = defaultdict(int)
+        self.node_range: dict[int, str] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            node = torch._C._current_autograd_node()
+            if node is None:
+                key = (ranges.current() or "", "forward")
+            else:
+                key = (self.node_range.get(node._sequence_nr(), ranges.PREFIX + "backward"), "backward")
+            self.flops[key] += formula(*args, **kwargs, out_val=out)
+        return out
+
+
+def _tag_graph(root: Any, name: str, tags: dict[int, str]) -> None:
+    """Tag every autograd node reachable from `root` that no earlier range tagged: the nodes this range made."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node is None:
+            continue
+        seq = node._sequence_nr()
+        if seq in tags:
+            continue
+        tags[seq] = name
+        stack.extend(n for n, _ in node.next_functions)
+
+
+def count_component_flops(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, dict[str, int]]:
+    """FLOPs of one forward + backward per component and phase; the math SDPA backend, as measure/flops.py."""
+    from torch.overrides import TorchFunctionMode
+
+    counter = _FlopAttribution()
+
+    class _Tagger(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            out = func(*args, **(kwargs or {}))
+            name = ranges.current()
+            if name is not None:
+                for t in torch.utils._pytree.tree_leaves(out):
+                    if isinstance(t, torch.Tensor) and t.grad_fn is not None:
+                        _tag_graph(t.grad_fn, name, counter.node_range)
+            return out
+
+    with sdpa_kernel(SDPBackend.MATH), ranges.tracking(), counter:
+        with _Tagger():
+            loss = model(x, y)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    out: dict[str, dict[str, int]] = {"forward": defaultdict(int), "backward": defaultdict(int)}
+    for (name, phase), flops in counter.flops.items():
+        out[phase][component_of(name) if name else "other"] += flops
+    return {phase: dict(v) for phase, v in out.items()}
+
+
+class _Profiled:
+    """One variant's harness step, warmed up, ready to be profiled step by step."""
+
+    def __init__(self, suite: Suite, variant: str, data: Any, warmup: int, seed: int | None) -> None:
+        self.variant = variant
+        self.step = harness_step(suite, variant, data, seed)
+        self.trainer, self.optimizer = self.step.trainer, self.step.optimizer  # type: ignore[attr-defined]
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: 1.0)
+        self.x, self.y = next(self.trainer.batches())
+        if self.trainer.micro_batch != len(self.x) or self.trainer.dist.enabled:
+            raise ValueError("profile needs the whole batch in one micro-batch on one process")
+        self.cuda = self.trainer.device.type == "cuda"
+        for _ in range(warmup):
+            self.step()
+        self.walls: list[float] = []
+        self.plain: list[float] = []
+        self.attributed: list[dict[str, Any]] = []
+
+    def plain_step(self) -> None:
+        _sync(self.cuda)
+        start = time.perf_counter()
+        self.step()
+        _sync(self.cuda)
+        self.plain.append(time.perf_counter() - start)
+
+    def profiled_step(self) -> None:
+        """One marked step inside the caller's profiler session; its wall time, perf_counter around it."""
+        _sync(self.cuda)
+        start = time.perf_counter()
+        marked_step(self.trainer, self.optimizer, self.scheduler, self.x, self.y)
+        _sync(self.cuda)
+        self.walls.append(time.perf_counter() - start)
+
+    def summary(self) -> dict[str, Any]:
+        """Per component the median over profiled steps (robust to a step that a busy machine slowed down)."""
+        flops = count_component_flops(self.trainer.model, self.x, self.y)
+        measured = statistics.median(self.walls)
+        total_flops = sum(sum(p.values()) for p in flops.values()) or 1
+        rows = []
+        for component in COMPONENTS:
+            f = statistics.median(a["forward"].get(component, 0.0) for a in self.attributed)
+            b = statistics.median(a["backward"].get(component, 0.0) for a in self.attributed)
+            fl = flops["forward"].get(component, 0) + flops["backward"].get(component, 0)
+            if f or b or fl:
+                rows.append({"component": component, "description": DESCRIPTIONS[component], "forward_s": f,
+                             "backward_s": b, "seconds": f + b, "time_share": (f + b) / measured,
+                             "flops": fl, "flop_share": fl / total_flops})
+        summed = sum(r["seconds"] for r in rows)
+        blocks = sorted({b for a in self.attributed for b in a["per_block"]})
+        per_block = {b: {c: statistics.median(a["per_block"].get(b, {}).get(c, 0.0) for a in self.attributed)
+                         for c in COMPONENTS if any(c in a["per_block"].get(b, {}) for a in self.attributed)}
+                     for b in blocks}
+        suite = self.trainer.suite
+        return {
+            "variant": self.variant, "device": self.trainer.device.type, "threads": torch.get_num_threads(),
+            "shape": dataclasses.asdict(suite.model), "batch_size": len(self.x), "profiled_steps": len(self.walls),
+            "step_seconds_profiled": measured, "step_seconds_unprofiled": statistics.median(self.plain),
+            "components_seconds": summed,
+            # per step, the part of its wall time no component covers; the median over steps
+            "unattributed_share": statistics.median(
+                (wall - sum(sum(a[phase].get(c, 0.0) for c in COMPONENTS) for phase in ("forward", "backward")))
+                / wall for wall, a in zip(self.walls, self.attributed)),
+            "components": rows, "per_block": per_block,
+            "flops_forward": flops["forward"], "flops_backward": flops["backward"],
+        }
+
+
+def profile_variants(suite: Suite, variants: list[str], data: Any, steps: int = 5, warmup: int = 2,
+                     seed: int | None = None) -> list[dict[str, Any]]:
+    """Each variant's training step split into components. The variants' steps alternate (plain and profiled,
+    A B A B) so that a slow spell of a shared machine hits them alike; each figure is a median over `steps`.
+
+    Per component: forward and backward seconds, time share of the profiled step, FLOPs (forward + backward)
+    and FLOP share. `unattributed_share` is the part of the step no component covers."""
+    from torch.profiler import ProfilerActivity, profile
+
+    states = [_Profiled(suite, v, data, warmup, seed) for v in variants]
+    orders = [states[r % len(states):] + states[:r % len(states)] for r in range(steps)]
+    for order in orders:
+        for state in order:
+            state.plain_step()
+    # One profiler session for all profiled steps (starting one costs seconds on a busy machine); each step's
+    # events are then told apart by the `bb.step` range at their root.
+    executed = [state for order in orders for state in order]
+    cuda = any(state.cuda for state in states)
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        for state in executed:
+            state.profiled_step()
+    events = list(prof.events())
+    roots = sorted((e for e in events if e.name == ranges.PREFIX + "step"), key=lambda e: e.time_range.start)
+    if len(roots) != len(executed):
+        raise RuntimeError(f"profiler saw {len(roots)} steps, {len(executed)} were run")
+    for state, root in zip(executed, roots):
+        state.attributed.append(attribute_events(_subtree(root)))
+    return [state.summary() for state in states]
+
+
+def _subtree(root: Any) -> list[Any]:
+    out, stack = [], [root]
+    while stack:
+        event = stack.pop()
+        out.append(event)
+        stack.extend(event.cpu_children)
+    return out
+
+
+def profile_variant(suite: Suite, variant: str, data: Any, steps: int = 5, warmup: int = 2,
+                    seed: int | None = None) -> dict[str, Any]:
+    """profile_variants for one variant."""
+    return profile_variants(suite, [variant], data, steps, warmup, seed)[0]
+
+
+def _sync(cuda: bool) -> None:
+    if cuda:
+        torch.cuda.synchronize()
+
+
+def format_table(profiles: list[dict[str, Any]]) -> str:
+    """Plain-text table: per component, each variant's ms per step (forward / backward), time and FLOP shares."""
+    names = [p["variant"] for p in profiles]
+    by = [{r["component"]: r for r in p["components"]} for p in profiles]
+    components = [c for c in COMPONENTS if any(c in b for b in by)]
+    head = f"{'component':<12}" + "".join(f" | {n + ' ms (fwd+bwd)':>24} {'time%':>6} {'FLOP%':>6}" for n in names)
+    lines = [head, "-" * len(head)]
+    for c in components:
+        cells = []
+        for b in by:
+            r = b.get(c)
+            if r is None:
+                cells.append(f" | {'-':>24} {'':>6} {'':>6}")
+            else:
+                ms = f"{1e3 * r['seconds']:.1f} ({1e3 * r['forward_s']:.1f}+{1e3 * r['backward_s']:.1f})"
+                cells.append(f" | {ms:>24} {100 * r['time_share']:>5.1f}% {100 * r['flop_share']:>5.1f}%")
+        lines.append(f"{c:<12}" + "".join(cells))
+    lines.append("-" * len(head))
+    lines.append(f"{'sum':<12}" + "".join(f" | {1e3 * p['components_seconds']:>24.1f} "
+                                          f"{100 * p['components_seconds'] / p['step_seconds_profiled']:>5.1f}% "
+                                          f"{'':>6}" for p in profiles))
+    lines.append(f"{'step':<12}" + "".join(f" | {1e3 * p['step_seconds_profiled']:>24.1f} {'':>6} {'':>6}"
+                                           for p in profiles))
+    lines.append(f"{'unprofiled':<12}" + "".join(f" | {1e3 * p['step_seconds_unprofiled']:>24.1f} {'':>6} {'':>6}"
+                                                 for p in profiles))
+    return "\n".join(lines)
+
+
+def profile_command(args: Any) -> int:
+    """`blockbench profile VARIANT [--compare OTHER]`: the table (or --json) of one or two variants' steps."""
+    import json
+
+    from blockbench.data import load_data
+    from blockbench.suite import load_suite
+
+    names = [args.variant] + ([args.compare] if args.compare and args.compare != args.variant else [])
+    suite = load_suite(args.suite).with_overrides(variants=names, device=args.device, threads=args.threads)
+    suite = suite_at_shape(suite, names, n_layers=args.layers, d_model=args.width, n_heads=args.heads,
+                           seq_len=args.seq_len, batch_size=args.batch)
+    if suite.runtime.threads:
+        torch.set_num_threads(suite.runtime.threads)
+    data = load_data(suite.data)
+    profiles = profile_variants(suite, names, data, steps=args.steps)
+    if args.json:
+        print(json.dumps(profiles if len(profiles) > 1 else profiles[0], indent=2))
+        return 0
+    m = suite.model
+    print(f"suite {suite.name} v{suite.version}: L={m.n_layers} d={m.d_model} H={m.n_heads} T={m.seq_len}, "
+          f"batch {suite.optim.batch_size}, {profiles[0]['device']}, {torch.get_num_threads()} threads; "
+          f"medians of {args.steps} profiled steps, interleaved")
+    print(format_table(profiles))
+    for p in profiles:
+        print(f"{p['variant']}: components cover {100 * (1 - p['unattributed_share']):.1f}% of the profiled step; "
+              f"profiler overhead x{p['step_seconds_profiled'] / p['step_seconds_unprofiled']:.2f}")
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("profile", help="where one training step's time goes, per component (torch.profiler)",
+                       description="Profile training steps of VARIANT under the suite's conditions and split the "
+                                   "step's time into components (embeddings, norms, attention GEMMs and kernel, "
+                                   "shaped-attention extras, MLP, residual arithmetic, head, loss; forward and "
+                                   "backward), next to each component's share of the step's FLOPs.")
+    p.add_argument("variant")
+    p.add_argument("--compare", metavar="VARIANT", help="a second variant, side by side (e.g. pre_ln)")
+    p.add_argument("--suite", default="default", help="built-in suite name or path to a suite .toml")
+    p.add_argument("--steps", type=int, default=5,
+                   help="profiled steps per variant; every figure is a median over them (default 5)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--layers", type=int, help="number of blocks L (default: the suite's)")
+    p.add_argument("--width", type=int, help="model width d")
+    p.add_argument("--heads", type=int, help="attention heads H")
+    p.add_argument("--seq-len", type=int, help="sequence length T")
+    p.add_argument("--batch", type=int, help="sequences per step")
+    p.set_defaults(func=profile_command)

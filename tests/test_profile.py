@@ -1,0 +1,60 @@
+"""blockbench profile: the ranges the model emits, and components that add up to the profiled step."""
+
+import tomllib
+
+import pytest
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from blockbench.blocks import get_variant, ranges
+from blockbench.data import load_data
+from blockbench.measure.profile import COMPONENTS, profile_variants
+from blockbench.model import ModelConfig, build_model
+from blockbench.suite import parse_suite
+from tests.tiny_suite import TINY_SUITE
+
+PER_BLOCK = {"bb.norm", "bb.attn", "bb.qkv", "bb.attn_kernel", "bb.mlp_up", "bb.act", "bb.mlp_down"}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    suite = parse_suite(tomllib.loads(TINY_SUITE), "tiny")
+    return suite, load_data(suite.data)
+
+
+def _range_names(variant: str) -> set[str]:
+    model = build_model(get_variant(variant), ModelConfig(vocab_size=64, seq_len=8, n_layers=2, d_model=16,
+                                                          n_heads=2))
+    idx = torch.zeros(2, 8, dtype=torch.long)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        model(idx, idx).backward()
+    return {e.name for e in prof.events() if e.name.startswith(ranges.PREFIX)}
+
+
+def test_ranges_exist():
+    names = _range_names("pre_ln")
+    assert {"bb.embed", "bb.block0", "bb.block1", "bb.final_norm", "bb.head", "bb.loss", "bb.proj"} <= names
+    assert PER_BLOCK <= names
+    shaped = _range_names("sas_p")
+    assert "bb.shaped" in shaped and "bb.proj" not in shaped  # SAS-P has no W^P
+
+
+def test_ranges_are_free_when_nothing_records():
+    assert not torch.autograd._profiler_enabled()
+    assert ranges.scope("qkv") is ranges.scope("head")  # one shared no-op context, no record_function made
+
+
+def test_components_sum_to_the_step(tiny):
+    suite, data = tiny
+    profiles = profile_variants(suite, ["pre_ln", "sas_p"], data, steps=2, warmup=1)
+    for p in profiles:
+        names = [r["component"] for r in p["components"]]
+        assert set(names) <= set(COMPONENTS)
+        assert {"embed", "norm", "qkv", "attn_kernel", "backward", "optimizer", "head", "loss"} <= set(names)
+        assert abs(p["unattributed_share"]) < 0.05, p["unattributed_share"]
+        assert sum(r["flop_share"] for r in p["components"]) == pytest.approx(1.0)
+        assert p["per_block"].keys() == {0}
+    by = {p["variant"]: {r["component"]: r for r in p["components"]} for p in profiles}
+    assert "shaped" in by["sas_p"] and "proj" not in by["sas_p"] and "proj" in by["pre_ln"]
+    # FLOPs by component: one block, so SAS-P keeps its V matrix (block 1) and its Q/K/V GEMMs match pre_ln
+    assert by["pre_ln"]["qkv"]["flops"] == by["sas_p"]["qkv"]["flops"]
