@@ -461,9 +461,9 @@ def header_items(kept: list[dict[str, Any]], left_out: int, failed: int = 0) -> 
         ("records", f"{len(kept)} ranked, {left_out} left out" + (f", {failed} failed runs (failures/)"
                                                                       if failed else "")),
     ] + ([("speed", "interleaved speed ratios not shown: the runs trained on several device types, and a ratio "
-                    "compares only within one")] if len(device_types(kept)) > 1 else [])
-    + ([("speed", f"interleaved speed ratios not shown: {note}")]
-       if (note := stats.probe_disturbed_note(kept)) is not None else [])
+                    "compares only within one")] if len(device_types(kept)) > 1 else []) + (
+        [("speed", f"interleaved speed ratios not shown: {note}")]
+        if (note := stats.probe_disturbed_note(kept)) is not None else [])
 
 
 SECONDS_CAVEAT = (

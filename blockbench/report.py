@@ -311,7 +311,7 @@ def plot_claims(claims: list[Claim], figure: dict[str, Any]) -> bytes:
     right.set_xlabel("step speed-up vs Pre-LN (median ± IQR/2)")
     right.set_title("throughput vs Pre-LN (higher is faster)" + (
         "\nPROBE NOT TRUSTED (machine overloaded)" if figure.get("speed_disturbed") else ""),
-        fontsize="medium", color="tab:red" if figure.get("speed_disturbed") else None)
+        fontsize="medium", **({"color": "tab:red"} if figure.get("speed_disturbed") else {}))
     right.grid(True, axis="x", alpha=0.3)
     fig.legend(*right.get_legend_handles_labels(), loc="outside lower right", fontsize="small", ncols=3)
     verdicts = [f"{word}" for word in VERDICT_COLOURS]

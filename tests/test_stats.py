@@ -189,8 +189,15 @@ def test_published_paper_cpu_2_speed_is_not_a_verdict():
 
     from blockbench.records import load_records
 
-    records = load_records(Path(__file__).resolve().parents[1] / "results" / "paper-cpu" / "2" / "records")
+    published = Path(__file__).resolve().parents[1] / "results" / "paper-cpu" / "2"
+    records = load_records(published / "records")
     assert stats.probe_disturbance(records) > stats.PROBE_DISTURBED_RATIO
+    assert "interleaved speed ratios not shown: the speed probe's steps took" in (
+        published / "leaderboard.md").read_text()
+    throughput = [line for line in (published / "REPORT.md").read_text().splitlines()
+                  if line.startswith("| SAS-P trains faster")]
+    assert len(throughput) == 1 and "**not resolvable at this scale**" in throughput[0]
+    assert "not a verdict" in throughput[0]
 
 
 def test_a_tau_exactly_at_the_threshold_is_settled():

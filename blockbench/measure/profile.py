@@ -446,13 +446,14 @@ def add_parser(sub: Any) -> None:
                                    "step's time into components (embeddings, norms, attention GEMMs and kernel, "
                                    "shaped-attention extras, MLP, residual arithmetic, head, loss; forward and "
                                    "backward), next to each component's share of the step's FLOPs.")
-    p.add_argument("variant")
+    p.add_argument("variant", help="the preset (or --block) to profile, e.g. sas_p")
     p.add_argument("--compare", metavar="VARIANT", help="a second variant, side by side (e.g. pre_ln)")
     p.add_argument("--suite", default="default", help="built-in suite name or path to a suite .toml")
     p.add_argument("--steps", type=int, default=5,
                    help="profiled steps per variant; every figure is a median over them (default 5)")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--json", action="store_true", help="print the breakdown as JSON instead of a table")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"),
+                   help="where to profile (default: the suite's device, auto: CUDA when available)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--layers", type=int, help="number of blocks L (default: the suite's)")
     p.add_argument("--width", type=int, help="model width d")
