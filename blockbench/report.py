@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -355,9 +356,7 @@ def power_section(records: list[dict[str, Any]], margin: float) -> list[str]:
     for r in sorted(records, key=lambda r: (r["variant"], r["seed"])):
         if r["status"] != "ok":
             continue
-        step = r["summary"].get("plateau_escape_step", stats.plateau_escape_step(stats.curve_points(r),
-                                                                                 stats.plateau_level(r)))
-        escapes.setdefault(r["variant"], []).append(step)
+        escapes.setdefault(r["variant"], []).append(stats.plateau_escape(r))
     level = stats.plateau_level(records[0])
     lines += ["", "### When each run left the unigram plateau", "",
               f"The step at which the eval loss first fell below {level:.2f} nats (the plateau level), interpolated "
@@ -365,19 +364,11 @@ def power_section(records: list[dict[str, Any]], margin: float) -> list[str]:
               "siblings by about the delay, which is what widens a pair's interval.", ""]
     rows = []
     for v, steps in sorted(escapes.items()):
-        spread = _median_min_max([s for s in steps if s is not None])
-        rows.append([v, *("-" if math.isnan(x) else f"{x:.0f}" for x in spread), str(sum(s is None for s in steps))])
+        escaped = [s for s in steps if s is not None]
+        spread = (statistics.median(escaped), min(escaped), max(escaped)) if escaped else ("-",) * 3
+        rows.append([v, *(x if x == "-" else f"{x:.0f}" for x in spread), str(len(steps) - len(escaped))])
     lines += _table(["variant", "median", "earliest", "latest", "never"], rows)
     return lines + [""]
-
-
-def _median_min_max(values: list[float]) -> tuple[float, float, float]:
-    if not values:
-        return math.nan, math.nan, math.nan
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-    return median, ordered[0], ordered[-1]
 
 
 # Table 1 of the paper (Crammed BERT, spec 5): per-iteration speed relative to Pre-LN and parameters.

@@ -477,6 +477,13 @@ def plateau_escape_step(points: Sequence[tuple[float, float]], level: float) -> 
     return None
 
 
+def plateau_escape(record: Mapping[str, Any]) -> float | None:
+    """summary.plateau_escape_step when the record has it, else computed from its curve alike (older records)."""
+    if "plateau_escape_step" in record["summary"]:
+        return record["summary"]["plateau_escape_step"]
+    return plateau_escape_step(curve_points(record), plateau_level(record))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Power: how many seeds a paired difference needs
 

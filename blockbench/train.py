@@ -346,9 +346,9 @@ class Trainer:
         config["compile"] = self.compile_info
         config["divergence_loss"] = self.divergence_loss
         plateau_level = stats.plateau_level({"config": config, "data": {"vocab_size": self.data.vocab_size}})
-        plateau = (stats.plateau_steps_of(stats.curve_points({"curve": curve}), plateau_level)
-                   if status == "ok" else None)
-        escape = stats.plateau_escape_step(stats.curve_points({"curve": curve}), plateau_level)
+        points = stats.curve_points({"curve": curve})
+        plateau = stats.plateau_steps_of(points, plateau_level) if status == "ok" else None
+        escape = stats.plateau_escape_step(points, plateau_level)
         if plateau is not None:  # still "ok" (it trained, within budget), but not converged: say so in the record
             stop_reason += (f"; on the unigram plateau for the last {plateau} steps (eval loss flat within "
                             f"{stats.PLATEAU_TOLERANCE} nats): not converged")

@@ -141,9 +141,8 @@ class Attention(nn.Module):
             return self._forward(x, key_mask, scale)
 
     def centre(self, v: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        if key_mask is not None:
-            return masked_mean(v, key_mask, self.causal)
-        return causal_mean(v) if self.causal else uniform_mean(v)
+        """C V on the paths shaped_mix does not take: padded batches, and the bidirectional (masked_lm) mask."""
+        return uniform_mean(v) if key_mask is None else masked_mean(v, key_mask, self.causal)
 
     def _forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None,
                  scale: torch.Tensor | None = None) -> torch.Tensor:

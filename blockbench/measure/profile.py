@@ -27,7 +27,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from blockbench.blocks import ranges
-from blockbench.measure.throughput import interleaved_step_times, speed_summary
+from blockbench.measure.throughput import interleaved_step_times, round_ratios, speed_summary
 from blockbench.suite import Suite
 
 # Component order in tables; every range name the model emits maps to one of these.
@@ -83,8 +83,7 @@ def speed_ratio(steps: dict[str, Callable[[], Any]], baseline: str, rounds: int,
         getattr(getattr(fn, "trainer", None), "device", torch.device("cpu")).type == "cuda" for fn in steps.values())
     times = interleaved_step_times(steps, rounds, steps_per_round, warmup=warmup, cuda=cuda)
     summary = speed_summary(times, baseline)
-    for name, values in times.items():
-        ratios = [b / v for b, v in zip(times[baseline], values)]
+    for name, ratios in round_ratios(times, baseline).items():
         q = statistics.quantiles(ratios, n=4) if len(ratios) >= 4 else [None, None, None]
         summary[name].update(ratios=ratios, speedup_q1=q[0], speedup_q3=q[2])
     return summary

@@ -43,11 +43,17 @@ NO_PROBE: dict[str, Any] = {"method": None, "baseline": None, "rounds": 0, "step
                             "speedup_vs_baseline": None, "speedup_iqr": None}
 
 
+def round_ratios(times: dict[str, Sequence[float]], baseline: str) -> dict[str, list[float]]:
+    """Per variant, baseline_time / variant_time of each round (> 1: faster); empty without the baseline."""
+    return {name: [b / v for b, v in zip(times[baseline], values)] if baseline in times else []
+            for name, values in times.items()}
+
+
 def speed_summary(times: dict[str, Sequence[float]], baseline: str) -> dict[str, dict[str, Any]]:
     """Per variant: median step time, and the median over rounds of baseline_time / variant_time (> 1: faster)."""
     out = {}
-    for name, values in times.items():
-        ratios = [b / v for b, v in zip(times[baseline], values)] if baseline in times else []
+    for name, ratios in round_ratios(times, baseline).items():
+        values = times[name]
         q = statistics.quantiles(ratios, n=4) if len(ratios) >= 4 else None
         out[name] = {
             "method": "interleaved",
