@@ -51,6 +51,17 @@ CSV_COLUMNS = (
     "peak_memory_bytes", "peak_memory_kind", "tokens_per_second", "mfu", "train_seconds", "device", "commit",
     "n_plateau",
 )
+# Workload-specific columns, present only when a record carries them (so causal-LM leaderboards keep their shape).
+OPTIONAL_COLUMNS = {"eval_accuracy_mean": "eval_bpb_mean"}  # column -> the column it follows
+
+
+def csv_columns(table) -> list[str]:
+    """CSV_COLUMNS, with each optional column the table has placed after its anchor."""
+    out = []
+    for c in CSV_COLUMNS:
+        out.append(c)
+        out += [o for o, anchor in OPTIONAL_COLUMNS.items() if anchor == c and o in table.columns]
+    return out
 
 
 class LeaderboardError(BlockbenchError):
@@ -176,7 +187,7 @@ def runs_frame(records: list[dict[str, Any]], failures: list[dict[str, Any]] | N
     rows = []
     for f in failures or []:
         rows.append({"variant": f["variant"], "seed": f["seed"], "status": "failed", "eval_loss": None,
-                     "eval_bpb": None, "speedup_vs_baseline": None, "speedup_iqr": None,
+                     "eval_bpb": None, "eval_accuracy": None, "speedup_vs_baseline": None, "speedup_iqr": None,
                      **{f"{k}_to_target": math.inf for k in ("steps", "tokens", "flops", "seconds")},
                      "params_total": None, "params_block_matrices": None, "flops_fwd_per_token": None,
                      "flops_train_per_token": None, "peak_memory_bytes": None, "peak_memory_kind": None,
@@ -188,6 +199,7 @@ def runs_frame(records: list[dict[str, Any]], failures: list[dict[str, Any]] | N
         rows.append({
             "variant": r["variant"], "seed": r["seed"], "status": r["status"],
             "eval_loss": s["final_eval_loss"], "eval_bpb": s["final_eval_bpb"],
+            "eval_accuracy": s.get("final_eval_accuracy"),
             "speedup_vs_baseline": r["speed"].get("speedup_vs_baseline"),
             "speedup_iqr": r["speed"].get("speedup_iqr"),
             # A diverged run is a miss even if it passed the target before it blew up (AlgoPerf's rule).
@@ -247,6 +259,8 @@ def aggregate(runs, baseline: str | None, has_target: bool, speed_comparable: bo
             "eval_loss_std": float(np.std(losses, ddof=1)) if len(losses) > 1 else math.nan,
             "eval_loss_ci_low": low, "eval_loss_ci_high": high,
             "eval_bpb_mean": float(g["eval_bpb"].mean()) if losses else math.nan,
+            "eval_accuracy_mean": (float(g["eval_accuracy"].astype(float).mean())
+                                   if losses and g["eval_accuracy"].notna().any() else math.nan),
             "speedup_vs_baseline": g["speedup_vs_baseline"].astype(float).median() if speed_comparable else math.nan,
             "speedup_iqr": g["speedup_iqr"].astype(float).median() if speed_comparable else math.nan,
             "ttt_speedup": ttt[0], "ttt_speedup_ci_low": ttt[1], "ttt_speedup_ci_high": ttt[2],
@@ -269,10 +283,12 @@ def aggregate(runs, baseline: str | None, has_target: bool, speed_comparable: bo
     table["rank"] = pd.Series(range(1, len(order) + 1), index=order, dtype="Int64")
     table["_order"] = table["rank"].astype("Float64").fillna(math.inf)
     table = table.sort_values(["_order", "variant"], kind="stable").drop(columns="_order").reset_index(drop=True)
+    if not table["eval_accuracy_mean"].notna().any():
+        table = table.drop(columns="eval_accuracy_mean")
     for column in ("params_total", "params_block_matrices", "flops_fwd_per_token", "flops_train_per_token"):
         if table[column].isna().any():  # a variant none of whose runs finished: keep the others integers
             table[column] = table[column].astype("Int64")
-    return table[[c for c in CSV_COLUMNS if c in table.columns] + ["n_failed"]]
+    return table[[c for c in csv_columns(table) if c in table.columns] + ["n_failed"]]
 
 
 def add_stability(table, st: stats.Stability):
@@ -284,7 +300,7 @@ def add_stability(table, st: stats.Stability):
     table["ranking"] = "settled" if st.settled else "unsettled"
     table["tau_50_final"] = st.taus.get(0.5, math.nan)
     table["tau_75_final"] = st.taus.get(0.75, math.nan)
-    return table[[*CSV_COLUMNS, "n_failed"]]
+    return table[[*csv_columns(table), "n_failed"]]
 
 
 def curves_frame(records: list[dict[str, Any]]):
@@ -399,6 +415,8 @@ def ranking_columns(table, baseline: str | None, has_target: bool) -> list[Colum
     columns += [
         ("variant", lambda r: r["variant"]),
         ("eval loss, mean ± 95% CI" if multi else "eval loss (one seed: no interval)", _loss_cell),
+        *([("masked-token accuracy", lambda r: fmt(r["eval_accuracy_mean"], ".3f"))]
+          if "eval_accuracy_mean" in table.columns else []),
         ("seeds", lambda r: str(r["n_seeds"])),
         ("speedup, interleaved probe (IQR)", lambda r: _probe_cell(r, baseline)),
     ]
@@ -615,7 +633,7 @@ def render_markdown(table, kept: list[dict[str, Any]], left_out: list[tuple[str,
 
 def render_csv(table) -> str:
     buf = io.StringIO()
-    table[list(CSV_COLUMNS)].to_csv(buf, index=False, float_format="%.8g", lineterminator="\n")
+    table[csv_columns(table)].to_csv(buf, index=False, float_format="%.8g", lineterminator="\n")
     return buf.getvalue()
 
 

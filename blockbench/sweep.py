@@ -135,7 +135,8 @@ def run_sweep(suite: Suite, grid: dict[str, list[Any]], out: Path, *, isolate: b
 
     All points' runs go to the executor at once (with Ray they spread over the cluster together). With `resume`,
     runs that already have a record of the same suite content and grid point are reused (an interrupted or a
-    widened sweep); without it, a directory that holds a sweep's runs is refused.
+    widened sweep), and an earlier sweep.toml there is kept as sweep.N.toml; without it, a directory that holds a
+    sweep's runs is refused.
     """
     from blockbench.executors import default_executor
     from blockbench.runner import OutLock, execute, plan_run
@@ -144,8 +145,9 @@ def run_sweep(suite: Suite, grid: dict[str, list[Any]], out: Path, *, isolate: b
     # Validate every point before any training, so a bad axis or value fails in one line, early.
     suites = [(point, suite.with_overrides(fields=point)) for point in points]
     target = out / "sweep.toml"
-    if target.exists():
-        raise BlockbenchError(f"--out {out}: already holds sweep.toml (never overwritten; choose another --out)")
+    if target.exists() and not resume:
+        raise BlockbenchError(f"--out {out}: already holds sweep.toml (never overwritten; --resume widens the sweep "
+                              "there and keeps the old choice beside the new, or choose another --out)")
     if not resume and out.is_dir() and any(p.name != ".lock" for p in out.iterdir()):
         raise BlockbenchError(f"--out {out}: already holds a sweep's runs; --resume finishes or widens it there, "
                               "or choose another --out")
@@ -186,6 +188,9 @@ def run_sweep(suite: Suite, grid: dict[str, list[Any]], out: Path, *, isolate: b
     text = override_file_text(choice, provenance)
     tmp = target.with_suffix(".toml.tmp")
     tmp.write_text(text)
+    if target.exists():  # a widened sweep: runs made with the old choice name its sha256, so it stays readable
+        kept = next(out / f"sweep.{n}.toml" for n in range(1, 10_000) if not (out / f"sweep.{n}.toml").exists())
+        target.rename(kept)
     tmp.replace(target)
     return choice, target, result
 
@@ -267,10 +272,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         cells = []
         for label in labels:
             value = c["scores"][label]
-            text = f"{value:.4f}" if math.isfinite(value) else "diverged"
+            # +inf is any not-converged run: diverged, unevaluated or stuck on the unigram plateau
+            text = f"{value:.4f}" if math.isfinite(value) else "not converged"
             cells.append(f"[bold green]{text}[/bold green]" if label == best and c["resolved"] else text)
         table.add_row(variant, *cells)
     Console().print(table)
+    if any(not math.isfinite(v) for c in choice.values() for v in c["scores"].values()):
+        console.print("not converged: diverged, unevaluated, or stuck on the unigram plateau (see each run's line)")
     edge = [v for v, c in choice.items() if c["resolved"] and any(
         len(vals) > 1 and c["best"][axis] in (vals[0], vals[-1]) for axis, vals in grid.items())]
     if edge:

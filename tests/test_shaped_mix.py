@@ -7,10 +7,10 @@ from blockbench.blocks.attention import causal_mean
 from blockbench.blocks.shaped import ShapedMix, shaped_mix
 
 
-def plain(s, v, a, b, g, scale):
+def plain(s, v, a, b, g, scale, causal=True):
     out = b.view(-1, 1, 1) * s + a.view(-1, 1, 1) * v
     if g is not None:
-        out = out - g.view(-1, 1, 1) * causal_mean(v)
+        out = out - g.view(-1, 1, 1) * (causal_mean(v) if causal else v.mean(-2, keepdim=True))
     return out if scale is None else scale * out
 
 
@@ -23,22 +23,24 @@ def inputs(dtype=torch.float64, heads=3, seed=0):
     return s, v, a, b, g
 
 
+@pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("centred", [True, False])
-def test_gradcheck(centred):
+def test_gradcheck(centred, causal):
     s, v, a, b, g = inputs()
-    assert torch.autograd.gradcheck(ShapedMix.apply, (s, v, a, b, g if centred else None))
+    assert torch.autograd.gradcheck(ShapedMix.apply, (s, v, a, b, g if centred else None, causal))
 
 
+@pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("centred", [True, False])
 @pytest.mark.parametrize("with_scale", [True, False])
-def test_matches_plain_ops(centred, with_scale):
+def test_matches_plain_ops(centred, with_scale, causal):
     s, v, a, b, g = inputs(torch.float32)
     g = g if centred else None
     scale = torch.tensor(0.7, requires_grad=True) if with_scale else None
     leaves = [t for t in (s, v, a, b, g, scale) if t is not None]
     upstream = torch.randn(2, 3, 5, 4)
-    got = shaped_mix(s, v, a, b, g, scale)
-    want = plain(s, v, a, b, g, scale)
+    got = shaped_mix(s, v, a, b, g, scale, causal=causal)
+    want = plain(s, v, a, b, g, scale, causal)
     torch.testing.assert_close(got, want)
     grads_got = torch.autograd.grad(got, leaves, upstream)
     grads_want = torch.autograd.grad(want, leaves, upstream)
@@ -54,9 +56,23 @@ def test_fixed_gains_get_no_gradient():
     assert s.grad is not None and v.grad is not None and a.grad is None
 
 
-def test_bf16_activations_follow_type_promotion():
+@pytest.mark.parametrize("causal", [True, False])
+def test_bf16_activations_follow_type_promotion(causal):
     s, v, a, b, g = inputs(torch.float32)
     s16, v16 = s.detach().bfloat16(), v.detach().bfloat16()
-    got = shaped_mix(s16, v16, a, b, g)
+    got = shaped_mix(s16, v16, a, b, g, causal=causal)
     assert got.dtype == torch.float32  # fp32 gains times bf16 activations, as the plain formula gives
-    torch.testing.assert_close(got, plain(s16.float(), v16.float(), a, b, g, None), rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(got, plain(s16.float(), v16.float(), a, b, g, None, causal), rtol=1e-2, atol=1e-2)
+
+
+def test_bf16_gradients_come_back_in_bf16():
+    """Under autocast S and V are bf16 and so are the gains' products; the mix accumulates its running sum and
+    mean in float32 and hands each gradient back in its input's dtype."""
+    for causal in (True, False):
+        s, v, a, b, g = inputs(torch.float32)
+        s16, v16 = s.detach().bfloat16().requires_grad_(), v.detach().bfloat16().requires_grad_()
+        a16, b16, g16 = (t.detach().bfloat16().requires_grad_() for t in (a, b, g))
+        out = ShapedMix.apply(s16, v16, a16, b16, g16, causal)
+        assert out.dtype == torch.bfloat16
+        out.float().sum().backward()
+        assert all(t.grad.dtype == torch.bfloat16 for t in (s16, v16, a16, b16, g16))

@@ -167,7 +167,7 @@ def test_widened_sweep_reuses_finished_points_and_refuses_foreign_records(tmp_pa
     out = tmp_path / "sweep"
     assert main(["sweep", "--suite", str(suite_path), "--grid", "lr=1e-3", "--out", str(out)]) == 0
     first = {p: p.read_bytes() for p in (out / "lr=0.001" / "records").iterdir()}
-    (out / "sweep.toml").unlink()
+    old_choice = (out / "sweep.toml").read_bytes()
     # Without --resume a directory holding a sweep's runs is refused, naming --resume.
     assert main(["sweep", "--suite", str(suite_path), "--grid", "lr=1e-3,1e-2", "--out", str(out)]) == 2
     assert "--resume" in capsys.readouterr().err
@@ -176,6 +176,7 @@ def test_widened_sweep_reuses_finished_points_and_refuses_foreign_records(tmp_pa
     assert {p: p.read_bytes() for p in (out / "lr=0.001" / "records").iterdir()} == first
     assert len(list((out / "lr=0.01" / "records").iterdir())) == 2
     assert tomllib.loads((out / "sweep.toml").read_text())["provenance"]["grid"] == {"lr": [1e-3, 1e-2]}
+    assert (out / "sweep.1.toml").read_bytes() == old_choice  # the narrower sweep's choice, kept
 
     # A record of another grid point in a point's directory is refused, not silently reused.
     (out / "sweep.toml").unlink()

@@ -359,3 +359,32 @@ def test_leaderboards_and_compare_never_mix_workloads():
     kept, left_out = select_group([(Path("a"), decoder), (Path("b"), old), (Path("c"), encoder)])
     assert [p.name for p, _ in kept] == ["a", "b"]  # a record without a workload is causal_lm
     assert left_out[0][0].name == "c" and "workload masked_lm" in left_out[0][1]
+
+
+def test_encoder_leaderboard_shows_masked_token_accuracy(mlm, tmp_path):
+    """An encoder's leaderboard carries its masked-token accuracy (table and CSV); a decoder's has no such column."""
+    import csv
+
+    from blockbench import leaderboard
+    from blockbench.records import record_filename, seal, write_record
+
+    suite, data = mlm
+    results = tmp_path / "enc"
+    records = [seal(run_trial(suite, v, 0, data)) for v in ("pre_ln", "sas_p")]
+    for r in records:
+        write_record(r, results / "records" / record_filename(r["variant"], r["seed"]))
+    leaderboard.generate(results)
+    rows = {r["variant"]: r for r in csv.DictReader((results / "leaderboard.csv").open())}
+    for r in records:
+        assert float(rows[r["variant"]]["eval_accuracy_mean"]) == pytest.approx(r["summary"]["final_eval_accuracy"])
+    assert "masked-token accuracy" in (results / "leaderboard.md").read_text()
+    header = (results / "leaderboard.csv").read_text().splitlines()[0].split(",")
+    assert header[header.index("eval_bpb_mean") + 1] == "eval_accuracy_mean"
+
+    causal = load_suite(str(write_suite(tmp_path, TINY_SUITE, "dec.toml")))
+    decoder = tmp_path / "dec-results"
+    record = seal(run_trial(causal, "pre_ln", 0, load_data(causal.data)))
+    write_record(record, decoder / "records" / record_filename("pre_ln", 0))
+    leaderboard.generate(decoder)
+    assert "eval_accuracy_mean" not in (decoder / "leaderboard.csv").read_text().splitlines()[0]
+    assert "accuracy" not in (decoder / "leaderboard.md").read_text()

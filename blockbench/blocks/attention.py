@@ -29,12 +29,6 @@ def causal_mean(v: torch.Tensor) -> torch.Tensor:
     return (v.float().cumsum(dim=-2) / positions).to(v.dtype)
 
 
-def uniform_mean(v: torch.Tensor) -> torch.Tensor:
-    """C V for the bidirectional centring matrix C = (1/T) 1 1^T: the mean over dim -2, kept as one row that
-    broadcasts over the T queries (every row of C V is the same)."""
-    return v.float().mean(dim=-2, keepdim=True).to(v.dtype)
-
-
 def masked_mean(v: torch.Tensor, key_mask: torch.Tensor, causal: bool) -> torch.Tensor:
     """C V when `key_mask` (B, T), True at real tokens, marks padding: each row of C is uniform over the real
     positions it may attend to (<= i when causal). A row with none (a query before any real token) gets 0."""
@@ -140,9 +134,9 @@ class Attention(nn.Module):
         with scope("attn"):  # its own time (head split and merge) is the profile's attn_layout
             return self._forward(x, key_mask, scale)
 
-    def centre(self, v: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        """C V on the paths shaped_mix does not take: padded batches, and the bidirectional (masked_lm) mask."""
-        return uniform_mean(v) if key_mask is None else masked_mean(v, key_mask, self.causal)
+    def centre(self, v: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        """C V on the path shaped_mix does not take: padded batches (C averages over real tokens only)."""
+        return masked_mean(v, key_mask, self.causal)
 
     def _forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None,
                  scale: torch.Tensor | None = None) -> torch.Tensor:
@@ -163,9 +157,9 @@ class Attention(nn.Module):
                     q, k, v, attn_mask=allowed_keys(seq, self.causal, key_mask, x.device))
         if self.kind != "softmax":
             with scope("shaped"):
-                if key_mask is None and self.causal:
+                if key_mask is None:
                     gamma = self.gamma if self.kind == "shaped" else None
-                    out = shaped_mix(out, v, self.alpha, self.beta, gamma, scale)
+                    out = shaped_mix(out, v, self.alpha, self.beta, gamma, scale, causal=self.causal)
                 else:
                     out = self.head_gain("beta") * out + self.head_gain("alpha") * v
                     if self.kind == "shaped":
