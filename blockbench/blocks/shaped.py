@@ -62,10 +62,13 @@ class ShapedMix(torch.autograd.Function):
         dims = (0, 2, 3)
         if need_s:
             grad_s = (grad * b.view(heads, 1, 1)).to(s.dtype)
+        # The gains' gradients are sums of products; one scratch tensor holds each product in turn (a fresh
+        # activation-sized allocation per product costs page faults on CPU).
+        scratch = torch.empty_like(grad) if need_a or need_b else None
         if need_b:
-            grad_b = (grad * s).sum(dims).to(b.dtype)
+            grad_b = torch.mul(grad, s, out=scratch).sum(dims).to(b.dtype)
         if need_a:
-            grad_a = (grad * v).sum(dims).to(a.dtype)
+            grad_a = torch.mul(grad, v, out=scratch).sum(dims).to(a.dtype)
         if g is None or not (need_v or need_g):
             if need_v:
                 grad_v = (grad * a.view(heads, 1, 1)).to(v.dtype)
@@ -83,7 +86,9 @@ class ShapedMix(torch.autograd.Function):
                 grad_v = weighted.cumsum_(-2).sub_(total)
                 grad_v.addcmul_(grad.to(acc), a.view(heads, 1, 1).to(acc) - weight)
             if need_g:
-                per_step = (grad.to(acc) * centred).sum((0, 3))  # (H, T)
+                product = torch.mul(grad, centred, out=scratch) if scratch is not None and acc == grad.dtype else (
+                    grad.to(acc) * centred)
+                per_step = product.sum((0, 3))  # (H, T)
                 grad_g = -(per_step * inv_t.view(1, -1)).sum(-1).to(g.dtype)
         else:
             column = grad.sum(-2, keepdim=True, dtype=acc)  # (B, H, 1, D): what every query's C row sends back
