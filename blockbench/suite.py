@@ -94,6 +94,9 @@ class RuntimeConfig:
     warmup_steps: int = 2
     divergence_loss: float | None = None  # default: 2 ln(vocab), twice the loss of a uniform guess
     compile: bool = False
+    # Only the shaped-attention mix (alpha V + beta A V - gamma C V) as one torch.compile'd kernel, the rest eager:
+    # on CPU the whole-model compile is slower, while the mix's element-wise passes are what a fused kernel saves.
+    compile_shaped: bool = False
     # Watchdog: a run that reports no progress for this long (or for 20x the longest gap between its reports so
     # far, if longer) is killed and recorded as failed, reason "stalled".
     stall_seconds: float = 600.0

@@ -160,6 +160,13 @@ class Trainer:
         divergence = suite.runtime.divergence_loss  # None: the default; 0 is refused when the suite loads
         self.divergence_loss = 2 * math.log(data.vocab_size) if divergence is None else divergence
         self.compile_info: dict[str, Any] = {"enabled": suite.runtime.compile, "seconds": None, "error": None}
+        if suite.runtime.compile_shaped:
+            from blockbench.blocks.attention import Attention
+
+            self.compile_info["shaped"] = True  # present only when asked for: older records read as before
+            for module in self.model.modules():
+                if isinstance(module, Attention):
+                    module.compiled_mix = True
         self.ddp_model: torch.nn.Module = self.model
         if dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -231,8 +238,12 @@ class Trainer:
             torch.cuda.synchronize()
         self.model.load_state_dict(initial)
         seconds = time.perf_counter() - start
-        if self.suite.runtime.compile:
+        if self.suite.runtime.compile or self.suite.runtime.compile_shaped:
             self.compile_info["seconds"] = seconds
+        if self.suite.runtime.compile_shaped:
+            from blockbench.blocks.shaped import compile_error
+
+            self.compile_info["error"] = self.compile_info["error"] or compile_error()
         return seconds
 
     def run(self) -> dict[str, Any]:
@@ -343,6 +354,10 @@ class Trainer:
         config["preset"] = suite.variants[self.variant_name].preset
         config["schedule_steps"] = self.horizon
         config["dtype"] = self.dtype
+        if self.suite.runtime.compile_shaped:
+            from blockbench.blocks.shaped import compile_error
+
+            self.compile_info["error"] = self.compile_info["error"] or compile_error()  # a fall-back during eval
         config["compile"] = self.compile_info
         config["divergence_loss"] = self.divergence_loss
         plateau_level = stats.plateau_level({"config": config, "data": {"vocab_size": self.data.vocab_size}})

@@ -123,6 +123,12 @@ def measure(width: int, args: argparse.Namespace, data) -> dict:
     steps = {name: harness_step(suite, name, data) for name in ("pre_ln", "sas_p")}
     if args.before:
         steps["sas_p_before"] = unfused(harness_step(suite, "sas_p", data))
+    if args.compile_shaped:
+        import dataclasses
+
+        compiled = dataclasses.replace(suite, runtime=dataclasses.replace(suite.runtime, compile_shaped=True))
+        steps["sas_p_compiled_mix"] = harness_step(compiled, "sas_p", data)
+        steps["sas_p_compiled_mix"]()  # compiles here, before the timed rounds
     compile_seconds = {}
     if args.compile:
         import time
@@ -144,6 +150,8 @@ def measure(width: int, args: argparse.Namespace, data) -> dict:
            "sas_p_over_pre_ln": _ratio(result["sas_p"])}
     if "sas_p_before" in result:
         out["sas_p_before_over_pre_ln"] = _ratio(result["sas_p_before"])
+    if "sas_p_compiled_mix" in result:
+        out["sas_p_compiled_mix_over_pre_ln"] = _ratio(result["sas_p_compiled_mix"])
     for name in compile_seconds:
         # compiled speed-up over the same variant in eager mode, per round
         eager = result[name]["ratios"]
@@ -179,6 +187,8 @@ def main() -> None:
     parser.add_argument("--no-nanogpt", action="store_true", help="skip the nanoGPT-style reference loop")
     parser.add_argument("--before", action="store_true",
                         help="also time SAS-P on the pre-issue-15 plain-ops path (same math), interleaved")
+    parser.add_argument("--compile-shaped", action="store_true",
+                        help="also time SAS-P with runtime.compile_shaped (only the shaped mix compiled)")
     parser.add_argument("--compile", action="store_true",
                         help="also time torch.compile'd pre_ln and sas_p (compiled once, before the rounds)")
     parser.add_argument("--json", help="also write the results here")
@@ -194,6 +204,9 @@ def main() -> None:
         if "sas_p_before_over_pre_ln" in r:
             o = r["sas_p_before_over_pre_ln"]
             line += f"; before issue 15: {o['median']:.3f} (IQR {o['q1']:.3f}-{o['q3']:.3f})"
+        if "sas_p_compiled_mix_over_pre_ln" in r:
+            o = r["sas_p_compiled_mix_over_pre_ln"]
+            line += f"; with the shaped mix compiled: {o['median']:.3f} (IQR {o['q1']:.3f}-{o['q3']:.3f})"
         for name in ("pre_ln", "sas_p"):
             if f"{name}_compiled_over_eager" in r:
                 c = r[f"{name}_compiled_over_eager"]

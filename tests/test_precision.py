@@ -67,6 +67,44 @@ def test_compile_failure_falls_back_to_eager_and_is_recorded(tiny, monkeypatch):
     assert [p["eval_loss"] for p in record["curve"]] == [p["eval_loss"] for p in eager["curve"]]
 
 
+def test_compile_shaped_fuses_only_the_mix_with_the_same_math(tiny, monkeypatch):
+    """runtime.compile_shaped: SAS-P trains with the torch.compile'd shaped mix and ends where eager does."""
+    import shutil
+
+    from blockbench.blocks import shaped
+
+    if not (shutil.which("g++") or shutil.which("c++")):
+        pytest.skip("no C++ compiler for inductor on this machine")
+    suite, data = tiny
+    monkeypatch.setattr(shaped, "_compiled", {})
+    calls = []
+    real = shaped.compiled_mix_formula
+    monkeypatch.setattr(shaped, "compiled_mix_formula", lambda: calls.append(1) or real())
+    record = run_trial(with_runtime(suite, compile_shaped=True), "sas_p", 0, data)
+    assert calls and record["status"] == "ok"
+    assert record["config"]["compile"]["shaped"] is True and record["config"]["compile"]["error"] is None
+    eager = run_trial(suite, "sas_p", 0, data)
+    for c, e in zip(record["curve"], eager["curve"]):
+        assert c["eval_loss"] == pytest.approx(e["eval_loss"], abs=1e-4)
+
+
+def test_compile_shaped_failure_falls_back_to_the_eager_mix_and_is_recorded(tiny, monkeypatch):
+    from blockbench.blocks import shaped
+
+    suite, data = tiny
+    monkeypatch.setattr(shaped, "_compiled", {})
+
+    def broken_compile(*args, **kwargs):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    with pytest.warns(UserWarning, match="no compiler here"):
+        record = run_trial(with_runtime(suite, compile_shaped=True), "sas_p", 0, data)
+    assert record["status"] == "ok" and "no compiler here" in record["config"]["compile"]["error"]
+    eager = run_trial(suite, "sas_p", 0, data)
+    assert [p["eval_loss"] for p in record["curve"]] == [p["eval_loss"] for p in eager["curve"]]
+
+
 def test_mfu_peak_table():
     assert peak_flops("NVIDIA H100 80GB HBM3", "bf16") == 989.5e12
     assert peak_flops("NVIDIA H100 PCIe", "bf16") == 756.5e12

@@ -91,6 +91,7 @@ class Attention(nn.Module):
         if dim % heads:
             raise ValueError(f"width {dim} is not divisible by {heads} heads")
         self.dim, self.heads, self.kind, self.causal = dim, heads, spec.attention, causal
+        self.compiled_mix = False  # runtime.compile_shaped: the shaped mix as one torch.compile'd kernel
         # A plain value matrix is fused with Q and K into one GEMM so the baseline is not handicapped.
         fused_value = spec.value in ("linear", "orthogonal")
         self.qkv = nn.Linear(dim, (3 if fused_value else 2) * dim, bias=False)
@@ -159,7 +160,8 @@ class Attention(nn.Module):
             with scope("shaped"):
                 if key_mask is None:
                     gamma = self.gamma if self.kind == "shaped" else None
-                    out = shaped_mix(out, v, self.alpha, self.beta, gamma, scale, causal=self.causal)
+                    out = shaped_mix(out, v, self.alpha, self.beta, gamma, scale, causal=self.causal,
+                                     compiled=self.compiled_mix)
                 else:
                     out = self.head_gain("beta") * out + self.head_gain("alpha") * v
                     if self.kind == "shaped":

@@ -15,6 +15,8 @@ sum of the gradient. Results agree with the explicit (alpha I + beta A - gamma C
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 
@@ -101,13 +103,52 @@ class ShapedMix(torch.autograd.Function):
         return grad_s, grad_v, grad_a, grad_b, grad_g, None
 
 
+def mix_formula(s: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor, g: torch.Tensor | None,
+                causal: bool = True) -> torch.Tensor:
+    """ShapedMix's forward as plain tensor ops, for torch.compile to fuse (forward and backward) into single
+    passes: `runtime.compile_shaped`."""
+    heads = s.shape[1]
+    out = b.view(heads, 1, 1) * s + a.view(heads, 1, 1) * v
+    if g is None:
+        return out
+    acc = _accumulation_dtype(v)
+    if causal:
+        centred = v.to(acc).cumsum(-2) / _positions(s.shape[-2], v.to(acc))
+    else:
+        centred = v.to(acc).mean(-2, keepdim=True)
+    return out - (g.view(heads, 1, 1).to(acc) * centred).to(out.dtype)
+
+
+_compiled: dict[str, object] = {}  # "mix": the compiled callable; "error": why compiling it failed
+
+
+def compile_error() -> str | None:
+    """Why the compiled shaped mix fell back to the eager one in this process, if it did."""
+    return _compiled.get("error")  # type: ignore[return-value]
+
+
+def compiled_mix_formula():  # noqa: ANN201 - a torch.compile'd callable
+    """mix_formula compiled once per process (inductor: one fused loop forward, one backward); its guards
+    recompile for a new shape, dtype or mask kind."""
+    if "mix" not in _compiled:
+        _compiled["mix"] = torch.compile(mix_formula, dynamic=False, fullgraph=True)
+    return _compiled["mix"]
+
+
 def shaped_mix(s: torch.Tensor, v: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
                gamma: torch.Tensor | None, scale: torch.Tensor | float | None = None,
-               causal: bool = True) -> torch.Tensor:
+               causal: bool = True, compiled: bool = False) -> torch.Tensor:
     """scale * (beta S + alpha V - gamma C V), per head, for the causal or the bidirectional C. `scale` (a block's
-    branch gain) is folded into the three (H,) gains, so it costs no pass over the activations."""
+    branch gain) is folded into the three (H,) gains, so it costs no pass over the activations. `compiled`:
+    the torch.compile'd formula instead of the hand-written autograd function (same math)."""
     if scale is not None and not (isinstance(scale, float) and scale == 1.0):
         alpha, beta = alpha * scale, beta * scale
         gamma = None if gamma is None else gamma * scale
     dtype = torch.result_type(s, beta)
+    if compiled and "error" not in _compiled:
+        try:
+            return compiled_mix_formula()(s.to(dtype), v.to(dtype), alpha, beta, gamma, causal)
+        except Exception as exc:  # noqa: BLE001 - no compiler, an inductor bug: the eager function, same math
+            _compiled["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            warnings.warn(f"compiling the shaped mix failed, using the eager one: {_compiled['error']}", stacklevel=2)
     return ShapedMix.apply(s.to(dtype), v.to(dtype), alpha, beta, gamma, causal)
