@@ -104,6 +104,23 @@ def _toml_key(key: str) -> str:
     return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
 
 
+def next_to_failure(choice: dict[str, dict[str, Any]], grid: dict[str, list[Any]]) -> dict[str, str]:
+    """Per variant whose chosen point has a grid neighbour (one step along one axis) that did not converge: that
+    neighbour's label. A learning rate one step from divergence on the sweep's seeds may diverge on others."""
+    out = {}
+    for variant, c in choice.items():
+        if not c["resolved"]:
+            continue
+        for axis, values in grid.items():
+            i = values.index(c["best"][axis])
+            for j in (i - 1, i + 1):
+                if 0 <= j < len(values):
+                    label = point_label({**c["best"], axis: values[j]})
+                    if not math.isfinite(c["scores"].get(label, 0.0)):
+                        out.setdefault(variant, label)
+    return out
+
+
 def override_file_text(choice: dict[str, dict[str, Any]], provenance: dict[str, Any]) -> str:
     """The suite-override file: provenance first, then one `[variants.NAME]` table per variant."""
     from blockbench.suite import SPEC_FIELDS
@@ -283,6 +300,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         len(vals) > 1 and c["best"][axis] in (vals[0], vals[-1]) for axis, vals in grid.items())]
     if edge:
         console.print(f"note: best point on the edge of the grid for {', '.join(edge)}; consider widening it")
+    for variant, label in next_to_failure(choice, grid).items():
+        console.print(f"note: {variant}'s best point is one grid step from one that did not converge ({label}); "
+                      f"with {len(suite.seeds)} seed(s) it may diverge on others: sweep more seeds (--seeds) or "
+                      "take the safer neighbour")
     unresolved = [v for v, c in choice.items() if not c["resolved"]]
     if unresolved:
         console.print(f"warning: no grid point finished for {', '.join(unresolved)}")

@@ -185,3 +185,19 @@ def test_widened_sweep_reuses_finished_points_and_refuses_foreign_records(tmp_pa
     (out / "lr=0.01" / "records" / foreign.name).write_bytes(first[foreign])
     assert main(["sweep", "--suite", str(suite_path), "--grid", "lr=1e-3,1e-2", "--out", str(out), "--resume"]) == 2
     assert "made with other overrides" in capsys.readouterr().err
+
+
+def test_a_choice_next_to_a_diverged_point_is_flagged():
+    """The encoder sweep's recorded scores: SAS-P without norm won at 1e-2 next to a diverged 3e-2 (and then
+    diverged on seed 2 in paper-bert-cpu/1); V-SkipInit's 3e-3 sits next to a diverged 1e-2; Pre-LN's 1e-3 has
+    converged neighbours."""
+    from blockbench.sweep import next_to_failure
+
+    recorded = tomllib.loads((REPO / "results" / "paper-bert-cpu" / "sweep" / "sweep.toml").read_text())
+    grid = recorded["provenance"]["grid"]
+    choice = {}
+    for variant, scores in recorded["provenance"]["scores"].items():
+        best = min(grid["lr"], key=lambda lr: scores[f"lr={lr}"])
+        assert recorded["variants"][variant]["lr"] == best
+        choice[variant] = {"best": {"lr": best}, "scores": scores, "resolved": True}
+    assert next_to_failure(choice, grid) == {"sas_p_nonorm": "lr=0.03", "vskipinit": "lr=0.01"}
