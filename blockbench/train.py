@@ -240,10 +240,6 @@ class Trainer:
         seconds = time.perf_counter() - start
         if self.suite.runtime.compile or self.suite.runtime.compile_shaped:
             self.compile_info["seconds"] = seconds
-        if self.suite.runtime.compile_shaped:
-            from blockbench.blocks.shaped import compile_error
-
-            self.compile_info["error"] = self.compile_info["error"] or compile_error()
         return seconds
 
     def run(self) -> dict[str, Any]:
@@ -357,7 +353,8 @@ class Trainer:
         if self.suite.runtime.compile_shaped:
             from blockbench.blocks.shaped import compile_error
 
-            self.compile_info["error"] = self.compile_info["error"] or compile_error()  # a fall-back during eval
+            # the compiled mix falls back at its first failing call, in warm-up, training or evaluation
+            self.compile_info["error"] = self.compile_info["error"] or compile_error()
         config["compile"] = self.compile_info
         config["divergence_loss"] = self.divergence_loss
         plateau_level = stats.plateau_level({"config": config, "data": {"vocab_size": self.data.vocab_size}})

@@ -91,7 +91,7 @@ def unfused(step):
     so the 'before' code is timed interleaved with the 'after' code in this process."""
     import types
 
-    from blockbench.blocks.attention import causal_mean
+    from blockbench.blocks.shaped import mix_formula
 
     def attn_forward(self, x, key_mask=None, scale=None):
         batch, seq, dim = x.shape
@@ -100,8 +100,7 @@ def unfused(step):
         q, k = self.add_qk_bias(q, k)
         q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        out = self.head_gain("beta") * out + self.head_gain("alpha") * v
-        out = out - self.head_gain("gamma") * causal_mean(v)
+        out = mix_formula(out, v, self.alpha, self.beta, self.gamma)  # uncompiled: autograd's backward
         out = out.transpose(1, 2).reshape(batch, seq, dim)
         return out if self.proj is None else self.proj(out)
 

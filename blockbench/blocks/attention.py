@@ -20,15 +20,6 @@ from blockbench.blocks.shaped import shaped_mix
 from blockbench.blocks.spec import BlockSpec, Gain
 
 
-def causal_mean(v: torch.Tensor) -> torch.Tensor:
-    """C V for the causal centring matrix C (row i uniform over positions <= i), along dim -2, in O(T d).
-
-    Accumulates in float32 so that bf16 activations do not lose the running sum at long sequence lengths.
-    """
-    positions = torch.arange(1, v.shape[-2] + 1, device=v.device, dtype=torch.float32).unsqueeze(-1)
-    return (v.float().cumsum(dim=-2) / positions).to(v.dtype)
-
-
 def masked_mean(v: torch.Tensor, key_mask: torch.Tensor, causal: bool) -> torch.Tensor:
     """C V when `key_mask` (B, T), True at real tokens, marks padding: each row of C is uniform over the real
     positions it may attend to (<= i when causal). A row with none (a query before any real token) gets 0."""

@@ -105,8 +105,8 @@ class ShapedMix(torch.autograd.Function):
 
 def mix_formula(s: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor, g: torch.Tensor | None,
                 causal: bool = True) -> torch.Tensor:
-    """ShapedMix's forward as plain tensor ops, for torch.compile to fuse (forward and backward) into single
-    passes: `runtime.compile_shaped`."""
+    """ShapedMix's forward as plain tensor ops: what torch.compile fuses for `runtime.compile_shaped`, and, left
+    uncompiled, the pre-fusion path that ci/sasp_speed.py --before times (autograd's backward)."""
     heads = s.shape[1]
     out = b.view(heads, 1, 1) * s + a.view(heads, 1, 1) * v
     if g is None:
