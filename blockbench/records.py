@@ -466,6 +466,25 @@ def tokenization_difference(a: dict[str, Any], b: dict[str, Any]) -> str:
     return ""
 
 
+EXECUTION_MODES = ("eager", "compiled", "graphs", "compiled+graphs")
+
+
+def execution_mode(record: dict[str, Any]) -> str:
+    """How the run's training step executed: eager, compiled (torch.compile), graphs (the eager step captured once
+    as a CUDA graph and replayed) or compiled+graphs. Records written before the field existed ran eager unless
+    their whole model compiled without error; a compiled shaped mix alone is still eager ("eager" then)."""
+    execution = record["config"].get("execution")
+    if isinstance(execution, dict) and execution.get("mode") in EXECUTION_MODES:
+        return execution["mode"]
+    compiled = record["config"].get("compile") or {}
+    return "compiled" if compiled.get("enabled") and not compiled.get("error") else "eager"
+
+
+def execution_modes(records: Iterable[dict[str, Any]]) -> set[str]:
+    """The execution modes runs trained in. Like device types, speed compares only within one mode."""
+    return {execution_mode(r) for r in records}
+
+
 def device_types(records: Iterable[dict[str, Any]]) -> set[str]:
     """The device types runs trained on. Interleaved speed ratios compare only within one type (SIMD width,
     caches, kernels differ), so every view that shows or judges a ratio asks this first."""
