@@ -152,3 +152,14 @@ def shaped_mix(s: torch.Tensor, v: torch.Tensor, alpha: torch.Tensor, beta: torc
             _compiled["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             warnings.warn(f"compiling the shaped mix failed, using the eager one: {_compiled['error']}", stacklevel=2)
     return ShapedMix.apply(s.to(dtype), v.to(dtype), alpha, beta, gamma, causal)
+
+
+# Kernels a custom op of this package launches on CUDA, per call, declared beside the op (the step-cost model,
+# measure/cost.py, counts a custom op as this many launches; tests check the declaration against the kernels).
+DECLARED_LAUNCHES: dict[str, int] = {}
+
+
+def declared_launches(op_name: str) -> int | None:
+    """The CUDA kernel launches of one call of custom op `op_name` (e.g. 'blockbench::shaped_mix'); None for an
+    op this package does not define."""
+    return DECLARED_LAUNCHES.get(op_name)
