@@ -1,50 +1,71 @@
-"""The fused shaped-attention mix (blocks/shaped.py) against the same formula written with plain tensor ops."""
+"""The fused shaped-attention mix (blocks/shaped.py) against the same formula written with plain tensor ops, on
+its portable implementation, and on its Triton kernels through Triton's interpreter where Triton is installed."""
+
+import importlib.util
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from blockbench.blocks.shaped import ShapedMix, shaped_mix
+from blockbench.blocks.shaped import DECLARED_LAUNCHES, fused_mix, shaped_mix
 
 
 def causal_mean(v):
     return v.cumsum(-2) / torch.arange(1, v.shape[-2] + 1, dtype=v.dtype).unsqueeze(-1)
 
 
-def plain(s, v, a, b, g, scale, causal=True):
+def plain(s, v, a, b, g, scale, causal=True, m=None, e=1.0):
     out = b.view(-1, 1, 1) * s + a.view(-1, 1, 1) * v
     if g is not None:
         out = out - g.view(-1, 1, 1) * (causal_mean(v) if causal else v.mean(-2, keepdim=True))
-    return out if scale is None else scale * out
+    out = out if scale is None else scale * out
+    return out if m is None else out + e * m
 
 
-def inputs(dtype=torch.float64, heads=3, seed=0):
+def inputs(dtype=torch.float64, heads=3, seed=0, seq=5, dim=4):
     gen = torch.Generator().manual_seed(seed)
     # (B, T, H, D) storage seen as (B, H, T, D), the layout the attention hands over
-    s = torch.randn(2, 5, heads, 4, generator=gen, dtype=dtype).transpose(1, 2).requires_grad_()
-    v = torch.randn(2, 5, heads, 4, generator=gen, dtype=dtype).transpose(1, 2).requires_grad_()
+    s, v, m = (torch.randn(2, seq, heads, dim, generator=gen, dtype=dtype).transpose(1, 2).requires_grad_()
+               for _ in range(3))
     a, b, g = (torch.rand(heads, generator=gen, dtype=dtype).add(0.5).requires_grad_() for _ in range(3))
-    return s, v, a, b, g
+    return s, v, a, b, g, m
 
 
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("centred", [True, False])
-def test_gradcheck(centred, causal):
-    s, v, a, b, g = inputs()
-    assert torch.autograd.gradcheck(ShapedMix.apply, (s, v, a, b, g if centred else None, causal))
+@pytest.mark.parametrize("extras", [False, True])
+def test_gradcheck(centred, causal, extras):
+    s, v, a, b, g, m = inputs()
+    scale = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    e = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    g = g if centred else None
+    if extras:
+        fn = lambda s, v, a, b, scale, m, e: fused_mix(s, v, a, b, g, scale, causal, m, e)  # noqa: E731
+        args = (s, v, a, b, scale, m, e)
+    else:
+        fn = lambda s, v, a, b: fused_mix(s, v, a, b, g, None, causal)  # noqa: E731
+        args = (s, v, a, b)
+    assert torch.autograd.gradcheck(fn, args)
 
 
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("centred", [True, False])
 @pytest.mark.parametrize("with_scale", [True, False])
-def test_matches_plain_ops(centred, with_scale, causal):
-    s, v, a, b, g = inputs(torch.float32)
+@pytest.mark.parametrize("addend", [None, 0.4, "trained"])
+def test_matches_plain_ops(centred, with_scale, causal, addend):
+    s, v, a, b, g, m = inputs(torch.float32)
     g = g if centred else None
     scale = torch.tensor(0.7, requires_grad=True) if with_scale else None
-    leaves = [t for t in (s, v, a, b, g, scale) if t is not None]
+    e = torch.tensor(0.3, requires_grad=True) if addend == "trained" else addend
+    m = None if addend is None else m
+    leaves = [t for t in (s, v, a, b, g, scale, m, e) if isinstance(t, torch.Tensor)]
     upstream = torch.randn(2, 3, 5, 4)
-    got = shaped_mix(s, v, a, b, g, scale, causal=causal)
-    want = plain(s, v, a, b, g, scale, causal)
+    got = shaped_mix(s, v, a, b, g, scale, causal=causal, addend=m, addend_gain=1.0 if e is None else e)
+    want = plain(s, v, a, b, g, scale, causal, m, 1.0 if e is None else e)
     torch.testing.assert_close(got, want)
+    assert got.transpose(1, 2).is_contiguous()  # stored as (B, T, H, D): the head merge is a view
     grads_got = torch.autograd.grad(got, leaves, upstream)
     grads_want = torch.autograd.grad(want, leaves, upstream)
     for x, y in zip(grads_got, grads_want):
@@ -52,7 +73,7 @@ def test_matches_plain_ops(centred, with_scale, causal):
 
 
 def test_fixed_gains_get_no_gradient():
-    s, v, a, b, g = inputs(torch.float32)
+    s, v, a, b, g, _ = inputs(torch.float32)
     a, b, g = a.detach(), b.detach(), g.detach()
     out = shaped_mix(s, v, a, b, g)
     out.sum().backward()
@@ -60,22 +81,88 @@ def test_fixed_gains_get_no_gradient():
 
 
 @pytest.mark.parametrize("causal", [True, False])
-def test_bf16_activations_follow_type_promotion(causal):
-    s, v, a, b, g = inputs(torch.float32)
-    s16, v16 = s.detach().bfloat16(), v.detach().bfloat16()
+def test_bf16_activations_stay_bf16(causal):
+    """Under autocast S and V are bf16: the mix returns bf16 (no float32 round trip through memory), computed from
+    float32 running sums, and hands each gradient back in its input's dtype (the gains' in float32)."""
+    s, v, a, b, g, _ = inputs(torch.float32)
+    s16, v16 = s.detach().bfloat16().requires_grad_(), v.detach().bfloat16().requires_grad_()
     got = shaped_mix(s16, v16, a, b, g, causal=causal)
-    assert got.dtype == torch.float32  # fp32 gains times bf16 activations, as the plain formula gives
-    torch.testing.assert_close(got, plain(s16.float(), v16.float(), a, b, g, None, causal), rtol=1e-2, atol=1e-2)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), plain(s16.float(), v16.float(), a, b, g, None, causal),
+                               rtol=1e-2, atol=1e-2)
+    got.float().sum().backward()
+    assert s16.grad.dtype == v16.grad.dtype == torch.bfloat16 and a.grad.dtype == torch.float32
 
 
-def test_bf16_gradients_come_back_in_bf16():
-    """Under autocast S and V are bf16 and so are the gains' products; the mix accumulates its running sum and
-    mean in float32 and hands each gradient back in its input's dtype."""
-    for causal in (True, False):
-        s, v, a, b, g = inputs(torch.float32)
-        s16, v16 = s.detach().bfloat16().requires_grad_(), v.detach().bfloat16().requires_grad_()
-        a16, b16, g16 = (t.detach().bfloat16().requires_grad_() for t in (a, b, g))
-        out = ShapedMix.apply(s16, v16, a16, b16, g16, causal)
-        assert out.dtype == torch.bfloat16
-        out.float().sum().backward()
-        assert all(t.grad.dtype == torch.bfloat16 for t in (s16, v16, a16, b16, g16))
+def test_the_op_is_one_dispatch_forward_and_one_backward():
+    """What the step-cost model sees: the mix is one op each way, whatever its implementation runs inside."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen = []
+
+    class Ops(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(func.name())
+            return func(*args, **(kwargs or {}))
+
+    s, v, a, b, g, _ = inputs(torch.float32)
+    with Ops():
+        out = fused_mix(s, v, a, b, g)
+    assert seen == ["blockbench::shaped_mix"]
+    seen.clear()
+    with Ops():
+        out.backward(torch.ones_like(out))
+    assert "blockbench::shaped_mix_backward" in seen
+    assert not [name for name in seen if name.startswith("aten::") and name not in (
+        "aten::ones_like", "aten::detach", "aten::copy_", "aten::add_", "aten::_to_copy", "aten::expand",
+        "aten::view", "aten::select", "aten::as_strided", "aten::slice")]
+
+
+_TRITON = importlib.util.find_spec("triton") is not None
+_INTERPRETED = r"""
+import torch, itertools, sys
+sys.path.insert(0, "tests")
+from test_shaped_mix import inputs, plain
+from blockbench.blocks import shaped
+from blockbench.blocks.shaped import fused_mix
+assert shaped.uses_triton(torch.empty(1)), shaped.triton_error()
+launches = []
+kernels = shaped._triton_kernels()
+for name in ("_mix_fwd", "_mix_bwd", "_mix_gains_bwd"):
+    kernel = getattr(kernels, name)
+    class Counted:
+        def __init__(self, k, n): self.k, self.n = k, n
+        def __getitem__(self, grid):
+            launches.append(self.n)
+            return self.k[grid]
+    setattr(kernels, name, Counted(kernel, name))
+for causal, centred, extras, seq in itertools.product((True, False), (True, False), (True, False), (5, 70)):
+    s, v, a, b, g, m = inputs(torch.float32, seq=seq, dim=5)
+    g = g if centred else None
+    scale = torch.tensor(0.7, requires_grad=True) if extras else None
+    e = torch.tensor(0.3, requires_grad=True) if extras else 1.0
+    m = m if extras else None
+    leaves = [t for t in (s, v, a, b, g, scale, m, e) if isinstance(t, torch.Tensor)]
+    launches.clear()
+    got = fused_mix(s, v, a, b, g, scale, causal, m, e)
+    assert launches == ["_mix_fwd"], launches
+    want = plain(s, v, a, b, g, scale, causal, m, e)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    upstream = torch.randn_like(want)
+    launches.clear()
+    got_grads = torch.autograd.grad(got, leaves, upstream)
+    assert launches == ["_mix_bwd", "_mix_gains_bwd"], launches
+    for x, y in zip(got_grads, torch.autograd.grad(want, leaves, upstream)):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-4)
+print("ok", shaped.DECLARED_LAUNCHES)
+"""
+
+
+@pytest.mark.skipif(not _TRITON, reason="Triton is not installed (CUDA builds of torch ship it; pip install triton "
+                                        "runs this test on CPU through Triton's interpreter)")
+def test_triton_kernels_match_the_formula_and_launch_what_is_declared():
+    env = {**os.environ, "TRITON_INTERPRET": "1", "BLOCKBENCH_TRITON_INTERPRET": "1"}
+    done = subprocess.run([sys.executable, "-c", _INTERPRETED], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert DECLARED_LAUNCHES == {"blockbench::shaped_mix": 1, "blockbench::shaped_mix_backward": 2}

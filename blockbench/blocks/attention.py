@@ -120,18 +120,27 @@ class Attention(nn.Module):
         return q + self.qk_bias[:self.dim], k + self.qk_bias[self.dim:]
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None,
-                scale: torch.Tensor | None = None) -> torch.Tensor:
+                scale: torch.Tensor | float | None = None, addend: torch.Tensor | None = None,
+                addend_gain: torch.Tensor | float = 1.0) -> torch.Tensor:
         """key_mask: (B, T) bool, True at real tokens, for padded batches; None when every token is real.
-        scale: a gain on the output (the block's beta_SA); shaped attention folds it into its per-head gains."""
+        scale: a gain on the output (the block's beta_SA); shaped attention folds it into its per-head gains.
+        addend: a (B, T, d) tensor added to the output times addend_gain (a parallel block's gained MLP branch);
+        only where `takes_addend(key_mask)`, so that the fused shaped mix does the block's sum in its own pass."""
         with scope("attn"):  # its own time (head split and merge) is the profile's attn_layout
-            return self._forward(x, key_mask, scale)
+            return self._forward(x, key_mask, scale, addend, addend_gain)
+
+    def takes_addend(self, key_mask: torch.Tensor | None) -> bool:
+        """Whether forward can add a tensor to its output inside the fused mix: shaped attention without W^P
+        (the sum must come after the mix and nothing after it), on an unpadded batch."""
+        return self.kind != "softmax" and self.proj is None and key_mask is None
 
     def centre(self, v: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
         """C V on the path shaped_mix does not take: padded batches (C averages over real tokens only)."""
         return masked_mean(v, key_mask, self.causal)
 
     def _forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None,
-                 scale: torch.Tensor | None = None) -> torch.Tensor:
+                 scale: torch.Tensor | float | None = None, addend: torch.Tensor | None = None,
+                 addend_gain: torch.Tensor | float = 1.0) -> torch.Tensor:
         batch, seq, dim = x.shape
         with scope("qkv"):
             if self.value is None and self.qkv.out_features == 3 * dim:
@@ -152,7 +161,9 @@ class Attention(nn.Module):
                 if key_mask is None:
                     gamma = self.gamma if self.kind == "shaped" else None
                     out = shaped_mix(out, v, self.alpha, self.beta, gamma, scale, causal=self.causal,
-                                     compiled=self.compiled_mix)
+                                     compiled=self.compiled_mix,
+                                     addend=None if addend is None else self.split_heads(addend),
+                                     addend_gain=addend_gain)
                 else:
                     out = self.head_gain("beta") * out + self.head_gain("alpha") * v
                     if self.kind == "shaped":
@@ -161,6 +172,9 @@ class Attention(nn.Module):
                         out = scale * out
         elif scale is not None:
             out = scale * out
+        if addend is not None and not self.takes_addend(key_mask):
+            raise ValueError("this attention cannot add a tensor inside its mix (see takes_addend)")
+        # The fused mix writes (B, T, H, D) storage, so this is a view there and a copy after SDPA alone.
         out = out.transpose(1, 2).reshape(batch, seq, dim)
         if self.proj is None:
             return out

@@ -69,7 +69,11 @@ class Block(nn.Module):
         # The ranges (profile only) leave the block's own time to the skips and gains: the residual component.
         if self.spec.layout == "parallel":
             h = self.norm(self.norm1, x)
-            branches = self.add_scaled(self.attn_branch(h, key_mask), "beta_ff", self.mlp(h))
+            if self.attn.takes_addend(key_mask):  # the fused shaped mix adds the MLP branch in its own pass
+                branches = self.attn(h, key_mask, scale=self.gain("beta_sa"), addend=self.mlp(h),
+                                     addend_gain=self.gain("beta_ff"))
+            else:
+                branches = self.add_scaled(self.attn_branch(h, key_mask), "beta_ff", self.mlp(h))
             return self.with_skip("alpha_ff", branches, x)
         if self.spec.norm_position == "post":
             h = self.norm(self.norm1, self.with_skip("alpha_sa", self.scaled("beta_sa", self.attn(x, key_mask)), x))

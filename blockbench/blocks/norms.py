@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# aten's fused RMSNorm (forward and backward each one kernel on CUDA); F.rms_norm reaches it only on some devices.
+_FUSED_RMS_NORM = getattr(torch.ops.aten, "_fused_rms_norm", None)
 
 class RMSNorm(nn.Module):
     """scale * x / sqrt(mean(x^2) + eps) through torch's fused kernel, or scale * x / (rms(x) + eps) with
@@ -20,7 +22,12 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.eps_placement == "inside_sqrt":
-            return F.rms_norm(x, (x.shape[-1],), self.scale, self.eps)
+            # torch's fused kernel needs the scale in the input's dtype (a bf16 activation under autocast meets a
+            # float32 parameter); called directly, the CPU dispatches it too, so CPUs count what CUDA launches.
+            scale = self.scale if self.scale.dtype == x.dtype else self.scale.to(x.dtype)
+            if _FUSED_RMS_NORM is not None:
+                return _FUSED_RMS_NORM(x, [x.shape[-1]], scale, self.eps)[0]
+            return F.rms_norm(x, (x.shape[-1],), scale, self.eps)
         # The mean of squares is taken in float32 at least, as the fused kernel does, so bf16 inputs keep it exact.
         xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
         rms = xf.pow(2).mean(dim=-1, keepdim=True).sqrt()

@@ -15,6 +15,7 @@ sum of the gradient. Results agree with the explicit (alpha I + beta A - gamma C
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import torch
@@ -30,77 +31,242 @@ def _accumulation_dtype(t: torch.Tensor) -> torch.dtype:
     return torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else t.dtype
 
 
-class ShapedMix(torch.autograd.Function):
-    """out = b_h S + a_h V - g_h C V, with C causal (row t uniform over positions <= t) or bidirectional
-    (C = (1/T) 1 1^T); g None drops the last term (alpha I + beta A, V-SkipInit's Eq. 4). S, V: (B, H, T, D);
-    a, b, g: (H,)."""
+# ----------------------------------------------------------------------------------------------------------------
+# The portable implementation: torch ops, what CPUs run (and CUDA without Triton). Shapes: S, V, M (B, H, T, D);
+# a, b, g (H,); scale and e 0-d tensors or None (then the numbers scale_const, e_const apply).
 
-    @staticmethod
-    def forward(ctx, s: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor,  # noqa: ANN001
-                g: torch.Tensor | None, causal: bool = True) -> torch.Tensor:
-        heads, seq = s.shape[1], s.shape[-2]
-        out = s * b.view(heads, 1, 1)
-        out.addcmul_(v, a.view(heads, 1, 1))
-        centred = None  # causal: the running sum cumsum(V); bidirectional: the mean row (B, H, 1, D)
-        if g is not None:
-            acc = _accumulation_dtype(v)
-            if causal:
-                centred = v.cumsum(dim=-2, dtype=acc)
-                weight = g.view(heads, 1, 1).to(acc) / _positions(seq, centred)
-            else:
-                centred = v.mean(dim=-2, keepdim=True, dtype=acc)
-                weight = g.view(heads, 1, 1).to(acc)
-            out.addcmul_(centred.to(out.dtype), weight.to(out.dtype), value=-1)
-        ctx.causal = causal
-        ctx.save_for_backward(s, v, a, b, g, centred)
-        return out
 
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN205
-        s, v, a, b, g, centred = ctx.saved_tensors
-        heads, seq = s.shape[1], s.shape[-2]
-        need_s, need_v, need_a, need_b, need_g, _ = ctx.needs_input_grad
-        grad_s = grad_v = grad_a = grad_b = grad_g = None
-        dims = (0, 2, 3)
-        if need_s:
-            grad_s = (grad * b.view(heads, 1, 1)).to(s.dtype)
-        # The gains' gradients are sums of products; one scratch tensor holds each product in turn (a fresh
-        # activation-sized allocation per product costs page faults on CPU).
-        scratch = torch.empty_like(grad) if need_a or need_b else None
-        if need_b:
-            grad_b = torch.mul(grad, s, out=scratch).sum(dims).to(b.dtype)
-        if need_a:
-            grad_a = torch.mul(grad, v, out=scratch).sum(dims).to(a.dtype)
-        if g is None or not (need_v or need_g):
-            if need_v:
-                grad_v = (grad * a.view(heads, 1, 1)).to(v.dtype)
-            return grad_s, grad_v, grad_a, grad_b, grad_g, None
-        acc = centred.dtype
-        gains = g.view(heads, 1, 1).to(acc)
-        if ctx.causal:
-            inv_t = 1 / _positions(seq, centred)
-            if need_v:
-                # d/dV_s of sum_t w_t G_t . cumsum(V)_t = sum_{t >= s} w_t G_t = total - cumsum(w G)_s + w_s G_s,
-                # so grad_V = G (a - w) + cumsum(w G) - total, with w_t = g / t.
-                weight = gains * inv_t
-                weighted = grad.to(acc) * weight
-                total = weighted.sum(-2, keepdim=True)
-                grad_v = weighted.cumsum_(-2).sub_(total)
-                grad_v.addcmul_(grad.to(acc), a.view(heads, 1, 1).to(acc) - weight)
-            if need_g:
-                product = torch.mul(grad, centred, out=scratch) if scratch is not None and acc == grad.dtype else (
-                    grad.to(acc) * centred)
-                per_step = product.sum((0, 3))  # (H, T)
-                grad_g = -(per_step * inv_t.view(1, -1)).sum(-1).to(g.dtype)
+def _head(t: torch.Tensor) -> torch.Tensor:
+    return t.view(-1, 1, 1)
+
+
+def _merged_layout(like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """An empty (B, H, T, D) tensor stored as (B, T, H, D): the head merge after the mix is then a free view."""
+    batch, heads, seq, dim = like.shape
+    return torch.empty(batch, seq, heads, dim, dtype=dtype, device=like.device).transpose(1, 2)
+
+
+def _centred(v: torch.Tensor, causal: bool) -> torch.Tensor:
+    """C V in float32 at least: the running mean (causal) or the mean row (bidirectional, broadcast over T)."""
+    acc = _accumulation_dtype(v)
+    if causal:
+        running = v.cumsum(dim=-2, dtype=acc)
+        return running.div_(_positions(v.shape[-2], running))
+    return v.mean(dim=-2, keepdim=True, dtype=acc)
+
+
+def _portable_forward(s, v, a, b, g, scale, m, e, scale_const, e_const, causal):  # noqa: ANN001, ANN202
+    sc = scale if scale is not None else scale_const
+    out = _merged_layout(s, torch.promote_types(s.dtype, v.dtype))
+    torch.mul(s, _head(b * sc), out=out)
+    out.addcmul_(v, _head(a * sc))
+    if g is not None:
+        out.addcmul_(_centred(v, causal).to(out.dtype), _head(g * sc).to(out.dtype), value=-1)
+    if m is not None and e is None:
+        out.add_(m, alpha=e_const)
+    elif m is not None:
+        out.addcmul_(m, e.to(out.dtype))
+    return out
+
+
+def _portable_backward(grad, s, v, a, b, g, scale, m, e, scale_const, e_const, causal):  # noqa: ANN001, ANN202
+    sc = scale if scale is not None else scale_const
+    dims = (0, 2, 3)
+    acc = _accumulation_dtype(grad)
+    grad_s = (grad * _head(b * sc)).to(s.dtype)
+    # Per-head sums of the gradient times each input; one scratch tensor holds each product in turn.
+    scratch = torch.empty_like(grad)
+    p_s = torch.mul(grad, s, out=scratch).sum(dims, dtype=acc)
+    p_v = torch.mul(grad, v, out=scratch).sum(dims, dtype=acc)
+    grad_v = grad.to(acc) * _head(a * sc).to(acc)
+    p_c = None
+    if g is not None:
+        seq = s.shape[-2]
+        if causal:
+            # C^T G: sum_{t >= s} G_t / t = total - cumsum(G / t) + G / t, with no reversed copies.
+            weighted = grad.to(acc) / _positions(seq, grad_v)
+            back = weighted.cumsum(-2).neg_().add_(weighted).add_(weighted.sum(-2, keepdim=True))
+            p_c = (v.to(acc) * back).sum(dims)
         else:
-            column = grad.sum(-2, keepdim=True, dtype=acc)  # (B, H, 1, D): what every query's C row sends back
-            if need_v:
-                grad_v = (grad * a.view(heads, 1, 1)).to(acc).sub_(column * (gains / seq))
-            if need_g:
-                grad_g = -(column * centred).sum(dims).to(g.dtype)
-        if grad_v is not None:
-            grad_v = grad_v.to(v.dtype)
-        return grad_s, grad_v, grad_a, grad_b, grad_g, None
+            back = grad.sum(-2, keepdim=True, dtype=acc) / seq
+            p_c = (back * v.sum(-2, keepdim=True, dtype=acc)).sum(dims)
+        grad_v.addcmul_(back, _head(g * sc).to(acc), value=-1)
+    grad_v = grad_v.to(v.dtype)
+    grad_a, grad_b = (p_v * sc).to(a.dtype), (p_s * sc).to(b.dtype)
+    unscaled = b * p_s + a * p_v
+    grad_g = None
+    if g is not None:
+        grad_g = (-p_c * sc).to(g.dtype)
+        unscaled = unscaled - g * p_c
+    grad_scale = unscaled.sum().to(scale.dtype) if scale is not None else None
+    grad_m = grad_e = None
+    if m is not None:
+        grad_m = (grad * (e if e is not None else e_const)).to(m.dtype)
+        if e is not None:
+            grad_e = torch.mul(grad, m, out=scratch).sum(dtype=acc).to(e.dtype)
+    return grad_s, grad_v, grad_a, grad_b, grad_g, grad_scale, grad_m, grad_e
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The Triton implementation (blocks/kernels.py): one launch forward, two backward, on CUDA where Triton imports.
+
+_BACKEND: dict[str, object] = {}  # "kernels": the module, or "error": why Triton cannot be used in this process
+
+
+def _triton_kernels():  # noqa: ANN202 - the kernels module, or None with the reason kept in triton_error()
+    if "kernels" not in _BACKEND and "error" not in _BACKEND:
+        try:
+            from blockbench.blocks import kernels
+
+            _BACKEND["kernels"] = kernels
+        except Exception as exc:  # noqa: BLE001 - no Triton, an incompatible one: the portable path, recorded
+            _BACKEND["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return _BACKEND.get("kernels")
+
+
+def triton_error() -> str | None:
+    """Why this process's shaped mix on CUDA runs the portable torch ops instead of the Triton kernels."""
+    return _BACKEND.get("error")  # type: ignore[return-value]
+
+
+def uses_triton(t: torch.Tensor) -> bool:
+    """Whether the mix of a tensor on t's device runs the Triton kernels (CUDA, Triton importable), or
+    everywhere with BLOCKBENCH_TRITON_INTERPRET=1 (tests, through Triton's interpreter on CPU tensors)."""
+    if t.device.type != "cuda" and os.environ.get("BLOCKBENCH_TRITON_INTERPRET") != "1":
+        return False
+    return _triton_kernels() is not None
+
+
+def _strides(t: torch.Tensor | None) -> tuple[int, int, int]:
+    return (0, 0, 0) if t is None else (t.stride(0), t.stride(1), t.stride(2))
+
+
+def _last_dim_dense(t: torch.Tensor | None) -> torch.Tensor | None:
+    return t if t is None or t.stride(-1) == 1 else t.contiguous()
+
+
+def _blocks(seq: int, dim: int) -> tuple[int, int]:
+    block_d = max(16, triton_next_power_of_2(dim))
+    return max(16, min(64, 4096 // block_d, triton_next_power_of_2(seq))), block_d
+
+
+def triton_next_power_of_2(n: int) -> int:
+    return 1 << (n - 1).bit_length()
+
+
+def _flags(g, scale, m, e, causal):  # noqa: ANN001, ANN202
+    return dict(CENTRE=0 if g is None else (1 if causal else 2), HAS_SCALE=scale is not None,
+                HAS_M=m is not None, HAS_MG=e is not None)
+
+
+def _triton_forward(s, v, a, b, g, scale, m, e, scale_const, e_const, causal):  # noqa: ANN001, ANN202
+    k = _triton_kernels()
+    s, v, m = _last_dim_dense(s), _last_dim_dense(v), _last_dim_dense(m)
+    batch, heads, seq, dim = s.shape
+    out = _merged_layout(s, torch.promote_types(s.dtype, v.dtype))
+    block_t, block_d = _blocks(seq, dim)
+    k._mix_fwd[(batch * heads,)](
+        s, v, s if m is None else m, out, a, b, a if g is None else g, a if scale is None else scale,
+        a if e is None else e, float(scale_const), float(e_const), heads, seq, dim,
+        *_strides(s), *_strides(v), *_strides(m), *_strides(out),
+        **_flags(g, scale, m, e, causal), BLOCK_T=block_t, BLOCK_D=block_d)
+    return out
+
+
+def _triton_backward(grad, s, v, a, b, g, scale, m, e, scale_const, e_const, causal):  # noqa: ANN001, ANN202
+    k = _triton_kernels()
+    grad, s, v, m = _last_dim_dense(grad), _last_dim_dense(s), _last_dim_dense(v), _last_dim_dense(m)
+    batch, heads, seq, dim = s.shape
+    grad_s, grad_v = _merged_layout(s, s.dtype), _merged_layout(v, v.dtype)
+    grad_m = None if m is None else _merged_layout(m, m.dtype)
+    partials = torch.empty(batch * heads * 4, dtype=torch.float32, device=s.device)
+    block_t, block_d = _blocks(seq, dim)
+    dummy = a
+    k._mix_bwd[(batch * heads,)](
+        grad, s, v, s if m is None else m, grad_s, grad_v, grad_s if grad_m is None else grad_m, partials,
+        a, b, dummy if g is None else g, dummy if scale is None else scale, dummy if e is None else e,
+        float(scale_const), float(e_const), heads, seq, dim,
+        *_strides(grad), *_strides(s), *_strides(v), *_strides(m), *_strides(grad_s), *_strides(grad_v),
+        *_strides(grad_m), **_flags(g, scale, m, e, causal), BLOCK_T=block_t, BLOCK_D=block_d)
+    # Separate tensors (a custom op's outputs may not alias one another); allocation launches nothing.
+    grad_a, grad_b, grad_g = (torch.empty(heads, dtype=torch.float32, device=s.device) for _ in range(3))
+    grad_scale, grad_e = (torch.empty((), dtype=torch.float32, device=s.device) for _ in range(2))
+    k._mix_gains_bwd[(1,)](
+        partials, a, b, dummy if g is None else g, dummy if scale is None else scale, grad_a, grad_b, grad_g,
+        grad_scale, grad_e, float(scale_const), batch, heads,
+        CENTRE=0 if g is None else 1, HAS_SCALE=scale is not None, BLOCK_B=32,
+        BLOCK_H=max(16, triton_next_power_of_2(heads)))
+    # The gains' gradients are float32, as every gain parameter is.
+    grad_scale = None if scale is None else grad_scale
+    grad_e = None if e is None else grad_e
+    return (grad_s, grad_v, grad_a, grad_b, None if g is None else grad_g, grad_scale, grad_m, grad_e)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The op: one dispatched operation forward and one backward on every device, so the same op is counted everywhere.
+
+
+@torch.library.custom_op("blockbench::shaped_mix", mutates_args=())
+def _shaped_mix_op(s: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor, g: torch.Tensor | None,
+                   scale: torch.Tensor | None, m: torch.Tensor | None, e: torch.Tensor | None,
+                   scale_const: float, e_const: float, causal: bool) -> torch.Tensor:
+    impl = _triton_forward if uses_triton(s) else _portable_forward
+    return impl(s, v, a, b, g, scale, m, e, scale_const, e_const, causal)
+
+
+@_shaped_mix_op.register_fake
+def _(s, v, a, b, g, scale, m, e, scale_const, e_const, causal):  # noqa: ANN001, ANN202
+    return _merged_layout(s, torch.promote_types(s.dtype, v.dtype))
+
+
+@torch.library.custom_op("blockbench::shaped_mix_backward", mutates_args=())
+def _shaped_mix_backward_op(grad: torch.Tensor, s: torch.Tensor, v: torch.Tensor, a: torch.Tensor,
+                            b: torch.Tensor, g: torch.Tensor | None, scale: torch.Tensor | None,
+                            m: torch.Tensor | None, e: torch.Tensor | None, scale_const: float, e_const: float,
+                            causal: bool) -> list[torch.Tensor]:
+    impl = _triton_backward if uses_triton(s) else _portable_backward
+    grads = impl(grad, s, v, a, b, g, scale, m, e, scale_const, e_const, causal)
+    # A custom op returns tensors only: an absent input's gradient travels as an empty tensor.
+    return [t if t is not None else grad.new_empty(0) for t in grads]
+
+
+@_shaped_mix_backward_op.register_fake
+def _(grad, s, v, a, b, g, scale, m, e, scale_const, e_const, causal):  # noqa: ANN001, ANN202
+    def like(t: torch.Tensor | None) -> torch.Tensor:
+        return grad.new_empty(0) if t is None else torch.empty_like(t)
+
+    return [_merged_layout(s, s.dtype), _merged_layout(v, v.dtype), like(a), like(b), like(g), like(scale),
+            grad.new_empty(0) if m is None else _merged_layout(m, m.dtype), like(e)]
+
+
+def _setup(ctx, inputs, output):  # noqa: ANN001, ANN202
+    s, v, a, b, g, scale, m, e, scale_const, e_const, causal = inputs
+    ctx.save_for_backward(s, v, a, b, g, scale, m, e)
+    ctx.consts = (scale_const, e_const, causal)
+
+
+def _backward(ctx, grad):  # noqa: ANN001, ANN202
+    s, v, a, b, g, scale, m, e = ctx.saved_tensors
+    grads = _shaped_mix_backward_op(grad, s, v, a, b, g, scale, m, e, *ctx.consts)
+    present = (s, v, a, b, g, scale, m, e)
+    return (*(gr if t is not None else None for gr, t in zip(grads, present)), None, None, None)
+
+
+_shaped_mix_op.register_autograd(_backward, setup_context=_setup)
+DECLARED_LAUNCHES_TRITON = {"blockbench::shaped_mix": 1, "blockbench::shaped_mix_backward": 2}
+
+
+def fused_mix(s: torch.Tensor, v: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
+              gamma: torch.Tensor | None, scale: torch.Tensor | float | None = None, causal: bool = True,
+              addend: torch.Tensor | None = None, addend_gain: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """scale * (beta S + alpha V - gamma C V) + addend_gain * addend, per head, as one op forward and one backward.
+    The result is (B, H, T, D) stored as (B, T, H, D), in the activations' dtype (float32 arithmetic inside)."""
+    scale_t = scale if isinstance(scale, torch.Tensor) else None
+    scale_const = 1.0 if scale is None or scale_t is not None else float(scale)
+    e_t = addend_gain if isinstance(addend_gain, torch.Tensor) else None
+    e_const = 1.0 if e_t is not None else float(addend_gain)
+    return _shaped_mix_op(s, v, alpha, beta, gamma, scale_t, addend, e_t if addend is not None else None,
+                          scale_const, e_const, causal)
 
 
 def mix_formula(s: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor, g: torch.Tensor | None,
@@ -137,29 +303,35 @@ def compiled_mix_formula():  # noqa: ANN201 - a torch.compile'd callable
 
 def shaped_mix(s: torch.Tensor, v: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
                gamma: torch.Tensor | None, scale: torch.Tensor | float | None = None,
-               causal: bool = True, compiled: bool = False) -> torch.Tensor:
-    """scale * (beta S + alpha V - gamma C V), per head, for the causal or the bidirectional C. `scale` (a block's
-    branch gain) is folded into the three (H,) gains, so it costs no pass over the activations. `compiled`:
-    the torch.compile'd formula instead of the hand-written autograd function (same math)."""
-    if scale is not None and not (isinstance(scale, float) and scale == 1.0):
-        alpha, beta = alpha * scale, beta * scale
-        gamma = None if gamma is None else gamma * scale
-    dtype = torch.result_type(s, beta)
+               causal: bool = True, compiled: bool = False, addend: torch.Tensor | None = None,
+               addend_gain: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """scale * (beta S + alpha V - gamma C V) + addend_gain * addend, per head, for the causal or the bidirectional
+    C; `addend` (B, H, T, D) is what a parallel block adds to the attention branch (its gained MLP output), so the
+    block's combination costs no pass of its own. The result is stored as (B, T, H, D). `compiled`: the
+    torch.compile'd formula (runtime.compile_shaped) instead of the fused op (same math)."""
     if compiled and "error" not in _compiled:
+        if scale is not None and not (isinstance(scale, float) and scale == 1.0):
+            alpha, beta = alpha * scale, beta * scale
+            gamma = None if gamma is None else gamma * scale
         try:
-            return compiled_mix_formula()(s.to(dtype), v.to(dtype), alpha, beta, gamma, causal)
-        except Exception as exc:  # noqa: BLE001 - no compiler, an inductor bug: the eager function, same math
+            out = compiled_mix_formula()(s, v, alpha, beta, gamma, causal)
+            return out if addend is None else out + addend_gain * addend
+        except Exception as exc:  # noqa: BLE001 - no compiler, an inductor bug: the fused op, same math
             _compiled["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            warnings.warn(f"compiling the shaped mix failed, using the eager one: {_compiled['error']}", stacklevel=2)
-    return ShapedMix.apply(s.to(dtype), v.to(dtype), alpha, beta, gamma, causal)
-
-
-# Kernels a custom op of this package launches on CUDA, per call, declared beside the op (the step-cost model,
-# measure/cost.py, counts a custom op as this many launches; tests check the declaration against the kernels).
-DECLARED_LAUNCHES: dict[str, int] = {}
+            warnings.warn(f"compiling the shaped mix failed, using the fused op: {_compiled['error']}", stacklevel=2)
+    return fused_mix(s, v, alpha, beta, gamma, scale, causal, addend, addend_gain)
 
 
 def declared_launches(op_name: str) -> int | None:
     """The CUDA kernel launches of one call of custom op `op_name` (e.g. 'blockbench::shaped_mix'); None for an
-    op this package does not define."""
+    op this package does not define, or where this process's CUDA would run the portable chain (no Triton): the
+    step-cost model then counts that chain's own ops."""
+    if op_name in DECLARED_LAUNCHES_TRITON and (torch.cuda.is_available() and _triton_kernels() is None):
+        return None
     return DECLARED_LAUNCHES.get(op_name)
+
+
+# Kernels a custom op of this package launches on CUDA, per call, declared beside the op (the step-cost model,
+# measure/cost.py, counts a custom op as this many launches; tests check the declaration against the kernels,
+# through Triton's interpreter on CPU and with the profiler on a GPU).
+DECLARED_LAUNCHES: dict[str, int] = dict(DECLARED_LAUNCHES_TRITON)
