@@ -6,9 +6,14 @@ Verdicts, per variant present on both sides:
   else the difference of means against --max-loss-increase; a candidate that diverges on more seeds than the
   baseline is a regression. A difference whose order is unsettled (stats.py's pair rule: with >= 2 seeds a
   bootstrap order probability below 0.9 or a 95% interval through zero; with one seed, the order at 50% or 75% of
-  the budget the other way round) is `unresolved`, "not resolvable at this budget": reported, not failed;
+  the budget the other way round) is `unresolved`, "not resolvable at this budget": reported, not failed. A
+  variant any of whose runs on either side ended on the unigram plateau is `not converged`, never `unresolved`
+  (its difference says where a run was stuck); it fails only when the candidate is stuck on a larger share of
+  its seeds than the baseline (a change that stops a block from learning is a regression);
 - speed: only through each side's interleaved ratio to its own baseline variant measured in the same run
   (`speed.speedup_vs_baseline`), so machine drift cancels; raw seconds and tokens/s are shown, never judged.
+  Ratios measured on different device types or in different execution modes (records.execution_mode) are not
+  compared; an untrusted probe (stats.probe_disturbed_note) shows `untrusted (IQR x)`, no ratio.
   A ratio that dropped by more than --max-slowdown fails only if the drop also stands out from the two probes'
   own round-to-round noise (--speed-z standard errors, from the recorded IQR); else it is `inconclusive`.
   The baseline variant has no speed verdict;
@@ -31,7 +36,7 @@ from typing import Any
 from blockbench import stats
 from blockbench.errors import BlockbenchError
 from blockbench.leaderboard import check_one_version, group_key, load_entries
-from blockbench.records import comparable_overrides, device_types, tokenization_difference
+from blockbench.records import comparable_overrides, device_types, execution_modes, tokenization_difference
 from blockbench.workloads import workload_of
 
 FAILING = {"regression"}
@@ -70,7 +75,8 @@ class Side:
                           for r in self.records})
         return {"path": self.path, "suite": s["name"], "version": s["version"], "hash": s["hash"],
                 "records": len(self.records), "variants": sorted(self.by_variant),
-                "commits": commits, "devices": sorted({r["env"]["device_name"] for r in self.records})}
+                "commits": commits, "devices": sorted({r["env"]["device_name"] for r in self.records}),
+                "execution_modes": sorted(execution_modes(self.records))}
 
 
 def load_side(path: str, label: str) -> Side:
@@ -181,6 +187,13 @@ def quality_row(variant: str, b: list[dict], c: list[dict], t: Thresholds) -> di
     if dc * len(b) > db * len(c):  # a larger fraction of the candidate's seeds diverged
         return _row(variant, metric, _mean(lb), _mean(lc), "regression",
                     f"diverged on {dc}/{len(c)} seeds (baseline {db}/{len(b)})", "nats")
+    (pb, nb), (pc, nc) = stats.plateaued(b, variant), stats.plateaued(c, variant)
+    if pb or pc:
+        row = _row(variant, metric, _mean(lb), _mean(lc), "not converged",
+                   f"on the unigram plateau at the end on {pb}/{nb} baseline and {pc}/{nc} candidate seeds: the "
+                   "difference says where the runs were stuck, not what the block learns", "nats")
+        row["stuck"] = pc * nb > pb * nc  # newly stuck on more of its seeds: the change stopped it learning
+        return row
     if not lb or not lc:
         return _row(variant, metric, _mean(lb), _mean(lc), "n/a", "no finished seed on one side", "nats")
     mb, mc = _mean(lb), _mean(lc)
@@ -225,14 +238,25 @@ def speed_row(variant: str, baseline_variant: str, b: list[dict], c: list[dict],
         return _row(variant, metric, sb, sc, "n/a", "the reference of the in-run speed ratios", "x")
     if sb is None or sc is None:
         return _row(variant, metric, sb, sc, "n/a", "no interleaved speed probe on one side", "x")
+    untrusted = {side: note for side, records in (("baseline", b), ("candidate", c))
+                 if (note := stats.probe_disturbed_note(records)) is not None}
+    if untrusted:
+        # No number from an untrusted probe, not even beside a verdict of n/a.
+        cells = {side: stats.untrusted_cell(_median([r["speed"].get("speedup_iqr") for r in records]))
+                 if side in untrusted else value
+                 for side, records, value in (("baseline", b, sb), ("candidate", c, sc))}
+        return _row(variant, metric, cells["baseline"], cells["candidate"], "n/a",
+                    "; ".join(f"{side}: {note}" for side, note in untrusted.items()), "x")
     devices = sorted(device_types([*b, *c]))
     if len(devices) > 1:
         # A speed ratio means something only on the device type it was measured on (SIMD width, caches, kernels).
         return _row(variant, metric, sb, sc, "n/a", "speed ratios measured on different device types "
                     f"({'; '.join(devices)}) are not compared", "x")
-    for side, records in (("baseline", b), ("candidate", c)):
-        if (note := stats.probe_disturbed_note(records)) is not None:
-            return _row(variant, metric, sb, sc, "n/a", f"{side}: {note}", "x")
+    modes = sorted(execution_modes([*b, *c]))
+    if len(modes) > 1:
+        # Nor across execution modes: compiling or graph-capturing changes launches and fusion, not the blocks.
+        return _row(variant, metric, sb, sc, "n/a", "speed ratios measured in different execution modes "
+                    f"({', '.join(modes)}) are not compared", "x")
     ratio = sc / sb
     detail = f"in-run interleaved ratio; slowdown limit {t.max_slowdown:.0%}"
     verdict = ("regression" if ratio < 1 - t.max_slowdown else "improved" if ratio > 1 + t.max_slowdown
@@ -295,7 +319,7 @@ def compare_sides(base: Side, cand: Side, t: Thresholds) -> dict[str, Any]:
                  throughput_row(variant, b, c)]
     failing = STRICT_FAILING if t.strict else FAILING
     for row in rows:
-        row["failure"] = row["verdict"] in failing
+        row["failure"] = row["verdict"] in failing or bool(row.pop("stuck", False))
     notes = []
     speed = [r for r in rows if r["metric"].startswith("speedup vs") and r["verdict"] != "n/a"]
     if len(speed) >= 2 and all(r["verdict"] == "improved" for r in speed):
@@ -304,6 +328,10 @@ def compare_sides(base: Side, cand: Side, t: Thresholds) -> dict[str, Any]:
     if any(r["verdict"] == "inconclusive" for r in speed):
         notes.append("a speed change beyond the limit was within the probe's own noise (inconclusive, not failed): "
                      "rerun on a quieter machine or raise the suite's [speed] rounds")
+    if any(r["verdict"] == "not converged" for r in rows):
+        notes.append("not converged: a variant ended on the unigram plateau on one side or both, so its loss "
+                     "difference is no measurement (fails only when the candidate is stuck on more of its seeds); "
+                     "a longer budget or warm-up decides it")
     if any(r["verdict"] == "unresolved" for r in rows):
         notes.append("an eval-loss difference beyond the test was not resolvable at this budget (its order was not "
                      "settled: see the row): reported, not failed; rerun with more seeds or a longer budget")
@@ -349,7 +377,7 @@ def _delta_cell(row: dict[str, Any]) -> str:
 
 
 STYLES = {"regression": "bold red", "improved": "green", "changed": "yellow", "missing": "yellow",
-          "inconclusive": "yellow", "unresolved": "yellow"}
+          "inconclusive": "yellow", "unresolved": "yellow", "not converged": "yellow"}
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -369,10 +397,9 @@ def print_table(result: dict[str, Any]) -> None:
                       _cell(row["candidate"], row["unit"]), _delta_cell(row),
                       "-" if row["ratio"] is None else f"{row['ratio']:.3f}",
                       f"[{style}]{verdict}[/{style}]" if style else verdict, row["detail"])
-    console.print(f"baseline:  {b['path']} ({b['records']} records, commit {', '.join(b['commits'])}, "
-                  f"{', '.join(b['devices'])})", highlight=False)
-    console.print(f"candidate: {c['path']} ({c['records']} records, commit {', '.join(c['commits'])}, "
-                  f"{', '.join(c['devices'])})", highlight=False)
+    for word, side in (("baseline: ", b), ("candidate:", c)):
+        console.print(f"{word} {side['path']} ({side['records']} records, commit {', '.join(side['commits'])}, "
+                      f"{', '.join(side['devices'])}, {', '.join(side['execution_modes'])})", highlight=False)
     console.print(table)
     for note in result["notes"]:
         console.print(f"note: {note}", highlight=False)

@@ -137,13 +137,17 @@ class RunDisplay:
         for column in ("variant", "seed", "status", "steps", "eval loss", "bpb", "tok/s",
                        "speedup (interleaved)", "steps to target", "params", "peak mem MB"):
             table.add_column(column, justify="left" if column in ("variant", "status") else "right")
+        # The views' rule for the speed probe, here too: a ratio from an untrusted probe is no number at all.
+        untrusted = stats.probe_disturbed_note(self.records)
         for r in self.records:
             s = r["summary"]
             ratio = r["speed"]["speedup_vs_baseline"]
+            speed = (stats.untrusted_cell(r["speed"].get("speedup_iqr")) if untrusted and ratio is not None
+                     else _fmt(ratio, ".3f"))
             mem = s["peak_memory_bytes"]
             status = r["status"] + (" (plateau)" if stats.plateau_steps(r) is not None else "")
             table.add_row(r["variant"], str(r["seed"]), status, str(s["steps"]), _fmt(s["final_eval_loss"]),
-                          _fmt(s["final_eval_bpb"], ".3f"), f"{s['tokens_per_second']:,.0f}", _fmt(ratio, ".3f"),
+                          _fmt(s["final_eval_bpb"], ".3f"), f"{s['tokens_per_second']:,.0f}", speed,
                           _fmt(r["to_target"]["steps"], ".1f"), f"{r['static']['params_total']:,}",
                           "-" if mem is None else f"{mem / 2**20:.1f}")
         for f in self.failures:
@@ -151,6 +155,8 @@ class RunDisplay:
         self.console.print(table)
         kind = self.records[0]["summary"]["peak_memory_kind"] if self.records else "-"
         self.console.print(f"records: {out_dir}/records  (peak memory: {kind})")
+        if untrusted:
+            self.console.print(f"speed: {untrusted}", highlight=False, markup=False)
         if self.failures:
             self.console.print(f"failed runs: {len(self.failures)}, see {out_dir}/failures/")
         if self.records:  # the table's order is a verdict only if it had stopped moving: say which

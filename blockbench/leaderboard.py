@@ -30,6 +30,7 @@ from blockbench.records import (
     RecordError,
     comparable_overrides,
     device_types,
+    execution_modes,
     find_record_files,
     load_record,
     tokenization,
@@ -226,8 +227,11 @@ def _first(values) -> Any:
     return int(present[0]) if present else math.nan
 
 
-def aggregate(runs, baseline: str | None, has_target: bool, speed_comparable: bool = True):
-    """One row per variant (see CSV_COLUMNS), ranked by mean eval loss at budget; diverged variants are unranked."""
+def aggregate(runs, baseline: str | None, has_target: bool, speed_comparable: bool = True,
+              speed_trusted: bool = True):
+    """One row per variant (see CSV_COLUMNS), ranked by mean eval loss at budget; diverged variants are unranked.
+    Speed ratios that do not compare (several device types or execution modes) are left out with their spread;
+    an untrusted probe's ratios are left out and their spread kept, so the cell can say why (`untrusted (IQR x)`)."""
     import numpy as np
     import pandas as pd
 
@@ -261,7 +265,8 @@ def aggregate(runs, baseline: str | None, has_target: bool, speed_comparable: bo
             "eval_bpb_mean": float(g["eval_bpb"].mean()) if losses else math.nan,
             "eval_accuracy_mean": (float(g["eval_accuracy"].astype(float).mean())
                                    if losses and g["eval_accuracy"].notna().any() else math.nan),
-            "speedup_vs_baseline": g["speedup_vs_baseline"].astype(float).median() if speed_comparable else math.nan,
+            "speedup_vs_baseline": (g["speedup_vs_baseline"].astype(float).median()
+                                    if speed_comparable and speed_trusted else math.nan),
             "speedup_iqr": g["speedup_iqr"].astype(float).median() if speed_comparable else math.nan,
             "ttt_speedup": ttt[0], "ttt_speedup_ci_low": ttt[1], "ttt_speedup_ci_high": ttt[2],
             "to_target_status": target_status, "to_target_misses": misses if has_target else math.nan,
@@ -382,6 +387,8 @@ def _probe_cell(row, baseline: str | None) -> str:
     if row["variant"] == baseline and not _is_missing(row["speedup_vs_baseline"]):
         return "1.000 (baseline)"
     iqr = row["speedup_iqr"]
+    if _is_missing(row["speedup_vs_baseline"]) and not _is_missing(iqr):  # an untrusted probe (aggregate)
+        return "baseline (untrusted probe)" if row["variant"] == baseline else stats.untrusted_cell(float(iqr))
     return fmt(row["speedup_vs_baseline"], ".3f", "∞") + (
         f" (IQR {iqr:.2f})" if not _is_missing(iqr) and iqr > 0 else "")
 
@@ -456,14 +463,13 @@ def header_items(kept: list[dict[str, Any]], left_out: int, failed: int = 0) -> 
     first = kept[0]
     config = first["config"]
     budget = ", ".join(f"{k}={v}" for k, v in sorted(config["budget"].items()))
-    target = first["to_target"]["target"]
     overrides = comparable_overrides(first)
     return [
         ("suite", f"{first['suite']['name']} v{first['suite']['version']}"),
         ("suite hash", f"`{first['suite']['hash']}`"),
         ("blockbench version", _join(r["blockbench_version"] for r in kept)),
         ("baseline variant", config.get("baseline", "-")),
-        ("target", "none" if target is None else f"eval loss {target} nats/token"),
+        ("target", target_text(kept)),
         ("budget", budget),
         ("seeds", _join(r["seed"] for r in kept)),
         ("corpus", f"{first['data']['corpus']}, {first['data']['tokenizer']} tokenizer, "
@@ -473,15 +479,71 @@ def header_items(kept: list[dict[str, Any]], left_out: int, failed: int = 0) -> 
         ("overrides", json.dumps(overrides, sort_keys=True) if overrides else "none"),
         ("device", _join(f"{r['env']['device_name']} ({r['env']['device']}, {r['env']['threads']} threads)"
                          for r in kept)),
+        *setup_facts(kept),
         ("torch", _join(r["env"]["torch"] for r in kept)),
         ("commit", _join((r["git"]["commit"] or "unknown") + (" (dirty)" if r["git"]["dirty"] else "")
                          for r in kept)),
         ("records", f"{len(kept)} ranked, {left_out} left out" + (f", {failed} failed runs (failures/)"
                                                                       if failed else "")),
-    ] + ([("speed", "interleaved speed ratios not shown: the runs trained on several device types, and a ratio "
-                    "compares only within one")] if len(device_types(kept)) > 1 else []) + (
-        [("speed", f"interleaved speed ratios not shown: {note}")]
-        if (note := stats.probe_disturbed_note(kept)) is not None else [])
+    ] + ([("speed", f"interleaved speed ratios not shown: {note}")]
+         if (note := speed_not_comparable(kept) or stats.probe_disturbed_note(kept)) is not None else [])
+
+
+def speed_not_comparable(records: list[dict[str, Any]]) -> str | None:
+    """Why the records' speed ratios do not compare with each other, else None: a ratio means something only on
+    the device type and in the execution mode it was measured in (kernels, launches and fusion differ)."""
+    if len(device_types(records)) > 1:
+        return "the runs trained on several device types, and a ratio compares only within one"
+    modes = execution_modes(records)
+    if len(modes) > 1:
+        return (f"the runs trained in several execution modes ({', '.join(sorted(modes))}), and a ratio compares "
+                "only within one")
+    return None
+
+
+PEAK_SOURCES = {"table": "spec table", "measured": "fp32 matmul measured on this machine"}
+
+
+def setup_facts(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """How the steps executed: the execution mode, the training dtype, and the peak FLOP/s that MFU divides by
+    (`989.5 TFLOP/s, bf16 dense, spec table`). Every speed figure is relative to these."""
+    modes = ", ".join(sorted(execution_modes(records)))
+    dtypes = _join(r["config"].get("dtype") or r["config"]["runtime"].get("dtype") for r in records)
+    peaks = []
+    for r in records:
+        peak, source = r["summary"].get("mfu_peak_flops"), r["summary"].get("mfu_peak_source")
+        if peak and source:
+            dtype = r["config"].get("dtype") or "fp32"
+            unit, scale = ("TFLOP/s", 1e12) if peak >= 1e12 else ("GFLOP/s", 1e9)
+            peaks.append(f"{peak / scale:.1f} {unit}, {dtype} dense, {PEAK_SOURCES.get(source, source)}")
+    peak_text = "; ".join(sorted(set(peaks))) or "none known (no MFU)"
+    return [("execution mode", modes), ("dtype", dtypes or "-"), ("MFU peak", peak_text)]
+
+
+def lowest_loss(records: list[dict[str, Any]]) -> tuple[float, str, int] | None:
+    """(loss, variant, seed) of the lowest eval loss any run that ended well reached at any evaluation."""
+    best = None
+    for r in records:
+        if r["status"] != "ok":
+            continue
+        for _, loss in stats.curve_points(r):
+            if math.isfinite(loss) and (best is None or loss < best[0]):
+                best = (loss, r["variant"], r["seed"])
+    return best
+
+
+def target_text(records: list[dict[str, Any]]) -> str:
+    """The target and who reached it; "target not reached by any variant" with the best loss when nobody did."""
+    target = records[0]["to_target"]["target"]
+    if target is None:
+        return "none"
+    reached = sorted({r["variant"] for r in records if r["status"] == "ok" and r["to_target"]["steps"] is not None})
+    if reached:
+        return f"eval loss {target} nats/token, reached by {', '.join(reached)}"
+    best = lowest_loss(records)
+    lowest = ("" if best is None else
+              f"; the lowest eval loss any run reached was {best[0]:.4f} ({best[1]} seed {best[2]})")
+    return f"eval loss {target} nats/token: target not reached by any variant{lowest}"
 
 
 SECONDS_CAVEAT = (
@@ -593,19 +655,21 @@ def build_page(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]
     if "MFU" not in shown:
         devices = _join(f"{r['env']['device_name']} ({r['env']['device']})" for r in kept)
         absent.append(f"MFU is not shown: it needs the device's peak FLOP/s, and none is known for {devices}.")
-    sources = _join(r["summary"].get("mfu_peak_source") for r in kept)
-    if "MFU" in shown and sources:
-        absent.append(f"MFU's peak FLOP/s: {sources}.")
+    if "MFU" in shown:
+        absent.append("MFU's peak FLOP/s: see the setup table.")
     if not any(c.startswith("device") for c in shown) or not any(c.startswith("commit") for c in shown):
         absent.append("Device and commit are the same for every row: see the setup table.")
     if absent:
         doc.add(page.Para(" ".join(absent)))
 
     if target is not None:
+        reached = target_text(kept)
+        missed = (f" **{reached.split(': ', 1)[1]}**: the target lies below what this budget reached, so this table "
+                  "ranks nothing." if "target not reached by any variant" in reached else "")
         doc.add(page.Heading(f"Time to target: eval loss ≤ {target} nats/token"),
                 page.Para("Medians over seeds of the steps, tokens, FLOPs and training seconds until the eval loss "
                           "first reached the target, interpolated between evaluations; `miss`: the median run "
-                          "never reached it within the budget."),
+                          "never reached it within the budget." + missed),
                 _table(table, target_columns()), page.Para(SECONDS_CAVEAT, "caveat"))
 
     if "REPORT.md" in artefacts or "diagnose.png" in artefacts:
@@ -777,8 +841,8 @@ def build(entries: list[tuple[Path, dict[str, Any]]], left_out: list[tuple[str, 
     runs = runs_frame(records, failures)
     # Speed ratios are relative to the baseline on the device a run trained on: across device types they do not
     # compare, so with several types none is shown (params, FLOPs and loss still are).
-    table = aggregate(runs, baseline, target is not None,
-                      len(device_types(records)) <= 1 and stats.probe_disturbed_note(records) is None)
+    table = aggregate(runs, baseline, target is not None, speed_not_comparable(records) is None,
+                      stats.probe_disturbed_note(records) is None)
     ranked = list(table.loc[table["status"] == "ok", "variant"])
     suite = first["suite"]
     st = stats.stability(records, f"{suite['name']}/{suite['version']}", ranked)

@@ -1,7 +1,8 @@
 """`blockbench report DIR`: the seed paper's claims (spec section 8) checked against a results directory.
 
 For each claim, REPORT.md puts the paper's figure beside blockbench's measured figure with its uncertainty and a
-verdict (reproduced / not reproduced / not resolvable at this scale) reached by a rule stated in the report:
+verdict (reproduced / not reproduced / not resolvable at this scale / not converged / diverged) reached by a rule
+stated in the report:
 
 - loss claims compare final eval losses per seed. With the same seeds on both sides (same data order and init
   seed), the interval is the paired Student-t 95% interval of the per-seed differences; otherwise Welch's;
@@ -9,7 +10,13 @@ verdict (reproduced / not reproduced / not resolvable at this scale) reached by 
   whole interval above their threshold; an interval that straddles the line is "not resolvable"; so is a "worse"
   claim whose pair's order is not settled at this budget (stats.py's pair rule), whichever way the interval
   points (a parity claim is not judged by order: equal variants have no settled order);
-- the throughput claim reads the interleaved speed probe's per-round ratios (median and interquartile range);
+- a pair either side of which ended on the unigram plateau (stats.plateau_steps) is "not converged", never "not
+  resolvable": its difference says where each run was stuck, not what the blocks learn;
+- a variant that diverged on some seeds is judged on the seeds that survived on both sides (paired), with the
+  divergence reported beside the verdict: a divergence never counts as "worse" by itself. With no seed left on
+  both sides the verdict is "diverged";
+- the throughput claim reads the interleaved speed probe's per-round ratios (median and interquartile range),
+  only from a trusted probe (stats.probe_disturbed_note) on one device type in one execution mode;
 - the parameter claim is exact arithmetic on the recorded counts.
 
 Like a leaderboard, the report is a pure view of the records: the same records give the same bytes.
@@ -34,12 +41,17 @@ from blockbench.leaderboard import (
     records_dir,
     resolve_target,
     select_group,
+    setup_facts,
+    speed_not_comparable,
+    target_text,
     write_outputs,
 )
 from blockbench.workloads import workload_of
 
 DEFAULT_MARGIN = 0.05  # nats/token: the parity margin; the spec expects effects of a few 0.01 nats to be unresolvable
 REPRODUCED, NOT_REPRODUCED, UNRESOLVED = "reproduced", "not reproduced", "not resolvable at this scale"
+NOT_CONVERGED, DIVERGED = "not converged", "diverged"
+VERDICTS = (REPRODUCED, NOT_REPRODUCED, UNRESOLVED, NOT_CONVERGED, DIVERGED)
 NOT_APPLICABLE = "n/a"
 PAPER_SPEEDUP = 1.16  # SAS-P / Pre-LN per-iteration speed, BERT (Table 1)
 
@@ -58,11 +70,13 @@ class Claim:
     magnitude: str = NOT_APPLICABLE  # whether the paper's number itself is met, where the paper gives one
     pair: Difference | None = None  # a loss claim: the difference its verdict reads
     threshold: float = 0.0  # ... and the line that difference must clear
+    note: str = ""  # said beside the verdict (a divergence the verdict was reached despite)
 
 
 @dataclass
 class Difference:
-    """Final eval loss of `candidate` minus `reference`, over seeds: mean and 95% interval."""
+    """Final eval loss of `candidate` minus `reference`, over the seeds that ended well on both sides: mean and 95%
+    interval; how many seeds diverged on each side, and why the pair has not converged (None if it has)."""
 
     reference: str
     candidate: str
@@ -72,46 +86,82 @@ class Difference:
     method: str
     diverged: int  # candidate seeds that diverged
     reference_diverged: int
+    seeds: int = 0  # seeds the candidate ran
+    reference_seeds: int = 0
+    not_converged: str | None = None
+
+    @property
+    def survivors(self) -> bool:
+        return not math.isnan(self.mean)
+
+    def divergence(self) -> str:
+        """'X diverged on k/n seeds' for each side that did; '' when neither did."""
+        parts = [f"{v} diverged on {k}/{n} seeds" if n > 1 else f"{v} diverged"
+                 for v, k, n in ((self.reference, self.reference_diverged, self.reference_seeds),
+                                 (self.candidate, self.diverged, self.seeds)) if k]
+        return "; ".join(parts)
 
     def text(self) -> str:
-        if self.reference_diverged:
-            return f"{self.reference} diverged in {self.reference_diverged} seed(s)"
-        if self.diverged:
-            return f"{self.candidate} diverged in {self.diverged} seed(s)"
+        if not self.survivors:
+            return f"{self.divergence()}: no seed ended well on both sides"
         if math.isnan(self.low):
-            return f"{self.mean:+.3f} nats (one seed: no interval)"
-        return f"{self.mean:+.3f} nats, 95% CI [{self.low:+.3f}, {self.high:+.3f}] ({self.method})"
+            body = f"{self.mean:+.3f} nats (one seed: no interval)"
+        else:
+            body = f"{self.mean:+.3f} nats, 95% CI [{self.low:+.3f}, {self.high:+.3f}] ({self.method})"
+        if self.divergence():
+            body += f", on the seeds that survived ({self.divergence()})"
+        return body
 
 
-def loss_difference(losses: dict[str, dict[int, float | None]], reference: str, candidate: str) -> Difference:
+def loss_difference(losses: dict[str, dict[int, float | None]], reference: str, candidate: str,
+                    records: list[dict[str, Any]] | None = None, stuck_is_the_claim: bool = False) -> Difference:
+    """candidate - reference. Without divergences: every seed (paired when both ran the same seeds, else Welch).
+    With some: the seeds that ended well on both sides, paired, so a divergence only shrinks the sample.
+    With `records`, a plateau on either side makes the pair not converged; on the reference's side only when
+    `stuck_is_the_claim` (naive skipless: failing to leave the plateau is what the paper says it does)."""
     ref, cand = losses[reference], losses[candidate]
     ref_div = sum(v is None for v in ref.values())
     cand_div = sum(v is None for v in cand.values())
+    sides = (reference,) if stuck_is_the_claim else (reference, candidate)
+    stuck = stats.not_converged_note(records, sides) if records is not None else None
+    counts = {"diverged": cand_div, "reference_diverged": ref_div, "seeds": len(cand), "reference_seeds": len(ref),
+              "not_converged": stuck}
     if ref_div or cand_div:
-        return Difference(reference, candidate, math.nan, math.nan, math.nan, "", cand_div, ref_div)
+        common = sorted(s for s in set(ref) & set(cand) if ref[s] is not None and cand[s] is not None)
+        ref = {s: ref[s] for s in common}
+        cand = {s: cand[s] for s in common}
+    if not ref or not cand:
+        return Difference(reference, candidate, math.nan, math.nan, math.nan, "", **counts)
     mean, low, high, method = stats.difference_interval(ref, cand)  # type: ignore[arg-type] - None excluded above
-    return Difference(reference, candidate, mean, low, high, method, 0, 0)
+    return Difference(reference, candidate, mean, low, high, method, **counts)
+
+
+def _unjudgeable(d: Difference) -> str | None:
+    """The verdict a pair gets before its interval is read: stuck on the plateau, or nothing left to compare."""
+    if d.not_converged:
+        return NOT_CONVERGED
+    if not d.survivors:
+        return DIVERGED
+    if math.isnan(d.low):
+        return UNRESOLVED
+    return None
 
 
 def no_worse(d: Difference, margin: float) -> str:
     """Non-inferiority: the candidate is not worse than the reference by more than `margin`."""
-    if d.reference_diverged:
-        return UNRESOLVED
-    if d.diverged:
-        return NOT_REPRODUCED
-    if math.isnan(d.low):
-        return UNRESOLVED
+    early = _unjudgeable(d)
+    if early is not None:
+        return early
     return REPRODUCED if d.high < margin else NOT_REPRODUCED if d.low > margin else UNRESOLVED
 
 
 def worse(d: Difference, threshold: float) -> str:
-    """The candidate is worse than the reference by more than `threshold` (a diverged candidate is worse)."""
-    if d.reference_diverged:
-        return UNRESOLVED
-    if d.diverged:
-        return REPRODUCED
-    if math.isnan(d.low):
-        return UNRESOLVED
+    """The candidate is worse than the reference by more than `threshold`. A divergence is reported beside the
+    verdict and never makes a claim reproduced: it is instability, not the claim (paper-bert-cpu/1's "SAS-P
+    without norm is worse" once rested on one diverged seed out of three)."""
+    early = _unjudgeable(d)
+    if early is not None:
+        return early
     return REPRODUCED if d.low > threshold else NOT_REPRODUCED if d.high < threshold else UNRESOLVED
 
 
@@ -177,29 +227,42 @@ def check_claims(records: list[dict[str, Any]], margin: float = DEFAULT_MARGIN) 
             exact, "exact: the recorded block-matrix counts must differ by exactly (2L-1)d²",
             magnitude=f"{exact} (an exact count; the -13% is the paper's shape, not this one's)"))
 
-    def loss_claim(candidate: str, reference: str, title: str, paper: str, kind: str, threshold: float) -> None:
+    def loss_claim(candidate: str, reference: str, title: str, paper: str, kind: str, threshold: float,
+                   stuck_is_the_claim: bool = False) -> None:
         if candidate not in losses or reference not in losses:
             return
-        d = loss_difference(losses, reference, candidate)
+        d = loss_difference(losses, reference, candidate, records, stuck_is_the_claim)
         if kind == "parity":
             verdict = no_worse(d, threshold)
             rule = f"no worse: the interval's upper end below +{threshold} nats; above it entirely: not reproduced"
         else:
             verdict = worse(d, threshold)
-            rule = (f"worse: the whole interval above {threshold:g} nats (or {candidate} diverged); "
-                    f"the whole interval below it: not reproduced; either, when the pair's order is not settled "
-                    f"at this budget: not resolvable")
+            rule = (f"worse: the whole interval above {threshold:g} nats; the whole interval below it: not "
+                    f"reproduced; either, when the pair's order is not settled at this budget: not resolvable")
+        stuck = (f"{reference} ended on the unigram plateau ({candidate} stuck there is the claim itself)"
+                 if stuck_is_the_claim else "either side ended on the unigram plateau")
+        rule += (f"; {NOT_CONVERGED} when {stuck}; with diverged seeds, judged on the seeds that survived on both "
+                 f"sides ({DIVERGED} when none did)")
         measured = f"{candidate} - {reference}: {d.text()}"
-        if kind != "parity" and verdict != UNRESOLVED and not (d.diverged or d.reference_diverged):
+        if d.not_converged:
+            measured += f"; not converged: {d.not_converged}"
+        if kind != "parity" and verdict in (REPRODUCED, NOT_REPRODUCED):
+            # The order check reads the same seeds as the interval: those that ended well on both sides.
+            seeds = set(checkpoints[1.0].get(reference, {})) & set(checkpoints[1.0].get(candidate, {}))
+
+            def side(variant: str, fraction: float) -> dict[int, float]:
+                return {k: v for k, v in checkpoints[fraction].get(variant, {}).items() if k in seeds}
+
             resolved, why = stats.pair_order_resolved(
-                checkpoints[1.0][reference], checkpoints[1.0][candidate],
-                {f: checkpoints[f].get(reference, {}) for f in stats.CHECKPOINTS},
-                {f: checkpoints[f].get(candidate, {}) for f in stats.CHECKPOINTS}, f"report/{reference}/{candidate}")
+                side(reference, 1.0), side(candidate, 1.0),
+                {f: side(reference, f) for f in stats.CHECKPOINTS},
+                {f: side(candidate, f) for f in stats.CHECKPOINTS}, f"report/{reference}/{candidate}")
             if not resolved:
                 verdict = UNRESOLVED
                 measured += f"; order not resolvable at this budget ({why})"
         claims.append(Claim(title, paper, measured, verdict, rule, pair=d, threshold=threshold,
-                            magnitude="n/a: the paper's losses are on another corpus and scale"))
+                            magnitude="n/a: the paper's losses are on another corpus and scale",
+                            note=d.divergence() if d.survivors else ""))
 
     # 2. Per-step parity with Pre-LN (final loss after the same number of steps and tokens).
     for v, name in (("sas", "SAS"), ("sas_p", "SAS-P")):
@@ -207,7 +270,8 @@ def check_claims(records: list[dict[str, Any]], margin: float = DEFAULT_MARGIN) 
                    "(Fig. 23); GLUE 78.4 (SAS), 78.3 (SAS-P) vs 78.9", "parity", margin)
     # 3. Naive skip removal fails.
     loss_claim("naive_skipless", "pre_ln", "naive skipless trains far worse than Pre-LN",
-               "\"trains far slower\": rank collapse without shaped attention (section 4.1)", "worse", margin)
+               "\"trains far slower\": rank collapse without shaped attention (section 4.1)", "worse", margin,
+               stuck_is_the_claim=True)
     # 4. V-SkipInit (trainable orthogonal V/P) is slower per step than SAS (identity V/P).
     loss_claim("vskipinit", "sas", "V-SkipInit is slower per step than SAS",
                "markedly slower per step (Fig. 2); ~1.50 vs ~1.15 for Pre-LN (figure reading, unreliable)",
@@ -217,10 +281,15 @@ def check_claims(records: list[dict[str, Any]], margin: float = DEFAULT_MARGIN) 
                "slightly worse per step; ~1.245 vs Pre-LN ~1.155 at 40K steps (repo README)", "worse", 0.0)
 
     # 6. Throughput: SAS-P / Pre-LN, interleaved, against the analytic bounds.
+    # An untrusted probe, or ratios from several device types or execution modes, give no number at all: not in
+    # the table, not on the figure, not as a share of a bound.
+    untrusted = speed_untrusted(records)
     for v in by_variant:
         speed = _speed(records, v)
         if speed is not None:
             figure["speed"][v] = speed
+    if untrusted:
+        figure["speed_disturbed"] = untrusted
     if "sas_p" in by_variant and "sas_p" in figure["speed"]:
         ratio, iqr = figure["speed"]["sas_p"]
         r = float(pre["block_spec"]["mlp_ratio"]) if pre["block_spec"] else 4.0
@@ -229,26 +298,37 @@ def check_claims(records: list[dict[str, Any]], margin: float = DEFAULT_MARGIN) 
         figure["bound"], figure["flops_ratio"] = bound, flops_ratio
         low, high = ratio - iqr / 2, ratio + iqr / 2
         rounds = by_variant["sas_p"]["speed"]["rounds"]
-        disturbed = stats.probe_disturbed_note(records)
-        verdict = (UNRESOLVED if math.isnan(iqr) or disturbed else REPRODUCED if low > 1 else
+        verdict = (UNRESOLVED if math.isnan(iqr) or untrusted else REPRODUCED if low > 1 else
                    NOT_REPRODUCED if high < 1 else UNRESOLVED)
+        if untrusted:
+            measured = (f"{stats.untrusted_cell(iqr)} ({rounds} interleaved rounds); whole-model FLOP ratio "
+                        f"{flops_ratio:.3f}; not a verdict: {untrusted}")
+        else:
+            share = stats.share_of_bound(ratio, bound)
+            measured = (f"{ratio:.3f}x (median of {rounds} interleaved rounds, ± half their IQR: {low:.3f}-{high:.3f}"
+                        f"); whole-model FLOP ratio {flops_ratio:.3f}" + (f"; {share}" if share else ""))
         claims.append(Claim(
             "SAS-P trains faster than Pre-LN (throughput)",
             f"{PAPER_SPEEDUP}x per iteration (BERT, Table 1); matmul bound (4+2r)/(2+2r) = {bound:.2f}",
-            f"{ratio:.3f}x (median of {rounds} interleaved rounds, ± half their IQR: {low:.3f}-{high:.3f}); "
-            f"whole-model FLOP ratio {flops_ratio:.3f}; {(ratio - 1) / (bound - 1):.0%} of the blocks' bound",
+            measured,
             verdict, "faster: median ± half the interquartile range of the probe's per-round ratios entirely "
-                     f"above 1.0; entirely below: not reproduced. Magnitude: the paper's {PAPER_SPEEDUP}x inside "
-                     "that range; outside it: not reproduced (smaller or larger)",
-            magnitude=(f"{NOT_APPLICABLE}: probe not trusted" if disturbed else speed_magnitude(low, high))))
-        if disturbed:
-            claims[-1].measured += f"; not a verdict: {disturbed}"
-            figure["speed_disturbed"] = disturbed
+                     f"above 1.0; entirely below: not reproduced; from an untrusted probe, or ratios measured on "
+                     f"several device types or in several execution modes: no ratio and no verdict. Magnitude: "
+                     f"the paper's {PAPER_SPEEDUP}x inside that range; outside it: not reproduced (smaller or "
+                     "larger)",
+            magnitude=(f"{NOT_APPLICABLE}: probe not trusted" if untrusted else speed_magnitude(low, high))))
         figure["speed_verdicts"] = (verdict, claims[-1].magnitude.split(":")[0])
     return claims, figure
 
 
-VERDICT_COLOURS = {REPRODUCED: "tab:green", NOT_REPRODUCED: "tab:red", UNRESOLVED: "tab:grey"}
+def speed_untrusted(records: list[dict[str, Any]]) -> str | None:
+    """Why no speed ratio of these records may be shown (a disturbed probe, mixed device types or execution
+    modes), else None."""
+    return speed_not_comparable(records) or stats.probe_disturbed_note(records)
+
+
+VERDICT_COLOURS = {REPRODUCED: "tab:green", NOT_REPRODUCED: "tab:red", UNRESOLVED: "tab:grey",
+                   NOT_CONVERGED: "tab:orange", DIVERGED: "tab:purple"}
 
 
 def plot_claims(claims: list[Claim], figure: dict[str, Any]) -> bytes:
@@ -262,9 +342,8 @@ def plot_claims(claims: list[Claim], figure: dict[str, Any]) -> bytes:
     loss = [c for c in claims if c.pair is not None][::-1]  # the first claim at the top
     for i, c in enumerate(loss):
         d, colour = c.pair, VERDICT_COLOURS.get(c.verdict, "tab:grey")
-        if d.diverged or d.reference_diverged:
-            who = d.candidate if d.diverged else d.reference
-            left.annotate(f"{who} diverged", (0, i), va="center", color=colour)
+        if not d.survivors:
+            left.annotate(d.divergence(), (0, i), va="center", color=colour)
         elif math.isnan(d.low):
             left.plot([d.mean], [i], "o", color=colour)
         else:
@@ -272,7 +351,8 @@ def plot_claims(claims: list[Claim], figure: dict[str, Any]) -> bytes:
                           capsize=4, markersize=7)
         # The line this claim's interval must clear: its own, since parity and "worse" claims differ.
         left.plot([c.threshold] * 2, [i - 0.35, i + 0.35], color="black", linewidth=2.5, solid_capstyle="butt")
-        left.annotate(c.verdict, (1.0, i), xycoords=("axes fraction", "data"), xytext=(-4, -12),
+        left.annotate(c.verdict + (f" ({c.note})" if c.note else ""), (1.0, i), xycoords=("axes fraction", "data"),
+                      xytext=(-4, -12),
                       textcoords="offset points", ha="right", va="center", fontsize="small", color=colour)
     left.set_yticks(range(len(loss)), [f"{c.pair.candidate} − {c.pair.reference}\n{c.title}" for c in loss],
                    fontsize="small")
@@ -283,8 +363,16 @@ def plot_claims(claims: list[Claim], figure: dict[str, Any]) -> bytes:
     left.grid(True, axis="x", alpha=0.3)
     left.margins(x=0.25)
 
-    speed = figure["speed"]
+    # An untrusted probe's ratios are no points: the panel keeps its lines and says why it has none.
+    speed = {} if figure.get("speed_disturbed") else figure["speed"]
     names = sorted(speed)[::-1]
+    if figure.get("speed_disturbed"):
+        import textwrap
+
+        right.text(0.5, 0.5, "no speed ratios shown:\n" + textwrap.fill(figure["speed_disturbed"], 48),
+                   transform=right.transAxes, ha="center", va="center", fontsize="small", color="tab:red")
+        right.set_yticks([])
+        right.set_xlim(0.5, 1.5)
     for i, v in enumerate(names):
         ratio, iqr = speed[v]
         claimed = v == "sas_p"
@@ -302,7 +390,7 @@ def plot_claims(claims: list[Claim], figure: dict[str, Any]) -> bytes:
                       label=f"SAS-P blocks' matmul bound {figure['bound']:.2f}")
         right.axvline(figure["flops_ratio"], color="tab:purple", linestyle=":", linewidth=1.2,
                       label=f"SAS-P whole-model FLOP ratio {figure['flops_ratio']:.3f}")
-    if "speed_verdicts" in figure and "sas_p" in names:
+    if "speed_verdicts" in figure and "sas_p" in names and not figure.get("speed_disturbed"):
         direction, magnitude = figure["speed_verdicts"]
         ratio, iqr = speed["sas_p"]
         start = ratio - (0 if math.isnan(iqr) else iqr / 2)
@@ -311,13 +399,14 @@ def plot_claims(claims: list[Claim], figure: dict[str, Any]) -> bytes:
                        color="tab:orange")
     right.set_xlabel("step speed-up vs Pre-LN (median ± IQR/2)")
     right.set_title("throughput vs Pre-LN (higher is faster)" + (
-        "\nPROBE NOT TRUSTED (machine overloaded)" if figure.get("speed_disturbed") else ""),
+        "\nPROBE NOT TRUSTED: no ratio shown" if figure.get("speed_disturbed") else ""),
         fontsize="medium", **({"color": "tab:red"} if figure.get("speed_disturbed") else {}))
     right.grid(True, axis="x", alpha=0.3)
     fig.legend(*right.get_legend_handles_labels(), loc="outside lower right", fontsize="small", ncols=3)
-    verdicts = [f"{word}" for word in VERDICT_COLOURS]
-    fig.suptitle("the paper's claims at this scale; loss points coloured by verdict: green "
-                 f"{verdicts[0]}, red {verdicts[1]}, grey {verdicts[2]}", fontsize="medium")
+    shown = [c.verdict for c in loss]
+    words = ", ".join(f"{VERDICT_COLOURS[w].removeprefix('tab:')} {w}" for w in VERDICTS if w in shown)
+    fig.suptitle(f"the paper's claims at this scale; loss points coloured by verdict: {words or 'none'}",
+                 fontsize="medium")
     return _png(fig)
 
 
@@ -332,8 +421,7 @@ CLAIM_PAIRS = (("pre_ln", "sas"), ("pre_ln", "sas_p"), ("sas", "vskipinit"), ("s
 
 def power_section(records: list[dict[str, Any]], margin: float) -> list[str]:
     """How many seeds (and how many steps) the per-step claims need for a 95% interval of +-margin, from these
-    records' own per-seed paired differences at 50%, 75% and 100% of the budget; and when each run escaped the
-    unigram plateau, the usual reason one seed trails its siblings."""
+    records' own per-seed paired differences at 50%, 75% and 100% of the budget (none with one seed)."""
     seeds = sorted({r["seed"] for r in records})
     rows = []
     for reference, candidate in CLAIM_PAIRS:
@@ -352,22 +440,32 @@ def power_section(records: list[dict[str, Any]], margin: float) -> list[str]:
              "The spread is estimated from these few seeds, so the seeds needed are a guide, not a guarantee.", ""]
     lines += _table(["pair", "step (of budget)", "seeds", "mean difference", "sd", "95% half-width now",
                      f"seeds for ±{margin}"], rows)
+    return lines + [""]
+
+
+def escape_section(records: list[dict[str, Any]]) -> list[str]:
+    """When each run left the unigram plateau: the usual reason one seed trails its siblings, and, for a run that
+    never left it, why its claims are "not converged". Every report has it, whatever its seeds."""
     escapes: dict[str, list[float | None]] = {}
     for r in sorted(records, key=lambda r: (r["variant"], r["seed"])):
         if r["status"] != "ok":
             continue
         escapes.setdefault(r["variant"], []).append(stats.plateau_escape(r))
     level = stats.plateau_level(records[0])
-    lines += ["", "### When each run left the unigram plateau", "",
-              f"The step at which the eval loss first fell below {level:.2f} nats (the plateau level), interpolated "
-              "between evaluations; `never` for a run that stayed above it. A run that escapes late trails its "
-              "siblings by about the delay, which is what widens a pair's interval.", ""]
+    lines = ["## When each run left the unigram plateau", "",
+             f"The step at which the eval loss first fell below {level:.2f} nats (the plateau level), interpolated "
+             "between evaluations; `never` for a run that stayed above it; `stuck at the end`: runs the plateau "
+             "detector flags (flat over at least the last third of the run while above that level), whose claims "
+             "are not converged. A run that escapes late trails its siblings by about the delay, which is what "
+             "widens a pair's interval.", ""]
     rows = []
     for v, steps in sorted(escapes.items()):
         escaped = [s for s in steps if s is not None]
         spread = (statistics.median(escaped), min(escaped), max(escaped)) if escaped else ("-",) * 3
-        rows.append([v, *(x if x == "-" else f"{x:.0f}" for x in spread), str(len(steps) - len(escaped))])
-    lines += _table(["variant", "median", "earliest", "latest", "never"], rows)
+        stuck, _ = stats.plateaued(records, v)
+        rows.append([v, *(x if x == "-" else f"{x:.0f}" for x in spread), str(len(steps) - len(escaped)),
+                     str(stuck)])
+    lines += _table(["variant", "median", "earliest", "latest", "never", "stuck at the end"], rows)
     return lines + [""]
 
 
@@ -423,16 +521,19 @@ def render(claims: list[Claim], records: list[dict[str, Any]], margin: float, le
              "100-300M-parameter models on 0.7-2B tokens.",
              f"- **Runs:** {len(records)} records, variants {', '.join(variants)}; seeds {seeds}; suite hash "
              f"`{first['suite']['hash'][:12]}`; commit {', '.join(commits)}; device "
-             f"{', '.join(sorted({r['env']['device_name'] for r in records}))}."
+             f"{', '.join(sorted({r['env']['device_name'] for r in records}))}; "
+             + "; ".join(f"{k} {v}" for k, v in setup_facts(records) if k in ("execution mode", "dtype")) + "."
              + (f" {left_out} record(s) in the directory were left out (see the leaderboard)." if left_out else ""),
              "- **Learning rates** (per variant, as the paper tunes them): "
              + ", ".join(f"{v} {lr:g}" for v, lr in sorted({r['variant']: r['config']['optim']['lr']
-                                                           for r in records}.items())) + ".", ""]
-    counts = {k: sum(c.verdict == k for c in claims) for k in (REPRODUCED, NOT_REPRODUCED, UNRESOLVED)}
+                                                           for r in records}.items())) + ".",
+             f"- **Target:** {target_text(records)}", ""]
+    counts = {k: sum(c.verdict == k for c in claims) for k in VERDICTS}
     numeric = [c for c in claims if not c.magnitude.startswith(NOT_APPLICABLE)]
     met = sum(c.magnitude.startswith(REPRODUCED) for c in numeric)
+    also = "".join(f", {counts[k]} {k}" for k in (NOT_CONVERGED, DIVERGED) if counts[k])
     lines += [f"**Summary:** {counts[REPRODUCED]} reproduced, {counts[NOT_REPRODUCED]} not reproduced, "
-              f"{counts[UNRESOLVED]} not resolvable at this scale (the direction of each claim). Magnitude, "
+              f"{counts[UNRESOLVED]} not resolvable at this scale{also} (the direction of each claim). Magnitude, "
               f"where the paper's figure can be compared at this scale: {met} of {len(numeric)} reproduced (see the "
               "magnitude column).", "",
               "## Claims", "",
@@ -440,7 +541,8 @@ def render(claims: list[Claim], records: list[dict[str, Any]], margin: float, le
               "judges the paper's number itself where it can be compared at this scale. A faster SAS-P, for "
               "instance, can reproduce the direction and still fall short of the paper's speed-up.", ""]
     lines += _table(["claim", "paper", "blockbench", "verdict (direction)", "magnitude"],
-                    [[c.title, c.paper, c.measured, f"**{c.verdict}**", c.magnitude] for c in claims])
+                    [[c.title, c.paper, c.measured, f"**{c.verdict}**" + (f" ({c.note})" if c.note else ""),
+                      c.magnitude] for c in claims])
     if workload_of(first) == "masked_lm":
         lines += [""] + table1_section(records)
     lines += ["", "![claims](report_claims.png)", "",
@@ -468,10 +570,17 @@ def render(claims: list[Claim], records: list[dict[str, Any]], margin: float, le
                     "skip removal fails and shaped attention does not.", "", "![signal propagation](diagnose.png)",
                   ""]
     lines += power_section(records, margin)
+    lines += escape_section(records)
     lines += ["## How the verdicts are reached", ""]
     lines += [f"- **{c.title}:** {c.rule}." for c in claims]
     lines += ["- **Magnitude:** loss claims have no magnitude verdict: the paper's losses are on another corpus, "
-              "tokenizer and scale, so only their direction transfers."]
+              "tokenizer and scale, so only their direction transfers.",
+              f"- **{NOT_CONVERGED}:** either side of the pair ended on the unigram plateau (the table above): its "
+              "difference says where each run was stuck, not what the blocks learn, so it is no evidence either way; "
+              "a longer budget or warm-up is what decides it.",
+              f"- **Divergence:** a variant that diverged on some seeds is judged on the seeds that ended well on "
+              f"both sides, with the divergence said beside the verdict; a divergence never makes a claim "
+              f"reproduced (it is instability, not the claimed difference); with no seed left: {DIVERGED}."]
     lines += ["", f"Loss claims use final eval loss in nats/token after the same steps and tokens. The parity margin "
               f"is {margin} nats; intervals are 95% Student-t intervals over seeds, paired by seed when both sides "
               f"ran the same seeds (same data order and initialisation seed). With {len(seeds)} seed(s) an interval is "

@@ -157,6 +157,11 @@ def tau_between(a: Mapping[str, float], b: Mapping[str, float]) -> float:
 # spinning against each other) makes every round's ratio noise. Healthy probes on these machines take 0.9-1.2x
 # the training step; a probe made during a burst of other work took 20-45x (results/paper-cpu/2).
 PROBE_DISTURBED_RATIO = 2.0
+# ... and only when its rounds agree: the interquartile range of a variant's per-round ratios is at most 0.19 in
+# every healthy published probe, while a default suite run beside two other jobs on a 2-core machine gave
+# 1.1-2.5 (issue 23) with a training step no slower than the probe's, so the first rule alone passed it. An IQR
+# above half a ratio's own size cannot tell 0.8x from 1.2x.
+PROBE_IQR_MAX = 0.5
 
 
 def probe_disturbance(records: Iterable[Mapping[str, Any]]) -> float | None:
@@ -174,14 +179,62 @@ def probe_disturbance(records: Iterable[Mapping[str, Any]]) -> float | None:
     return max(ratios) if ratios else None
 
 
+def probe_spread(records: Iterable[Mapping[str, Any]]) -> float | None:
+    """The largest interquartile range, over records, of the probe's per-round speed ratios; None without one."""
+    spreads = [float(iqr) for r in records if (iqr := (r.get("speed") or {}).get("speedup_iqr")) is not None]
+    return max(spreads) if spreads else None
+
+
 def probe_disturbed_note(records: Iterable[Mapping[str, Any]]) -> str | None:
-    """One sentence when the probe was disturbed, else None."""
+    """One sentence when the probe is not to be trusted (run on an overloaded machine, or rounds that disagree),
+    else None. Every view that shows a speed ratio asks this first: an untrusted probe's ratios are shown as
+    `untrusted (IQR x)` or left out, never plotted, never turned into a verdict or a share of a bound."""
+    records = list(records)
     ratio = probe_disturbance(records)
-    if ratio is None or ratio <= PROBE_DISTURBED_RATIO:
+    if ratio is not None and ratio > PROBE_DISTURBED_RATIO:
+        return (f"the speed probe's steps took {ratio:.0f}x as long as the same steps in training (more than "
+                f"{PROBE_DISTURBED_RATIO:g}x): the machine was overloaded while it ran, so its speed ratios are not "
+                "trusted and are not shown as a verdict")
+    spread = probe_spread(records)
+    if spread is not None and spread > PROBE_IQR_MAX:
+        return (f"the speed probe's per-round ratios spread over an interquartile range of up to {spread:.2f} "
+                f"(more than {PROBE_IQR_MAX:g}): its rounds disagree, so its speed ratios are not trusted and are "
+                "not shown as a verdict")
+    return None
+
+
+def untrusted_cell(iqr: float | None) -> str:
+    """How a view shows a ratio from an untrusted probe: the word and the spread that makes it so, no ratio."""
+    return "untrusted" if iqr is None or not math.isfinite(iqr) else f"untrusted (IQR {iqr:.2f})"
+
+
+def share_of_bound(ratio: float, bound: float) -> str | None:
+    """'x% of the blocks' bound' for a speed-up; None below 1x (a slow-down is no share of a speed-up bound: the
+    -87% and -141% the views once printed read as numbers and meant nothing)."""
+    if not (ratio > 1 and bound > 1):
         return None
-    return (f"the speed probe's steps took {ratio:.0f}x as long as the same steps in training (more than "
-            f"{PROBE_DISTURBED_RATIO:g}x): the machine was overloaded while it ran, so its speed ratios are not "
-            "trusted and are not shown as a verdict")
+    return f"{(ratio - 1) / (bound - 1):.0%} of the blocks' bound"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Convergence of a pair: plateaus and divergences
+
+def plateaued(records: Iterable[Mapping[str, Any]], variant: str) -> tuple[int, int]:
+    """(runs of `variant` that ended ok but stuck on the unigram plateau, runs of it that ended ok)."""
+    ok = [r for r in records if r["variant"] == variant and r["status"] == "ok"]
+    return sum(plateau_steps(r) is not None for r in ok), len(ok)
+
+
+def not_converged_note(records: Sequence[Mapping[str, Any]], variants: Iterable[str]) -> str | None:
+    """'a plateau on k/n seeds, b ...' for the variants of a pair any of whose runs ended on the unigram plateau;
+    None when none did. Such a pair's difference measures where each run was stuck, not what the blocks learn:
+    its verdict is "not converged", never "not resolvable" (a +2.4-nat gap is no noise)."""
+    parts = []
+    for v in variants:
+        stuck, n = plateaued(records, v)
+        if stuck:
+            parts.append(f"{v} on the unigram plateau at the end " + (f"on {stuck}/{n} seeds" if n > 1 else ""))
+    return "; ".join(p.strip() for p in parts) or None
 
 
 def curve_points(record: Mapping[str, Any]) -> list[tuple[float, float]]:

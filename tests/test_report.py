@@ -47,13 +47,24 @@ def test_verdict_rules(low, high, no_worse, worse):
 
 
 def test_divergence_verdicts():
-    diverged = report.Difference("a", "b", math.nan, math.nan, math.nan, "", 1, 0)
-    assert report.worse(diverged, 0.05) == report.REPRODUCED  # a diverged candidate is worse
-    assert report.no_worse(diverged, 0.05) == report.NOT_REPRODUCED
-    baseline_diverged = report.Difference("a", "b", math.nan, math.nan, math.nan, "", 0, 2)
-    assert report.worse(baseline_diverged, 0.05) == report.no_worse(baseline_diverged, 0.05) == report.UNRESOLVED
+    """A divergence is reported beside the verdict and never makes a claim reproduced by itself (issue 23): with
+    no seed left on both sides the verdict is "diverged"; a plateau on either side is "not converged"."""
+    nothing_left = report.Difference("a", "b", math.nan, math.nan, math.nan, "", 1, 0, seeds=1, reference_seeds=1)
+    assert report.worse(nothing_left, 0.05) == report.no_worse(nothing_left, 0.05) == report.DIVERGED
+    survivors = report.Difference("a", "b", 0.2, 0.1, 0.3, "paired", 1, 0, seeds=3, reference_seeds=3)
+    assert report.worse(survivors, 0.05) == report.REPRODUCED  # judged on the surviving seeds' interval
+    assert survivors.divergence() == "b diverged on 1/3 seeds"
+    stuck = report.Difference("a", "b", 2.4, 2.3, 2.5, "paired", 0, 0, not_converged="b on the unigram plateau")
+    assert report.worse(stuck, 0.05) == report.no_worse(stuck, 0.05) == report.NOT_CONVERGED
     one_seed = report.Difference("a", "b", 0.3, math.nan, math.nan, "paired", 0, 0)
     assert report.worse(one_seed, 0.05) == report.UNRESOLVED
+
+
+def test_loss_difference_pairs_the_surviving_seeds():
+    losses = {"a": {0: 1.0, 1: 1.1, 2: 1.2}, "b": {0: 1.2, 1: None, 2: 1.5}}
+    d = report.loss_difference(losses, "a", "b")
+    assert d.mean == pytest.approx(0.25) and d.method == "paired over seeds 0, 2"
+    assert d.diverged == 1 and d.seeds == 3 and "on the seeds that survived (b diverged on 1/3 seeds)" in d.text()
 
 
 def three_seeds(tmp_path: Path, shifts: dict[str, float], noise=(0.0, 0.01, -0.01)) -> Path:
@@ -68,8 +79,14 @@ def three_seeds(tmp_path: Path, shifts: dict[str, float], noise=(0.0, 0.01, -0.0
         for seed, eps in enumerate(noise):
             r = copy.deepcopy(record)
             r["seed"] = seed
-            r["summary"]["final_eval_loss"] = base + shifts.get(variant, 0.0) + eps * (1 + (variant == "sas"))
-            r["curve"][-1]["eval_loss"] = r["summary"]["final_eval_loss"]  # the summary is the curve's end
+            final = base + shifts.get(variant, 0.0) + eps * (1 + (variant == "sas"))
+            # The whole curve moves with its end, so that its shape (and the plateau detector's reading of it)
+            # stays the record's own.
+            lift = final - r["summary"]["final_eval_loss"]
+            for point in r["curve"]:
+                if point["eval_loss"] is not None:
+                    point["eval_loss"] += lift
+            r["summary"]["final_eval_loss"] = final  # the summary is the curve's end
             write_record(r, records_dir / record_filename(variant, seed))
     return out
 
