@@ -14,15 +14,18 @@ timing path as a run's speed probe, for scripts and asv.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.overrides import TorchFunctionMode
+from torch.utils import flop_counter
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
@@ -45,16 +48,17 @@ DESCRIPTIONS = {
 
 def suite_at_shape(base: Suite, variants: list[str], *, n_layers: int | None = None, d_model: int | None = None,
                    n_heads: int | None = None, seq_len: int | None = None, batch_size: int | None = None,
-                   threads: int | None = None) -> Suite:
-    """`base` with another model shape, batch, thread count and a subset of its variants (for measurement only:
-    the result keeps the base suite's hash, so it must never write records)."""
+                   threads: int | None = None, dtype: str | None = None) -> Suite:
+    """`base` with another model shape, batch, thread count, dtype and a subset of its variants (for measurement
+    only: the result keeps the base suite's hash, so it must never write records)."""
     shape = {k: v for k, v in (("n_layers", n_layers), ("d_model", d_model), ("n_heads", n_heads),
                                 ("seq_len", seq_len)) if v is not None}
     missing = [v for v in variants if v not in base.variants]
     if missing:
         raise ValueError(f"suite {base.name!r} has no variant(s) {', '.join(missing)}")
     optim = base.optim if batch_size is None else dataclasses.replace(base.optim, batch_size=batch_size)
-    runtime = base.runtime if threads is None else dataclasses.replace(base.runtime, threads=threads)
+    runtime = dataclasses.replace(base.runtime, **{k: v for k, v in (("threads", threads), ("dtype", dtype))
+                                                   if v is not None})
     return dataclasses.replace(base, model=dataclasses.replace(base.model, **shape), optim=optim, runtime=runtime,
                                variants={v: base.variants[v] for v in variants})
 
@@ -201,26 +205,193 @@ def marked_step(trainer: Any, optimizer: torch.optim.Optimizer, scheduler: Any, 
     return loss.detach()
 
 
-class _FlopAttribution(TorchDispatchMode):
-    """FLOPs (torch's formulas, 2 per multiply-accumulate) per range: forward ops go to the innermost open range,
-    backward ops to the range whose forward created the autograd node being evaluated."""
+# Ops that only describe memory (a view, an allocation, a new tensor header) and launch no kernel on CUDA.
+# Views are told apart by their schema (func.is_view); these are the rest.
+NO_KERNEL_OPS = frozenset({
+    "aten::empty", "aten::empty_like", "aten::empty_strided", "aten::new_empty", "aten::new_empty_strided",
+    "aten::_unsafe_view", "aten::resize_", "aten::set_", "aten::lift_fresh", "aten::detach", "aten::alias",
+    "aten::_reshape_alias", "aten::unsafe_split", "aten::unsafe_chunk"})
+HOST_SYNC_OPS = frozenset({"aten::_local_scalar_dense"})  # .item(), bool(tensor): the host waits for the device
+CAST_OPS = frozenset({"aten::_to_copy", "aten::copy_"})
+OPTIMIZER_RANGES = frozenset(ranges.PREFIX + n for n in ("clip", "optimizer", "scheduler", "zero_grad"))
+# Metrics DispatchCounter keeps per (range, phase); all integers, so counts are exact.
+METRICS = ("ops", "syncs", "casts", "cast_bytes", "bytes", "saved_bytes", "saved_weight_bytes", "flops")
 
-    def __init__(self) -> None:
+
+def _sdpa_cpu_flops(query, key, value, *args, out_val=None, **kwargs) -> int:  # noqa: ANN001
+    # The fused CPU attention kernel is missing from torch's registry; it does what the CUDA flash kernel does.
+    return flop_counter.sdpa_flop_count(query.shape, key.shape, value.shape)
+
+
+def _sdpa_cpu_backward_flops(grad_out, query, key, value, *args, out_val=None, **kwargs) -> int:  # noqa: ANN001
+    return flop_counter.sdpa_backward_flop_count(grad_out.shape, query.shape, key.shape, value.shape)
+
+
+FLOP_FORMULAS = {**flop_registry,
+                 torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu_flops,
+                 torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_cpu_backward_flops}
+
+
+def _tensors(tree: Any) -> list[torch.Tensor]:
+    return [t for t in torch.utils._pytree.tree_leaves(tree) if isinstance(t, torch.Tensor)]
+
+
+def _storage(t: torch.Tensor) -> tuple[int, int]:
+    """(data pointer, bytes) of the memory a tensor lives in: views of one buffer share it."""
+    s = t.untyped_storage()
+    return s.data_ptr(), s.nbytes()
+
+
+class DispatchCounter(TorchDispatchMode):
+    """What the dispatched ATen ops of a piece of work cost, per (range, phase), in METRICS.
+
+    Forward ops go to the innermost open range, backward ops to the range whose forward created the autograd
+    node being evaluated (`node_range`, filled by `tagging`). The phase is 'backward' inside an autograd node or
+    the `bb.backward` range, 'optimizer' inside the step's clip/optimizer/scheduler/zero_grad ranges, else
+    'forward'.
+
+    - ops: kernel launches on CUDA, one per dispatched op that is not a view or a bare allocation (a foreach or
+      fused multi-tensor op counts once). A custom op (not ATen) counts as `declared_launches(name)` when
+      blocks/shaped.py declares it; otherwise as the ops its implementation dispatches here (at least one), so
+      wrapping a chain of ops in one custom op does not change the count.
+    - syncs: host syncs (.item()), also counted in ops. casts / cast_bytes: dtype conversions (_to_copy, copy_
+      between dtypes), bytes read + written.
+    - bytes: read + written by ops that are not matmuls (no FLOP formula): every tensor argument read, every
+      returned tensor written (an in-place op that returns nothing, like a foreach op, writes its mutated
+      arguments). A tensor is counted at its own size even when it is a broadcast view.
+    - saved_bytes: what autograd saves for backward (saved_tensors_hooks, once per storage), leaving out the
+      `persistent` tensors (parameters, buffers); saved_weight_bytes: the part that is autocast's low-precision
+      copies of those tensors.
+    - flops: matmul FLOPs from torch's formulas (2 per multiply-accumulate).
+    """
+
+    def __init__(self, persistent: Any = ()) -> None:
         super().__init__()
-        self.flops: dict[tuple[str, str], int] = defaultdict(int)
+        self.tallies: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(METRICS, 0))
         self.node_range: dict[int, str] = {}
+        self.op_launches: dict[tuple[str, str], int] = defaultdict(int)  # (phase, op name) -> launches
+        self.persistent = {_storage(t)[0] for t in persistent}
+        self.weight_copies: set[int] = set()
+        self.saved: set[int] = set()
+
+    @property
+    def flops(self) -> dict[tuple[str, str], int]:
+        return {key: tally["flops"] for key, tally in self.tallies.items() if tally["flops"]}
+
+    def _key(self) -> tuple[str, str]:
+        node = torch._C._current_autograd_node()
+        if node is not None:
+            return self.node_range.get(node._sequence_nr(), ranges.PREFIX + "backward"), "backward"
+        name = ranges.current() or ""
+        if name == ranges.PREFIX + "backward":
+            return name, "backward"
+        return name, "optimizer" if name in OPTIMIZER_RANGES else "forward"
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
         kwargs = kwargs or {}
+        name = func._schema.name
+        launches = None
+        if func.namespace == "profiler":  # the ranges' own record_function ops: host-side bookkeeping
+            return func(*args, **kwargs)
+        if func.namespace not in ("aten", "prim", "prims"):
+            from blockbench.blocks.shaped import declared_launches
+
+            launches = declared_launches(name)
+            if launches is None:
+                return self._count_inside(func, args, kwargs)
         out = func(*args, **kwargs)
-        formula = flop_registry.get(func._overloadpacket)
+        key = self._key()
+        tally = self.tallies[key]
+        formula = FLOP_FORMULAS.get(func._overloadpacket)
         if formula is not None:
-            node = torch._C._current_autograd_node()
-            if node is None:
-                key = (ranges.current() or "", "forward")
-            else:
-                key = (self.node_range.get(node._sequence_nr(), ranges.PREFIX + "backward"), "backward")
-            self.flops[key] += formula(*args, **kwargs, out_val=out)
+            tally["flops"] += formula(*args, **kwargs, out_val=out)
+        if launches is None:
+            launches = 0 if func.is_view or name in NO_KERNEL_OPS else 1
+        if not launches:
+            return out
+        tally["ops"] += launches
+        self.op_launches[key[1], name] += launches
+        if name in HOST_SYNC_OPS:
+            tally["syncs"] += 1
+        read = _tensors((args, kwargs))
+        written = _tensors(out) if func._schema.returns else [
+            a for a, arg in zip(args, func._schema.arguments) if arg.alias_info and arg.alias_info.is_write]
+        written = _tensors(written)
+        moved = sum(t.nbytes for t in read) + sum(t.nbytes for t in written)
+        if formula is None:
+            tally["bytes"] += moved
+        source = args[1] if name == "aten::copy_" else args[0] if name in CAST_OPS else None
+        if source is not None and source.dtype != out.dtype:
+            tally["casts"] += 1
+            tally["cast_bytes"] += moved
+            if _storage(source)[0] in self.persistent:
+                # autocast's copy of a weight: saved for backward, it is weight memory, not activation memory
+                self.weight_copies.add(_storage(out)[0])
+        return out
+
+    def _count_inside(self, func, args, kwargs):  # noqa: ANN001
+        """An undeclared custom op: run its implementation for this device with the mode on, counting its ops."""
+        tensors = _tensors((args, kwargs))
+        before = sum(t["ops"] for t in self.tallies.values())
+        if tensors:
+            keys = torch._C._dispatch_keys(tensors[0]) & torch._C._dispatch_keyset_full_after(
+                torch._C.DispatchKey.Python)
+            with self:
+                out = func.redispatch(keys, *args, **kwargs)
+        else:
+            out = func(*args, **kwargs)
+        if sum(t["ops"] for t in self.tallies.values()) == before:  # a kernel we cannot see into: one launch
+            key = self._key()
+            self.tallies[key]["ops"] += 1
+            self.op_launches[key[1], func._schema.name] += 1
+        return out
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        try:
+            ptr, nbytes = _storage(t)
+        except (RuntimeError, NotImplementedError):  # a tensor without storage (a subclass): nothing to count
+            return t
+        if ptr not in self.persistent and ptr not in self.saved:
+            self.saved.add(ptr)
+            tally = self.tallies[self._key()]
+            tally["saved_bytes"] += nbytes
+            if ptr in self.weight_copies:
+                tally["saved_weight_bytes"] += nbytes
+        return t
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[DispatchCounter]:
+        """Count everything run inside: the open ranges tracked, new autograd nodes tagged with their range,
+        saved tensors measured."""
+        with ranges.tracking(), self, _Tagger(self.node_range), \
+                torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t):
+            yield self
+
+    def by_component(self) -> dict[str, dict[str, dict[str, int]]]:
+        """phase -> component -> metric -> total."""
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for (name, phase), tally in self.tallies.items():
+            row = out.setdefault(phase, {}).setdefault(component_of(name) if name else "other",
+                                                      dict.fromkeys(METRICS, 0))
+            for metric, value in tally.items():
+                row[metric] += value
+        return out
+
+
+class _Tagger(TorchFunctionMode):
+    """Tags the autograd nodes each torch function creates with the range open at the time."""
+
+    def __init__(self, tags: dict[int, str]) -> None:
+        super().__init__()
+        self.tags = tags
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
+        out = func(*args, **(kwargs or {}))
+        name = ranges.current()
+        if name is not None:
+            for t in torch.utils._pytree.tree_leaves(out):
+                if isinstance(t, torch.Tensor) and t.grad_fn is not None:
+                    _tag_graph(t.grad_fn, name, self.tags)
         return out
 
 
@@ -240,22 +411,9 @@ def _tag_graph(root: Any, name: str, tags: dict[int, str]) -> None:
 
 def count_component_flops(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, dict[str, int]]:
     """FLOPs of one forward + backward per component and phase; the math SDPA backend, as measure/flops.py."""
-    from torch.overrides import TorchFunctionMode
-
-    counter = _FlopAttribution()
-
-    class _Tagger(TorchFunctionMode):
-        def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-            out = func(*args, **(kwargs or {}))
-            name = ranges.current()
-            if name is not None:
-                for t in torch.utils._pytree.tree_leaves(out):
-                    if isinstance(t, torch.Tensor) and t.grad_fn is not None:
-                        _tag_graph(t.grad_fn, name, counter.node_range)
-            return out
-
+    counter = DispatchCounter()
     with sdpa_kernel(SDPBackend.MATH), ranges.tracking(), counter:
-        with _Tagger():
+        with _Tagger(counter.node_range):
             loss = model(x, y)
         loss.backward()
     model.zero_grad(set_to_none=True)
@@ -411,7 +569,8 @@ def format_table(profiles: list[dict[str, Any]]) -> str:
 
 
 def profile_command(args: Any) -> int:
-    """`blockbench profile VARIANT [--compare OTHER]`: the table (or --json) of one or two variants' steps."""
+    """`blockbench profile VARIANT [--compare OTHER] [--cost]`: the table (or --json) of one or two variants'
+    steps, timed (the default) or counted (--cost, measure/cost.py)."""
     import json
 
     from blockbench.data import load_data
@@ -420,10 +579,14 @@ def profile_command(args: Any) -> int:
     names = [args.variant] + ([args.compare] if args.compare and args.compare != args.variant else [])
     suite = load_suite(args.suite).with_overrides(variants=names, device=args.device, threads=args.threads)
     suite = suite_at_shape(suite, names, n_layers=args.layers, d_model=args.width, n_heads=args.heads,
-                           seq_len=args.seq_len, batch_size=args.batch)
+                           seq_len=args.seq_len, batch_size=args.batch, dtype=args.dtype)
     if suite.runtime.threads:
         torch.set_num_threads(suite.runtime.threads)
     data = load_data(suite.data)
+    if args.cost:
+        from blockbench.measure.cost import cost_command
+
+        return cost_command(suite, names, data, args.compare, args.json)
     profiles = profile_variants(suite, names, data, steps=args.steps)
     if args.json:
         print(json.dumps(profiles if len(profiles) > 1 else profiles[0], indent=2))
@@ -451,6 +614,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--steps", type=int, default=5,
                    help="profiled steps per variant; every figure is a median over them (default 5)")
     p.add_argument("--json", action="store_true", help="print the breakdown as JSON instead of a table")
+    p.add_argument("--cost", action="store_true",
+                   help="instead of timing, count one training step: kernel launches (dispatched ATen ops), dtype "
+                        "casts, non-matmul bytes, bytes saved for backward and matmul FLOPs per component, with "
+                        "ratios to --compare (exact, the same on any machine; exit 3 when some variant cannot be "
+                        "counted, each with its reason)")
+    p.add_argument("--dtype", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="training dtype (default: the suite's; bf16/fp16 are autocast, on CPU too)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"),
                    help="where to profile (default: the suite's device, auto: CUDA when available)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
