@@ -55,6 +55,10 @@ class OptimConfig:
     min_lr_ratio: float = 0.0
     batch_size: int = 16
     micro_batch_size: int | None = None
+    # A floor under the warm-up, in steps: warm-up = max(warmup_fraction x schedule, warmup_steps_min), never more
+    # than WARMUP_MAX_FRACTION of the schedule. The shaped blocks need a warm-up of a length in steps (the paper's
+    # 5% of 40K is 2,000), which a fraction of a short budget does not give (5% of a 300-step override is 15).
+    warmup_steps_min: int | None = None
 
 
 @dataclass(frozen=True)
@@ -72,10 +76,13 @@ class Budget:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    every_tokens: int
+    # The cadence: every_tokens, or `evaluations` per run (the one at step 0 not counted), from which every_tokens
+    # is derived for the budget in force, so that a budget override keeps the count (resolve_eval).
+    every_tokens: int | None = None
     windows: int = 32
     target_loss: float | None = None
     plateau_loss: float | None = None  # the unigram-plateau level (stats.py); None: 0.55 ln(vocab)
+    evaluations: int | None = None
 
 
 @dataclass(frozen=True)
@@ -138,7 +145,10 @@ class Suite:
         return get_workload(self.workload, self.workload_options)
 
     def optim_for(self, variant: str) -> OptimConfig:
-        return dataclasses.replace(self.optim, **self.variants[variant].optim)
+        """The variant's optimiser, its warm-up floor applied to this budget (the written fields stay in records,
+        with the schedule's length, so the warm-up that ran can be read back from them)."""
+        optim = dataclasses.replace(self.optim, **self.variants[variant].optim)
+        return warmup_applied(optim, self.budget, self.model.seq_len)
 
     def to_config(self) -> dict[str, Any]:
         """The effective configuration, as recorded with every run."""
@@ -210,7 +220,11 @@ class Suite:
                 raise SuiteError(f"--speed-rounds: speed probe rounds must be an integer >= 0, got {speed_rounds!r}")
             changes["speed"] = dataclasses.replace(self.speed, rounds=speed_rounds)
             overrides["speed_rounds"] = speed_rounds
-        return dataclasses.replace(self, overrides=overrides, **changes)
+        suite = dataclasses.replace(self, overrides=overrides, **changes)
+        if budget and suite.eval.evaluations is not None:
+            suite = dataclasses.replace(suite, eval=resolve_eval(suite.eval, suite.budget, suite.optim.batch_size,
+                                                                 suite.model.seq_len, "--budget"))
+        return suite
 
     def with_override_file(self, path: str | Path) -> Suite:
         """Apply a suite-override file: `[variants.NAME]` tables (optimiser keys and a `spec` table), as written
@@ -288,10 +302,10 @@ FIELD_RANGES: dict[str, dict[str, tuple[Any, str]]] = {
               # 0 turns clipping off: TOML has no null, so it is the only way a suite file can say so.
               "grad_clip": _NON_NEGATIVE,
               "warmup_fraction": _FRACTION, "min_lr_ratio": _RATIO, "batch_size": _POSITIVE_INT,
-              "micro_batch_size": _POSITIVE_INT},
+              "micro_batch_size": _POSITIVE_INT, "warmup_steps_min": _POSITIVE_INT},
     "budget": {"steps": _POSITIVE_INT, "tokens": _POSITIVE_INT, "seconds": _POSITIVE, "flops": _POSITIVE},
     "eval": {"every_tokens": _POSITIVE_INT, "windows": _POSITIVE_INT, "target_loss": _POSITIVE,
-             "plateau_loss": _POSITIVE},
+             "plateau_loss": _POSITIVE, "evaluations": _POSITIVE_INT},
     "runtime": {"threads": _POSITIVE_INT, "warmup_steps": _NON_NEGATIVE, "divergence_loss": _POSITIVE,
                 "stall_seconds": _POSITIVE},
     "speed": {"rounds": _NON_NEGATIVE, "steps_per_round": _POSITIVE_INT},
@@ -440,6 +454,10 @@ def parse_suite(data: dict[str, Any], source: str) -> Suite:
     _check_ranges(r, "budget", budget, "budget")
     evaluation = r.dataclass(EvalConfig, r.table(data, "eval"), "eval")
     _check_ranges(r, "eval", evaluation, "eval")
+    if (evaluation.every_tokens is None) == (evaluation.evaluations is None):
+        raise r.error("eval", "give one of every_tokens (a cadence) or evaluations (per run, for any budget)")
+    if evaluation.evaluations is not None:
+        evaluation = resolve_eval(evaluation, budget, optim.batch_size, model.seq_len, source)
     runtime = r.dataclass(RuntimeConfig, r.table(data, "runtime", required=False), "runtime")
     if runtime.device not in DEVICES:
         raise r.error("runtime.device", f"{runtime.device!r} is not one of {', '.join(DEVICES)}")
@@ -475,6 +493,8 @@ def parse_suite(data: dict[str, Any], source: str) -> Suite:
         variants[name] = VariantEntry(name, preset, typed, spec)
     if not variants:
         raise r.error("variants", "no variants")
+    for name, entry in variants.items():
+        _check_schedule(r, dataclasses.replace(optim, **entry.optim), budget, evaluation, model.seq_len, name)
     if head["baseline"] not in variants:
         raise r.error("suite.baseline", f"{head['baseline']!r} is not one of the suite's variants")
     return Suite(name=head["name"], version=head["version"], description=head.get("description", ""),
@@ -492,6 +512,73 @@ def _check_optim(r: _Reader, optim: OptimConfig, where: str) -> None:
     micro = optim.micro_batch_size
     if micro is not None and optim.batch_size % micro:
         raise r.error(f"{where}.micro_batch_size", f"must divide batch_size={optim.batch_size}, got {micro}")
+
+
+# Fewer evaluations than this leave no curve: step 0, one point and the end cannot show a plateau, an escape from
+# it or a settled ranking (the first GPU run had 3, and its report could not tell a stuck run from a slow one).
+MIN_EVALUATIONS = 3
+WARMUP_MAX_FRACTION = 0.5  # a warm-up floor never takes more than half the schedule: the rest must decay
+
+
+def budget_steps(budget: Budget, tokens_per_step: int) -> int | None:
+    """The steps a steps or tokens budget allows (the smaller of the two); None for a FLOPs or seconds budget
+    alone, whose steps only a run knows."""
+    candidates = [budget.steps] if budget.steps is not None else []
+    if budget.tokens is not None:
+        candidates.append(math.ceil(budget.tokens / tokens_per_step))
+    return min(candidates) if candidates else None
+
+
+def evaluations_per_run(steps: int, tokens_per_step: int, every_tokens: int) -> int:
+    """How many evaluations train.py makes in a run of `steps`: one at step 0, one at the first step past each
+    multiple of every_tokens (at most one per step), and one at the end unless the last step had one."""
+    def crossed(step: int) -> int:
+        return step * tokens_per_step // every_tokens
+
+    inside = min(steps, crossed(steps))
+    last_evaluated = steps > 0 and crossed(steps) > crossed(steps - 1)
+    return 1 + inside + (0 if last_evaluated or steps == 0 else 1)
+
+
+def resolve_eval(evaluation: EvalConfig, budget: Budget, batch_size: int, seq_len: int, where: str) -> EvalConfig:
+    """every_tokens for `evaluation.evaluations` evaluations per run at this budget (whole steps apart)."""
+    tokens_per_step = batch_size * seq_len
+    steps = budget_steps(budget, tokens_per_step)
+    if steps is None:
+        raise SuiteError(f"{where}: eval.evaluations needs a steps or tokens budget to spread its evaluations over "
+                         f"(budget {budget.active()}); give eval.every_tokens instead")
+    every_steps = max(1, steps // evaluation.evaluations)
+    return dataclasses.replace(evaluation, every_tokens=every_steps * tokens_per_step)
+
+
+def warmup_applied(optim: OptimConfig, budget: Budget, seq_len: int) -> OptimConfig:
+    """`optim` with warmup_fraction set so that the warm-up (train.lr_factor: int(fraction x schedule) steps) is
+    max(warmup_fraction x schedule, warmup_steps_min), at most WARMUP_MAX_FRACTION of the schedule."""
+    steps = budget_steps(budget, optim.batch_size * seq_len)
+    if optim.warmup_steps_min is None or not steps or steps < 2:
+        return optim
+    warmup = min(max(int(optim.warmup_fraction * steps), optim.warmup_steps_min), int(WARMUP_MAX_FRACTION * steps))
+    # Half a step above the count, so that int(fraction * steps) gives the count back through float rounding.
+    return dataclasses.replace(optim, warmup_fraction=(warmup + 0.5) / steps if warmup else 0.0)
+
+
+def _check_schedule(r: _Reader, optim: OptimConfig, budget: Budget, evaluation: EvalConfig, seq_len: int,
+                    variant: str) -> None:
+    """A suite file's cadence must give MIN_EVALUATIONS per run (where its budget fixes the steps), and a warm-up
+    floor needs a budget in steps or tokens. Command-line budgets are not refused: a two-step smoke check is a
+    check, not a measurement; suites that name eval.evaluations keep their count under any budget."""
+    tokens_per_step = optim.batch_size * seq_len
+    steps = budget_steps(budget, tokens_per_step)
+    if optim.warmup_steps_min is not None and steps is None:
+        raise r.error(f"variants.{variant}", f"optim.warmup_steps_min needs a steps or tokens budget (budget "
+                                             f"{budget.active()})")
+    if steps is None or evaluation.every_tokens is None:
+        return
+    count = evaluations_per_run(steps, tokens_per_step, evaluation.every_tokens)
+    if count < MIN_EVALUATIONS:
+        raise r.error("eval.every_tokens", f"{evaluation.every_tokens} gives {count} evaluation(s) per run of "
+                                           f"{steps} steps ({variant}), fewer than {MIN_EVALUATIONS}: a curve needs "
+                                           "more (lower every_tokens, or set eval.evaluations)")
 
 
 OPTIM_FIELDS = tuple(f.name for f in dataclasses.fields(OptimConfig))
