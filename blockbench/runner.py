@@ -11,6 +11,7 @@ again). One failed run never stops the others. The runner does not know which ex
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -228,6 +229,9 @@ def plan_run(suite: Suite, out: Path, *, resume: bool = False, must_exist: bool 
                                   "remaining runs could not share the finished runs' speed probe "
                                   "(choose another --out)")
     todo = [(v, s) for v, s in wanted if (v, s) not in finished]
+    if resume:  # a driver killed between writing a record and removing that run's failure file left both
+        for variant, seed in finished:
+            (out / "failures" / failure_filename(variant, seed)).unlink(missing_ok=True)
     check_free_space(out, len(todo))
     return Plan(suite, out, todo, sorted(finished.values()), probe, label)
 
@@ -264,6 +268,44 @@ def _failure(job: Job, payload: dict[str, Any], executor: Executor) -> dict[str,
             "host": payload.get("host") or socket.gethostname(), "attempt": job.attempt,
             "retryable": payload["retryable"], "executor": executor.name,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+def probe_failures(probe: dict[str, Any] | None, variants: set[str]) -> dict[str, dict[str, Any]]:
+    """Of `variants`, those that raised or ran out of memory in every device type's probe, each with its failure
+    (error_type, message, traceback)."""
+    out: dict[str, dict[str, Any]] = {}
+    if not probe or not probe["probes"]:
+        return out
+    for variant in variants:
+        entries = [prepared.get(variant) or {} for prepared in probe["probes"].values()]
+        if all(entry.get("error") for entry in entries):
+            first = entries[0]
+            out[variant] = first.get("failure") or {"error_type": first["error"].partition(":")[0],
+                                                    "message": first["error"].partition(": ")[2], "traceback": ""}
+    return out
+
+
+def _reprobe(plan: Plan, executor: Executor, block_paths: list[str], on_event: EventFn, dist: DistInfo) -> None:
+    """A resumed suite whose probe saw some variants fail (a user block since fixed): probe those again, with the
+    baseline interleaved so that their speed ratios are measured as the others' were, and record them in
+    probe.json in place of the errors (replaced atomically; the other variants' entries stay as they were)."""
+    suite, probe = plan.suite, plan.probe
+    assert probe is not None
+    failed = sorted(probe_failures(probe, {v for v, _ in plan.todo}))
+    names = [v for v in suite.variants if v in failed or v == suite.baseline]
+    on_event("probe", {"variants": names, "rounds": suite.speed.rounds, "label": plan.label})
+    again = executor.probe(dataclasses.replace(suite, variants={v: suite.variants[v] for v in names}), block_paths)
+    for device, prepared in json.loads(json.dumps(again)).items():
+        for variant in failed:
+            probe["probes"].setdefault(device, {})[variant] = prepared[variant]
+    if dist.is_main:
+        temp = plan.out / ".probe-reprobe.json"
+        try:
+            temp.unlink(missing_ok=True)
+            write_probe({k: v for k, v in probe.items() if k != "probe_schema_version"}, temp)
+            os.replace(temp, plan.out / PROBE_FILE)
+        except OSError as exc:
+            raise BlockbenchError(f"--out {plan.out}: cannot write {PROBE_FILE} ({exc.strerror or exc})") from None
 
 
 def execute(plans: list[Plan], executor: Executor, *, block_paths: list[str] | None = None,
@@ -305,15 +347,24 @@ def execute(plans: list[Plan], executor: Executor, *, block_paths: list[str] | N
                     raise BlockbenchError(f"--out {plan.out}: cannot write {PROBE_FILE} "
                                           f"({exc.strerror or exc})") from None
             plan.probe = json.loads(json.dumps(probe))  # what a resume will read back
+        elif probe_failures(plan.probe, {v for v, _ in plan.todo}):
+            _reprobe(plan, executor, block_paths, on_event, dist)
     jobs = {}
+    jobs = {}
+    probe_failed: list[tuple[Job, dict[str, Any]]] = []
     for plan in plans:
+        failed_probe = probe_failures(plan.probe, {v for v, _ in plan.todo})
         for variant, seed in plan.todo:
             job = Job(plan.suite, variant, seed, _static_for(plan.probe, variant), tuple(block_paths),
                       label=plan.label)
             jobs[job.key] = (job, plan)
+            if variant in failed_probe:  # it raised in the probe: its runs would only raise again
+                probe_failed.append((job, failed_probe[variant]))
     on_event("queued", {"queued": len(jobs), "skipped": len(result.skipped)})
+    not_submitted = {job.key for job, _ in probe_failed}
     for job, _ in jobs.values():
-        executor.submit(job)
+        if job.key not in not_submitted:
+            executor.submit(job)
     outstanding = set(jobs)
 
     def handle(event: Event) -> None:
@@ -362,6 +413,10 @@ def execute(plans: list[Plan], executor: Executor, *, block_paths: list[str] | N
             on_event("failed", {**info, "error_type": failure["error_type"], "message": failure["message"],
                                 "path": str(path)})
 
+    for job, failure in probe_failed:
+        handle(Event("started", job, {}))
+        handle(Event("failed", job, {**failure, "message": f"in the speed probe: {failure['message']}",
+                                     "host": None, "retryable": False}))
     try:
         while outstanding:
             executor.poll(handle, 0.5)

@@ -417,15 +417,29 @@ def run_trial(suite: Suite, variant_name: str, seed: int, data: TokenData, progr
     return Trainer(suite, variant_name, seed, data, windows, progress, speed, static, dist=dist).run()
 
 
-def prepare_variants(suite: Suite, data: TokenData, dist: DistInfo = SINGLE) -> dict[str, dict[str, Any]]:
+def prepare_variants(suite: Suite, data: TokenData, dist: DistInfo = SINGLE,
+                     fails: Callable[[BaseException], bool] | None = None) -> dict[str, dict[str, Any]]:
     """Per variant, once for all seeds: its static measures and its interleaved speed probe result.
 
-    A variant that cannot be built or stepped (a user block that raises) is left out of the probe with its error,
-    so that it fails as its own runs, not as the whole suite; under torchrun ranks must agree, so it raises."""
+    A variant that cannot be built or stepped (a user block that raises, or runs out of memory) in any round of
+    the probe leaves it with its error (`error`: one line; `failure`: type, message, traceback), and the other
+    variants' rounds go on, so that it fails as its own runs, not as the whole suite. `fails` says which
+    exceptions are such a failure (any Exception by default; the executors add a KeyboardInterrupt or SystemExit
+    that user code raised itself). Under torchrun ranks must agree, so it raises."""
+    import traceback
+
+    fails = fails or (lambda exc: isinstance(exc, Exception))
     check_fits(suite, data)  # before any model is built: a seq_len the data cannot fill is the suite's error
     seed = suite.seeds[0]
     prepared: dict[str, dict[str, Any]] = {}
     steps = {}
+
+    def failed(name: str, exc: BaseException) -> None:
+        text = (str(exc).strip().splitlines() or [""])[0]
+        prepared[name] = {"static": None, "speed": None, "error": f"{type(exc).__name__}: {text}"[:500],
+                          "failure": {"error_type": type(exc).__name__, "message": text[:500],
+                                      "traceback": "".join(traceback.format_exception(exc))}}
+
     for name in suite.variants:
         try:
             trainer = Trainer(suite, name, seed, data, None, dist=dist)
@@ -435,16 +449,25 @@ def prepare_variants(suite: Suite, data: TokenData, dist: DistInfo = SINGLE) -> 
                 batch = next(trainer.batches())
                 steps[name] = (lambda t=trainer, o=optimizer, s=scheduler, b=batch: t.train_step(o, s, *b))
                 steps[name]()  # a block that raises in forward or backward is found here, before any timing
-        except Exception as exc:
-            if dist.enabled:
+        except BaseException as exc:
+            if dist.enabled or not fails(exc):
                 raise
             steps.pop(name, None)
-            prepared[name] = {"static": None, "speed": None, "error": f"{type(exc).__name__}: {exc}"}
+            failed(name, exc)
+            traceback.clear_frames(exc.__traceback__)  # its frames hold the failed step's tensors
+            if torch.cuda.is_initialized():
+                torch.cuda.empty_cache()
+        finally:
+            trainer = None  # a failed variant's model and optimizer go now, not when the next one is built
     if suite.speed.rounds == 0 or not steps:
         return prepared
     device = resolve_device(suite.runtime.device, dist)
+    dropped: dict[str, BaseException] = {}
     times = interleaved_step_times(steps, suite.speed.rounds, suite.speed.steps_per_round,
-                                   warmup=max(0, suite.runtime.warmup_steps - 1), cuda=device.type == "cuda")
+                                   warmup=max(0, suite.runtime.warmup_steps - 1), cuda=device.type == "cuda",
+                                   failed=None if dist.enabled else dropped, fails=fails)
+    for name, exc in dropped.items():
+        failed(name, exc)
     for name, summary in speed_summary(times, suite.baseline).items():
         prepared[name]["speed"] = summary
     return prepared

@@ -23,15 +23,18 @@ process.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
+import threading
 import traceback
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from blockbench.errors import BlockbenchError
+from blockbench.errors import BlockbenchError, Terminated
 from blockbench.suite import Suite
 
 EXECUTORS = ("local", "ray")
@@ -91,6 +94,50 @@ class Executor(ABC):
         return None
 
 
+class SignalInterrupt(KeyboardInterrupt):
+    """SIGINT really delivered to the process running a job (raised by the handler `telling_signals` installs)."""
+
+
+_telling = False  # True while telling_signals' handler is installed in this process
+
+
+@contextlib.contextmanager
+def telling_signals(worker: bool = False) -> Iterator[None]:
+    """While a job's code (the user's blocks among it) runs here, SIGINT raises SignalInterrupt, so that a
+    KeyboardInterrupt that the user's code raises itself is told apart from a real Ctrl-C: the first is that
+    run's failure, the second stops the process. In a worker process (`worker`), SIGTERM gets its default action
+    back (Ray's turns it into SystemExit, which would read as the user's), so the worker dies as it should."""
+    global _telling
+    if threading.current_thread() is not threading.main_thread():
+        yield  # no handler can be installed: every KeyboardInterrupt counts as a signal
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise SignalInterrupt
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if previous[signal.SIGINT] != signal.SIG_IGN:  # a driver started with SIGINT ignored keeps ignoring it
+        signal.signal(signal.SIGINT, interrupt)
+    if worker:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _telling = True
+    try:
+        yield
+    finally:
+        _telling = False
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+def user_failure(exc: BaseException) -> bool:
+    """Whether `exc`, raised while a job ran, is that run's failure (its code raised: any Exception, a SystemExit,
+    or a KeyboardInterrupt raised by the code itself) rather than a stop of the process by a signal."""
+    if isinstance(exc, KeyboardInterrupt):
+        return _telling and not isinstance(exc, (SignalInterrupt, Terminated))
+    return isinstance(exc, (Exception, SystemExit))
+
+
 def failure_payload(exc: BaseException, retryable: bool = False, message: str | None = None) -> dict[str, Any]:
     """What a failed event carries: one line for the user, the traceback for the failure file."""
     text = message if message is not None else (str(exc).strip().splitlines() or [""])[0]
@@ -146,7 +193,7 @@ def probe_job(suite: Suite, block_paths: tuple[str, ...] | list[str], cwd: str, 
     dist = dist or SINGLE
     data = _worker_setup(suite, block_paths, cwd, load)
     return {"device_name": device_name(resolve_device(suite.runtime.device, dist)),
-            "prepared": prepare_variants(suite, data, dist)}
+            "prepared": prepare_variants(suite, data, dist, fails=user_failure)}
 
 
 def make_executor(name: str, **options: Any) -> Executor:

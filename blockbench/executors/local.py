@@ -27,6 +27,8 @@ from blockbench.executors import (
     probe_job,
     run_job,
     stalled_payload,
+    telling_signals,
+    user_failure,
 )
 from blockbench.suite import Suite
 
@@ -45,18 +47,21 @@ def _child(conn: Any, what: str, args: tuple) -> None:
     import os
 
     try:
-        # The parent blocks SIGINT/SIGTERM while it spawns us (so a signal cannot cut the spawn short and leave a
-        # half-started child printing a traceback); a signal that came meanwhile is delivered here, inside the try.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-        conn.send(("started", {"pid": os.getpid()}))
-        if what == "probe":
-            result = probe_job(*args)
-        else:
-            result = run_job(args[0], lambda info: conn.send(("progress", info)))
+        with telling_signals(worker=True):
+            # The parent blocks SIGINT/SIGTERM while it spawns us (so a signal cannot cut the spawn short and leave
+            # a half-started child printing a traceback); a signal that came meanwhile is delivered here, inside
+            # the try, to the handler that tells a real signal from the user's own KeyboardInterrupt.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            conn.send(("started", {"pid": os.getpid()}))
+            if what == "probe":
+                result = probe_job(*args)
+            else:
+                result = run_job(args[0], lambda info: conn.send(("progress", info)))
         conn.send(("result", result))
-    except KeyboardInterrupt:
-        _send(conn, ("interrupted", None))
     except BaseException as exc:  # noqa: BLE001 - any failure of the run is reported, the suite goes on
+        if not user_failure(exc):  # SIGINT to this process: the parent decides (a retry, or it was Ctrl-C)
+            _send(conn, ("interrupted", None))
+            return
         try:
             conn.send(("error", failure_payload(exc)))
         except (OSError, EOFError):
@@ -236,7 +241,8 @@ class InProcessExecutor(Executor):
     def probe(self, suite: Suite, block_paths: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
         import os
 
-        result = probe_job(suite, block_paths, os.getcwd(), self.dist, self._load)
+        with telling_signals():
+            result = probe_job(suite, block_paths, os.getcwd(), self.dist, self._load)
         return {result["device_name"]: result["prepared"]}
 
     def submit(self, job: Job) -> None:
@@ -250,12 +256,11 @@ class InProcessExecutor(Executor):
         job = self.queue.popleft()
         emit(Event("started", job, {"pid": os.getpid()}))
         try:
-            record = run_job(job, lambda info: emit(Event("progress", job, info)), self.dist, self._load)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as exc:  # noqa: BLE001 - a run that raises is a failure; the suite goes on
-            if self.dist.enabled:
-                raise  # ranks run in lockstep: one rank going on alone would hang the others
+            with telling_signals():
+                record = run_job(job, lambda info: emit(Event("progress", job, info)), self.dist, self._load)
+        except BaseException as exc:  # noqa: BLE001 - a run that raises is a failure; the suite goes on
+            if self.dist.enabled or not user_failure(exc):
+                raise  # Ctrl-C or SIGTERM; or ranks run in lockstep: one rank going on alone would hang the others
             emit(Event("failed", job, failure_payload(exc)))
             return
         emit(Event("result", job, {"record": record}))

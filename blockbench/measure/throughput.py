@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,25 +18,52 @@ import torch
 
 
 def interleaved_step_times(steps: dict[str, Callable[[], Any]], rounds: int, steps_per_round: int,
-                           warmup: int = 2, cuda: bool = False) -> dict[str, list[float]]:
-    """Seconds per step for each named step function, per round, timed round-robin with rotating order."""
-    names = list(steps)
-    for name in names:
-        for _ in range(warmup):
-            steps[name]()
-    times: dict[str, list[float]] = {name: [] for name in names}
+                           warmup: int = 2, cuda: bool = False,
+                           failed: dict[str, BaseException] | None = None,
+                           fails: Callable[[BaseException], bool] | None = None) -> dict[str, list[float]]:
+    """Seconds per step for each named step function, per round, timed round-robin with rotating order.
+
+    With `failed`, a step function that raises (an exception for which `fails` says True; any Exception by
+    default) leaves the probe: its exception goes into `failed[name]`, its times are dropped, and the other
+    functions' rounds go on. Without it, the exception propagates (one broken step sinks the probe)."""
+    fails = fails or (lambda exc: isinstance(exc, Exception))
+    live = list(steps)
+
+    def guarded(name: str, count: int) -> None:
+        try:
+            for _ in range(count):
+                steps[name]()
+        except BaseException as exc:
+            if failed is None or not fails(exc):
+                raise
+            failed[name] = exc
+            live.remove(name)
+            # Its frames hold the failed step's tensors (an out-of-memory's activations): free them now, keep
+            # the traceback's text.
+            traceback.clear_frames(exc.__traceback__)
+            if cuda:  # a CUDA out-of-memory leaves the allocator's cache full; the next variant needs it back
+                torch.cuda.empty_cache()
+
+    for name in list(live):
+        guarded(name, warmup)
+    times: dict[str, list[float]] = {name: [] for name in live}
     for r in range(rounds):
+        names = list(live)
+        if not names:
+            break
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
             if cuda:
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            for _ in range(steps_per_round):
-                steps[name]()
+            guarded(name, steps_per_round)
             if cuda:
                 torch.cuda.synchronize()
-            times[name].append((time.perf_counter() - start) / steps_per_round)
-    return times
+            if name in live:
+                times[name].append((time.perf_counter() - start) / steps_per_round)
+    # A variant that left mid-way has fewer rounds than the others: its partial times would pair with the wrong
+    # rounds of the baseline, so it leaves the result entirely.
+    return {name: values for name, values in times.items() if name in live}
 
 
 # What a record carries when the suite turned the probe off (speed.rounds = 0).
