@@ -3,7 +3,10 @@
 Every grid point is an ordinary suite run (its own records directory, `fields` listed in the records'
 overrides), so sweep records can be inspected, ranked and compared like any other. The choice per variant is the
 grid point with the lowest final eval loss, averaged over the sweep's seeds (a diverged, unevaluated or plateaued
-run counts as +inf: not converged). It is written as a suite-override file, `sweep.toml`, that
+run counts as +inf: not converged), by the choice rule named in the file (RULES; default `safer-neighbour`: a best
+point one grid step from a point that did not converge gives way to its best converged neighbour away from the
+failure, unless >= 2 seeds at the best point each beat that neighbour). It is written as a suite-override file,
+`sweep.toml`, that
 `blockbench run --overrides` applies and whose `[provenance]` table says which suite, budget, seeds, grid and
 records it came from.
 """
@@ -69,8 +72,44 @@ def score(records: list[dict[str, Any]]) -> float:
     return sum(losses) / len(losses)
 
 
-def select(records: list[dict[str, Any]], points: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per variant: every point's score and the best point (ties go to the earlier grid point)."""
+# How a sweep picks a variant's point. One seed at one point is one draw: paper-bert-cpu's sweep (one seed) chose
+# lr 1e-2 for SAS-P without norm, one step from a diverged 3e-2, and that choice then diverged on 1 of 3 seeds and
+# made a claim look reproduced through instability (issue 23).
+RULES = {
+    "safer-neighbour": "the lowest mean final eval loss over seeds; when that point is one grid step from a point "
+                       "that did not converge (diverged, unevaluated or on the unigram plateau), its best converged "
+                       "grid neighbour that touches no such point is taken instead, unless the best point ran >= 2 "
+                       "seeds and each of them beat that neighbour's on the same seed",
+    "lowest": "the lowest mean final eval loss over seeds (ties: the earlier grid point)",
+}
+DEFAULT_RULE = "safer-neighbour"
+
+
+def _neighbours(point: dict[str, Any], axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """The grid points one step from `point` along one axis."""
+    out = []
+    for axis, values in axes.items():
+        i = values.index(point[axis])
+        out += [{**point, axis: values[j]} for j in (i - 1, i + 1) if 0 <= j < len(values)]
+    return out
+
+
+def _seed_losses(records: list[dict[str, Any]]) -> dict[int, float]:
+    return {r["seed"]: r["summary"]["final_eval_loss"] for r in records
+            if r["status"] == "ok" and stats.plateau_steps(r) is None and r["summary"]["final_eval_loss"] is not None}
+
+
+def select(records: list[dict[str, Any]], points: list[dict[str, Any]], rule: str = DEFAULT_RULE
+           ) -> dict[str, dict[str, Any]]:
+    """Per variant: every point's score and the chosen point by `rule` (RULES); `moved_from` names the lowest
+    point when the rule chose another, with `why`."""
+    if rule not in RULES:
+        raise BlockbenchError(f"unknown choice rule {rule!r} (known: {', '.join(RULES)})")
+    axes: dict[str, list[Any]] = {}
+    for point in points:
+        for axis, value in point.items():
+            if value not in axes.setdefault(axis, []):
+                axes[axis].append(value)
     by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for record in records:
         fields = record["config"]["overrides"].get("fields", {})
@@ -83,6 +122,28 @@ def select(records: list[dict[str, Any]], points: list[dict[str, Any]]) -> dict[
         scores = {point_label(p): score(by_key.get((variant, point_label(p)), [])) for p in points}
         best = min(points, key=lambda p: scores[point_label(p)])
         choice[variant] = {"best": best, "scores": scores, "resolved": math.isfinite(scores[point_label(best)])}
+        if rule != "safer-neighbour" or not choice[variant]["resolved"]:
+            continue
+
+        def finite(point: dict[str, Any], scores: dict[str, float] = scores) -> bool:
+            return math.isfinite(scores.get(point_label(point), math.inf))
+
+        failing = [n for n in _neighbours(best, axes) if not finite(n)]
+        if not failing:
+            continue
+        safe = [n for n in _neighbours(best, axes)
+                if finite(n) and all(finite(m) for m in _neighbours(n, axes))]
+        if not safe:
+            continue  # nothing safer on the grid: next_to_failure's note says so
+        safer = min(safe, key=lambda p: scores[point_label(p)])
+        mine = _seed_losses(by_key.get((variant, point_label(best)), []))
+        theirs = _seed_losses(by_key.get((variant, point_label(safer)), []))
+        common = set(mine) & set(theirs)
+        if len(common) >= 2 and all(mine[s] < theirs[s] for s in common):
+            continue  # not one lucky seed: every seed at the best point beat the safer one
+        choice[variant].update(best=safer, moved_from=point_label(best),
+                               why=f"{point_label(best)} is one grid step from {point_label(failing[0])}, which did "
+                                   "not converge")
     return choice
 
 
@@ -138,6 +199,8 @@ def override_file_text(choice: dict[str, dict[str, Any]], provenance: dict[str, 
         lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in optim.items()]
         if spec:
             lines.append(f"spec = {_toml_value(spec)}")
+        if c.get("moved_from"):
+            lines.append(f"# the safer neighbour of {c['moved_from']}: {c['why']}")
         if not c["resolved"]:
             lines.append("# every grid point diverged, plateaued or went unevaluated: this choice is not a "
                          "measurement")
@@ -146,7 +209,7 @@ def override_file_text(choice: dict[str, dict[str, Any]], provenance: dict[str, 
 
 def run_sweep(suite: Suite, grid: dict[str, list[Any]], out: Path, *, isolate: bool = True,
               block_paths: list[str] | None = None, on_event: Any = None, command: str = "",
-              executor: Any = None, resume: bool = False, max_retries: int = 1
+              executor: Any = None, resume: bool = False, max_retries: int = 1, rule: str = DEFAULT_RULE
               ) -> tuple[dict[str, dict[str, Any]], Path, Any]:
     """Run every grid point as a suite run under `out/POINT/`, then write `out/sweep.toml`.
 
@@ -159,6 +222,8 @@ def run_sweep(suite: Suite, grid: dict[str, list[Any]], out: Path, *, isolate: b
     from blockbench.runner import OutLock, execute, plan_run
 
     points = grid_points(grid)
+    if rule not in RULES:
+        raise BlockbenchError(f"--choice {rule!r}: not a choice rule (known: {', '.join(RULES)})")
     # Validate every point before any training, so a bad axis or value fails in one line, early.
     suites = [(point, suite.with_overrides(fields=point)) for point in points]
     target = out / "sweep.toml"
@@ -189,7 +254,7 @@ def run_sweep(suite: Suite, grid: dict[str, list[Any]], out: Path, *, isolate: b
         if differ:
             raise BlockbenchError(f"--out {out}: its grid points were tokenized differently ({differ}); their "
                                   "losses do not compare (choose another --out)")
-    choice = select(records, points)
+    choice = select(records, points, rule)
     for variant, c in choice.items():
         c["spec"] = suite.with_overrides(fields=c["best"]).variants[variant].spec
     git = git_state()
@@ -198,6 +263,7 @@ def run_sweep(suite: Suite, grid: dict[str, list[Any]], out: Path, *, isolate: b
         "suite": suite.name, "suite_version": suite.version, "suite_hash": suite.hash,
         "budget": suite.budget.active(), "seeds": list(suite.seeds), "grid": grid,
         "metric": METRIC,
+        "choice_rule": f"{rule}: {RULES[rule]}",
         "records": [str(Path(point_label(p)) / "records") for p in points],
         "git_commit": git.get("commit") or "", "git_dirty": bool(git.get("dirty")),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -267,7 +333,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         executor = executor_from_args(args, in_process=not isolate_default())
         choice, path, result = run_sweep(suite, grid, out, isolate=isolate_default(), block_paths=args.block,
                                          on_event=on_event, command=command, executor=executor,
-                                         resume=args.resume, max_retries=args.max_retries)
+                                         resume=args.resume, max_retries=args.max_retries, rule=args.choice)
     except KeyboardInterrupt as exc:
         code, what = (143, "terminated") if isinstance(exc, Terminated) else (130, "interrupted")
         print(f"blockbench: sweep {what}; finished records kept under {out} (--resume --out {out} finishes it)",
@@ -300,6 +366,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         len(vals) > 1 and c["best"][axis] in (vals[0], vals[-1]) for axis, vals in grid.items())]
     if edge:
         console.print(f"note: best point on the edge of the grid for {', '.join(edge)}; consider widening it")
+    for variant, c in choice.items():
+        if c.get("moved_from"):
+            console.print(f"note: {variant}: chose {point_label(c['best'])}, the safer neighbour of "
+                          f"{c['moved_from']} ({c['why']}; rule {args.choice})")
     for variant, label in next_to_failure(choice, grid).items():
         console.print(f"note: {variant}'s best point is one grid step from one that did not converge ({label}); "
                       f"with {len(suite.seeds)} seed(s) it may diverge on others: sweep more seeds (--seeds) or "
@@ -324,6 +394,9 @@ def add_parser(sub: Any) -> None:
                         "repeatable, the grid is their product")
     p.add_argument("--variants", help="comma-separated variants (default: the suite's)")
     p.add_argument("--seeds", help="comma-separated seeds (default: the suite's first seed)")
+    p.add_argument("--choice", choices=tuple(RULES), default=DEFAULT_RULE,
+                   help=f"how a variant's point is chosen (default {DEFAULT_RULE}: "
+                        f"{RULES[DEFAULT_RULE]}); named in sweep.toml")
     from blockbench.cli import add_run_shape_args
 
     add_run_shape_args(p)

@@ -79,6 +79,7 @@ def test_sweep_end_to_end_and_its_choice_reproduces(tmp_path, monkeypatch, capsy
     assert "sweep of tiny v1" in capsys.readouterr().out
     chosen = tomllib.loads((out / "sweep.toml").read_text())
     prov = chosen["provenance"]
+    assert prov["choice_rule"].startswith("safer-neighbour: ")  # the rule is named in the file
     assert prov["suite"] == "tiny" and prov["budget"] == {"steps": 6} and prov["seeds"] == [0]
     assert prov["grid"] == {"lr": [1e-3, 1e-2], "beta_ff": [0.1, 0.5]} and len(prov["records"]) == 4
 
@@ -149,7 +150,7 @@ def test_paper_cpu_learning_rates_are_the_recorded_sweeps_choice():
     points = sweep.grid_points(chosen["provenance"]["grid"])
     records = [r for rel in chosen["provenance"]["records"] for r in load_records(sweep_dir / rel)]
     assert len(records) == len(points) * len(chosen["variants"]) * len(chosen["provenance"]["seeds"])
-    recomputed = sweep.select(records, points)
+    recomputed = sweep.select(records, points, rule="lowest")  # the rule that sweep was made under
     # The sweep was published before runs stuck on the unigram plateau counted as not converged. Under today's
     # rule every point of naive_skipless but the slowest is such a run, so its recorded choice (3e-3, stuck at
     # 3.35 nats) no longer stands: that is the one difference, and every score that is still finite is unchanged.
@@ -201,3 +202,34 @@ def test_a_choice_next_to_a_diverged_point_is_flagged():
         assert recorded["variants"][variant]["lr"] == best
         choice[variant] = {"best": {"lr": best}, "scores": scores, "resolved": True}
     assert next_to_failure(choice, grid) == {"sas_p_nonorm": "lr=0.03", "vskipinit": "lr=0.01"}
+
+
+def test_the_default_rule_takes_the_safer_neighbour_of_a_point_next_to_a_failure():
+    """On the encoder sweep's own records (one seed): SAS-P without norm's 1e-2 touches a diverged 3e-2, so the
+    default rule takes 3e-3 (what SAS-P got, and what would have kept paper-bert-cpu/1 from a diverged seed);
+    V-SkipInit's 3e-3 touches a diverged 1e-2 and gives way to 1e-3; the others keep their lowest point."""
+    sweep_dir = REPO / "results" / "paper-bert-cpu" / "sweep"
+    chosen = tomllib.loads((sweep_dir / "sweep.toml").read_text())
+    points = sweep.grid_points(chosen["provenance"]["grid"])
+    records = [r for rel in chosen["provenance"]["records"] for r in load_records(sweep_dir / rel)]
+    lowest = sweep.select(records, points, rule="lowest")
+    safer = sweep.select(records, points)
+    assert {v: c["best"]["lr"] for v, c in lowest.items()} == {v: t["lr"] for v, t in chosen["variants"].items()}
+    moved = {v: (c["moved_from"], c["best"]["lr"]) for v, c in safer.items() if c.get("moved_from")}
+    assert moved == {"sas_p_nonorm": ("lr=0.01", 0.003), "vskipinit": ("lr=0.003", 0.001)}
+    assert "lr=0.03" in safer["sas_p_nonorm"]["why"]
+
+
+def test_two_seeds_that_each_beat_the_safer_neighbour_keep_the_best_point():
+    def record(lr, seed, loss, status="ok"):
+        return {"variant": "a", "seed": seed, "status": status,
+                "summary": {"final_eval_loss": loss, "plateau_steps": None},
+                "config": {"overrides": {"fields": {"lr": lr}}}}
+
+    points = [{"lr": 1e-3}, {"lr": 3e-3}, {"lr": 1e-2}]
+    base = [record(1e-3, 0, 2.5), record(1e-3, 1, 2.6), record(1e-2, 0, None, "diverged"), record(1e-2, 1, 9.0)]
+    lucky = base + [record(3e-3, 0, 2.0), record(3e-3, 1, 2.7)]  # the mean wins on one seed's luck
+    steady = base + [record(3e-3, 0, 2.2), record(3e-3, 1, 2.3)]  # both seeds beat 1e-3
+    assert sweep.select(lucky, points)["a"]["best"] == {"lr": 1e-3}
+    assert sweep.select(steady, points)["a"]["best"] == {"lr": 3e-3}
+    assert "safer-neighbour" in sweep.RULES and sweep.DEFAULT_RULE == "safer-neighbour"
