@@ -328,6 +328,25 @@ def record_filename(variant: str, seed: int) -> str:
     return f"{variant}-seed{seed}.json"
 
 
+def contained(directory: str | os.PathLike, *parts: str) -> Path:
+    """directory/part/..., for parts that come from names (a variant, a suite, a version): each must be one plain
+    path component, and the path, resolved, must stay inside `directory` resolved. Names are checked where they
+    enter (blocks.zoo.name_problem); this is the second line of defence, where a path is built."""
+    base = Path(directory)
+    path = base.joinpath(*parts)
+    for part in parts:
+        if not part or part in (".", "..") or "\0" in part or Path(part).name != part:
+            raise RecordError(f"{path}: {part!r} is not a plain file or directory name; a name must not leave "
+                              f"{base}")
+    try:
+        inside = path.resolve().is_relative_to(base.resolve())
+    except (OSError, RuntimeError) as exc:  # a symlink loop: RuntimeError before Python 3.13
+        raise RecordError(f"{path}: cannot resolve ({getattr(exc, 'strerror', None) or exc})") from None
+    if not inside:
+        raise RecordError(f"{path}: resolves to {path.resolve()}, outside {base}; a name must not leave it")
+    return path
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Failure files: OUT/failures/VARIANT-seedN.json, one per (variant, seed) whose latest attempt raised, was killed
 # or stalled. Unlike a record, a failure file is replaced by the next failed attempt and removed once a record

@@ -32,6 +32,7 @@ from blockbench.records import (
     FAILURE_SCHEMA_VERSION,
     RecordError,
     comparable_overrides,
+    contained,
     failure_filename,
     find_record_files,
     load_failures,
@@ -54,7 +55,10 @@ PROBE_FILE = "probe.json"
 
 def default_out_dir(suite: Suite) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / suite.name / suite.version / stamp
+    try:
+        return contained(Path("runs"), suite.name, suite.version, stamp)
+    except RecordError as exc:
+        raise BlockbenchError(f"default --out: {exc}") from None
 
 
 def suite_identity(suite: Suite) -> tuple[dict[str, str], dict[str, Any]]:
@@ -160,6 +164,20 @@ class OutLock:
             self.file.close()
 
 
+def _record_path(out: Path, variant: str, seed: int) -> Path:
+    try:
+        return contained(out / "records", record_filename(variant, seed))
+    except RecordError as exc:
+        raise BlockbenchError(f"--out {out}: {exc}") from None
+
+
+def _failure_path(out: Path, variant: str, seed: int) -> Path:
+    try:
+        return contained(out / "failures", failure_filename(variant, seed))
+    except RecordError as exc:
+        raise BlockbenchError(f"--out {out}: {exc}") from None
+
+
 def _has_run(out: Path) -> bool:
     return (out / PROBE_FILE).exists() or bool(load_failures(out)) or (
         (out / "records").is_dir() and bool(find_record_files(out / "records")))
@@ -210,9 +228,11 @@ def plan_run(suite: Suite, out: Path, *, resume: bool = False, must_exist: bool 
             raise BlockbenchError(f"--out {out}: {reason.replace('records', 'a speed probe', 1)} "
                                   "(choose another --out)")
     wanted = [(v, s) for s in suite.seeds for v in suite.variants]
+    for variant, seed in wanted:  # every file a run may write, checked to stay in OUT before anything runs
+        _record_path(out, variant, seed), _failure_path(out, variant, seed)
     if not resume:
         clashes = [record_filename(v, s) for v, s in wanted
-                   if (v, s) in finished or (records_dir / record_filename(v, s)).exists()]
+                   if (v, s) in finished or _record_path(out, v, s).exists()]
         if clashes:
             raise BlockbenchError(f"--out {out}: already holds {clashes[0]} (records are never overwritten; "
                                   "--resume finishes an interrupted suite there, or choose another --out)")
@@ -231,7 +251,7 @@ def plan_run(suite: Suite, out: Path, *, resume: bool = False, must_exist: bool 
     todo = [(v, s) for v, s in wanted if (v, s) not in finished]
     if resume:  # a driver killed between writing a record and removing that run's failure file left both
         for variant, seed in finished:
-            (out / "failures" / failure_filename(variant, seed)).unlink(missing_ok=True)
+            _failure_path(out, variant, seed).unlink(missing_ok=True)
     check_free_space(out, len(todo))
     return Plan(suite, out, todo, sorted(finished.values()), probe, label)
 
@@ -382,17 +402,18 @@ def execute(plans: list[Plan], executor: Executor, *, block_paths: list[str] | N
             outstanding.discard(job.key)
             if dist.is_main:
                 try:
+                    path = _record_path(plan.out, job.variant, job.seed)  # checked by plan_run; again, as written
                     write_record(record, path)
-                except OSError as exc:  # a full disk, a vanished directory: the trained result must survive
+                except (OSError, BlockbenchError) as exc:  # a full disk, a vanished directory: the result survives
                     rescued = rescue_record(record, path.name)
                     where = f"kept at {rescued}" if rescued else "and nowhere else it could be kept"
-                    message = f"could not write {path} ({exc.strerror or exc}); the record is {where}"
+                    message = f"could not write {path} ({getattr(exc, 'strerror', None) or exc}); the record is {where}"
                     result.failures.append({"variant": job.variant, "seed": job.seed, "message": message,
                                             "path": str(rescued or path)})
                     on_event("failed", {**info, "error_type": "RecordWriteError", "message": message,
                                         "path": str(rescued or path)})
                     return
-                (plan.out / "failures" / failure_filename(job.variant, job.seed)).unlink(missing_ok=True)
+                _failure_path(plan.out, job.variant, job.seed).unlink(missing_ok=True)
             result.written.append(path)
             on_event("done", {**info, "record": record, "path": str(path)})
         elif payload["retryable"] and job.attempt <= max_retries:
@@ -402,7 +423,7 @@ def execute(plans: list[Plan], executor: Executor, *, block_paths: list[str] | N
             on_event("retry", {**info, "message": payload["message"], "max_retries": max_retries})
         else:
             failure = _failure(job, payload, executor)
-            path = plan.out / "failures" / failure_filename(job.variant, job.seed)
+            path = _failure_path(plan.out, job.variant, job.seed)
             if dist.is_main:
                 try:
                     write_failure(failure, path)

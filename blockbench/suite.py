@@ -20,6 +20,7 @@ from typing import Any
 
 from blockbench.blocks import get_variant
 from blockbench.blocks.spec import BlockSpec, Gain, SpecError
+from blockbench.blocks.zoo import name_problem
 from blockbench.data import DataConfig
 from blockbench.errors import BlockbenchError
 from blockbench.workloads import DEFAULT_WORKLOAD, Workload, WorkloadError, get_workload
@@ -187,6 +188,8 @@ class Suite:
         if variants is not None:
             entries = {}
             for name in variants:
+                if name_problem(name):
+                    raise SuiteError(f"--variants: {name_problem(name)}")
                 if name in self.variants:
                     entries[name] = self.variants[name]
                 else:
@@ -425,6 +428,9 @@ def parse_suite(data: dict[str, Any], source: str) -> Suite:
     for key in ("name", "version", "baseline"):
         if not isinstance(head.get(key), str) or not head[key]:
             raise r.error(f"suite.{key}", "missing or not a string")
+    for key in ("name", "version"):  # they become directories (runs/NAME/VERSION/, results/NAME/VERSION/)
+        if name_problem(head[key]):
+            raise r.error(f"suite.{key}", name_problem(head[key]))
     seeds = head.get("seeds", [0])
     problem = _seeds_problem(seeds)
     if problem:
@@ -469,6 +475,8 @@ def parse_suite(data: dict[str, Any], source: str) -> Suite:
 
     variants: dict[str, VariantEntry] = {}
     for name, entry in r.table(data, "variants").items():
+        if name_problem(name):  # a variant's name becomes its records' file names
+            raise r.error("variants", f"variant name {name_problem(name)}")
         if not isinstance(entry, dict):
             raise r.error(f"variants.{name}", "expected a table")
         entry = dict(entry)

@@ -124,20 +124,42 @@ PRESETS: tuple[Variant, ...] = (
             "Spec 2.6 (model=skipless): W^Q = 0; alpha_h = beta_h = gamma_h = 1 trainable; beta_SA = 1, "
             "beta_FF = 0.1, alpha_FF = 1 trainable; block 1 keeps W^V = alpha_V I + beta_V dW (dW = 0, "
             "alpha_V = beta_V = 1 trainable). The repo also makes the unused alpha_SA trainable (no gradient); "
-            "blockbench fixes it at 0."),
+            "blockbench fixes it at 0."
+            " At init the block is the identity on its normalised input (W^Q = 0, W^V = W^P = I), so with the tied head the input token's own logit is about d*sigma/sqrt(2) (10.9 at d=768): the step-0 loss is ~10.7 at d=768 against ln V = 8.3, as in the authors' code (10.57 at the same shape); `blockbench show` gives the figure for any width."),
     _preset("sas_p", "SAS-P: parallel SAS, no skips at all", _SAS_P,
             "Spec 2.7 (model=skipless-parallel): as sas, in the parallel layout with alpha_comb fixed at 0; the "
-            "repo builds an unused second norm, blockbench does not."),
+            "repo builds an unused second norm, blockbench does not."
+            " At init the block is the identity on its normalised input (W^Q = 0, W^V = W^P = I), so with the tied head the input token's own logit is about d*sigma/sqrt(2) (10.9 at d=768): the step-0 loss is ~10.7 at d=768 against ln V = 8.3, as in the authors' code (10.57 at the same shape); `blockbench show` gives the figure for any width."),
     _preset("sas_p_nonorm", "SAS-P without normalisation",
             _SAS_P.replace(norm="none", first_block={"value": "reparam_identity", "norm": "rms"}),
             "Spec 2.8 follows the repo: block 1 keeps a norm on its input and the model's final norm stays. "
             "blockbench's block-1 norm is an RMSNorm where the repo's is a LayerNorm (theirs: first_block = "
             "{value=reparam_identity, norm=layer}, a spec change no suite override reaches), so (3) below applies "
-            "to that one norm only."),
+            "to that one norm only."
+            " At init the block is the identity on its normalised input (W^Q = 0, W^V = W^P = I), so with the tied head the input token's own logit is about d*sigma/sqrt(2) (10.9 at d=768): the step-0 loss is ~10.7 at d=768 against ln V = 8.3, as in the authors' code (10.57 at the same shape); `blockbench show` gives the figure for any width."),
 )
 
 _REGISTRY: dict[str, Variant] = {v.name: v for v in PRESETS}
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+# One rule for every name that becomes part of a path (variants: OUT/records/VARIANT-seedN.json; suites and
+# their versions: runs/SUITE/VERSION/): portable file-name characters, not hidden, not '.' or '..', not too long.
+NAME_MAX = 100
+_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*")
+
+
+def name_problem(name: object) -> str:
+    """Why `name` cannot name a variant, a suite or a suite version ('' when it can)."""
+    if not isinstance(name, str):
+        return f"expected a string, got {type(name).__name__}"
+    if not name:
+        return "empty"
+    shown = repr(name if len(name) <= 40 else name[:40] + "...")
+    if len(name) > NAME_MAX:
+        return f"{shown} is {len(name)} characters long (at most {NAME_MAX})"
+    if name.startswith("."):
+        return f"{shown} starts with '.'"
+    if not _NAME.fullmatch(name):
+        return f"{shown}: use only letters, digits and '_', '.', '+', '-' (no '/', spaces or other characters)"
+    return ""
 
 
 class UnknownVariantError(SpecError):
@@ -154,8 +176,9 @@ def register_block(name: str, block: BlockSpec | BlockFactory, description: str 
     the same shape and must be causal: output t may depend on inputs <= t only. Its parameters are trained like
     any block's: tensors with >= 2 dims get weight decay, the rest do not.
     """
-    if not _NAME.match(name):
-        raise SpecError(f"invalid block name {name!r}: use letters, digits, '_', '-', '.'")
+    problem = name_problem(name)
+    if problem:
+        raise SpecError(f"invalid block name: {problem}")
     if name in _REGISTRY and not replace:
         raise SpecError(f"block {name!r} is already registered")
     if isinstance(block, BlockSpec):
