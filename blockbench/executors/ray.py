@@ -50,27 +50,27 @@ def import_ray() -> Any:
     return ray
 
 
-def _parse_address(address: str) -> tuple[str, int] | None:
+def _parse_address(address: str, where: str = "--ray-address") -> tuple[str, int] | None:
     """(host, port) of a plain HOST:PORT address; None for 'auto' and ray:// (Ray client) addresses."""
     if address == "auto" or "://" in address:
         return None
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise BlockbenchError(f"--ray-address {address!r}: expected HOST:PORT (the head node's GCS, e.g. "
+        raise BlockbenchError(f"{where} {address!r}: expected HOST:PORT (the head node's GCS, e.g. "
                               "10.0.0.1:6379), 'auto' or ray://HOST:PORT")
     return host, int(port)
 
 
-def _check_reachable(address: str) -> None:
+def _check_reachable(address: str, where: str = "--ray-address") -> None:
     """A plain host:port that nothing answers on fails here in seconds, instead of inside ray.init's retries."""
-    parsed = _parse_address(address)
+    parsed = _parse_address(address, where)
     if parsed is None:
         return
     host, port = parsed
     try:
         socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as exc:
-        raise BlockbenchError(f"--ray-address {address}: cannot reach a Ray cluster there "
+        raise BlockbenchError(f"{where} {address}: cannot reach a Ray cluster there "
                               f"({exc.strerror or type(exc).__name__})") from None
 
 
@@ -118,13 +118,18 @@ class RayExecutor(Executor):
     remote = True
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
+        # ray.init reads RAY_ADDRESS when no address is given, and retries an unreachable one for minutes: the
+        # variable is checked here like the flag, in seconds.
+        where = "--ray-address"
+        if not address and os.environ.get("RAY_ADDRESS", "").strip():
+            address, where = os.environ["RAY_ADDRESS"].strip(), "RAY_ADDRESS"
         if address:
-            _parse_address(address)
+            _parse_address(address, where)
         ray = self.ray = import_ray()
         self.owns_cluster = False  # a Ray connection this process already has is used as it is
         if not ray.is_initialized():
             if address:
-                _check_reachable(address)
+                _check_reachable(address, where)
             else:
                 # A cluster of this machine alone: keep Ray's own traffic on loopback (Ray's name for the switch).
                 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -133,7 +138,7 @@ class RayExecutor(Executor):
                 ray.init(address=address, num_cpus=None if address else num_cpus, log_to_driver=False,
                          include_dashboard=False, logging_level=logging.ERROR, configure_logging=True)
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                where = f"--ray-address {address}" if address else "a local Ray cluster"
+                where = f"{where} {address}" if address else "a local Ray cluster"
                 hint = ("; a cluster with token authentication (the default of `ray start` since Ray 2.59) also "
                         "needs RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN or ~/.ray/auth_token) here"
                         if address and "RAY_AUTH_MODE" not in os.environ else "")
