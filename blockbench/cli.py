@@ -97,6 +97,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
         overrides = {**crammed_bert(args.variant), **overrides}
     info = describe_variant(args.variant, model_config_from_args(args), overrides, use_fvcore=True)
+    from blockbench.diagnose import init_loss_note
+
+    info["init_loss_note"] = init_loss_note(info["block_spec"], info["config"]["d_model"],
+                                            info["config"]["vocab_size"])
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -115,6 +119,11 @@ def cmd_show(args: argparse.Namespace) -> int:
                   f"{counters['fvcore_fwd_x2']:,} | analytic {counters['analytic_fwd']}")
     if info["block_spec"]:
         table.add_row("block_spec", json.dumps(info["block_spec"]))
+    from blockbench.diagnose import init_loss_note
+
+    note = init_loss_note(info["block_spec"], info["config"]["d_model"], info["config"]["vocab_size"])
+    if note:  # the loss a user first sees is far above ln V: say why, at the shape shown
+        table.add_row("at init", note)
     Console().print(table)
     return 0
 

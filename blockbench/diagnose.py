@@ -9,12 +9,37 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from blockbench.errors import BlockbenchError
+
+# The init fact users meet first (issue 23): a SAS-family model starts at a loss far above ln(V).
+EMBEDDING_STD = 0.02  # the presets' N(0, 0.02^2) embedding init (blocks/zoo.py)
+AUTHORS_STEP0_LOSS = 10.57  # the authors' code (bobby-he/simplified_transformers), SAS at L=18, d=768
+
+
+def identity_at_init(block_spec: dict[str, Any] | None) -> bool:
+    """Whether a block is (about) the identity on its normalised input at initialisation: shaped attention with
+    W^Q = 0 (so A equals the centring matrix C and alpha I + beta A - gamma C is the identity) and identity W^V,
+    W^P: the SAS family (sas, sas_p, sas_p_nonorm), not V-SkipInit (orthogonal W^V, W^P)."""
+    return bool(block_spec) and block_spec.get("attention") == "shaped" and block_spec.get("value") == "identity" \
+        and block_spec.get("proj") == "identity" and not block_spec.get("query_init_std")
+
+
+def init_loss_note(block_spec: dict[str, Any] | None, d_model: int, vocab_size: int) -> str | None:
+    """Why this variant's step-0 loss is far above ln(V), with the figure for this width; None when it is not."""
+    if not identity_at_init(block_spec):
+        return None
+    logit = d_model * EMBEDDING_STD / math.sqrt(2)
+    return (f"step-0 loss about {logit:.1f}, not ln V = {math.log(vocab_size):.1f}: at init each block is the "
+            "identity on its normalised input (W^Q = 0, W^V = W^P = I), so the last block passes the normalised "
+            "token + position embedding through, and with the tied head the input token's own logit is about "
+            f"d*sigma/sqrt(2) = {d_model}*{EMBEDDING_STD}/sqrt(2) = {logit:.1f}. Faithful to the authors' code "
+            f"(their model gives {AUTHORS_STEP0_LOSS} at L=18, d=768); the loss falls within the first steps")
 
 
 @torch.no_grad()
@@ -58,7 +83,8 @@ def diagnose(variants: list[str] | None, suite_name: str, layers: int | None, ba
         suite = dataclasses.replace(suite, model=dataclasses.replace(suite.model, n_layers=layers))
     data = load_data(suite.data)
     inputs, _ = suite.get_workload().eval_windows(data, suite.model.seq_len, batch)
-    result = {"suite": suite.name, "model": vars(suite.model), "batch": list(inputs.shape), "variants": {}}
+    result = {"suite": suite.name, "model": vars(suite.model), "batch": list(inputs.shape),
+              "vocab_size": data.vocab_size, "variants": {}}
     if suite.workload != DEFAULT_WORKLOAD:  # decoder diagnoses read as they always have
         result["workload"] = suite.workload
     for name in suite.variants:
@@ -149,6 +175,17 @@ def replot(directory: Path) -> Path:
     return directory / "diagnose.png"
 
 
+def _init_note(name: str, result: dict[str, Any]) -> str | None:
+    from blockbench.blocks import get_variant
+    from blockbench.blocks.spec import SpecError
+
+    try:
+        spec = get_variant(name).spec
+    except SpecError:
+        return None
+    return init_loss_note(spec.to_dict() if spec else None, result["model"]["d_model"], result["vocab_size"])
+
+
 def cmd_diagnose(args: argparse.Namespace) -> int:
     if args.replot:
         print(f"wrote {replot(Path(args.out))}")
@@ -172,6 +209,10 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     else:
         for name, values in result["variants"].items():
             print(f"{name:16s} cosine at last layer {values['cosine'][-1]:.3f}   RMS {values['rms_norm'][-1]:.3f}")
+        notes = {name: note for name in result["variants"]
+                 if (note := _init_note(name, result)) is not None}
+        if notes:  # the first thing a user of the SAS family sees is a loss above ln V: say why once
+            print(f"{', '.join(notes)}: {next(iter(notes.values()))}")
         print(f"wrote {out / 'diagnose.json'} and {out / 'diagnose.png'}")
     return 0
 

@@ -125,18 +125,27 @@ PRESETS: tuple[Variant, ...] = (
             "beta_FF = 0.1, alpha_FF = 1 trainable; block 1 keeps W^V = alpha_V I + beta_V dW (dW = 0, "
             "alpha_V = beta_V = 1 trainable). The repo also makes the unused alpha_SA trainable (no gradient); "
             "blockbench fixes it at 0."
-            " At init the block is the identity on its normalised input (W^Q = 0, W^V = W^P = I), so with the tied head the input token's own logit is about d*sigma/sqrt(2) (10.9 at d=768): the step-0 loss is ~10.7 at d=768 against ln V = 8.3, as in the authors' code (10.57 at the same shape); `blockbench show` gives the figure for any width."),
+            " At init the block is the identity on its normalised input (W^Q = 0, W^V = W^P = I), so with the "
+            "tied head the input token's own logit is about d*sigma/sqrt(2) (10.9 at d=768): the step-0 loss is "
+            "~10.7 at d=768 against ln V = 8.3, as in the authors' code (10.57 at the same shape); `blockbench "
+            "show` gives the figure for any width."),
     _preset("sas_p", "SAS-P: parallel SAS, no skips at all", _SAS_P,
             "Spec 2.7 (model=skipless-parallel): as sas, in the parallel layout with alpha_comb fixed at 0; the "
             "repo builds an unused second norm, blockbench does not."
-            " At init the block is the identity on its normalised input (W^Q = 0, W^V = W^P = I), so with the tied head the input token's own logit is about d*sigma/sqrt(2) (10.9 at d=768): the step-0 loss is ~10.7 at d=768 against ln V = 8.3, as in the authors' code (10.57 at the same shape); `blockbench show` gives the figure for any width."),
+            " At init the block is the identity on its normalised input (W^Q = 0, W^V = W^P = I), so with the "
+            "tied head the input token's own logit is about d*sigma/sqrt(2) (10.9 at d=768): the step-0 loss is "
+            "~10.7 at d=768 against ln V = 8.3, as in the authors' code (10.57 at the same shape); `blockbench "
+            "show` gives the figure for any width."),
     _preset("sas_p_nonorm", "SAS-P without normalisation",
             _SAS_P.replace(norm="none", first_block={"value": "reparam_identity", "norm": "rms"}),
             "Spec 2.8 follows the repo: block 1 keeps a norm on its input and the model's final norm stays. "
             "blockbench's block-1 norm is an RMSNorm where the repo's is a LayerNorm (theirs: first_block = "
             "{value=reparam_identity, norm=layer}, a spec change no suite override reaches), so (3) below applies "
             "to that one norm only."
-            " At init the block is the identity on its normalised input (W^Q = 0, W^V = W^P = I), so with the tied head the input token's own logit is about d*sigma/sqrt(2) (10.9 at d=768): the step-0 loss is ~10.7 at d=768 against ln V = 8.3, as in the authors' code (10.57 at the same shape); `blockbench show` gives the figure for any width."),
+            " At init the block is the identity on its normalised input (W^Q = 0, W^V = W^P = I), so with the "
+            "tied head the input token's own logit is about d*sigma/sqrt(2) (10.9 at d=768): the step-0 loss is "
+            "~10.7 at d=768 against ln V = 8.3, as in the authors' code (10.57 at the same shape); `blockbench "
+            "show` gives the figure for any width."),
 )
 
 _REGISTRY: dict[str, Variant] = {v.name: v for v in PRESETS}
