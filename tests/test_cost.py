@@ -159,3 +159,18 @@ def test_cli_cost_table_and_bad_input(tmp_path, capsys):
                  "--cost", "--suite", str(path)])
     assert code == 3
     assert "raising_block: not counted: RuntimeError: boom from a user block" in capsys.readouterr().out
+
+
+def test_the_fused_rms_norm_counts_as_on_cuda_with_the_same_gradients():
+    """aten._fused_rms_norm is one CUDA kernel each way, decomposed on CPU: counted as CUDA runs it (1 launch
+    forward, 2 backward), saving the input and 1/rms per row, and giving the gradients the CPU op gives."""
+    torch.manual_seed(0)
+    x, w, g = torch.randn(3, 5, 4, requires_grad=True), torch.randn(4, requires_grad=True), torch.randn(3, 5, 4)
+    cost = count_cost(lambda: torch.ops.aten._fused_rms_norm(x, [4], w, 1e-5)[0].backward(g), [w])
+    assert cost["top_ops"]["forward"] == [["blockbench_cost::fused_rms_norm", 1]]
+    assert cost["top_ops"]["backward"] == [["blockbench_cost::fused_rms_norm_backward", 2]]
+    assert cost["totals"]["saved_bytes"] == 3 * 5 * 4 * 4 + 3 * 5 * 4
+    counted = x.grad.clone(), w.grad.clone()
+    x.grad = w.grad = None
+    torch.ops.aten._fused_rms_norm(x, [4], w, 1e-5)[0].backward(g)
+    torch.testing.assert_close(counted, (x.grad, w.grad))

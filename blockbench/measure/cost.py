@@ -18,6 +18,8 @@ is measure/profile.py's DispatchCounter, the same dispatch mode that attributes 
 What CUDA would run, and where this count differs from it:
 - the optimizer is AdamW with fused=True, the kernel the harness uses on CUDA (one op for the whole update);
 - SDPA dispatches the fused CPU attention kernel, one op forward and one backward, as flash attention does;
+- aten's _fused_rms_norm, which the CPU decomposes into a chain, counts as CUDA's fused kernels (profile.py's
+  CUDA_FUSED_LAUNCHES);
 - autocast's cast policy is the CPU one: CUDA autocast also runs softmax, norms, cumsum and a few more in fp32,
   so on CUDA those add casts this count does not show;
 - a foreach or fused multi-tensor op counts as one launch (CUDA may split a long tensor list into a few).

@@ -232,6 +232,59 @@ FLOP_FORMULAS = {**flop_registry,
                  torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_cpu_backward_flops}
 
 
+# Ops CUDA runs as one fused kernel each way that other devices decompose before dispatch (CompositeImplicit on
+# CPU), so a dispatch mode would see their parts. The counter runs them through stand-ins that launch what CUDA
+# launches: the stand-in op's name -> launches (forward one kernel; backward one for the input's gradient, one
+# for the weight's reduction).
+CUDA_FUSED_LAUNCHES = {"blockbench_cost::fused_rms_norm": 1, "blockbench_cost::fused_rms_norm_backward": 2}
+
+
+@torch.library.custom_op("blockbench_cost::fused_rms_norm", mutates_args=())
+def _fused_rms_norm(x: torch.Tensor, shape: list[int], weight: torch.Tensor,
+                    eps: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    out, rstd = torch.ops.aten._fused_rms_norm(x, shape, weight, eps)
+    return out, rstd
+
+
+@torch.library.custom_op("blockbench_cost::fused_rms_norm_backward", mutates_args=())
+def _fused_rms_norm_backward(grad: torch.Tensor, x: torch.Tensor, rstd: torch.Tensor, shape: list[int],
+                             weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # y = x r w with r = 1/rms(x): dx = r (g w) - x r^3 mean(g w x), dw = sum over rows of g x r
+    dims = tuple(range(-len(shape), 0))
+    acc = torch.promote_types(x.dtype, torch.float32)
+    g, xf, r = grad.to(acc), x.to(acc), rstd.to(acc)
+    gw = g * weight.to(acc)
+    grad_x = r * gw - xf * r.pow(3) * (gw * xf).mean(dim=dims, keepdim=True)
+    grad_weight = (g * xf * r).reshape(-1, *weight.shape).sum(0)
+    return grad_x.to(x.dtype), grad_weight.to(weight.dtype)
+
+
+def _rms_setup(ctx: Any, inputs: tuple, output: tuple) -> None:
+    x, ctx.shape, weight, _ = inputs
+    ctx.set_materialize_grads(False)  # no zeros made for 1/rms's unused gradient: CUDA makes none
+    ctx.save_for_backward(x, weight, output[1])  # what CUDA's kernel saves: input, weight, 1/rms per row
+
+
+def _rms_backward(ctx: Any, grad: torch.Tensor, grad_rstd: torch.Tensor) -> tuple:
+    x, weight, rstd = ctx.saved_tensors
+    grad_x, grad_weight = _fused_rms_norm_backward(grad, x, rstd, ctx.shape, weight)
+    return grad_x, None, grad_weight, None
+
+
+_fused_rms_norm.register_autograd(_rms_backward, setup_context=_rms_setup)
+
+
+class _AsOnCuda(TorchFunctionMode):
+    """Routes the CUDA-fused ops a non-CUDA device decomposes (CUDA_FUSED_LAUNCHES) through their stand-ins."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
+        kwargs = kwargs or {}
+        if (getattr(func, "_qualified_op_name", None) == "aten::_fused_rms_norm" and not kwargs
+                and len(args) == 4 and args[2] is not None and args[0].device.type != "cuda"):
+            return _fused_rms_norm(*args)
+        return func(*args, **kwargs)
+
+
 def _tensors(tree: Any) -> list[torch.Tensor]:
     return [t for t in torch.utils._pytree.tree_leaves(tree) if isinstance(t, torch.Tensor)]
 
@@ -253,7 +306,8 @@ class DispatchCounter(TorchDispatchMode):
     - ops: kernel launches on CUDA, one per dispatched op that is not a view or a bare allocation (a foreach or
       fused multi-tensor op counts once). A custom op (not ATen) counts as `declared_launches(name)` when
       blocks/shaped.py declares it; otherwise as the ops its implementation dispatches here (at least one), so
-      wrapping a chain of ops in one custom op does not change the count.
+      wrapping a chain of ops in one custom op does not change the count. Under `counting()`, aten's
+      _fused_rms_norm, which CUDA runs as one kernel and the CPU decomposes, counts as on CUDA.
     - syncs: host syncs (.item()), also counted in ops. casts / cast_bytes: dtype conversions (_to_copy, copy_
       between dtypes), bytes read + written.
     - bytes: read + written by ops that are not matmuls (no FLOP formula): every tensor argument read, every
@@ -296,7 +350,7 @@ class DispatchCounter(TorchDispatchMode):
         if func.namespace not in ("aten", "prim", "prims"):
             from blockbench.blocks.shaped import declared_launches
 
-            launches = declared_launches(name)
+            launches = CUDA_FUSED_LAUNCHES.get(name) or declared_launches(name)
             if launches is None:
                 return self._count_inside(func, args, kwargs)
         out = func(*args, **kwargs)
@@ -363,7 +417,7 @@ class DispatchCounter(TorchDispatchMode):
     def counting(self) -> Iterator[DispatchCounter]:
         """Count everything run inside: the open ranges tracked, new autograd nodes tagged with their range,
         saved tensors measured."""
-        with ranges.tracking(), self, _Tagger(self.node_range), \
+        with ranges.tracking(), self, _Tagger(self.node_range), _AsOnCuda(), \
                 torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t):
             yield self
 
