@@ -29,6 +29,7 @@ SUITES_DIR = Path(str(resources.files("blockbench") / "suites"))
 LOCK_FILE = SUITES_DIR / "LOCK.json"
 SCHEDULES = ("linear", "cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda")
+CUDA_GRAPHS = ("auto", "on", "off")
 DTYPES = ("auto", "fp32", "bf16", "fp16")
 
 
@@ -105,6 +106,9 @@ class RuntimeConfig:
     # Only the shaped-attention mix (alpha V + beta A V - gamma C V) as one torch.compile'd kernel, the rest eager:
     # on CPU the whole-model compile is slower, while the mix's element-wise passes are what a fused kernel saves.
     compile_shaped: bool = False
+    # The training step captured once as a CUDA graph and replayed (train.py): auto = on CUDA where capture works
+    # (else eager, the reason recorded), on = capture or fail the run, off = never.
+    cuda_graphs: str = "auto"
     # Watchdog: a run that reports no progress for this long (or for 20x the longest gap between its reports so
     # far, if longer) is killed and recorded as failed, reason "stalled".
     stall_seconds: float = 600.0
@@ -469,6 +473,8 @@ def parse_suite(data: dict[str, Any], source: str) -> Suite:
         raise r.error("runtime.device", f"{runtime.device!r} is not one of {', '.join(DEVICES)}")
     if runtime.dtype not in DTYPES:
         raise r.error("runtime.dtype", f"{runtime.dtype!r} is not one of {', '.join(DTYPES)}")
+    if runtime.cuda_graphs not in CUDA_GRAPHS:
+        raise r.error("runtime.cuda_graphs", f"{runtime.cuda_graphs!r} is not one of {', '.join(CUDA_GRAPHS)}")
     _check_ranges(r, "runtime", runtime, "runtime")
     speed = r.dataclass(SpeedConfig, r.table(data, "speed", required=False), "speed")
     _check_ranges(r, "speed", speed, "speed")

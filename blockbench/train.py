@@ -7,6 +7,7 @@ runs only around optimisation steps: evaluation and warm-up are outside it.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 import uuid
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 
 import blockbench
-from blockbench import stats
+from blockbench import cuda_graph, stats
 from blockbench.blocks import get_variant
 from blockbench.data import TokenData, bits_per_byte
 from blockbench.distributed import SINGLE, DistInfo, all_reduce, local_batch_size, shard
@@ -106,9 +107,16 @@ class _null:
         return None
 
 
-def make_optimizer(model: Model, optim: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(model.param_groups(optim.weight_decay), lr=optim.lr, betas=optim.betas,
-                             eps=optim.eps, fused=device.type == "cuda")
+def make_optimizer(model: Model, optim: OptimConfig, device: torch.device,
+                   capturable: bool = False) -> torch.optim.Optimizer:
+    """AdamW, fused on CUDA. capturable: its step stays on the device (CUDA graphs), with each group's learning
+    rate a device tensor that the scheduler fills in place."""
+    if not capturable:
+        return torch.optim.AdamW(model.param_groups(optim.weight_decay), lr=optim.lr, betas=optim.betas,
+                                 eps=optim.eps, fused=device.type == "cuda")
+    groups = [{**g, "lr": torch.tensor(optim.lr, device=device)} for g in model.param_groups(optim.weight_decay)]
+    return torch.optim.AdamW(groups, lr=torch.tensor(optim.lr, device=device), betas=optim.betas, eps=optim.eps,
+                             fused=True, capturable=True)
 
 
 def build_for_suite(suite: Suite, variant_name: str, seed: int, vocab_size: int) -> Model:
@@ -150,8 +158,19 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
+        graphs_setting = suite.runtime.cuda_graphs
+        graphs_reason = cuda_graph.unavailable_reason(self.device, dist.enabled, self.dtype)
+        if graphs_setting == "on" and graphs_reason:
+            raise BlockbenchError(f"runtime.cuda_graphs = on, but the step cannot be captured: {graphs_reason}")
+        self.graphs_wanted = graphs_setting != "off" and graphs_reason is None
+        self.graphed: cuda_graph.GraphedStep | None = None
+        # What the record says of how the step ran (records.execution_mode reads `mode`).
+        self.execution: dict[str, Any] = {"mode": "eager", "cuda_graphs": graphs_setting,
+                                          "graphs_fallback": graphs_reason if graphs_setting != "off" else None}
         autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.dtype)
-        self.autocast = torch.autocast(self.device.type, dtype=autocast_dtype) if autocast_dtype else None
+        # A captured step cannot use autocast's weight-cast cache (it would hold casts from the capture).
+        self.autocast = (torch.autocast(self.device.type, dtype=autocast_dtype, cache_enabled=not self.graphs_wanted)
+                         if autocast_dtype else None)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.dtype == "fp16" else None
         self.tokens_per_step = self.optim.batch_size * suite.model.seq_len
         self.flops_per_token = self.static["flops_train_per_token"]
@@ -177,7 +196,40 @@ class Trainer:
 
     def train_step(self, optimizer: torch.optim.Optimizer, scheduler: Any, x: torch.Tensor,
                    y: torch.Tensor) -> torch.Tensor:
-        """One optimiser update on this process's share (x, y) of the global batch; returns its mean loss."""
+        """One optimiser update on this process's share (x, y) of the global batch; returns its mean loss. Under
+        CUDA graphs the first call with an optimizer captures the step (untimed callers capture first)."""
+        if self.graphs_wanted and (self.graphed is None or self.graphed.optimizer is not optimizer):
+            self.capture(optimizer, x, y)
+        if self.graphed is not None and self.graphed.optimizer is optimizer and x.shape == self.graphed.static_x.shape:
+            total = self.graphed(x, y)
+        else:
+            total = self.update(optimizer, x, y)
+            optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        return total
+
+    def capture(self, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Capture the step for `optimizer`; where capture fails, `auto` goes on eagerly (said once, recorded) and
+        `on` fails the run with the reason."""
+        self.graphed = None
+        try:
+            self.graphed = cuda_graph.GraphedStep(lambda xs, ys: self.update(optimizer, xs, ys), self.model,
+                                                  optimizer, x, y)
+            self.graphed.optimizer = optimizer  # type: ignore[attr-defined]
+        except cuda_graph.CaptureError as exc:
+            if self.suite.runtime.cuda_graphs == "on":
+                raise
+            self.graphs_wanted = False
+            self.execution["graphs_fallback"] = str(exc)
+            warnings.warn(f"{exc}; this run's step executes eagerly", stacklevel=2)
+
+    def mode(self) -> str:
+        """eager, compiled, graphs or compiled+graphs: how the step executes now (records.EXECUTION_MODES)."""
+        parts = (("compiled", self.step_model is not self.ddp_model), ("graphs", self.graphed is not None))
+        return "+".join(name for name, on in parts if on) or "eager"
+
+    def update(self, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Forward, backward, clip and optimizer step: the part of a step that CUDA graphs capture."""
         micro = self.micro_batch
         n_micro = len(x) // micro
         total = torch.zeros((), device=self.device)
@@ -198,8 +250,6 @@ class Trainer:
             self.scaler.update()
         else:
             optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
         return total
 
     def batches(self):
@@ -209,7 +259,7 @@ class Trainer:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
     def new_optimizer(self) -> tuple[torch.optim.Optimizer, Any]:
-        optimizer = make_optimizer(self.model, self.optim, self.device)
+        optimizer = make_optimizer(self.model, self.optim, self.device, capturable=self.graphs_wanted)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, self.horizon, self.optim))
         return optimizer, scheduler
 
@@ -222,11 +272,12 @@ class Trainer:
                 self.step_model = torch.compile(self.ddp_model, dynamic=False)
             except Exception as exc:  # noqa: BLE001 - any compile failure falls back to eager, recorded
                 self.compile_info["error"] = f"{type(exc).__name__}: {exc}"
-        optimizer, scheduler = self.new_optimizer()
+        optimizer, _ = self.new_optimizer()
         batches = self.batches()
         for _ in range(self.suite.runtime.warmup_steps):
             try:
-                self.train_step(optimizer, scheduler, *next(batches))
+                self.update(optimizer, *next(batches))
+                optimizer.zero_grad(set_to_none=True)
             except Exception as exc:
                 if self.step_model is self.ddp_model:
                     raise
@@ -249,8 +300,15 @@ class Trainer:
         memory.start()
         warmup_seconds = self.warm_up()
         optimizer, scheduler = self.new_optimizer()
-        timer = StepTimer(self.device)
         batches = self.batches()
+        if self.graphs_wanted:  # captured here, untimed, on the first batch (which is then trained on)
+            first = next(batches)
+            start = time.perf_counter()
+            self.capture(optimizer, *first)
+            warmup_seconds += time.perf_counter() - start
+            batches = itertools.chain([first], batches)
+        self.execution["mode"] = self.mode()
+        timer = StepTimer(self.device)
         step = tokens = 0
         eval_seconds = 0.0
         status, stop_reason = "ok", ""
@@ -356,6 +414,7 @@ class Trainer:
             # the compiled mix falls back at its first failing call, in warm-up, training or evaluation
             self.compile_info["error"] = self.compile_info["error"] or compile_error()
         config["compile"] = self.compile_info
+        config["execution"] = self.execution
         config["divergence_loss"] = self.divergence_loss
         plateau_level = stats.plateau_level({"config": config, "data": {"vocab_size": self.data.vocab_size}})
         points = stats.curve_points({"curve": curve})

@@ -1,9 +1,24 @@
 #!/usr/bin/env bash
-# The prepared GPU check: finishes within 5 minutes on one H100 (install + a cold BPE cache included).
-# Prints tokens/s, the SAS-P / Pre-LN throughput ratio, MFU and peak memory of pre_ln and sas_p at the paper's
-# width (L=18, d=768, H=12, T=128, batch 128, bf16), and the peak memory of shaped vs softmax attention at T=2048.
-set -euo pipefail
+# The prepared GPU report, for one H100/H200 without network (see ../shared/gpu/README.md): the CUDA test module,
+# then ci/gpu_check.py at the paper's shape (every variant, eager and CUDA graphs, interleaved), then whole-model
+# compile for Pre-LN and SAS-P, then a short real suite run whose records are kept. Every step has its own
+# timeout, so a slow one cannot take the others' results with it. Output goes to $OUT (default /tmp/gpu-check):
+# gpu-check.json (what the README's GPU table is made from), the logs, and records.tgz.
+set -uo pipefail
 cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/gpu-check}
+mkdir -p "$OUT"
 python3 -c "import blockbench" 2>/dev/null || python3 -m pip install -q -e .
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-python3 ci/gpu_check.py --device cuda "$@"
+step() { local secs=$1 name=$2; shift 2; echo "== $name (timeout ${secs}s)"; local t0=$SECONDS
+  timeout "$secs" "$@" > "$OUT/$name.log" 2>&1; local rc=$?; tail -n 40 "$OUT/$name.log"
+  echo "== $name: exit $rc in $((SECONDS - t0)) s"; }
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/nvidia-smi.txt" || true
+git log -1 --format='commit %H %cd' > "$OUT/commit.txt" 2>/dev/null || true
+step 150 pytest-cuda python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py
+step 240 report python3 ci/gpu_check.py --device cuda --json "$OUT/gpu-check.json"
+step 200 compiled python3 ci/gpu_check.py --device cuda --variants pre_ln,sas_p --modes eager,compiled \
+  --rounds 3 --skip memory,profile,attention --json "$OUT/gpu-check-compiled.json"
+step 150 suite python3 -m blockbench run --suite paper-gpu-offline --variants pre_ln,sas_p --budget-steps 150 \
+  --device cuda --out "$OUT/run" --quiet
+tar czf "$OUT/records.tgz" -C "$OUT" run 2>/dev/null || true
+echo "== done: $OUT"

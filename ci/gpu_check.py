@@ -1,75 +1,260 @@
-"""The prepared GPU check (ci/gpu-check.sh): throughput, MFU and memory of pre_ln vs sas_p at the paper's width,
-and the peak memory of shaped vs softmax attention at T = 2048. Prints one report; writes nothing else.
+"""The prepared GPU report (ci/gpu-check.sh): at the paper's shape (`paper-gpu-offline`: L=18, d=768, H=12, T=128,
+batch 128, bf16), for every variant and execution mode, in one process and interleaved (A B A B):
+tokens/s, speed vs Pre-LN in the same mode, MFU against the spec-table peak and against a bf16 GEMM peak measured
+here, host time vs GPU time per step, kernel launches per step (and what the step-cost model predicts), and peak
+memory. Writes everything as JSON (--json PATH); the README's GPU table is made from that file.
 
-    python ci/gpu_check.py --device cuda                       # what gpu-check.sh runs
-    python ci/gpu_check.py --device cpu --suite smoke --budget-steps 5 --seq-len 256   # a dry run on CPU
+    python ci/gpu_check.py --device cuda --json out.json                        # what gpu-check.sh runs
+    python ci/gpu_check.py --device cpu --suite smoke --modes eager --rounds 2  # a dry run of the code path on CPU
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import gc
 import json
-import subprocess
+import statistics
 import sys
-import tempfile
+import time
+import traceback
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from blockbench.blocks import get_variant
+from blockbench.blocks import get_variant, shaped
 from blockbench.blocks.attention import Attention
+from blockbench.data import load_data
+from blockbench.measure.flops import count_flops
 from blockbench.measure.memory import PeakMemory
-from blockbench.records import load_records
+from blockbench.measure.mfu import peak_flops
+from blockbench.measure.profile import harness_step, speed_ratio, suite_at_shape
+from blockbench.suite import load_suite
+
+VARIANTS = ("pre_ln", "parallel", "vskipinit", "sas", "sas_p", "sas_p_nonorm")
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def gemm_peak(device: torch.device, n: int = 8192, iters: int = 20) -> float | None:
+    """bf16 dense GEMM throughput (FLOP/s) of an n^3 matmul: what this card's matmuls reach."""
+    if device.type != "cuda":
+        return None
+    a, b = (torch.randn(n, n, device=device, dtype=torch.bfloat16) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(iters):
+        a @ b
+    sync(device)
+    return 2 * n**3 * iters / (time.perf_counter() - start)
+
+
+def suite_for(base: Any, variants: list[str], mode: str, batch: int | None) -> Any:
+    runtime = dataclasses.replace(base.runtime, cuda_graphs="auto" if "graphs" in mode else "off",
+                                  compile="compiled" in mode)
+    suite = dataclasses.replace(base, runtime=runtime)
+    return suite_at_shape(suite, variants, batch_size=batch)
+
+
+def step_profile(step: Any, device: torch.device, steps: int = 3) -> dict[str, Any]:
+    """Host time (enqueueing a step), wall time and GPU kernel time per step, and kernels launched per step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    sync(device)
+    host, wall = [], []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        host.append(time.perf_counter() - start)
+        sync(device)
+        wall.append(time.perf_counter() - start)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        sync(device)
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    gpu = sum(e.device_time for e in kernels) / 1e6 / steps  # device_time is in microseconds
+    return {"host_ms": 1e3 * statistics.median(host), "wall_ms": 1e3 * statistics.median(wall),
+            "gpu_kernel_ms": 1e3 * gpu, "kernels_per_step": len(kernels) / steps,
+            "gpu_busy": gpu / statistics.median(wall) if device.type == "cuda" else None}
+
+
+def peak_memory(suite: Any, variant: str, data: Any, device: torch.device) -> int | None:
+    """max_memory_allocated over three steps of one variant alone (weights, optimizer state, activations)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    memory = PeakMemory(device)
+    memory.start()
+    step = harness_step(suite, variant, data)
+    for _ in range(3):
+        step()
+    sync(device)
+    peak = memory.peak_bytes()
+    del step
+    return peak
 
 
 def attention_memory(variant: str, seq_len: int, device: torch.device, batch: int = 8, width: int = 768,
-                     heads: int = 12) -> tuple[int | None, str]:
+                     heads: int = 12) -> int | None:
     """Peak memory of one attention sub-block forward + backward at seq_len (bf16 autocast on CUDA)."""
     attn = Attention(width, heads, get_variant(variant).spec.for_layer(1)).to(device)
     x = torch.randn(batch, seq_len, width, device=device, requires_grad=True)
+    gc.collect()
     memory = PeakMemory(device)
     memory.start()
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         attn(x).float().pow(2).mean().backward()
-    return memory.peak_bytes(), memory.kind
+    return memory.peak_bytes()
+
+
+def predicted_launches(suite: Any, variant: str, data: Any) -> Any:
+    """The step-cost model's count of kernel launches for one step (measure/cost.py), where it exists."""
+    try:
+        from blockbench.measure import cost
+    except ImportError:
+        return None
+    try:
+        return cost.step_cost(suite, variant, data)["totals"]["ops"]
+    except Exception as exc:  # noqa: BLE001 - the report goes on without it
+        return f"{type(exc).__name__}: {exc}"
+
+
+def section(report: dict[str, Any], name: str, fn: Any) -> None:
+    start = time.perf_counter()
+    try:
+        report[name] = fn()
+    except Exception as exc:  # noqa: BLE001 - one failing section must not take the others' figures with it
+        report[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-2000:]}
+    print(f"[{name}: {time.perf_counter() - start:.1f} s] {json.dumps(report[name], default=str)[:3000]}",
+          flush=True)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--suite", default="paper-gpu-offline")
-    parser.add_argument("--budget-steps", default="60")
-    parser.add_argument("--seq-len", type=int, default=2048)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--modes", default="eager,graphs", help="comma list of eager, graphs, compiled, "
+                                                                "compiled+graphs")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps-per-round", type=int, default=5)
+    parser.add_argument("--batch", type=int, help="sequences per step (default: the suite's)")
+    parser.add_argument("--seq-len", type=int, default=2048, help="T of the attention-memory check")
+    parser.add_argument("--skip", default="", help="comma list of sections to skip: memory, profile, attention")
+    parser.add_argument("--json", type=Path, help="write the report here")
     args = parser.parse_args()
-    out = Path(tempfile.mkdtemp(prefix="gpu-check-")) / "run"
-    cmd = [sys.executable, "-m", "blockbench", "run", "--suite", args.suite, "--variants", "pre_ln,sas_p",
-           "--budget-steps", args.budget_steps, "--device", args.device, "--out", str(out), "--quiet"]
-    print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
-    records = {r["variant"]: r for r in load_records(out / "records")}
-    print(f"\ndevice: {records['pre_ln']['env']['device_name']}, torch {records['pre_ln']['env']['torch']}, "
-          f"dtype {records['pre_ln']['config']['dtype']}, model {records['pre_ln']['config']['model']}")
-    for name, r in records.items():
-        s = r["summary"]
-        print(f"{name:8s} tokens/s {s['tokens_per_second']:>12,.0f}  step median {s['step_time_median'] * 1e3:8.2f} ms"
-              f"  MFU {s['mfu'] if s['mfu'] is None else round(s['mfu'], 4)}  peak memory "
-              f"{s['peak_memory_bytes'] / 2**30 if s['peak_memory_bytes'] else 0:.2f} GiB ({s['peak_memory_kind']})"
-              f"  params {r['static']['params_total']:,}")
-    ratio = records["sas_p"]["summary"]["tokens_per_second"] / records["pre_ln"]["summary"]["tokens_per_second"]
-    print(f"SAS-P / Pre-LN tokens/s, whole runs: {ratio:.3f}")
-    print(f"SAS-P / Pre-LN interleaved speedup (same process): {records['sas_p']['speed']['speedup_vs_baseline']:.3f}"
-          f"  (matmul-only bound (4+2r)/(2+2r) = {12 / 10:.3f})")
     device = torch.device(args.device)
-    report = {}
-    for variant in ("pre_ln", "sas_p"):
-        peak, kind = attention_memory(variant, args.seq_len, device)
-        report[variant] = peak
-        print(f"attention sub-block fwd+bwd at T={args.seq_len}, B=8, d=768, H=12 ({variant}): "
-              f"{(peak or 0) / 2**20:.1f} MiB ({kind})")
-    t_by_t = 8 * 12 * args.seq_len**2 * 4
-    print(f"one B*H*T*T fp32 tensor would be {t_by_t / 2**20:.1f} MiB")
-    print(json.dumps({"sas_p_over_pre_ln_tokens_per_s": ratio, "attention_peak_bytes": report}))
+    variants = args.variants.split(",")
+    modes = args.modes.split(",")
+    skip = set(args.skip.split(",")) - {""}
+    base = load_suite(args.suite).with_overrides(device=args.device)
+    data = load_data(base.data)
+    report: dict[str, Any] = {"suite": base.name, "suite_version": base.version, "variants": variants,
+                              "modes": modes, "model": dataclasses.asdict(base.model),
+                              "batch": args.batch or base.optim.batch_size}
+    env = {"torch": torch.__version__, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+           "triton_mix": shaped.uses_triton(torch.empty(1, device=device)), "triton_error": shaped.triton_error()}
+    try:
+        import triton
+
+        env["triton"] = triton.__version__
+    except ImportError:
+        env["triton"] = None
+    report["env"] = env
+    print(json.dumps(env), flush=True)
+    peak = peak_flops(env["device"], "bf16") if device.type == "cuda" else None
+    report["peak_flops_table"] = peak
+    section(report, "gemm_peak_flops", lambda: gemm_peak(device))
+    suites = {mode: suite_for(base, variants, mode, args.batch) for mode in modes}
+    steps: dict[str, Any] = {}
+
+    def build() -> dict[str, Any]:
+        built: dict[str, Any] = {}
+        flops: dict[str, int] = {}
+        for mode in modes:
+            for v in variants:
+                start = time.perf_counter()
+                steps[f"{v}/{mode}"] = harness_step(suites[mode], v, data)
+                steps[f"{v}/{mode}"]()  # untimed: captures the graph / compiles / JIT-compiles Triton
+                sync(device)
+                trainer = steps[f"{v}/{mode}"].trainer
+                if v not in flops:
+                    flops[v] = count_flops(trainer.model, use_fvcore=False)["flops_train_per_token"]
+                built[f"{v}/{mode}"] = {"seconds": time.perf_counter() - start, "mode": trainer.mode(),
+                                        "graphs_fallback": trainer.execution.get("graphs_fallback"),
+                                        "compile_error": trainer.compile_info.get("error"),
+                                        "flops_train_per_token": flops[v]}
+        return built
+
+    section(report, "build", build)
+    first = next(iter(suites.values()))
+    tokens_per_step = first.optim.batch_size * first.model.seq_len
+
+    def probe() -> dict[str, Any]:
+        baseline = f"{variants[0]}/{modes[0]}"
+        result = speed_ratio(steps, baseline, args.rounds, args.steps_per_round, warmup=2)
+        out = {}
+        for name, r in result.items():
+            v, mode = name.split("/")
+            t = r["step_time_median"]
+            base_t = result[f"{variants[0]}/{mode}"]["step_time_median"]
+            flops = report["build"][name]["flops_train_per_token"] * tokens_per_step
+            gemm = report.get("gemm_peak_flops")
+            out[name] = {"step_ms": 1e3 * t, "tokens_per_s": tokens_per_step / t,
+                         "vs_baseline_same_mode": base_t / t,
+                         f"vs_{variants[0]}_{modes[0]}": r["speedup_vs_baseline"], "iqr": r["speedup_iqr"],
+                         "mfu_table": flops / t / peak if peak else None,
+                         "mfu_gemm": flops / t / gemm if isinstance(gemm, float) else None}
+        return out
+
+    section(report, "probe", probe)
+    if "profile" not in skip:
+        section(report, "profile", lambda: {name: step_profile(fn, device) for name, fn in steps.items()})
+    steps.clear()
+    gc.collect()
+    section(report, "predicted_launches", lambda: {
+        v: predicted_launches(suites[modes[0]], v, data) for v in variants})
+    if "memory" not in skip:
+        section(report, "peak_memory_bytes", lambda: {
+            f"{v}/{mode}": peak_memory(suites[mode], v, data, device) for mode in modes for v in variants})
+    if "attention" not in skip:
+        section(report, "attention_memory_bytes", lambda: {
+            v: attention_memory(v, args.seq_len, device) for v in ("pre_ln", "sas_p")})
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1, default=str))
+    print_summary(report)
     return 0
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    probe = report.get("probe", {})
+    if "error" in probe:
+        return
+    prof = report.get("profile", {})
+    mem = report.get("peak_memory_bytes", {})
+    print(f"\n{report['env']['device']}, torch {report['env']['torch']}, triton {report['env']['triton']} "
+          f"(mix on Triton: {report['env']['triton_mix']}), GEMM peak "
+          f"{(report.get('gemm_peak_flops') or 0) / 1e12:.0f} TFLOP/s, table peak "
+          f"{(report.get('peak_flops_table') or 0) / 1e12:.0f}")
+    head = (f"{'variant/mode':24} {'ms/step':>8} {'tok/s':>10} {'vs base':>8} {'MFU tbl':>8} {'host ms':>8} "
+            f"{'GPU ms':>8} {'busy':>6} {'kernels':>8} {'peak GiB':>9}")
+    print(head)
+    for name, r in probe.items():
+        p = prof.get(name, {}) if "error" not in prof else {}
+        m = mem.get(name) if isinstance(mem, dict) and "error" not in mem else None
+        print(f"{name:24} {r['step_ms']:8.2f} {r['tokens_per_s']:10.0f} {r['vs_baseline_same_mode']:8.3f} "
+              f"{(r['mfu_table'] or 0):8.3f} {p.get('host_ms', 0):8.2f} {p.get('gpu_kernel_ms', 0):8.2f} "
+              f"{(p.get('gpu_busy') or 0):6.2f} {p.get('kernels_per_step', 0):8.0f} "
+              f"{(m or 0) / 2**30:9.2f}")
 
 
 if __name__ == "__main__":

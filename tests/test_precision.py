@@ -14,7 +14,9 @@ from tests.tiny_suite import write_suite
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    suite = load_suite(str(write_suite(tmp_path_factory.mktemp("suite"))))
+    # On CPU explicitly: these are the CPU-side checks of CUDA paths (tests/test_cuda.py has the CUDA ones), and
+    # "auto" would pick a GPU where one exists.
+    suite = load_suite(str(write_suite(tmp_path_factory.mktemp("suite")))).with_overrides(device="cpu")
     return suite, load_data(suite.data)
 
 

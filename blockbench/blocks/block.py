@@ -62,8 +62,13 @@ class Block(nn.Module):
         return torch.addcmul(x, y, g)
 
     def norm(self, which: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The normalised input, in autocast's dtype where autocast is on: every matmul and the shaped mix that
+        read it would cast a float32 norm output each on its own (three casts of one tensor in SAS-P's block 1)."""
         with scope("norm"):
-            return which(x)
+            out = which(x)
+            if out.dtype == torch.float32 and torch.is_autocast_enabled(out.device.type):
+                out = out.to(torch.get_autocast_dtype(out.device.type))
+            return out
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         # The ranges (profile only) leave the block's own time to the skips and gains: the residual component.

@@ -21,7 +21,9 @@ _stack: list[str] | None = None
 
 def scope(name: str) -> contextlib.AbstractContextManager:
     """The range `bb.<name>` around a part of the forward pass; free unless something is recording."""
-    if _stack is None and not torch.autograd._profiler_enabled():
+    # Under torch.compile the check below would break the graph (a torch.* call returning a bool); a compiled
+    # region is profiled as a whole anyway.
+    if torch.compiler.is_compiling() or (_stack is None and not torch.autograd._profiler_enabled()):
         return _NULL
     return _Range(PREFIX + name)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import Optional
 
 import torch
 
@@ -206,10 +207,13 @@ def _triton_backward(grad, s, v, a, b, g, scale, m, e, scale_const, e_const, cau
 # The op: one dispatched operation forward and one backward on every device, so the same op is counted everywhere.
 
 
+# typing.Optional: the schema inference of older torch releases (the GPU machines') reads no `X | None`.
+Opt = Optional[torch.Tensor]  # noqa: UP007
+
+
 @torch.library.custom_op("blockbench::shaped_mix", mutates_args=())
-def _shaped_mix_op(s: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor, g: torch.Tensor | None,
-                   scale: torch.Tensor | None, m: torch.Tensor | None, e: torch.Tensor | None,
-                   scale_const: float, e_const: float, causal: bool) -> torch.Tensor:
+def _shaped_mix_op(s: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor, g: Opt,
+                   scale: Opt, m: Opt, e: Opt, scale_const: float, e_const: float, causal: bool) -> torch.Tensor:
     impl = _triton_forward if uses_triton(s) else _portable_forward
     return impl(s, v, a, b, g, scale, m, e, scale_const, e_const, causal)
 
@@ -221,9 +225,8 @@ def _(s, v, a, b, g, scale, m, e, scale_const, e_const, causal):  # noqa: ANN001
 
 @torch.library.custom_op("blockbench::shaped_mix_backward", mutates_args=())
 def _shaped_mix_backward_op(grad: torch.Tensor, s: torch.Tensor, v: torch.Tensor, a: torch.Tensor,
-                            b: torch.Tensor, g: torch.Tensor | None, scale: torch.Tensor | None,
-                            m: torch.Tensor | None, e: torch.Tensor | None, scale_const: float, e_const: float,
-                            causal: bool) -> list[torch.Tensor]:
+                            b: torch.Tensor, g: Opt, scale: Opt, m: Opt, e: Opt, scale_const: float,
+                            e_const: float, causal: bool) -> list[torch.Tensor]:
     impl = _triton_backward if uses_triton(s) else _portable_backward
     grads = impl(grad, s, v, a, b, g, scale, m, e, scale_const, e_const, causal)
     # A custom op returns tensors only: an absent input's gradient travels as an empty tensor.
