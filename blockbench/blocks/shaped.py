@@ -208,7 +208,7 @@ def _triton_backward(grad, s, v, a, b, g, scale, m, e, scale_const, e_const, cau
 
 
 # typing.Optional: the schema inference of older torch releases (the GPU machines') reads no `X | None`.
-Opt = Optional[torch.Tensor]  # noqa: UP007
+Opt = Optional[torch.Tensor]  # noqa: UP007, UP045
 
 
 @torch.library.custom_op("blockbench::shaped_mix", mutates_args=())
