@@ -436,8 +436,8 @@ def execute(plans: list[Plan], executor: Executor, *, block_paths: list[str] | N
 
     for job, failure in probe_failed:
         handle(Event("started", job, {}))
-        handle(Event("failed", job, {**failure, "message": f"in the speed probe: {failure['message']}",
-                                     "host": None, "retryable": False}))
+        message = f"{failure['message'] or failure['error_type']} (in the speed probe)"
+        handle(Event("failed", job, {**failure, "message": message, "host": None, "retryable": False}))
     try:
         while outstanding:
             executor.poll(handle, 0.5)

@@ -140,7 +140,7 @@ def user_failure(exc: BaseException) -> bool:
 
 def failure_payload(exc: BaseException, retryable: bool = False, message: str | None = None) -> dict[str, Any]:
     """What a failed event carries: one line for the user, the traceback for the failure file."""
-    text = message if message is not None else (str(exc).strip().splitlines() or [""])[0]
+    text = message if message is not None else (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return {"error_type": type(exc).__name__, "message": text[:500],
             "traceback": "".join(traceback.format_exception(exc)), "host": socket.gethostname(),
             "retryable": retryable}

@@ -48,26 +48,32 @@ def _child(conn: Any, what: str, args: tuple) -> None:
 
     try:
         with telling_signals(worker=True):
-            # The parent blocks SIGINT/SIGTERM while it spawns us (so a signal cannot cut the spawn short and leave
-            # a half-started child printing a traceback); a signal that came meanwhile is delivered here, inside
-            # the try, to the handler that tells a real signal from the user's own KeyboardInterrupt.
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-            conn.send(("started", {"pid": os.getpid()}))
-            if what == "probe":
-                result = probe_job(*args)
-            else:
-                result = run_job(args[0], lambda info: conn.send(("progress", info)))
+            try:
+                # The parent blocks SIGINT/SIGTERM while it spawns us (so a signal cannot cut the spawn short and
+                # leave a half-started child printing a traceback); a signal that came meanwhile is delivered here,
+                # to the handler that tells a real signal from the user's own KeyboardInterrupt.
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+                conn.send(("started", {"pid": os.getpid()}))
+                if what == "probe":
+                    result = probe_job(*args)
+                else:
+                    result = run_job(args[0], lambda info: conn.send(("progress", info)))
+            except BaseException as exc:  # noqa: BLE001 - any failure of the run is reported, the suite goes on
+                if not user_failure(exc):  # SIGINT to this process: the parent decides (a retry, or Ctrl-C)
+                    _send(conn, ("interrupted", None))
+                    return
+                try:
+                    conn.send(("error", failure_payload(exc)))
+                except (OSError, EOFError):
+                    pass  # the parent is gone
+                except Exception:  # noqa: BLE001 - e.g. an unpicklable exception: send what can be sent
+                    _send(conn, ("error", failure_payload(RuntimeError(f"{type(exc).__name__}: {exc}"))))
+                return
         conn.send(("result", result))
-    except BaseException as exc:  # noqa: BLE001 - any failure of the run is reported, the suite goes on
-        if not user_failure(exc):  # SIGINT to this process: the parent decides (a retry, or it was Ctrl-C)
-            _send(conn, ("interrupted", None))
-            return
-        try:
-            conn.send(("error", failure_payload(exc)))
-        except (OSError, EOFError):
-            pass  # the parent is gone
-        except Exception:  # noqa: BLE001 - e.g. an unpicklable exception: send what can be sent
-            _send(conn, ("error", failure_payload(RuntimeError(f"{type(exc).__name__}: {exc}"))))
+    except KeyboardInterrupt:  # a signal between the run's end and its result: the parent decides
+        _send(conn, ("interrupted", None))
+    except (OSError, EOFError):
+        pass  # the parent is gone
     finally:
         conn.close()
 
@@ -255,13 +261,16 @@ class InProcessExecutor(Executor):
             return
         job = self.queue.popleft()
         emit(Event("started", job, {"pid": os.getpid()}))
-        try:
-            with telling_signals():
+        payload: dict[str, Any] | None = None
+        with telling_signals():
+            try:
                 record = run_job(job, lambda info: emit(Event("progress", job, info)), self.dist, self._load)
-        except BaseException as exc:  # noqa: BLE001 - a run that raises is a failure; the suite goes on
-            if self.dist.enabled or not user_failure(exc):
-                raise  # Ctrl-C or SIGTERM; or ranks run in lockstep: one rank going on alone would hang the others
-            emit(Event("failed", job, failure_payload(exc)))
+            except BaseException as exc:  # noqa: BLE001 - a run that raises is a failure; the suite goes on
+                if self.dist.enabled or not user_failure(exc):
+                    raise  # Ctrl-C or SIGTERM; or ranks run in lockstep: one rank going on alone would hang others
+                payload = failure_payload(exc)
+        if payload is not None:
+            emit(Event("failed", job, payload))
             return
         emit(Event("result", job, {"record": record}))
 

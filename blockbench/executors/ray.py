@@ -87,23 +87,23 @@ def _task_run(job: Job, queue: Any) -> tuple[str, Any]:
             queue.put(("progress", job.key, job.attempt, info))
 
     queue.put(("started", job.key, job.attempt, {"pid": os.getpid(), "host": socket.gethostname()}))
-    try:
-        with telling_signals(worker=True):
+    with telling_signals(worker=True):
+        try:
             return "result", run_job(job, progress)
-    except BaseException as exc:  # noqa: BLE001 - the run raised: a failure of this run, returned, not retried
-        if not user_failure(exc):  # a SIGINT to the worker: it was stopped, as if it had died
-            return "error", died_payload("the run's Ray worker was interrupted (SIGINT)")
-        return "error", failure_payload(exc)
+        except BaseException as exc:  # noqa: BLE001 - the run raised: a failure of this run, returned, not retried
+            if not user_failure(exc):  # a SIGINT to the worker: it was stopped, as if it had died
+                return "error", died_payload("the run's Ray worker was interrupted (SIGINT)")
+            return "error", failure_payload(exc)
 
 
 def _task_probe(suite: Suite, block_paths: tuple[str, ...], cwd: str) -> tuple[str, Any]:
-    try:
-        with telling_signals(worker=True):
+    with telling_signals(worker=True):
+        try:
             return "result", probe_job(suite, block_paths, cwd)
-    except BaseException as exc:  # noqa: BLE001
-        if not user_failure(exc):
-            return "error", died_payload("the speed probe's Ray worker was interrupted (SIGINT)")
-        return "error", failure_payload(exc)
+        except BaseException as exc:  # noqa: BLE001
+            if not user_failure(exc):
+                return "error", died_payload("the speed probe's Ray worker was interrupted (SIGINT)")
+            return "error", failure_payload(exc)
 
 
 def _task_device_name(suite: Suite) -> str:

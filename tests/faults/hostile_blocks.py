@@ -53,3 +53,8 @@ def keyboard_block(config, layer_index):
 def exit_block(config, layer_index):
     """Raises SystemExit(7) in forward"""
     return _Late(config.d_model, 0, "exit")
+
+
+def late_keyboard(config, layer_index):
+    """Raises KeyboardInterrupt after its 5th forward (in the run, when the suite has no speed probe)"""
+    return _Late(config.d_model, _after(), "keyboard")
