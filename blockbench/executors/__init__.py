@@ -243,6 +243,10 @@ def check_executor_args(args: Any, in_process: bool = False, dist: Any = None) -
         raise BlockbenchError("--ray-address is for --executor ray")
     if args.executor == "ray" and (in_process or (dist is not None and dist.enabled)):
         raise BlockbenchError("--executor ray runs each run in a Ray worker: not with --in-process or torchrun")
+    if args.executor == "ray":  # an unreachable cluster (the flag or RAY_ADDRESS) fails before OUT is made
+        from blockbench.executors.ray import check_address
+
+        check_address(args.ray_address)
 
 
 def executor_from_args(args: Any, in_process: bool = False, dist: Any = None) -> Executor:

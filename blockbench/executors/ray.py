@@ -113,16 +113,27 @@ def _task_device_name(suite: Suite) -> str:
     return device_name(resolve_device(suite.runtime.device))
 
 
+def _address(address: str | None) -> tuple[str | None, str]:
+    """The cluster address to use and where it came from: the flag, else RAY_ADDRESS (which ray.init would read
+    by itself, and retry for minutes when nothing answers there), else none (a local cluster)."""
+    if not address and os.environ.get("RAY_ADDRESS", "").strip():
+        return os.environ["RAY_ADDRESS"].strip(), "RAY_ADDRESS"
+    return address or None, "--ray-address"
+
+
+def check_address(address: str | None) -> None:
+    """The flag's or RAY_ADDRESS's address, parsed and (a plain HOST:PORT) reached, in seconds: one line if not."""
+    address, where = _address(address)
+    if address and not import_ray().is_initialized():
+        _check_reachable(address, where)
+
+
 class RayExecutor(Executor):
     name = "ray"
     remote = True
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
-        # ray.init reads RAY_ADDRESS when no address is given, and retries an unreachable one for minutes: the
-        # variable is checked here like the flag, in seconds.
-        where = "--ray-address"
-        if not address and os.environ.get("RAY_ADDRESS", "").strip():
-            address, where = os.environ["RAY_ADDRESS"].strip(), "RAY_ADDRESS"
+        address, where = _address(address)
         if address:
             _parse_address(address, where)
         ray = self.ray = import_ray()
