@@ -240,23 +240,21 @@ def speed_row(variant: str, baseline_variant: str, b: list[dict], c: list[dict],
         return _row(variant, metric, sb, sc, "n/a", "no interleaved speed probe on one side", "x")
     untrusted = {side: note for side, records in (("baseline", b), ("candidate", c))
                  if (note := stats.probe_disturbed_note(records)) is not None}
-    if untrusted:
-        # No number from an untrusted probe, not even beside a verdict of n/a.
-        cells = {side: stats.untrusted_cell(_median([r["speed"].get("speedup_iqr") for r in records]))
-                 if side in untrusted else value
-                 for side, records, value in (("baseline", b, sb), ("candidate", c, sc))}
-        return _row(variant, metric, cells["baseline"], cells["candidate"], "n/a",
-                    "; ".join(f"{side}: {note}" for side, note in untrusted.items()), "x")
-    devices = sorted(device_types([*b, *c]))
+    # No number from an untrusted probe, not even beside a verdict of n/a.
+    cells = {side: stats.untrusted_cell(_median([r["speed"].get("speedup_iqr") for r in records]))
+             if side in untrusted else value for side, records, value in (("baseline", b, sb), ("candidate", c, sc))}
+    devices, modes = sorted(device_types([*b, *c])), sorted(execution_modes([*b, *c]))
     if len(devices) > 1:
         # A speed ratio means something only on the device type it was measured on (SIMD width, caches, kernels).
-        return _row(variant, metric, sb, sc, "n/a", "speed ratios measured on different device types "
-                    f"({'; '.join(devices)}) are not compared", "x")
-    modes = sorted(execution_modes([*b, *c]))
+        return _row(variant, metric, cells["baseline"], cells["candidate"], "n/a", "speed ratios measured on "
+                    f"different device types ({'; '.join(devices)}) are not compared", "x")
     if len(modes) > 1:
         # Nor across execution modes: compiling or graph-capturing changes launches and fusion, not the blocks.
-        return _row(variant, metric, sb, sc, "n/a", "speed ratios measured in different execution modes "
-                    f"({', '.join(modes)}) are not compared", "x")
+        return _row(variant, metric, cells["baseline"], cells["candidate"], "n/a", "speed ratios measured in "
+                    f"different execution modes ({', '.join(modes)}) are not compared", "x")
+    if untrusted:
+        return _row(variant, metric, cells["baseline"], cells["candidate"], "n/a",
+                    "; ".join(f"{side}: {note}" for side, note in untrusted.items()), "x")
     ratio = sc / sb
     detail = f"in-run interleaved ratio; slowdown limit {t.max_slowdown:.0%}"
     verdict = ("regression" if ratio < 1 - t.max_slowdown else "improved" if ratio > 1 + t.max_slowdown

@@ -539,7 +539,7 @@ def target_text(records: list[dict[str, Any]]) -> str:
         return "none"
     reached = sorted({r["variant"] for r in records if r["status"] == "ok" and r["to_target"]["steps"] is not None})
     if reached:
-        return f"eval loss {target} nats/token, reached by {', '.join(reached)}"
+        return f"eval loss {target} nats/token, reached by runs of {', '.join(reached)}"
     best = lowest_loss(records)
     lowest = ("" if best is None else
               f"; the lowest eval loss any run reached was {best[0]:.4f} ({best[1]} seed {best[2]})")

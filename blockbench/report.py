@@ -370,7 +370,8 @@ def plot_claims(claims: list[Claim], figure: dict[str, Any]) -> bytes:
         import textwrap
 
         right.text(0.5, 0.5, "no speed ratios shown:\n" + textwrap.fill(figure["speed_disturbed"], 48),
-                   transform=right.transAxes, ha="center", va="center", fontsize="small", color="tab:red")
+                   transform=right.transAxes, ha="center", va="center", fontsize="small", color="tab:red",
+                   bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.9}, zorder=5)
         right.set_yticks([])
         right.set_xlim(0.5, 1.5)
     for i, v in enumerate(names):

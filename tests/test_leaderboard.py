@@ -100,8 +100,17 @@ def read_csv(path: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(path.read_text())))
 
 
+def quiet_probe(record):
+    """The probe as a quiet machine makes it: a tiny run's rounds on a loaded one disagree, and the probe rule
+    (stats.probe_disturbed_note) then rightly shows no ratio."""
+    record["speed"]["step_time_median"] = record["summary"]["step_time_median"]
+    if record["speed"].get("speedup_iqr") is not None:
+        record["speed"]["speedup_iqr"] = min(record["speed"]["speedup_iqr"], 0.05)
+    return record
+
+
 def test_leaderboard_files_header_and_aggregation(tiny_run, tmp_path, capsys):
-    results = copy_records(tiny_run, tmp_path / "results")
+    results = copy_records(tiny_run, tmp_path / "results", change=quiet_probe)
     assert main(["leaderboard", str(results)]) == 0
     for name in leaderboard.OUTPUT_FILES:
         assert (results / name).stat().st_size > 0, name
