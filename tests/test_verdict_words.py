@@ -191,3 +191,12 @@ def test_a_target_nobody_reached_is_said_with_the_best_loss(tmp_path):
     assert "target not reached by any variant" in text and f"{best[0]:.4f}" in text
     leaderboard.generate(far, warn=lambda message: None)
     assert "**target not reached by any variant; the lowest eval loss" in (far / "leaderboard.md").read_text()
+
+
+def test_table1_of_a_masked_lm_report_shows_no_untrusted_ratio():
+    records = load_records(Path(__file__).resolve().parents[1] / "results" / "paper-bert-cpu" / "1" / "records")
+    for r in records:
+        if r["variant"] != "pre_ln":
+            r["speed"]["speedup_iqr"] = 1.5
+    row = next(line for line in report.table1_section(records) if line.startswith("| sas_p |"))
+    assert "untrusted (IQR 1.50)" in row and "1.021" not in row
