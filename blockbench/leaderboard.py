@@ -501,7 +501,7 @@ def speed_not_comparable(records: list[dict[str, Any]]) -> str | None:
     return None
 
 
-PEAK_SOURCES = {"table": "spec table", "measured": "fp32 matmul measured on this machine"}
+PEAK_SOURCES = {"table": "spec table", "measured": "measured on this machine by a matmul probe"}
 
 
 def setup_facts(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
