@@ -31,6 +31,7 @@ def fault(what: str, exit: int | str, message: str, on_disk: str, ci: bool = Tru
 
 def render() -> str:
     import tests.faults.test_faults  # noqa: F401 - registers the rows
+    import tests.faults.test_hostile  # noqa: F401
     from tests.faults.table import FAULTS as faults  # the imported module's registry, also when run as __main__
 
     def cell(text: str) -> str:
