@@ -196,6 +196,9 @@ def plan_run(suite: Suite, out: Path, *, resume: bool = False, must_exist: bool 
     if must_exist and not (out.is_dir() and _has_run(out)):
         raise BlockbenchError(f"--resume {out}: nothing to resume there (no {PROBE_FILE}, records or failures of a "
                               "suite run); run without --resume")
+    wanted = [(v, s) for s in suite.seeds for v in suite.variants]
+    for variant, seed in wanted:  # every file a run may write, checked to stay in OUT before anything is made
+        _record_path(out, variant, seed), _failure_path(out, variant, seed)
     try:
         records_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=records_dir, prefix=".write-test-"):
@@ -227,9 +230,6 @@ def plan_run(suite: Suite, out: Path, *, resume: bool = False, must_exist: bool 
         if reason:
             raise BlockbenchError(f"--out {out}: {reason.replace('records', 'a speed probe', 1)} "
                                   "(choose another --out)")
-    wanted = [(v, s) for s in suite.seeds for v in suite.variants]
-    for variant, seed in wanted:  # every file a run may write, checked to stay in OUT before anything runs
-        _record_path(out, variant, seed), _failure_path(out, variant, seed)
     if not resume:
         clashes = [record_filename(v, s) for v, s in wanted
                    if (v, s) in finished or _record_path(out, v, s).exists()]
