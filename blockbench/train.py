@@ -263,15 +263,20 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, self.horizon, self.optim))
         return optimizer, scheduler
 
-    def warm_up(self) -> float:
-        """Untimed steps (kernel selection, allocator, compilation), then the exact initial state is restored."""
-        start = time.perf_counter()
-        initial = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-        if self.suite.runtime.compile:
+    def compile_model(self) -> None:
+        """runtime.compile: the model torch.compile'd for the steps (compilation itself happens at the first step;
+        a failure there falls back to eager in warm_up)."""
+        if self.suite.runtime.compile and self.step_model is self.ddp_model:
             try:
                 self.step_model = torch.compile(self.ddp_model, dynamic=False)
             except Exception as exc:  # noqa: BLE001 - any compile failure falls back to eager, recorded
                 self.compile_info["error"] = f"{type(exc).__name__}: {exc}"
+
+    def warm_up(self) -> float:
+        """Untimed steps (kernel selection, allocator, compilation), then the exact initial state is restored."""
+        start = time.perf_counter()
+        initial = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        self.compile_model()
         optimizer, _ = self.new_optimizer()
         batches = self.batches()
         for _ in range(self.suite.runtime.warmup_steps):
@@ -502,6 +507,7 @@ def prepare_variants(suite: Suite, data: TokenData, dist: DistInfo = SINGLE,
     for name in suite.variants:
         try:
             trainer = Trainer(suite, name, seed, data, None, dist=dist)
+            trainer.compile_model()  # the probe times the step in the mode the runs train in
             prepared[name] = {"static": trainer.static, "speed": None}
             if suite.speed.rounds:
                 optimizer, scheduler = trainer.new_optimizer()

@@ -45,8 +45,9 @@ def test_triton_mix_matches_the_portable_one(dtype, causal):
     upstream = torch.randn(s.shape, device="cuda").to(dtype)
     got = shaped.fused_mix(s, v, a, b, g, scale, causal, m, e)
     got_grads = torch.autograd.grad(got, leaves, upstream)
-    want = shaped._portable_forward(s, v, a, b, g, scale, m, e, 1.0, 1.0, causal)
-    want_grads = shaped._portable_backward(upstream, s, v, a, b, g, scale, m, e, 1.0, 1.0, causal)
+    with torch.no_grad():  # the portable twin called directly, outside its op: no autograd
+        want = shaped._portable_forward(s, v, a, b, g, scale, m, e, 1.0, 1.0, causal)
+        want_grads = shaped._portable_backward(upstream, s, v, a, b, g, scale, m, e, 1.0, 1.0, causal)
     tol = dict(rtol=2e-2, atol=2e-2) if dtype == torch.bfloat16 else dict(rtol=1e-4, atol=1e-4)
     assert got.dtype == dtype
     torch.testing.assert_close(got.float(), want.float(), **tol)
@@ -86,7 +87,7 @@ def test_bf16_autocast_on_cuda(tiny):
     assert seen == [torch.bfloat16] and loss.dtype == torch.float32 and torch.isfinite(loss)
 
 
-@pytest.mark.parametrize("variant", ["pre_ln", "sas_p", "vskipinit"])
+@pytest.mark.parametrize("variant", ["pre_ln", "sas_p"])
 def test_cuda_graphs_train_as_eager_does(tiny, variant):
     suite, data = tiny
     graphed = run_trial(with_runtime(suite, dtype="bf16", cuda_graphs="on"), variant, 0, data)

@@ -68,6 +68,7 @@ def harness_step(suite: Suite, variant: str, data: Any, seed: int | None = None)
     from blockbench.train import Trainer
 
     trainer = Trainer(suite, variant, suite.seeds[0] if seed is None else seed, data, None, measure_static=False)
+    trainer.compile_model()  # runtime.compile, as a run's warm-up applies it
     optimizer, scheduler = trainer.new_optimizer()
     batch = next(trainer.batches())
 
