@@ -7,6 +7,7 @@ Like test_faults.py, each test is one row of the README's reliability table (tes
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -163,3 +164,27 @@ def test_unreachable_ray_address_from_the_environment(tmp_path):
     assert "RAY_ADDRESS 127.0.0.1:1: cannot reach a Ray cluster there" in one_line(result.stderr)
     assert not out.exists()
 
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the chaos soak
+
+@fault("chaos soak (ci/chaos.py): 40 tiny runs on a local Ray cluster (2 CPUs), a random worker SIGKILLed every "
+       "~7 s, the driver SIGKILLed once midway and restarted with --resume (runs with BLOCKBENCH_CHAOS=1)",
+       "0 or 3 (3 iff failures)",
+       "blockbench: N run(s) failed (...) when some run was killed more than --max-retries 2 times",
+       "every (variant, seed) exactly one valid record or one failure file: 0 lost, 0 duplicated, 0 damaged, one "
+       "probe, no temporary file; no Ray process left", ci=False)
+def test_chaos_soak(tmp_path):
+    # 3 to 5 minutes on 2 busy cores: more than CI's share for one test, so it runs when asked for.
+    if os.environ.get("BLOCKBENCH_CHAOS") != "1":
+        pytest.skip("the chaos soak runs with BLOCKBENCH_CHAOS=1 (or: python ci/chaos.py)")
+    pytest.importorskip("ray")
+    sys.path.insert(0, str(REPO / "ci"))
+    try:
+        import chaos
+    finally:
+        sys.path.remove(str(REPO / "ci"))
+    figures = chaos.soak(seeds=20, kill_every=7.0, max_retries=2, out=tmp_path, seed=1)
+    assert chaos.verdict(figures) == [], figures
+    assert figures["runs"] >= 40 and figures["worker_kills"] >= 5 and figures["driver_kills"] == 1, figures
