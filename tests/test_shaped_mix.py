@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+import blockbench.blocks.gains  # noqa: F401 - registers its launch counts
 from blockbench.blocks.shaped import DECLARED_LAUNCHES, fused_mix, shaped_mix
 
 
@@ -154,6 +155,24 @@ for causal, centred, extras, seq in itertools.product((True, False), (True, Fals
     assert launches == ["_mix_bwd", "_mix_gains_bwd"], launches
     for x, y in zip(got_grads, torch.autograd.grad(want, leaves, upstream)):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-4)
+from blockbench.blocks import gains
+for name in ("_gain_sum_fwd", "_gain_sum_bwd", "_gain_sum_finish"):
+    setattr(kernels, name, Counted(getattr(kernels, name), name))
+for a_kind, b_kind, n in itertools.product(("t", 0.5), ("t", 2.0), (7, 5000)):
+    x, y = torch.randn(n, requires_grad=True), torch.randn(n, requires_grad=True)
+    a = torch.tensor(0.7, requires_grad=True) if a_kind == "t" else a_kind
+    b = torch.tensor(-0.3, requires_grad=True) if b_kind == "t" else b_kind
+    launches.clear()
+    got = gains.gain_sum(x, y, a, b)
+    assert launches == ["_gain_sum_fwd"], launches
+    torch.testing.assert_close(got, a * x + b * y)
+    leaves = [t for t in (x, y, a, b) if isinstance(t, torch.Tensor)]
+    upstream = torch.randn(n)
+    launches.clear()
+    got_grads = torch.autograd.grad(got, leaves, upstream)
+    assert launches == ["_gain_sum_bwd", "_gain_sum_finish"], launches
+    for g1, g2 in zip(got_grads, torch.autograd.grad(a * x + b * y, leaves, upstream)):
+        torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-4)
 print("ok", shaped.DECLARED_LAUNCHES)
 """
 
@@ -165,4 +184,24 @@ def test_triton_kernels_match_the_formula_and_launch_what_is_declared():
     done = subprocess.run([sys.executable, "-c", _INTERPRETED], capture_output=True, text=True, env=env,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert DECLARED_LAUNCHES == {"blockbench::shaped_mix": 1, "blockbench::shaped_mix_backward": 2}
+    assert DECLARED_LAUNCHES == {"blockbench::shaped_mix": 1, "blockbench::shaped_mix_backward": 2,
+                                 "blockbench::gain_sum": 1, "blockbench::gain_sum_backward": 2}
+
+
+@pytest.mark.parametrize("a,b", [("t", "t"), ("t", 0.1), (1.0, "t"), (0.5, 2.0)])
+def test_gain_sum_matches_plain_ops_and_gradchecks(a, b):
+    from blockbench.blocks.gains import gain_sum
+
+    gen = torch.Generator().manual_seed(1)
+    x, y = (torch.randn(2, 5, 6, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    ga = torch.tensor(0.7, dtype=torch.float64, requires_grad=True) if a == "t" else a
+    gb = torch.tensor(-0.3, dtype=torch.float64, requires_grad=True) if b == "t" else b
+    torch.testing.assert_close(gain_sum(x, y, ga, gb), ga * x + gb * y)
+    leaves = [t for t in (x, y, ga, gb) if isinstance(t, torch.Tensor)]
+    assert torch.autograd.gradcheck(lambda *t: gain_sum(*_place(t, a, b)), tuple(leaves))
+
+
+def _place(t, a, b):
+    t = list(t)
+    x, y = t.pop(0), t.pop(0)
+    return x, y, t.pop(0) if a == "t" else a, t.pop(0) if b == "t" else b

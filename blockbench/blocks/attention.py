@@ -121,13 +121,14 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None,
                 scale: torch.Tensor | float | None = None, addend: torch.Tensor | None = None,
-                addend_gain: torch.Tensor | float = 1.0) -> torch.Tensor:
+                addend_gain: torch.Tensor | float = 1.0, projected: torch.Tensor | None = None) -> torch.Tensor:
         """key_mask: (B, T) bool, True at real tokens, for padded batches; None when every token is real.
         scale: a gain on the output (the block's beta_SA); shaped attention folds it into its per-head gains.
         addend: a (B, T, d) tensor added to the output times addend_gain (a parallel block's gained MLP branch);
-        only where `takes_addend(key_mask)`, so that the fused shaped mix does the block's sum in its own pass."""
+        only where `takes_addend(key_mask)`, so that the fused shaped mix does the block's sum in its own pass.
+        projected: x's Q/K(/V) projection already computed (a parallel block's one GEMM with the MLP's W_1)."""
         with scope("attn"):  # its own time (head split and merge) is the profile's attn_layout
-            return self._forward(x, key_mask, scale, addend, addend_gain)
+            return self._forward(x, key_mask, scale, addend, addend_gain, projected)
 
     def takes_addend(self, key_mask: torch.Tensor | None) -> bool:
         """Whether forward can add a tensor to its output inside the fused mix: shaped attention without W^P
@@ -140,13 +141,14 @@ class Attention(nn.Module):
 
     def _forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None,
                  scale: torch.Tensor | float | None = None, addend: torch.Tensor | None = None,
-                 addend_gain: torch.Tensor | float = 1.0) -> torch.Tensor:
+                 addend_gain: torch.Tensor | float = 1.0, projected: torch.Tensor | None = None) -> torch.Tensor:
         batch, seq, dim = x.shape
         with scope("qkv"):
+            projected = self.qkv(x) if projected is None else projected
             if self.value is None and self.qkv.out_features == 3 * dim:
-                q, k, v = self.qkv(x).split(dim, dim=-1)
+                q, k, v = projected.split(dim, dim=-1)
             else:
-                q, k = self.qkv(x).split(dim, dim=-1)
+                q, k = projected.split(dim, dim=-1)
                 v = x if self.value is None else self.value(x)
             q, k = self.add_qk_bias(q, k)
         q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)

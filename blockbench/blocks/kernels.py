@@ -176,3 +176,54 @@ def _mix_gains_bwd(part_ptr, a_ptr, b_ptr, g_ptr, scale_ptr, ga_ptr, gb_ptr, gg_
         unscaled -= g * pc
     tl.store(gscale_ptr, tl.sum(unscaled, axis=0))
     tl.store(gmg_ptr, tl.sum(pm, axis=0))
+
+
+@triton.jit
+def _gain_sum_fwd(x_ptr, y_ptr, out_ptr, a_ptr, b_ptr, a_const, b_const, N, HAS_A: tl.constexpr,
+                  HAS_B: tl.constexpr, BLOCK: tl.constexpr):
+    """out = a x + b y over N contiguous elements (a block's gained residual sum)."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    a = _scalar(a_ptr, a_const, HAS_A)
+    b = _scalar(b_ptr, b_const, HAS_B)
+    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    y = tl.load(y_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    tl.store(out_ptr + offs, (a * x + b * y).to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _gain_sum_bwd(grad_ptr, x_ptr, y_ptr, gx_ptr, gy_ptr, part_ptr, a_ptr, b_ptr, a_const, b_const, N,
+                  HAS_A: tl.constexpr, HAS_B: tl.constexpr, BLOCK: tl.constexpr):
+    """dx = a G, dy = b G, and per program the partial sums of G.x and G.y (the gains' gradients)."""
+    pid = tl.program_id(0)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    a = _scalar(a_ptr, a_const, HAS_A)
+    b = _scalar(b_ptr, b_const, HAS_B)
+    grad = tl.load(grad_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    tl.store(gx_ptr + offs, (a * grad).to(gx_ptr.dtype.element_ty), mask=mask)
+    tl.store(gy_ptr + offs, (b * grad).to(gy_ptr.dtype.element_ty), mask=mask)
+    if HAS_A:
+        x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        tl.store(part_ptr + pid * 2, tl.sum(grad * x, axis=0))
+    if HAS_B:
+        y = tl.load(y_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        tl.store(part_ptr + pid * 2 + 1, tl.sum(grad * y, axis=0))
+
+
+@triton.jit
+def _gain_sum_finish(part_ptr, ga_ptr, gb_ptr, P, HAS_A: tl.constexpr, HAS_B: tl.constexpr, BLOCK: tl.constexpr):
+    """The gains' gradients: the programs' partial sums added up in one program (deterministic, no atomics)."""
+    acc_a = tl.zeros([BLOCK], dtype=tl.float32)
+    acc_b = tl.zeros([BLOCK], dtype=tl.float32)
+    for p0 in range(0, P, BLOCK):
+        p = p0 + tl.arange(0, BLOCK)
+        mask = p < P
+        if HAS_A:
+            acc_a += tl.load(part_ptr + p * 2, mask=mask, other=0.0)
+        if HAS_B:
+            acc_b += tl.load(part_ptr + p * 2 + 1, mask=mask, other=0.0)
+    if HAS_A:
+        tl.store(ga_ptr, tl.sum(acc_a, axis=0))
+    if HAS_B:
+        tl.store(gb_ptr, tl.sum(acc_b, axis=0))
