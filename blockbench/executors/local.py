@@ -262,11 +262,20 @@ class InProcessExecutor(Executor):
         job = self.queue.popleft()
         emit(Event("started", job, {"pid": os.getpid()}))
         payload: dict[str, Any] | None = None
+        from_driver: list[BaseException] = []  # what the driver's own progress handler raised: never the run's
+
+        def progress(info: dict[str, Any]) -> None:
+            try:
+                emit(Event("progress", job, info))
+            except BaseException as exc:
+                from_driver.append(exc)
+                raise
+
         with telling_signals():
             try:
-                record = run_job(job, lambda info: emit(Event("progress", job, info)), self.dist, self._load)
+                record = run_job(job, progress, self.dist, self._load)
             except BaseException as exc:  # noqa: BLE001 - a run that raises is a failure; the suite goes on
-                if self.dist.enabled or not user_failure(exc):
+                if self.dist.enabled or exc in from_driver or not user_failure(exc):
                     raise  # Ctrl-C or SIGTERM; or ranks run in lockstep: one rank going on alone would hang others
                 payload = failure_payload(exc)
         if payload is not None:
