@@ -123,3 +123,33 @@ def test_compile_runs_without_graph_breaks_on_cuda(tiny):
     record = run_trial(with_runtime(suite, dtype="bf16", compile=True, cuda_graphs="off"), "sas_p", 0, data)
     assert record["config"]["execution"]["mode"] == "compiled", record["config"]["compile"]
     assert record["status"] == "ok"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_triton_gain_sum_matches_the_portable_one_and_launches_what_it_declares(dtype):
+    from torch.profiler import ProfilerActivity, profile
+
+    from blockbench.blocks import gains
+
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    x, y = (torch.randn(4, 130, 96, device="cuda", generator=gen).to(dtype).requires_grad_() for _ in range(2))
+    a = torch.tensor(0.7, device="cuda", requires_grad=True)
+    b = torch.tensor(-0.2, device="cuda", requires_grad=True)
+    upstream = torch.randn(x.shape, device="cuda").to(dtype)
+    got = gains.gain_sum(x, y, a, b)
+    got_grads = torch.autograd.grad(got, (x, y, a, b), upstream)
+    with torch.no_grad():
+        want = gains._portable_forward(x, y, a, b, 1.0, 1.0)
+        want_grads = gains._portable_backward(upstream, x, y, a, b, 1.0, 1.0)
+    tol = dict(rtol=2e-2, atol=2e-2) if dtype == torch.bfloat16 else dict(rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(got.float(), want.float(), **tol)
+    for g1, g2 in zip(got_grads, want_grads):
+        torch.testing.assert_close(g1.float(), g2.float(), rtol=tol["rtol"], atol=tol["atol"] * 10)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        out = gains.gain_sum(x, y, a, b)
+        torch.autograd.grad(out, (x, y, a, b), upstream)
+        torch.cuda.synchronize()
+    names = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    assert sum("gain_sum" in n for n in names) == (shaped.DECLARED_LAUNCHES["blockbench::gain_sum"]
+                                                   + shaped.DECLARED_LAUNCHES["blockbench::gain_sum_backward"])
