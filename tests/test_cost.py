@@ -105,7 +105,7 @@ def test_a_training_step_is_counted_by_phase_and_component(tiny):
     assert set(cost["totals"]) == set(METRICS)
     assert cost["totals"]["ops"] == sum(row["ops"] for row in cost["components"].values())
     # backward ops go to the component whose forward made them; the optimizer is CUDA's fused AdamW
-    assert {"qkv", "shaped", "mlp_down", "head"} <= set(cost["components_by_phase"]["backward"])
+    assert {"qkv", "shaped", "mlp_up", "head"} <= set(cost["components_by_phase"]["backward"])
     assert ["aten::_fused_adamw_", 2] in cost["top_ops"]["optimizer"]  # two groups: decayed and not
     assert "unmarked" not in cost["components"] and cost["totals"]["syncs"] == 0
     assert cost["totals"]["saved_bytes"] > 0 and cost["totals"]["casts"] == 0  # fp32: nothing to cast

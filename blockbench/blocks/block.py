@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from blockbench.blocks.attention import Attention
@@ -48,24 +47,13 @@ class Block(nn.Module):
             return branch
         return branch + self.scaled(name, x)
 
-    def attn_branch(self, x: torch.Tensor, key_mask: torch.Tensor | None,
-                    projected: torch.Tensor | None = None) -> torch.Tensor:
+    def attn_branch(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
         """beta_SA * attn(x). A trained beta_SA goes into shaped attention's per-head gains (alpha, beta, gamma are
         linear in it, and W^P has no bias): the same function without a pass over the activations."""
         g = self.gain("beta_sa")
         if self.attn.kind != "softmax" and not isinstance(g, float):
-            return self.attn(x, key_mask, scale=g, projected=projected)
-        return self.scaled("beta_sa", self.attn(x, key_mask, projected=projected))
-
-    def parallel_in(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The shared normalised input's Q/K(/V) projection and MLP up-projection as one GEMM (the weights joined
-        per step, as PaLM's parallel block does): one matmul and one weight cast each way instead of two."""
-        with scope("qkv"):
-            weight = torch.cat([self.attn.qkv.weight, self.mlp.up.weight])
-            projected, up = F.linear(h, weight).split([self.attn.qkv.out_features, self.mlp.up.out_features], -1)
-            # Attention saves Q and K for its backward; as views they would keep the up-projection's storage
-            # (twice their size) alive until then. Their own copy frees it once the activation has read it.
-            return projected.contiguous(), up
+            return self.attn(x, key_mask, scale=g)
+        return self.scaled("beta_sa", self.attn(x, key_mask))
 
     def add_scaled(self, x: torch.Tensor, name: str, y: torch.Tensor) -> torch.Tensor:
         """x + gain * y in one fused pass (addcmul), not a product and then a sum."""
@@ -86,14 +74,16 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         # The ranges (profile only) leave the block's own time to the skips and gains: the residual component.
         if self.spec.layout == "parallel":
+            # Q/K(/V) and the MLP's W_1 stay two GEMMs: joined as one (PaLM's way) they launch 5 fewer kernels per
+            # block, but the joined output's split costs a full-width copy in backward, and on an H200 SAS-P and
+            # Parallel ran 8% and 10% slower so (README, GPU section).
             h = self.norm(self.norm1, x)
-            projected, up = self.parallel_in(h)
-            mlp_out = self.mlp.after_up(up)
+            mlp_out = self.mlp(h)
             if self.attn.takes_addend(key_mask):  # the fused shaped mix adds the MLP branch in its own pass
                 branches = self.attn(h, key_mask, scale=self.gain("beta_sa"), addend=mlp_out,
-                                     addend_gain=self.gain("beta_ff"), projected=projected)
+                                     addend_gain=self.gain("beta_ff"))
             else:
-                branches = self.add_scaled(self.attn_branch(h, key_mask, projected), "beta_ff", mlp_out)
+                branches = self.add_scaled(self.attn_branch(h, key_mask), "beta_ff", mlp_out)
             return self.with_skip("alpha_ff", branches, x)
         if self.spec.norm_position == "post":
             h = self.norm(self.norm1, self.with_skip("alpha_sa", self.scaled("beta_sa", self.attn(x, key_mask)), x))

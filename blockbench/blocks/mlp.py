@@ -34,11 +34,6 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with scope("mlp_up"):
             x = self.up(x)
-        return self.after_up(x)
-
-    def after_up(self, x: torch.Tensor) -> torch.Tensor:
-        """Activation and down-projection of an up-projected input (a parallel block computes x W_1 in one GEMM
-        with its attention's Q/K(/V))."""
         with scope("act"):
             x = self.act(x)
         with scope("mlp_down"):

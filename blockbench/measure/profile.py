@@ -38,7 +38,7 @@ COMPONENTS = ("embed", "norm", "qkv", "attn_kernel", "shaped", "attn_layout", "p
               "mlp_down", "residual", "final_norm", "head", "loss", "backward", "optimizer", "other")
 DESCRIPTIONS = {
     "embed": "token + position embeddings", "norm": "block norms",
-    "qkv": "Q/K(/V) GEMM (+ Q/K bias; in a parallel block one GEMM with the MLP W_1)",
+    "qkv": "Q/K(/V) GEMM (+ Q/K bias)",
     "attn_kernel": "softmax attention kernel (SDPA)", "shaped": "shaped-attention extras (alpha V, gamma CV)",
     "attn_layout": "head split/merge, value map", "proj": "output projection W^P", "mlp_up": "MLP W_1 GEMM",
     "act": "activation", "mlp_down": "MLP W_2 GEMM", "residual": "residual adds and block gains",
