@@ -2,8 +2,6 @@
 its portable twin and its declared launches, CUDA-graph capture against the eager step, the capture fallback,
 and CUDA peak memory. ci/gpu-check.sh runs this module on the GPU machine."""
 
-import dataclasses
-
 import pytest
 import torch
 
@@ -11,7 +9,7 @@ from blockbench.blocks import shaped
 from blockbench.data import load_data
 from blockbench.suite import load_suite
 from blockbench.train import Trainer, run_trial
-from tests.tiny_suite import write_suite
+from tests.tiny_suite import with_runtime, write_suite
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -20,10 +18,6 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 def tiny(tmp_path_factory):
     suite = load_suite(str(write_suite(tmp_path_factory.mktemp("suite")))).with_overrides(device="cuda")
     return suite, load_data(suite.data)
-
-
-def with_runtime(suite, **changes):
-    return dataclasses.replace(suite, runtime=dataclasses.replace(suite.runtime, **changes))
 
 
 def mix_inputs(dtype, causal_seq=130, heads=12, dim=64, batch=3):

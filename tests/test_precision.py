@@ -1,7 +1,5 @@
 """The CUDA-facing paths that can run on CPU: bf16 autocast, fp16 scaling, compile fallback, MFU table."""
 
-import dataclasses
-
 import pytest
 import torch
 
@@ -9,7 +7,7 @@ from blockbench.data import load_data
 from blockbench.measure.mfu import mfu, peak_flops
 from blockbench.suite import load_suite
 from blockbench.train import Trainer, resolve_dtype, run_trial
-from tests.tiny_suite import write_suite
+from tests.tiny_suite import with_runtime, write_suite
 
 
 @pytest.fixture(scope="module")
@@ -18,10 +16,6 @@ def tiny(tmp_path_factory):
     # "auto" would pick a GPU where one exists.
     suite = load_suite(str(write_suite(tmp_path_factory.mktemp("suite")))).with_overrides(device="cpu")
     return suite, load_data(suite.data)
-
-
-def with_runtime(suite, **changes):
-    return dataclasses.replace(suite, runtime=dataclasses.replace(suite.runtime, **changes))
 
 
 def test_auto_dtype_is_bf16_on_cuda_and_fp32_on_cpu():

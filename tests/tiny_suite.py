@@ -49,3 +49,10 @@ def write_suite(directory: Path, text: str = TINY_SUITE, name: str = "tiny.toml"
     path = directory / name
     path.write_text(text)
     return path
+
+
+def with_runtime(suite, **changes):
+    """The suite with runtime fields replaced (dtype, cuda_graphs, compile, ...), as a test needs them."""
+    import dataclasses
+
+    return dataclasses.replace(suite, runtime=dataclasses.replace(suite.runtime, **changes))
