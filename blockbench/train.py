@@ -419,7 +419,7 @@ class Trainer:
             # the compiled mix falls back at its first failing call, in warm-up, training or evaluation
             self.compile_info["error"] = self.compile_info["error"] or compile_error()
         config["compile"] = self.compile_info
-        config["execution"] = self.execution
+        config["execution"] = {**self.execution, "fused_ops": fused_ops_backend(self.device)}
         config["divergence_loss"] = self.divergence_loss
         plateau_level = stats.plateau_level({"config": config, "data": {"vocab_size": self.data.vocab_size}})
         points = stats.curve_points({"curve": curve})
@@ -466,6 +466,18 @@ class Trainer:
             "curve": curve,
             "to_target": to_target(curve, suite.eval.target_loss),
         }
+
+
+def fused_ops_backend(device: torch.device) -> str:
+    """What the package's custom ops (shaped mix, gained sum) ran on: their Triton kernels on CUDA, or the portable
+    torch ops, on CUDA with the reason Triton could not be used (said once by blocks/shaped.py when it happens)."""
+    from blockbench.blocks import shaped
+
+    if device.type != "cuda":
+        return "portable torch ops"
+    error = shaped.triton_error()
+    return "triton" if error is None and shaped.uses_triton(torch.empty(0, device=device)) else (
+        f"portable torch ops (Triton unavailable: {error})")
 
 
 def static_measures(model: Model) -> dict[str, Any]:

@@ -110,3 +110,11 @@ def test_mfu_peak_table():
         assert peak_flops(name, "bf16") is not None
     assert peak_flops("AMD EPYC", "fp32") is None
     assert mfu(6 * 10**8, 1000.0, "NVIDIA A100-SXM4-80GB", "bf16") == pytest.approx(6e11 / 312e12)
+
+
+def test_the_record_says_what_the_fused_ops_ran_on(tiny):
+    suite, data = tiny
+    record = run_trial(suite, "sas_p", 0, data)
+    assert record["config"]["execution"]["fused_ops"] == "portable torch ops"
+    assert record["config"]["execution"]["mode"] == "eager"
+    assert record["config"]["execution"]["graphs_fallback"] == "not a CUDA device (cpu)"

@@ -205,3 +205,24 @@ def _place(t, a, b):
     t = list(t)
     x, y = t.pop(0), t.pop(0)
     return x, y, t.pop(0) if a == "t" else a, t.pop(0) if b == "t" else b
+
+
+def test_a_missing_triton_on_cuda_is_said_once_and_kept(monkeypatch):
+    import builtins
+
+    from blockbench.blocks import shaped
+
+    monkeypatch.setattr(shaped, "_BACKEND", {})
+    real_import = builtins.__import__
+
+    def no_triton(name, *args, **kwargs):
+        if name == "triton" or name.startswith("triton."):
+            raise ImportError("No module named 'triton'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_triton)
+    monkeypatch.delitem(sys.modules, "blockbench.blocks.kernels", raising=False)
+    with pytest.warns(UserWarning, match="Triton unavailable"):
+        assert shaped._triton_kernels() is None
+    assert "triton" in shaped.triton_error()
+    assert shaped._triton_kernels() is None  # the second time: no second warning, the reason kept

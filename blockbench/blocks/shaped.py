@@ -122,6 +122,8 @@ def _triton_kernels():  # noqa: ANN202 - the kernels module, or None with the re
             _BACKEND["kernels"] = kernels
         except Exception as exc:  # noqa: BLE001 - no Triton, an incompatible one: the portable path, recorded
             _BACKEND["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            warnings.warn(f"Triton unavailable ({_BACKEND['error']}): the fused ops run as portable torch ops, "
+                          "several kernels each (recorded as config.execution.fused_ops)", stacklevel=3)
     return _BACKEND.get("kernels")
 
 
