@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The prepared GPU report, for one H100/H200 without network (see ../shared/gpu/README.md): ci/gpu_check.py at the paper's shape (every variant, eager and CUDA graphs, interleaved), the CUDA test module, then whole-model
-# compile for Pre-LN and SAS-P, then the paper-gpu-quick suite, whose records are kept. Every step has its own
-# timeout, so a slow one cannot take the others' results with it. Output goes to $OUT (default /tmp/gpu-check):
-# gpu-check.json (what the README's GPU table is made from), the logs, and records.tgz.
+# The prepared GPU report, for one H100/H200 without network (see ../shared/gpu/README.md): ci/gpu_check.py at
+# the paper's shape (every variant, eager and CUDA graphs, interleaved), the CUDA test module, whole-model compile
+# for Pre-LN and SAS-P, then the paper-gpu-quick suite, whose records are kept. Every step has its own timeout,
+# so a slow one cannot take the others' results with it. Output goes to $OUT (default /tmp/gpu-check):
+# gpu-check.json (what the README's GPU table is made from, by ci/gpu_table.py), the logs, and records.tgz.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-check}
