@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import blockbench.blocks.gains  # noqa: F401 - registers its launch counts
-from blockbench.blocks.shaped import DECLARED_LAUNCHES, fused_mix, shaped_mix
+from blockbench.blocks.shaped import DECLARED_LAUNCHES, _shaped_mix_op, fused_mix, shaped_mix
 
 
 def causal_mean(v):
@@ -44,11 +44,14 @@ def test_gradcheck(centred, causal, extras):
     g = g if centred else None
     if extras:
         fn = lambda s, v, a, b, scale, m, e: fused_mix(s, v, a, b, g, scale, causal, m, e)  # noqa: E731
+        op = lambda s, v, a, b, scale, m, e: _shaped_mix_op(s, v, a, b, g, scale, m, e, 1.0, 1.0, causal)  # noqa: E731
         args = (s, v, a, b, scale, m, e)
     else:
         fn = lambda s, v, a, b: fused_mix(s, v, a, b, g, None, causal)  # noqa: E731
+        op = lambda s, v, a, b: _shaped_mix_op(s, v, a, b, g, None, None, None, 1.0, 1.0, causal)  # noqa: E731
         args = (s, v, a, b)
-    assert torch.autograd.gradcheck(fn, args)
+    assert torch.autograd.gradcheck(fn, args)  # the autograd.Function a CPU runs
+    assert torch.autograd.gradcheck(op, args)  # the custom op CUDA and the step-cost model run
 
 
 @pytest.mark.parametrize("causal", [True, False])
@@ -190,7 +193,13 @@ def test_triton_kernels_match_the_formula_and_launch_what_is_declared():
 
 @pytest.mark.parametrize("a,b", [("t", "t"), ("t", 0.1), (1.0, "t"), (0.5, 2.0)])
 def test_gain_sum_matches_plain_ops_and_gradchecks(a, b):
-    from blockbench.blocks.gains import gain_sum
+    """Through the custom op (what CUDA and the step-cost model run; a CPU without a dispatch mode takes autograd's
+    own nodes for the same formula)."""
+    from blockbench.blocks import gains
+
+    def gain_sum(x, y, a, b):
+        ta, tb = (g if isinstance(g, torch.Tensor) else None for g in (a, b))
+        return gains._gain_sum_op(x, y, ta, tb, 1.0 if ta is not None else a, 1.0 if tb is not None else b)
 
     gen = torch.Generator().manual_seed(1)
     x, y = (torch.randn(2, 5, 6, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(2))

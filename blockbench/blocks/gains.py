@@ -112,4 +112,6 @@ def gain_sum(x: torch.Tensor, y: torch.Tensor, a: torch.Tensor | float, b: torch
     """a * x + b * y, each gain a trained 0-d tensor or a fixed number, as one op forward and one backward."""
     a_t = a if isinstance(a, torch.Tensor) else None
     b_t = b if isinstance(b, torch.Tensor) else None
+    if shaped.plain_dispatch(x):  # autograd's own nodes: the same math, without the wrapper's ~0.15 ms a call
+        return a * x + b * y
     return _gain_sum_op(x, y, a_t, b_t, 1.0 if a_t is not None else float(a), 1.0 if b_t is not None else float(b))
