@@ -43,6 +43,7 @@ class GraphedStep:
 
     def __init__(self, step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], model: torch.nn.Module,
                  optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.optimizer = optimizer  # the step replays only with this optimizer (the graph holds its state)
         self.static_x, self.static_y = x.clone(), y.clone()
         params = [p for p in model.parameters()]
         saved_params = [p.detach().clone() for p in params]

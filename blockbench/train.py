@@ -215,7 +215,6 @@ class Trainer:
         try:
             self.graphed = cuda_graph.GraphedStep(lambda xs, ys: self.update(optimizer, xs, ys), self.model,
                                                   optimizer, x, y)
-            self.graphed.optimizer = optimizer  # type: ignore[attr-defined]
         except cuda_graph.CaptureError as exc:
             if self.suite.runtime.cuda_graphs == "on":
                 raise

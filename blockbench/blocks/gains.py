@@ -38,7 +38,7 @@ def _triton_forward(x, y, a, b, a_const, b_const):  # noqa: ANN001, ANN202
     x, y = x.contiguous(), y.contiguous()
     out = torch.empty(x.shape, dtype=torch.promote_types(x.dtype, y.dtype), device=x.device)
     n = x.numel()
-    k._gain_sum_fwd[(triton_cdiv(n, BLOCK),)](x, y, out, x if a is None else a, x if b is None else b,
+    k._gain_sum_fwd[(shaped.cdiv(n, BLOCK),)](x, y, out, x if a is None else a, x if b is None else b,
                                               float(a_const), float(b_const), n, HAS_A=a is not None,
                                               HAS_B=b is not None, BLOCK=BLOCK)
     return out
@@ -48,7 +48,7 @@ def _triton_backward(grad, x, y, a, b, a_const, b_const):  # noqa: ANN001, ANN20
     k = shaped._triton_kernels()
     grad, x, y = grad.contiguous(), x.contiguous(), y.contiguous()
     n = x.numel()
-    programs = triton_cdiv(n, BLOCK)
+    programs = shaped.cdiv(n, BLOCK)
     grad_x, grad_y = torch.empty_like(x), torch.empty_like(y)
     partials = torch.empty(2 * programs, dtype=torch.float32, device=x.device)
     k._gain_sum_bwd[(programs,)](grad, x, y, grad_x, grad_y, partials, x if a is None else a,
@@ -59,10 +59,6 @@ def _triton_backward(grad, x, y, a, b, a_const, b_const):  # noqa: ANN001, ANN20
     k._gain_sum_finish[(1,)](partials, grad_a, grad_b, programs, HAS_A=a is not None, HAS_B=b is not None,
                              BLOCK=1024)
     return [grad_x, grad_y, grad_a, grad_b]
-
-
-def triton_cdiv(n: int, d: int) -> int:
-    return -(-n // d)
 
 
 @torch.library.custom_op("blockbench::gain_sum", mutates_args=())
@@ -104,7 +100,6 @@ def _backward(ctx, grad):  # noqa: ANN001, ANN202
 
 
 _gain_sum_op.register_autograd(_backward, setup_context=_setup)
-shaped.DECLARED_LAUNCHES_TRITON.update({"blockbench::gain_sum": 1, "blockbench::gain_sum_backward": 2})
 shaped.DECLARED_LAUNCHES.update({"blockbench::gain_sum": 1, "blockbench::gain_sum_backward": 2})
 
 

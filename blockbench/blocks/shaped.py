@@ -150,12 +150,16 @@ def _last_dim_dense(t: torch.Tensor | None) -> torch.Tensor | None:
 
 
 def _blocks(seq: int, dim: int) -> tuple[int, int]:
-    block_d = max(16, triton_next_power_of_2(dim))
-    return max(16, min(64, 4096 // block_d, triton_next_power_of_2(seq))), block_d
+    block_d = max(16, next_power_of_2(dim))
+    return max(16, min(64, 4096 // block_d, next_power_of_2(seq))), block_d
 
 
-def triton_next_power_of_2(n: int) -> int:
+def next_power_of_2(n: int) -> int:
     return 1 << (n - 1).bit_length()
+
+
+def cdiv(n: int, d: int) -> int:
+    return -(-n // d)
 
 
 def _flags(g, scale, m, e, causal):  # noqa: ANN001, ANN202
@@ -199,7 +203,7 @@ def _triton_backward(grad, s, v, a, b, g, scale, m, e, scale_const, e_const, cau
         partials, a, b, dummy if g is None else g, dummy if scale is None else scale, grad_a, grad_b, grad_g,
         grad_scale, grad_e, float(scale_const), batch, heads,
         CENTRE=0 if g is None else 1, HAS_SCALE=scale is not None, BLOCK_B=32,
-        BLOCK_H=max(16, triton_next_power_of_2(heads)))
+        BLOCK_H=max(16, next_power_of_2(heads)))
     # The gains' gradients are float32, as every gain parameter is.
     grad_scale = None if scale is None else grad_scale
     grad_e = None if e is None else grad_e
@@ -259,7 +263,6 @@ def _backward(ctx, grad):  # noqa: ANN001, ANN202
 
 
 _shaped_mix_op.register_autograd(_backward, setup_context=_setup)
-DECLARED_LAUNCHES_TRITON = {"blockbench::shaped_mix": 1, "blockbench::shaped_mix_backward": 2}
 
 
 def plain_dispatch(t: torch.Tensor) -> bool:
@@ -360,12 +363,13 @@ def declared_launches(op_name: str) -> int | None:
     """The CUDA kernel launches of one call of custom op `op_name` (e.g. 'blockbench::shaped_mix'); None for an
     op this package does not define, or where this process's CUDA would run the portable chain (no Triton): the
     step-cost model then counts that chain's own ops."""
-    if op_name in DECLARED_LAUNCHES_TRITON and (torch.cuda.is_available() and _triton_kernels() is None):
+    if torch.cuda.is_available() and _triton_kernels() is None:
         return None
     return DECLARED_LAUNCHES.get(op_name)
 
 
-# Kernels a custom op of this package launches on CUDA, per call, declared beside the op (the step-cost model,
-# measure/cost.py, counts a custom op as this many launches; tests check the declaration against the kernels,
-# through Triton's interpreter on CPU and with the profiler on a GPU).
-DECLARED_LAUNCHES: dict[str, int] = dict(DECLARED_LAUNCHES_TRITON)
+# Kernels each of this package's custom ops launches on CUDA (its Triton implementation), per call, declared beside
+# the op; blocks/gains.py adds its own. The step-cost model (measure/cost.py) counts a custom op as this many
+# launches; tests check the declarations against the kernels, through Triton's interpreter on CPU and with the
+# profiler on a GPU.
+DECLARED_LAUNCHES: dict[str, int] = {"blockbench::shaped_mix": 1, "blockbench::shaped_mix_backward": 2}
