@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.console import Console
@@ -14,6 +15,19 @@ from blockbench.suite import Suite
 
 def _fmt(value: Any, spec: str = ".4f") -> str:
     return "-" if value is None else format(value, spec)
+
+
+def time_line(records: list[dict[str, Any]], wall_seconds: float, probe_seconds: float = 0.0) -> str:
+    """Where this invocation's wall time went: the runs' timed training steps, their evaluations and untimed
+    warm-up (compile, graph capture), the speed probe, and the rest (process start-ups, data, model builds,
+    failed runs)."""
+    parts = {name: sum(r["summary"][key] for r in records)
+             for name, key in (("training steps", "train_seconds"), ("evaluations", "eval_seconds"),
+                               ("warm-up", "warmup_seconds"))}
+    parts["speed probe"] = probe_seconds
+    parts["start-ups, data, builds"] = max(wall_seconds - sum(parts.values()), 0.0)
+    share = ", ".join(f"{name} {100 * v / wall_seconds:.0f}% ({v:.0f} s)" for name, v in parts.items())
+    return f"time: {wall_seconds:.0f} s wall; {share}"
 
 
 class RunDisplay:
@@ -31,8 +45,12 @@ class RunDisplay:
         self.counts = {"queued": 0, "running": 0, "done": 0, "failed": 0}
         self.failures: list[dict[str, Any]] = []
         self.overall = None
+        self.started = time.monotonic()
+        self.probe_started: float | None = None
+        self.probe_seconds = 0.0
 
     def __enter__(self) -> RunDisplay:
+        self.started = time.monotonic()
         self.progress.start()
         return self
 
@@ -45,12 +63,17 @@ class RunDisplay:
         elif kind == "data_ready":
             self.log(f"data: {info['corpus']} {info['fingerprint'][:12]}, {info['tokenizer_id']}, "
                      f"{info['n_tokens_train']:,} train / {info['n_tokens_val']:,} val tokens")
-        elif kind == "probe" and info["rounds"]:
-            self.log(f"speed probe: {len(info['variants'])} variants x {info['rounds']} interleaved rounds")
-            if not self.quiet:
-                self.console.print(f"[dim]speed probe: {len(info['variants'])} variants, {info['rounds']} "
-                                   "interleaved rounds...[/dim]")
+        elif kind == "probe":
+            self.probe_started = time.monotonic()
+            if info["rounds"]:
+                self.log(f"speed probe: {len(info['variants'])} variants x {info['rounds']} interleaved rounds")
+                if not self.quiet:
+                    self.console.print(f"[dim]speed probe: {len(info['variants'])} variants, {info['rounds']} "
+                                       "interleaved rounds...[/dim]")
         elif kind == "queued":
+            if self.probe_started is not None:
+                self.probe_seconds += time.monotonic() - self.probe_started
+                self.probe_started = None
             self.counts["queued"] = info["queued"]
             skipped = f" ({info['skipped']} already finished: kept)" if info["skipped"] else ""
             self.log(f"runs: {info['queued']} to run{skipped}")
@@ -159,6 +182,9 @@ class RunDisplay:
             self.console.print(f"speed: {untrusted}", highlight=False, markup=False)
         if self.failures:
             self.console.print(f"failed runs: {len(self.failures)}, see {out_dir}/failures/")
+        if self.records:
+            self.console.print(time_line(self.records, time.monotonic() - self.started, self.probe_seconds),
+                               highlight=False, markup=False)
         if self.records:  # the table's order is a verdict only if it had stopped moving: say which
             variants = {r["variant"] for r in self.records}
             ranked = [v for v in variants if all(r["status"] == "ok" for r in self.records if r["variant"] == v)]

@@ -38,6 +38,7 @@ from blockbench.errors import BlockbenchError, Terminated
 from blockbench.suite import Suite
 
 EXECUTORS = ("local", "ray")
+PREWARM = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,27 @@ def run_job(job: Job, progress: Callable[[dict[str, Any]], None], dist: Any = No
     return run_trial(job.suite, job.variant, job.seed, data, progress, None, job.static, dist or SINGLE)
 
 
+def standby_setup(suite: Suite, block_paths: tuple[str, ...] | list[str], cwd: str) -> Callable[[Any], Any]:
+    """What a pre-warmed worker does before it has a job: everything a run does before its model exists (imports,
+    threads, the user's blocks, the token data, the device's context and its matmul library), so a run handed to
+    it starts at its model. Returns the data loader the run then uses: the data already loaded, or a fresh load
+    when the run's data differs."""
+    import torch
+
+    import blockbench.train  # noqa: F401 - the run's own imports, done now
+    from blockbench.data import load_data
+    from blockbench.train import resolve_device
+
+    data = _worker_setup(suite, block_paths, cwd)
+    device = resolve_device(suite.runtime.device)
+    if device.type == "cuda":  # the context and cuBLAS's handle, which a run's first matmul would otherwise make
+        x = torch.ones(16, 16, device=device)
+        x @ x
+        torch.cuda.synchronize(device)
+    loaded = repr(suite.data)
+    return lambda config: data if repr(config) == loaded else load_data(config)
+
+
 def probe_job(suite: Suite, block_paths: tuple[str, ...] | list[str], cwd: str, dist: Any = None,
               load: Callable[[Any], Any] | None = None) -> dict[str, Any]:
     """Static measures and the interleaved speed probe of every variant, on this process's device."""
@@ -217,6 +239,11 @@ def add_executor_args(parser: Any) -> None:
     parser.add_argument("--ray-address", metavar="ADDR",
                         help="with --executor ray: the cluster to use (HOST:PORT of the head, 'auto', or "
                              "ray://HOST:PORT); default: start a local Ray cluster on this machine")
+    parser.add_argument("--prewarm", choices=PREWARM, default="auto",
+                        help="local executor: start each run's process while the previous run trains, so that its "
+                             "imports, data and device context are ready when its turn comes (each run still gets "
+                             "a fresh process). auto (default) = on for CUDA, off on CPU, where the two processes "
+                             "would share the cores the run is timed on")
     parser.add_argument("--max-retries", type=int, default=1, metavar="N",
                         help="resubmit a run whose worker process or node died up to N times (default 1); a run "
                              "that raises is not retried")
@@ -241,6 +268,9 @@ def check_executor_args(args: Any, in_process: bool = False, dist: Any = None) -
         raise BlockbenchError(f"--max-retries must be >= 0, got {args.max_retries}")
     if args.ray_address and args.executor != "ray":
         raise BlockbenchError("--ray-address is for --executor ray")
+    if getattr(args, "prewarm", "auto") == "on" and (args.executor != "local" or in_process
+                                                     or (dist is not None and dist.enabled)):
+        raise BlockbenchError("--prewarm on is for the local executor (one fresh process per run)")
     if args.executor == "ray" and (in_process or (dist is not None and dist.enabled)):
         raise BlockbenchError("--executor ray runs each run in a Ray worker: not with --in-process or torchrun")
     if args.executor == "ray":  # an unreachable cluster (the flag or RAY_ADDRESS) fails before OUT is made
@@ -253,4 +283,8 @@ def executor_from_args(args: Any, in_process: bool = False, dist: Any = None) ->
     check_executor_args(args, in_process, dist)
     if args.executor == "ray":
         return make_executor("ray", address=args.ray_address)
-    return default_executor(in_process, dist)
+    if in_process or (dist is not None and dist.enabled):
+        return default_executor(in_process, dist)
+    from blockbench.executors.local import LocalExecutor
+
+    return LocalExecutor(prewarm=getattr(args, "prewarm", "auto"))

@@ -5,6 +5,11 @@ and no thread pool carries over from one variant to the next. Jobs run in the or
 interleaves variants within each seed, so slow drift of a shared machine spreads over all of them). Progress
 streams back through a pipe; a process that dies without a result is a retryable failure, one that sends nothing
 for `runtime.stall_seconds` (or 20x its longest silence so far) is killed and recorded as stalled.
+
+With pre-warming (`--prewarm`, on for CUDA by default) the next run's process is started while the current one
+runs: it does what every run does before its model exists (imports, the token data, the device context) and then
+waits for its job. A run still gets a process that has trained nothing; it only no longer waits for that process's
+start-up, which on a GPU costs more than a short run's training.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from blockbench.executors import (
     probe_job,
     run_job,
     stalled_payload,
+    standby_setup,
     telling_signals,
     user_failure,
 )
@@ -43,7 +49,30 @@ def _send(conn: Any, message: tuple) -> None:
         pass
 
 
-def _child(conn: Any, what: str, args: tuple) -> None:
+def _standby(conn: Any, jobs: Any, args: tuple) -> dict[str, Any] | None:
+    """A pre-warmed worker: set up, say so, wait for the job (None or a closed pipe: no job), run it. A set-up
+    error is kept and raised as the job's failure, just as the same error would fail a run set up after its
+    start."""
+    import os
+
+    try:
+        load, setup_error = standby_setup(*args), None
+    except Exception as exc:  # noqa: BLE001 - it belongs to the job this process is handed, if any
+        load, setup_error = None, exc
+    conn.send(("ready", {"pid": os.getpid()}))
+    try:
+        job = jobs.recv()
+    except (EOFError, OSError):
+        job = None
+    if job is None:
+        return None
+    conn.send(("started", {"pid": os.getpid(), "prewarmed": True}))
+    if setup_error is not None:
+        raise setup_error
+    return run_job(job, lambda info: conn.send(("progress", info)), load=load)
+
+
+def _child(conn: Any, what: str, args: tuple, jobs: Any = None) -> None:
     import os
 
     try:
@@ -53,10 +82,15 @@ def _child(conn: Any, what: str, args: tuple) -> None:
                 # leave a half-started child printing a traceback); a signal that came meanwhile is delivered here,
                 # to the handler that tells a real signal from the user's own KeyboardInterrupt.
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-                conn.send(("started", {"pid": os.getpid()}))
-                if what == "probe":
+                if what == "standby":
+                    result = _standby(conn, jobs, args)
+                    if result is None:
+                        return
+                elif what == "probe":
+                    conn.send(("started", {"pid": os.getpid()}))
                     result = probe_job(*args)
                 else:
+                    conn.send(("started", {"pid": os.getpid()}))
                     result = run_job(args[0], lambda info: conn.send(("progress", info)))
             except BaseException as exc:  # noqa: BLE001 - any failure of the run is reported, the suite goes on
                 if not user_failure(exc):  # SIGINT to this process: the parent decides (a retry, or Ctrl-C)
@@ -85,10 +119,21 @@ class _Process:
     def __init__(self, what: str, args: tuple) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.receive, self.send = ctx.Pipe(duplex=False)
-        self.process = ctx.Process(target=_child, args=(self.send, what, args), daemon=True)
+        # A standby's job comes later, through a pipe of its own.
+        self.jobs_out, self.jobs_in = ctx.Pipe(duplex=False) if what == "standby" else (None, None)
+        self.process = ctx.Process(target=_child, args=(self.send, what, args, self.jobs_out), daemon=True)
         self.last_message = time.monotonic()
         self.longest_gap = 0.0
         self.progressed = False
+
+    def hand(self, job: Job) -> bool:
+        """Give a standby its job; False when it cannot take it (it died), and the job needs a fresh process."""
+        try:
+            self.jobs_in.send(job)
+        except (OSError, ValueError):
+            return False
+        self.last_message = time.monotonic()  # its wait for the job was no silence of the run's
+        return True
 
     def start(self) -> _Process:
         """Spawn the child with Ctrl-C and SIGTERM held back until it is fully started: an interrupted spawn
@@ -103,6 +148,8 @@ class _Process:
             self.process.start()
         finally:
             self.send.close()
+            if self.jobs_out is not None:
+                self.jobs_out.close()
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
@@ -128,7 +175,9 @@ class _Process:
                     self.longest_gap = max(self.longest_gap, now - self.last_message)
                 self.progressed = self.progressed or out[-1][0] == "progress"
                 self.last_message = now
-                if out[-1][0] in ("result", "error", "interrupted"):
+                if out[-1][0] == "ready":  # a standby's set-up, before the job it was handed: not the run's news
+                    out.pop()
+                elif out[-1][0] in ("result", "error", "interrupted"):
                     return out
         except (EOFError, OSError):
             self.process.join(timeout=10)
@@ -140,26 +189,45 @@ class _Process:
             if self.process.is_alive():
                 self.process.kill()
             self.process.join(timeout=10)
-        self.receive.close()
+        self._close_pipes()
 
     def finish(self) -> None:
         if self.process.pid is None:
-            self.receive.close()
+            self._close_pipes()
             return
         self.process.join(timeout=30)
         if self.process.is_alive():
             self.process.kill()
             self.process.join(timeout=10)
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
         self.receive.close()
+        if self.jobs_in is not None:
+            self.jobs_in.close()
 
 
 class LocalExecutor(Executor):
     name = "local"
 
-    def __init__(self, stall_seconds: float | None = None) -> None:
+    def __init__(self, stall_seconds: float | None = None, prewarm: str = "auto") -> None:
         self.stall_seconds = stall_seconds
+        self.prewarm = prewarm
         self.queue: deque[Job] = deque()
         self.current: tuple[Job, _Process] | None = None
+        self.standby: _Process | None = None
+
+    def _prewarms(self, suite: Suite) -> bool:
+        if self.prewarm != "auto":
+            return self.prewarm == "on"
+        import torch
+
+        # auto: on CUDA only. On CPU the standby's start-up would share the cores the running run is timed on.
+        return suite.runtime.device == "cuda" or (suite.runtime.device == "auto" and torch.cuda.is_available())
+
+    def _start_standby(self, suite: Suite, block_paths: tuple[str, ...], cwd: str) -> None:
+        if self.standby is None and self._prewarms(suite):
+            self.standby = _Process("standby", (suite, block_paths, cwd)).start()
 
     def probe(self, suite: Suite, block_paths: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
         import os
@@ -167,6 +235,9 @@ class LocalExecutor(Executor):
         child = _Process("probe", (suite, tuple(block_paths), os.getcwd()))
         try:
             child.start()
+            # The first run's process sets up beside the probe's, whose own set-up and model builds come before any
+            # step it times.
+            self._start_standby(suite, tuple(block_paths), os.getcwd())
             while True:
                 for kind, payload in child.messages(1.0):
                     if kind == "result":
@@ -188,8 +259,16 @@ class LocalExecutor(Executor):
             if not self.queue:
                 return
             job = self.queue.popleft()
-            self.current = (job, _Process("trial", (job,)))
-            self.current[1].start()
+            standby, self.standby = self.standby, None
+            if standby is not None and standby.hand(job):
+                self.current = (job, standby)
+            else:
+                if standby is not None:
+                    standby.kill()
+                self.current = (job, _Process("trial", (job,)).start())
+            if self.queue:  # the next run's process sets up while this one starts and trains
+                following = self.queue[0]
+                self._start_standby(following.suite, following.block_paths, following.cwd)
         job, child = self.current
         for kind, payload in child.messages(timeout):
             if kind in ("started", "progress"):
@@ -219,6 +298,9 @@ class LocalExecutor(Executor):
         if self.current is not None:
             self.current[1].kill()
             self.current = None
+        if self.standby is not None:
+            self.standby.kill()
+            self.standby = None
 
     def close(self) -> None:
         self.cancel()
