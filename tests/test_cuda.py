@@ -147,3 +147,20 @@ def test_triton_gain_sum_matches_the_portable_one_and_launches_what_it_declares(
     names = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
     assert sum("gain_sum" in n for n in names) == (shaped.DECLARED_LAUNCHES["blockbench::gain_sum"]
                                                    + shaped.DECLARED_LAUNCHES["blockbench::gain_sum_backward"])
+
+
+def test_prewarmed_runs_on_cuda(tiny, tmp_path):
+    """auto pre-warms on CUDA: each run's process had its CUDA context before its turn, and every run finishes."""
+    from blockbench.executors.local import LocalExecutor
+    from blockbench.runner import run
+
+    suite, _ = tiny
+    executor = LocalExecutor(prewarm="auto")
+    starts = []
+    try:
+        result = run(suite.with_overrides(seeds=[0, 1]), tmp_path / "o", executor=executor,
+                     on_event=lambda kind, info: starts.append(info) if kind == "start" else None)
+    finally:
+        executor.close()
+    assert not result.failures and len(result.written) == 4
+    assert all(s.get("prewarmed") for s in starts) and len({s["pid"] for s in starts}) == 4
