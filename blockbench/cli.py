@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tomllib
 from typing import Any, NoReturn
 
+from blockbench.cli_args import add_run_shape_args, failed_exit, parse_value, split_list
 from blockbench.errors import BlockbenchError, Terminated
 
 
@@ -15,14 +15,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # One line, not argparse's usage dump: the message and where to look.
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
-
-
-def parse_value(text: str) -> Any:
-    """A command-line value as TOML would read it (numbers, booleans, inline tables), else the bare string."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
@@ -128,18 +120,6 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def split_list(text: str | None, what: str, kind: type = str) -> list | None:
-    if text is None:
-        return None
-    try:
-        items = [kind(item.strip()) for item in text.split(",") if item.strip()]
-    except ValueError:
-        raise BlockbenchError(f"{what}: expected a comma-separated list, got {text!r}") from None
-    if not items:
-        raise BlockbenchError(f"{what}: empty list")
-    return items
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -155,7 +135,8 @@ def cmd_run(args: argparse.Namespace) -> int:
               if value is not None}
     suite = suite.with_overrides(budget=budget or None, target_loss=args.target_loss,
                                  variants=split_list(args.variants, "--variants"),
-                                 seeds=split_list(args.seeds, "--seeds", int), device=args.device, threads=args.threads)
+                                 seeds=split_list(args.seeds, "--seeds", int), device=args.device,
+                                 threads=args.threads, speed_rounds=args.speed_rounds)
     if args.overrides:
         suite = suite.with_override_file(args.overrides)
     dist = distributed.from_env()
@@ -183,47 +164,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return failed_exit(result, out)
 
 
-def failed_exit(result: Any, out: Any) -> int:
-    """Exit 3 when some runs failed, naming how many and where their failure files are; else 0."""
-    if not result.failures:
-        return 0
-    n = len(result.failures)
-    names = ", ".join(f"{f['variant']} seed {f['seed']}" for f in result.failures[:5]) + (", ..." if n > 5 else "")
-    print(f"blockbench: {n} run(s) failed ({names}); see {out}/failures/ (--resume --out {out} reruns them)",
-          file=sys.stderr)
-    return 3
-
-
-def add_run_shape_args(parser: argparse.ArgumentParser) -> None:
-    """--device and the --budget-* flags, shared by `run` and `sweep`."""
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"),
-                        help="where to train (default: the suite's runtime.device; auto = CUDA when available)")
-    budget = parser.add_mutually_exclusive_group()
-    replaces = "replaces the suite's {} budget (its other budgets still apply; the first one reached stops a run)"
-    budget.add_argument("--budget-steps", type=int, metavar="N", help="optimiser steps; " + replaces.format("steps"))
-    budget.add_argument("--budget-tokens", type=int, metavar="N",
-                        help="training tokens (sequences x length); " + replaces.format("tokens"))
-    budget.add_argument("--budget-seconds", type=float, metavar="S",
-                        help="training seconds, evaluation excluded; " + replaces.format("seconds"))
-    budget.add_argument("--budget-flops", type=float, metavar="F",
-                        help="training FLOPs (forward + backward, 2 per multiply-add); " + replaces.format("flops"))
-
-
 def add_shape_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--layers", type=int, help="number of blocks L")
-    parser.add_argument("--width", type=int, help="model width d")
-    parser.add_argument("--heads", type=int, help="attention heads H")
-    parser.add_argument("--vocab", type=int, help="vocabulary size V")
-    parser.add_argument("--seq-len", type=int, help="sequence length T")
+    from blockbench.model import ModelConfig
+
+    base = ModelConfig()  # what model_config_from_args starts from: the help names its values
+    parser.add_argument("--layers", type=int, help=f"number of blocks L (default {base.n_layers})")
+    parser.add_argument("--width", type=int, help=f"model width d (default {base.d_model})")
+    parser.add_argument("--heads", type=int, help=f"attention heads H (default {base.n_heads})")
+    parser.add_argument("--vocab", type=int, help=f"vocabulary size V (default {base.vocab_size})")
+    parser.add_argument("--seq-len", type=int, help=f"sequence length T (default {base.seq_len})")
     parser.add_argument("--workload", choices=("causal_lm", "masked_lm"),
                         help="the model as this workload builds it: causal_lm (decoder, default) or masked_lm "
                              "(bidirectional encoder with the MLM head; --vocab includes [MASK])")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from blockbench.suite import THREADS_HELP, suite_help
+
     parser = _Parser(prog="blockbench", description="Benchmark transformer block designs under identical training.")
     parser.add_argument("--block", action="append", metavar="[NAME=]module.path:factory",
-                        help="register a user block (a BlockSpec or a factory(config, layer_index)); repeatable")
+                        help="register a user block (a BlockSpec or a factory(config, layer_index)); repeatable "
+                             "(default: none, the presets only)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -241,8 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "formula) side by side.")
     p.add_argument("variant", help="a preset name (see `blockbench list`) or a --block NAME")
     add_shape_args(p)
-    p.add_argument("--mlp-ratio", type=float, help="MLP hidden width / d (overrides the spec's mlp_ratio)")
-    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a BlockSpec field; repeatable")
+    p.add_argument("--mlp-ratio", type=float,
+                   help="MLP hidden width / d (overrides the spec's mlp_ratio; default: the spec's)")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                   help="override a BlockSpec field; repeatable (default: none)")
     p.add_argument("--crammed-bert", action="store_true",
                    help="Crammed BERT's block conventions (LayerNorm eps 1e-12, GEGLU MLP, beta_FF 0.05 where it "
                         "trains), before any --set; with --workload masked_lm, the paper's BERT blocks")
@@ -254,15 +217,19 @@ def build_parser() -> argparse.ArgumentParser:
                                    "budget, one fresh process per run, and write one record per run to "
                                    "OUT/records/. Exit 0 ok, 2 unusable input, 3 some runs failed, 130/143 "
                                    "interrupted.")
-    p.add_argument("--suite", default="default", help="built-in suite name or path to a suite .toml")
+    p.add_argument("--suite", default="default", help=suite_help())
     p.add_argument("--variants", help="comma-separated variants (default: the suite's)")
     p.add_argument("--seeds", help="comma-separated seeds (default: the suite's)")
     add_run_shape_args(p)
-    p.add_argument("--target-loss", type=float, metavar="X", help="eval loss (nats/token) for the to-target metrics")
+    p.add_argument("--target-loss", type=float, metavar="X",
+                   help="eval loss (nats/token) for the to-target metrics (default: the suite's eval.target_loss)")
+    p.add_argument("--speed-rounds", type=int, metavar="N",
+                   help="rounds of the interleaved probe before training (default: the suite's [speed] rounds; "
+                        "0: no probe)")
     p.add_argument("--overrides", metavar="FILE",
-                   help="a suite-override file, e.g. the sweep.toml that `blockbench sweep` writes")
+                   help="a suite-override file, e.g. the sweep.toml that `blockbench sweep` writes (default: none)")
     p.add_argument("--out", help="output directory (default: runs/SUITE/VERSION/TIMESTAMP)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=int, help=THREADS_HELP)
     p.add_argument("--quiet", action="store_true", help="plain log lines instead of progress bars")
     p.add_argument("--in-process", action="store_true", help="run every variant in this process (no isolation)")
     from blockbench.executors import add_executor_args
@@ -270,10 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_executor_args(p)
     p.set_defaults(func=cmd_run)
     # Subcommands defined next to their implementation register here (each module's add_parser(sub)).
-    from blockbench import compare, diagnose, leaderboard, report, sweep
-    from blockbench.measure import profile
+    from blockbench import compare, diagnose, leaderboard_command, profile, report, sweep
 
-    for module in (sweep, leaderboard, compare, report, diagnose, profile):
+    for module in (sweep, leaderboard_command, compare, report, diagnose, profile):
         module.add_parser(sub)
     return parser
 

@@ -10,7 +10,7 @@ Verdicts, per variant present on both sides:
   variant any of whose runs on either side ended on the unigram plateau is `not converged`, never `unresolved`
   (its difference says where a run was stuck); it fails only when the candidate is stuck on a larger share of
   its seeds than the baseline (a change that stops a block from learning is a regression);
-- speed: only through each side's interleaved ratio to its own baseline variant measured in the same run
+- speed: only through each side's interleaved probe ratio to its own baseline variant, measured in the same run
   (`speed.speedup_vs_baseline`), so machine drift cancels; raw seconds and tokens/s are shown, never judged.
   Ratios measured on different device types or in different execution modes (records.execution_mode) are not
   compared; an untrusted probe (stats.probe_disturbed_note) shows `untrusted (IQR x)`, no ratio.
@@ -235,9 +235,9 @@ def speed_row(variant: str, baseline_variant: str, b: list[dict], c: list[dict],
     sb = _median([r["speed"].get("speedup_vs_baseline") for r in b])
     sc = _median([r["speed"].get("speedup_vs_baseline") for r in c])
     if variant == baseline_variant:
-        return _row(variant, metric, sb, sc, "n/a", "the reference of the in-run speed ratios", "x")
+        return _row(variant, metric, sb, sc, "n/a", "the reference of the interleaved probe's ratios", "x")
     if sb is None or sc is None:
-        return _row(variant, metric, sb, sc, "n/a", "no interleaved speed probe on one side", "x")
+        return _row(variant, metric, sb, sc, "n/a", "no interleaved probe on one side", "x")
     untrusted = {side: note for side, records in (("baseline", b), ("candidate", c))
                  if (note := stats.probe_disturbed_note(records)) is not None}
     # No number from an untrusted probe, not even beside a verdict of n/a.
@@ -256,7 +256,7 @@ def speed_row(variant: str, baseline_variant: str, b: list[dict], c: list[dict],
         return _row(variant, metric, cells["baseline"], cells["candidate"], "n/a",
                     "; ".join(f"{side}: {note}" for side, note in untrusted.items()), "x")
     ratio = sc / sb
-    detail = f"in-run interleaved ratio; slowdown limit {t.max_slowdown:.0%}"
+    detail = f"interleaved probe; slowdown limit {t.max_slowdown:.0%}"
     verdict = ("regression" if ratio < 1 - t.max_slowdown else "improved" if ratio > 1 + t.max_slowdown
                else "ok")
     se_b, se_c = _probe_se(b), _probe_se(c)
@@ -461,8 +461,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("candidate", metavar="CANDIDATE", help="the records judged against BASELINE (same forms)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON instead of a table")
     p.add_argument("--max-slowdown", type=_fraction, default=0.10, metavar="F",
-                   help="largest allowed relative drop of a variant's in-run speed ratio to the baseline variant "
-                        "(default 0.10)")
+                   help="largest allowed relative drop of a variant's speed ratio to the baseline variant, from "
+                        "the interleaved probe (default 0.10)")
     p.add_argument("--max-loss-increase", type=_fraction, default=0.05, metavar="NATS",
                    help="largest allowed increase of the mean eval loss when either side has fewer than "
                         f"{MIN_SEEDS_FOR_TEST} seeds (default 0.05); with more, a one-sided Welch t-test decides")

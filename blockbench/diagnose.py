@@ -83,7 +83,7 @@ def diagnose(variants: list[str] | None, suite_name: str, layers: int | None, ba
         suite = dataclasses.replace(suite, model=dataclasses.replace(suite.model, n_layers=layers))
     data = load_data(suite.data)
     inputs, _ = suite.get_workload().eval_windows(data, suite.model.seq_len, batch)
-    result = {"suite": suite.name, "model": vars(suite.model), "batch": list(inputs.shape),
+    result = {"suite": suite.name, "model": suite.model.shape(), "batch": list(inputs.shape),
               "vocab_size": data.vocab_size, "variants": {}}
     if suite.workload != DEFAULT_WORKLOAD:  # decoder diagnoses read as they always have
         result["workload"] = suite.workload
@@ -115,7 +115,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     and the legend sits outside the axes, so every series stays visible."""
     from matplotlib.figure import Figure
 
-    from blockbench.leaderboard import series_style
+    from blockbench.plotstyle import variant_style
 
     names = list(result["variants"])
     fig = Figure(figsize=(13, 4.8), layout="constrained")
@@ -124,7 +124,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         values = result["variants"][name]
         shift = (i - (len(names) - 1) / 2) * OFFSET
         layers = [layer + shift for layer in range(len(values["cosine"]))]
-        style = series_style(i)
+        style = variant_style(name, names)  # the colour this variant has on every page
         ax_cos.plot(layers, values["cosine"], markersize=5, linewidth=1.2, label=name, **style)
         ax_norm.plot(layers, values["rms_norm"], markersize=5, linewidth=1.2, **style)
     ax_cos.set(xlabel="layer (0 = embeddings)", ylabel="mean cosine similarity between tokens",
@@ -225,11 +225,14 @@ def add_parser(sub: Any) -> None:
                                    "Writes diagnose.json and diagnose.png; no training.")
     p.add_argument("variant", nargs="?", default="all",
                    help="one variant, 'all' (default: the suite's variants) or 'presets' (every built-in preset)")
-    p.add_argument("--suite", default="default", help="model shape and data come from this suite")
-    p.add_argument("--layers", type=int, default=16, help="depth to diagnose (default 16)")
+    from blockbench.suite import suite_help
+
+    p.add_argument("--suite", default="default", help=suite_help("; the model's shape and the data come from it"))
+    p.add_argument("--layers", type=int, help="depth to diagnose (default: the suite's n_layers)")
     p.add_argument("--workload", choices=("causal_lm", "masked_lm"),
                    help="build the models for this workload (default: the suite's): its attention mask and head")
-    p.add_argument("--out", default="diagnose", help="directory for diagnose.json and diagnose.png")
+    p.add_argument("--out", default="diagnose",
+                   help="directory for diagnose.json and diagnose.png (default: %(default)s)")
     p.add_argument("--replot", action="store_true",
                    help="redraw --out's diagnose.png from its diagnose.json, building no model; with run records "
                         "in --out, only the variants they cover")

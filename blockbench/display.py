@@ -158,7 +158,7 @@ class RunDisplay:
         table = Table(title=f"suite {self.suite.name} v{self.suite.version}: budget {self.suite.budget.active()}, "
                             f"target {target}")
         for column in ("variant", "seed", "status", "steps", "eval loss", "bpb", "tok/s",
-                       "speedup (interleaved)", "steps to target", "params", "peak mem MB"):
+                       "speedup (interleaved probe)", "steps to target", "params", "peak mem MB"):
             table.add_column(column, justify="left" if column in ("variant", "status") else "right")
         # The views' rule for the speed probe, here too: a ratio from an untrusted probe is no number at all.
         untrusted = stats.probe_disturbed_note(self.records)

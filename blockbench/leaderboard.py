@@ -9,22 +9,23 @@ each with a message saying why.
 
 `blockbench leaderboard SUITE` reads `results/<suite>/<current version>/` below the *current directory* (run it
 from the repository root); `blockbench leaderboard DIR` reads `DIR/records/` (or DIR itself when it has no
-records/ subdirectory) and writes into DIR unless `--out` says otherwise.
+records/ subdirectory) and writes into DIR unless `--out` says otherwise. `blockbench leaderboard --index results/`
+writes the landing page over all of them instead (index.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import math
 import os
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from blockbench import page, stats
+from blockbench import page, plotstyle, stats
 from blockbench.errors import BlockbenchError
 from blockbench.records import (
     RecordError,
@@ -428,7 +429,9 @@ def ranking_columns(table, baseline: str | None, has_target: bool) -> list[Colum
         ("speedup, interleaved probe (IQR)", lambda r: _probe_cell(r, baseline)),
     ]
     if has_target:
-        columns.append(("time-to-target speedup" + (" [95% CI]" if multi else ""), ttt))
+        # Seconds-based, unlike the probe's column beside it: the header says so where the eye lands first.
+        columns.append(("time-to-target speedup" + (" [95% CI]" if multi else "") + " (wall-clock; see caveat)",
+                        ttt))
     columns += [
         ("params", lambda r: fmt(r["params_total"], ",")),
         ("train FLOPs/token", lambda r: fmt(r["flops_train_per_token"], ",")),
@@ -459,10 +462,15 @@ def _table(table, columns: list[Column]) -> page.Table:
                       TEXT_COLUMNS)
 
 
+def budget_text(record: dict[str, Any]) -> str:
+    """The budget of a record's suite as the pages write it: `steps=400`."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(record["config"]["budget"].items()))
+
+
 def header_items(kept: list[dict[str, Any]], left_out: int, failed: int = 0) -> list[tuple[str, str]]:
     first = kept[0]
     config = first["config"]
-    budget = ", ".join(f"{k}={v}" for k, v in sorted(config["budget"].items()))
+    budget = budget_text(first)
     overrides = comparable_overrides(first)
     return [
         ("suite", f"{first['suite']['name']} v{first['suite']['version']}"),
@@ -485,7 +493,7 @@ def header_items(kept: list[dict[str, Any]], left_out: int, failed: int = 0) -> 
                          for r in kept)),
         ("records", f"{len(kept)} ranked, {left_out} left out" + (f", {failed} failed runs (failures/)"
                                                                       if failed else "")),
-    ] + ([("speed", f"interleaved speed ratios not shown: {note}")]
+    ] + ([("speed", f"speed ratios (interleaved probe) not shown: {note}")]
          if (note := speed_not_comparable(kept) or stats.probe_disturbed_note(kept)) is not None else [])
 
 
@@ -546,11 +554,23 @@ def target_text(records: list[dict[str, Any]]) -> str:
     return f"eval loss {target} nats/token: target not reached by any variant{lowest}"
 
 
-SECONDS_CAVEAT = (
-    "**Seconds do not compare across variants here.** Each run's seconds were measured in its own process, the "
-    "runs one after another, so on a shared machine (as every published CPU result here was) they carry its "
-    "drift. The interleaved speedup in the ranking times every variant round-robin in one process, where drift "
-    "cancels: it is the speed to trust.")
+def seconds_caveat(records: list[dict[str, Any]]) -> str:
+    """Why seconds do not compare across variants, naming the device the records trained on: what drifts between
+    runs made one after another differs between a shared CPU and a GPU."""
+    kinds = {r["env"]["device"] for r in records}
+    devices = _join(f"{r['env']['device_name']} ({r['env']['device']})" for r in records)
+    if kinds == {"cpu"}:
+        drift = "on a CPU the other work on its cores moves the step time, a lot on a shared machine"
+    elif "cpu" not in kinds:
+        drift = ("on a GPU clock boost, temperature and the host's load move the step time: less than on a shared "
+                 "CPU, not to zero")
+    else:
+        drift = "and these runs trained on several device types, whose seconds never compare"
+    return ("**Seconds do not compare across variants here.** Each run's seconds were measured in its own process, "
+            f"the runs one after another on {devices}, so they carry the machine's drift between runs ({drift}). "
+            "The ranking's speedup from the interleaved probe times every variant round-robin in one process, "
+            "where drift cancels: it is the speed to trust.")
+
 
 READING_GUIDE = (
     "**eval loss**: the final evaluation loss at the budget in nats/token (bits per byte in the CSV), the mean "
@@ -593,26 +613,28 @@ READING_GUIDE = (
 
 # Files other commands write beside a leaderboard, and what a reader finds in them.
 ARTEFACTS = {
+    "REPORT.html": "the claims report as a web page (the same text as REPORT.md, plots inline)",
     "REPORT.md": "the seed paper's claims checked one by one against these records, each with its uncertainty, "
                  "a direction verdict and, for numeric claims, a magnitude verdict (`blockbench report`)",
     "report_claims.png": "each claim of REPORT.md drawn on the pair of variants its verdict uses",
     "diagnose.png": "signal propagation at initialisation: how alike different tokens' representations are after "
                     "each block, and the activation norm (`blockbench diagnose`)",
     "diagnose.json": "the numbers behind diagnose.png",
-    "probe.json": "the interleaved speed probe's per-round step times, from which the speedups come",
+    "probe.json": "the interleaved probe's per-round step times, from which the speedups come",
 }
 
 FIGURES = {
-    "loss_vs_steps.png": "eval loss against optimiser steps (mean over seeds). Right: the last half of training "
-                         "on its own scale, the band from the lowest to the highest seed; dotted: the target.",
+    "loss_vs_steps.png": "eval loss against optimiser steps (mean over seeds). Right: the last half of each "
+                         "variant's own training on its own scale, the band from the lowest to the highest seed; "
+                         "dotted: the target. A series hidden under another is named so in the legend.",
     "loss_vs_seconds.png": "eval loss against training seconds (evaluation excluded; mean over seeds), panels as "
-                           "above. " + SECONDS_CAVEAT,
+                           "above.",
     "loss_vs_flops.png": "eval loss against training FLOPs (forward and backward, 2 per multiply-add); the axis "
                          "unit is in its label. Panels as above.",
     "params.png": "total parameters per variant, embeddings included.",
-    "tokens_per_second.png": "median training tokens per second per variant, raw (not drift-corrected). "
-                             + SECONDS_CAVEAT,
+    "tokens_per_second.png": "median training tokens per second per variant, raw (not drift-corrected).",
 }
+SECONDS_FIGURES = ("loss_vs_seconds.png", "tokens_per_second.png")  # their captions end with the seconds caveat
 
 
 def present_artefacts(directory: Path | None) -> list[str]:
@@ -620,6 +642,13 @@ def present_artefacts(directory: Path | None) -> list[str]:
     if directory is None:
         return []
     return [name for name in ARTEFACTS if (directory / name).is_file()]
+
+
+def report_link(artefacts: list[str]) -> str:
+    """REPORT.html for a browser and REPORT.md beside it; REPORT.md alone where no page was written for it."""
+    if "REPORT.html" in artefacts:
+        return "[REPORT.html](REPORT.html) ([REPORT.md](REPORT.md))"
+    return "[REPORT.md](REPORT.md)"
 
 
 def build_page(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]], failed: int = 0,
@@ -632,6 +661,13 @@ def build_page(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]
     target = first["to_target"]["target"]
     multi = int(table["n_seeds"].max()) >= 2
     doc = page.Page(f"Leaderboard: suite {suite['name']} v{suite['version']}")
+
+    # What a reader looks for first, at the top: the guide to the columns (at the bottom) and the claims report.
+    top = ["[How to read this](#how-to-read-this): every column and line explained, at the bottom of this page"]
+    if "REPORT.md" in artefacts:
+        top.append("**Claims report:** " + report_link(artefacts) + ", the seed paper's claims checked against "
+                   "these records")
+    doc.add(page.Para(". ".join(top) + "."))
 
     files = ["[index.html](index.html) and [leaderboard.md](leaderboard.md) (this page)",
              "[leaderboard.csv](leaderboard.csv) (every number, unrounded)"]
@@ -670,18 +706,19 @@ def build_page(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]
                 page.Para("Medians over seeds of the steps, tokens, FLOPs and training seconds until the eval loss "
                           "first reached the target, interpolated between evaluations; `miss`: the median run "
                           "never reached it within the budget." + missed),
-                _table(table, target_columns()), page.Para(SECONDS_CAVEAT, "caveat"))
+                _table(table, target_columns()), page.Para(seconds_caveat(kept), "caveat"))
 
     if "REPORT.md" in artefacts or "diagnose.png" in artefacts:
         doc.add(page.Heading("The paper's claims"))
         if "REPORT.md" in artefacts:
-            doc.add(page.Para(f"[REPORT.md](REPORT.md): {ARTEFACTS['REPORT.md']}."))
+            doc.add(page.Para(f"{report_link(artefacts)}: {ARTEFACTS['REPORT.md']}."))
         for name in ("report_claims.png", "diagnose.png"):
             if name in artefacts:
                 doc.add(page.Figure(name, ARTEFACTS[name][0].upper() + ARTEFACTS[name][1:] + "."))
 
     doc.add(page.Heading("Plots"))
-    doc.add(*(page.Figure(name, caption) for name, caption in FIGURES.items()))
+    doc.add(*(page.Figure(name, caption + (" " + seconds_caveat(kept) if name in SECONDS_FIGURES else ""))
+              for name, caption in FIGURES.items()))
     doc.add(page.Heading("How to read this"), page.Bullets(READING_GUIDE))
     if left_out:
         doc.add(page.Heading("Left out"), page.Bullets(tuple(f"`{p}`: {why}" for p, why in left_out)))
@@ -726,15 +763,18 @@ def _new_figure(title: str):
     return fig, ax
 
 
-TAIL_FRACTION = 0.5  # the right panel shows the last half of training, where the verdict is
-# Colour and marker both change from one series to the next, so curves that lie on top of each other still show.
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p")
+TAIL_FRACTION = 0.5  # the right panel shows the last half of each variant's training, where the verdict is
 SECONDS_PLOT_NOTE = ("Caveat: seconds come from runs made one after another on a shared machine, so they carry its "
-                     "drift and do not compare across variants; the interleaved speedup is the speed to trust.")
+                     "drift and do not compare across variants; the interleaved probe's speedup is the speed to "
+                     "trust.")
+GPU_SECONDS_PLOT_NOTE = ("Caveat: seconds come from runs made one after another on a GPU, where clock boost, "
+                         "temperature and host load still drift between runs, so they do not compare across variants; "
+                         "the interleaved probe's speedup is the speed to trust.")
 
 
-def series_style(i: int) -> dict[str, Any]:
-    return {"color": f"C{i % 10}", "marker": MARKERS[i % len(MARKERS)]}
+def seconds_plot_note(records: list[dict[str, Any]]) -> str:
+    """The seconds plots' caveat, in the words of the device the runs trained on (what drifts differs)."""
+    return GPU_SECONDS_PLOT_NOTE if all(r["env"]["device"] == "cuda" for r in records) else SECONDS_PLOT_NOTE
 
 
 def axis_scale(largest: float) -> tuple[float, str]:
@@ -746,12 +786,19 @@ def axis_scale(largest: float) -> tuple[float, str]:
     return 10.0 ** power, rf" ($\times 10^{{{power}}}$)"
 
 
+def _points(xs, ys) -> list[tuple[float, float]]:
+    return [(float(a), float(b)) for a, b in zip(xs, ys)]
+
+
 def plot_curves(curves, order: list[str], x: str, xlabel: str, title: str, target: float | None,
                 off_scale: frozenset[str] = frozenset(), note: str = "") -> bytes:
-    """Left: whole curves (means over seeds). Right: the last half of training on its own y-scale, so that the
-    differences the ranking rests on are visible, with a band from the lowest to the highest seed. Variants in
-    `off_scale` (every seed on the unigram plateau) do not set that scale: one would squash the others flat.
-    The legend sits outside both panels so that it hides no curve; `note` goes under the figure."""
+    """Left: whole curves (means over seeds). Right: the last half of each variant's own training on its own
+    y-scale, so that the differences the ranking rests on are visible, with a band from the lowest to the highest
+    seed. The window is per variant because on a seconds or FLOPs axis variants end at different x: one window
+    from the longest run would leave the others out. Variants in `off_scale` (every seed on the unigram plateau)
+    and diverged ones set neither scale: one would squash the others flat. Curves that hide one another are named
+    in the legend (plotstyle.coincide). The legend sits outside both panels so that it hides no curve; `note` goes
+    under the figure."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(13.5, 5.0), layout="constrained")
@@ -760,40 +807,56 @@ def plot_curves(curves, order: list[str], x: str, xlabel: str, title: str, targe
     x_end = float(curves[x].max()) if not curves.empty else 0.0
     scale, unit = axis_scale(x_end)
     x_end /= scale
-    start = TAIL_FRACTION * x_end
-    lows, highs = [], []
-    for i, variant in enumerate(order):
+    series = []  # (variant, whole-run frame, its x, tail frame, its x, diverged)
+    lows, highs, starts = [], [], []
+    for variant in order:
         g = curves[curves["variant"] == variant]
         if g.empty:
             continue
-        style = series_style(i)
         diverged = bool(g["diverged"].any())
-        line = "--" if diverged else "-"
         xs = g[x] / scale
-        ax.plot(xs, g["eval_loss"], markersize=4, linestyle=line, label=variant + (" (diverged)" if diverged
-                                                                                   else ""), **style)
-        # The tail starts at the last evaluation before the cut, so the panel's left edge has a line into it.
+        start = TAIL_FRACTION * float(xs.max())
+        # The tail starts at the last evaluation before the cut, so the window's left edge has a line into it.
         before = xs[xs <= start]
         keep = xs >= (before.max() if not before.empty else start)
-        t, tx = g[keep], xs[keep]
-        tail.plot(tx, t["eval_loss"], markersize=5, linestyle=line, **style)
-        if (t["n"] > 1).any():
-            tail.fill_between(tx, t["loss_min"], t["loss_max"], color=style["color"], alpha=0.12, linewidth=0)
-        inside = t[tx >= start]
+        series.append((variant, g, xs, g[keep], xs[keep], diverged))
+        inside = g[keep][xs[keep] >= start]
         if not diverged and not inside.empty and variant not in off_scale:
             lows.append(float(inside["loss_min"].min()))
             highs.append(float(inside["loss_max"].max()))
+            starts.append(start)
+    tail_start = min(starts) if starts else TAIL_FRACTION * x_end
+    tail_end = x_end * 1.01 if x_end > 0 else 1.0
+    finite = [v for v in curves["eval_loss"] if math.isfinite(v)]
+    y_span = max(finite) - min(finite) if finite else 0.0
+    pad = 0.05 * max(max(highs) - min(lows), 1e-3) if lows else 0.0
+    y_low, y_high = (min(lows) - pad, max(highs) + pad) if lows else (0.0, y_span)
+    # The spans the panels show, for the rule that names curves hidden under others.
+    notes = plotstyle.coincide_notes([s[0] for s in series], [
+        ("the whole run", {s[0]: _points(s[2], s[1]["eval_loss"]) for s in series}, x_end, y_span),
+        ("the last half", {s[0]: _points(s[4], s[3]["eval_loss"]) for s in series}, tail_end - tail_start,
+         y_high - y_low)])
+    names = [s[0] for s in series]
+    for variant, g, xs, t, tx, diverged in series:
+        style = plotstyle.variant_style(variant, names)
+        line = "--" if diverged else "-"
+        words = [w for w in ("diverged" if diverged else "", notes.get(variant, "")) if w]
+        # A long note wraps, so that the legend does not take the panels' width.
+        label = "\n".join(textwrap.wrap(f"{variant} ({'; '.join(words)})", 34)) if words else variant
+        ax.plot(xs, g["eval_loss"], markersize=4, linestyle=line, label=label, **style)
+        tail.plot(tx, t["eval_loss"], markersize=5, linestyle=line, **style)
+        if (t["n"] > 1).any():
+            tail.fill_between(tx, t["loss_min"], t["loss_max"], color=style["color"], alpha=0.12, linewidth=0)
     if target is not None:
         for a in (ax, tail):
             a.axhline(target, color="grey", linestyle=":", linewidth=1, label=f"target {target}" if a is ax else None)
-    tail_title = "last half of training (own scale; band: lowest to highest seed)"
+    tail_title = "each variant's last half (own scale; band: lowest to highest seed)"
     if lows:
-        pad = 0.05 * max(max(highs) - min(lows), 1e-3)
-        tail.set_ylim(min(lows) - pad, max(highs) + pad)
+        tail.set_ylim(y_low, y_high)
         shown = [v for v in order if v in off_scale and not curves[curves["variant"] == v].empty]
         if shown:  # in the title, where it can cover no curve
             tail_title += f"\noff scale (unigram plateau): {', '.join(shown)}"
-    tail.set_xlim(start, x_end * 1.01 if x_end > 0 else 1.0)
+    tail.set_xlim(tail_start, tail_end)
     for a in (ax, tail):
         a.grid(True, alpha=0.3)
         a.set_xlabel(xlabel + unit)
@@ -814,7 +877,8 @@ def plot_bars(table, column: str, xlabel: str, title: str, note: str = "") -> by
     names = list(rows["variant"])[::-1]  # first-ranked at the top
     values = [float(v) for v in rows[column]][::-1]
     scale, unit = axis_scale(max(values, default=0.0))
-    ax.barh(names, [v / scale for v in values], color="tab:blue")
+    # Each bar in its variant's colour, as in the curves, so a variant is found by colour on every plot.
+    ax.barh(names, [v / scale for v in values], color=[plotstyle.variant_style(n, names)["color"] for n in names])
     for i, v in enumerate(values):
         ax.annotate(f"{v:,.0f}", (v / scale, i), xytext=(3, 0), textcoords="offset points", va="center",
                     fontsize="small")
@@ -828,6 +892,22 @@ def plot_bars(table, column: str, xlabel: str, title: str, note: str = "") -> by
 # ---------------------------------------------------------------------------------------------------------------
 # Build and write
 
+def ranked_table(records: list[dict[str, Any]], failures: list[dict[str, Any]] | None = None
+                 ) -> tuple[Any, stats.Stability]:
+    """The ranking table (one row per variant, CSV_COLUMNS) with its stability columns, and the stability: what
+    every view that states a ranking reads (the leaderboard, the results index)."""
+    first = records[0]
+    runs = runs_frame(records, failures or [])
+    # Speed ratios are relative to the baseline on the device a run trained on: across device types they do not
+    # compare, so with several types none is shown (params, FLOPs and loss still are).
+    table = aggregate(runs, first["config"].get("baseline"), first["to_target"]["target"] is not None,
+                      speed_not_comparable(records) is None, stats.probe_disturbed_note(records) is None)
+    ranked = list(table.loc[table["status"] == "ok", "variant"])
+    suite = first["suite"]
+    st = stats.stability(records, f"{suite['name']}/{suite['version']}", ranked)
+    return add_stability(table, st), st
+
+
 def build(entries: list[tuple[Path, dict[str, Any]]], left_out: list[tuple[str, str]],
           failures: list[dict[str, Any]] | None = None, artefacts: list[str] | None = None) -> dict[str, bytes]:
     """Every output file's bytes, from the records to rank (all of one group), the left-out list, the failure
@@ -835,18 +915,8 @@ def build(entries: list[tuple[Path, dict[str, Any]]], left_out: list[tuple[str, 
     other commands' files in the output directory (the pages link them)."""
     records = [r for _, r in entries]
     failures = failures or []
-    first = records[0]
-    target = first["to_target"]["target"]
-    baseline = first["config"].get("baseline")
-    runs = runs_frame(records, failures)
-    # Speed ratios are relative to the baseline on the device a run trained on: across device types they do not
-    # compare, so with several types none is shown (params, FLOPs and loss still are).
-    table = aggregate(runs, baseline, target is not None, speed_not_comparable(records) is None,
-                      stats.probe_disturbed_note(records) is None)
-    ranked = list(table.loc[table["status"] == "ok", "variant"])
-    suite = first["suite"]
-    st = stats.stability(records, f"{suite['name']}/{suite['version']}", ranked)
-    table = add_stability(table, st)
+    target = records[0]["to_target"]["target"]
+    table, st = ranked_table(records, failures)
     line = st.line()
     curves = curves_frame(records)
     order = list(table["variant"])
@@ -857,13 +927,13 @@ def build(entries: list[tuple[Path, dict[str, Any]]], left_out: list[tuple[str, 
         "leaderboard.csv": render_csv(table).encode(),
         "loss_vs_steps.png": plot_curves(curves, order, "step", "training steps", "eval loss vs steps", target, off),
         "loss_vs_seconds.png": plot_curves(curves, order, "train_seconds", "training seconds (mean over seeds)",
-                                           "eval loss vs training seconds", target, off, SECONDS_PLOT_NOTE),
+                                           "eval loss vs training seconds", target, off, seconds_plot_note(records)),
         "loss_vs_flops.png": plot_curves(curves, order, "flops", "training FLOPs", "eval loss vs FLOPs", target,
                                          off),
         "params.png": plot_bars(table, "params_total", "parameters", "parameters per variant"),
         "tokens_per_second.png": plot_bars(table, "tokens_per_second", "tokens/s (median over seeds)",
                                            "training throughput per variant (raw, not drift-corrected)",
-                                           SECONDS_PLOT_NOTE),
+                                           seconds_plot_note(records)),
         "index.html": page.to_html(text).encode(),
     }
 
@@ -911,17 +981,25 @@ def resolve_target(target: str) -> tuple[Path, str | None]:
     return results, suite.hash
 
 
+def ranked_records(results: Path, current_hash: str | None = None
+                   ) -> tuple[list[tuple[Path, dict[str, Any]]], list[tuple[Path, str]]]:
+    """The records of a results dir that rank together, and (path, reason) for each one left out: one suite
+    version per directory, and the group of the built-in suite's current hash first (`current_hash`, when the
+    caller knows it, else looked up)."""
+    entries = load_entries(results)
+    check_one_version(entries, str(records_dir(results)))
+    if current_hash is None:
+        suite = entries[0][1]["suite"]
+        current_hash = current_suite_hash(suite["name"], suite["version"])
+    return select_group(entries, current_hash)
+
+
 def generate(target: str | os.PathLike, out: str | os.PathLike | None = None,
              warn: Callable[[str], None] | None = None) -> tuple[Path, list[str]]:
     """Regenerate a leaderboard; return (output dir, names written). `warn` gets one message per left-out file."""
     warn = warn or (lambda message: print(message, file=sys.stderr))
     results, current_hash = resolve_target(str(target))
-    entries = load_entries(results)
-    rec_dir = records_dir(results)
-    check_one_version(entries, str(rec_dir))
-    if current_hash is None:
-        current_hash = current_suite_hash(entries[0][1]["suite"]["name"], entries[0][1]["suite"]["version"])
-    kept, left = select_group(entries, current_hash)
+    kept, left = ranked_records(results, current_hash)
     out_dir = Path(out) if out is not None else results
 
     def rel(p: Path) -> str:
@@ -937,21 +1015,3 @@ def generate(target: str | os.PathLike, out: str | os.PathLike | None = None,
     files = build(kept, left_out, group_failures(results, kept), present_artefacts(out_dir))
     write_outputs(out_dir, files)
     return out_dir, list(files)
-
-
-def cmd_leaderboard(args: argparse.Namespace) -> int:
-    out_dir, names = generate(args.target, args.out)
-    print(f"leaderboard written to {out_dir}/: {', '.join(names)}")
-    return 0
-
-
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("leaderboard", help="regenerate leaderboard.md/.csv, plots and index.html from run records",
-                       description="Regenerate a results dir's leaderboard from its records/ alone. SUITE means "
-                                   "results/SUITE/<its current version>/ below the current directory; DIR is a "
-                                   "results or run directory holding records/. Running it twice gives identical "
-                                   "files.")
-    p.add_argument("target", nargs="?", default="default", metavar="SUITE_OR_DIR",
-                   help="built-in suite name, suite .toml, or results/run directory (default: default)")
-    p.add_argument("--out", metavar="DIR", help="write the outputs here instead of into the results directory")
-    p.set_defaults(func=cmd_leaderboard)

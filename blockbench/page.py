@@ -41,7 +41,8 @@ class Table:
 @dataclass(frozen=True)
 class Figure:
     src: str
-    caption: str
+    caption: str  # may be empty: a figure the text around it explains
+    alt: str = ""  # the image's alt text; the file name when empty
 
 
 Block = Heading | Para | Bullets | Table | Figure
@@ -85,14 +86,16 @@ def to_markdown(page: Page) -> str:
             parts += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows]
             parts.append("")
         elif isinstance(block, Figure):
-            parts += [f"![{block.src}]({block.src})", "", f"*{block.src}:* {block.caption}", ""]
+            parts += [f"![{block.alt or block.src}]({block.src})", ""]
+            if block.caption:
+                parts += [f"*{block.src}:* {block.caption}", ""]
     return "\n".join(parts).rstrip("\n") + "\n"
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # HTML
 
-_INLINE = re.compile(r"`([^`]+)`|\*\*(.+?)\*\*|\[([^\]]+)\]\(([^)\s]+)\)")
+_INLINE = re.compile(r"`([^`]+)`|\*\*(.+?)\*\*|\*([^*\s][^*]*?)\*|\[([^\]]+)\]\(([^)\s]+)\)")
 
 
 def inline_html(text: str) -> str:
@@ -100,11 +103,13 @@ def inline_html(text: str) -> str:
     out, pos = [], 0
     for m in _INLINE.finditer(text):
         out.append(html.escape(text[pos:m.start()], quote=False))
-        code, bold, label, href = m.groups()
+        code, bold, italic, label, href = m.groups()
         if code is not None:
             out.append(f"<code>{html.escape(code, quote=False)}</code>")
         elif bold is not None:
             out.append(f"<strong>{inline_html(bold)}</strong>")
+        elif italic is not None:
+            out.append(f"<em>{inline_html(italic)}</em>")
         else:
             out.append(f'<a href="{html.escape(href)}">{inline_html(label)}</a>')
         pos = m.end()
@@ -129,13 +134,19 @@ code { background: #f3f3f3; }
 """
 
 
+def anchor(heading: str) -> str:
+    """The id a heading gets, as GitHub makes it for Markdown (`How to read this` -> `how-to-read-this`), so one
+    `[label](#id)` link works in both renderings."""
+    return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+
+
 def to_html(page: Page) -> str:
     parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
              f"<title>{html.escape(page.title)}</title>", f"<style>\n{STYLE}</style>", "</head>", "<body>",
              f"<h1>{inline_html(page.title)}</h1>"]
     for block in page.blocks:
         if isinstance(block, Heading):
-            parts.append(f"<h{block.level}>{inline_html(block.text)}</h{block.level}>")
+            parts.append(f'<h{block.level} id="{anchor(block.text)}">{inline_html(block.text)}</h{block.level}>')
         elif isinstance(block, Para):
             css = f' class="{block.css}"' if block.css else ""
             parts.append(f"<p{css}>{inline_html(block.text)}</p>")
@@ -147,8 +158,9 @@ def to_html(page: Page) -> str:
                                             for c, a in zip(row, block.align)) + "</tr>\n" for row in block.rows)
             parts.append(f"<table>\n<tr>{head}</tr>\n{body}</table>")
         elif isinstance(block, Figure):
-            src = html.escape(block.src)
-            parts.append(f'<figure><img src="{src}" alt="{src}"><figcaption><code>{src}</code>: '
-                         f"{inline_html(block.caption)}</figcaption></figure>")
+            src, alt = html.escape(block.src), html.escape(block.alt or block.src)
+            caption = (f"<figcaption><code>{src}</code>: {inline_html(block.caption)}</figcaption>"
+                       if block.caption else "")
+            parts.append(f'<figure><img src="{src}" alt="{alt}">{caption}</figure>')
     parts += ["</body>", "</html>"]
     return "\n".join(parts) + "\n"

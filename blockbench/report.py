@@ -1,8 +1,8 @@
 """`blockbench report DIR`: the seed paper's claims (spec section 8) checked against a results directory.
 
-For each claim, REPORT.md puts the paper's figure beside blockbench's measured figure with its uncertainty and a
-verdict (reproduced / not reproduced / not resolvable at this scale / not converged / diverged) reached by a rule
-stated in the report:
+For each claim, REPORT.md (and REPORT.html, the same text as a web page) puts the paper's figure beside
+blockbench's measured figure with its uncertainty and a verdict (reproduced / not reproduced / not resolvable at
+this scale / not converged / diverged) reached by a rule stated in the report:
 
 - loss claims compare final eval losses per seed. With the same seeds on both sides (same data order and init
   seed), the interval is the paired Student-t 95% interval of the per-seed differences; otherwise Welch's;
@@ -31,16 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from blockbench import stats
+from blockbench import page, plotstyle, stats
 from blockbench.errors import BlockbenchError
 from blockbench.leaderboard import (
     _png,
-    check_one_version,
-    current_suite_hash,
-    load_entries,
-    records_dir,
+    ranked_records,
     resolve_target,
-    select_group,
+    seconds_caveat,
     setup_facts,
     speed_not_comparable,
     target_text,
@@ -333,8 +330,9 @@ VERDICT_COLOURS = {REPRODUCED: "tab:green", NOT_REPRODUCED: "tab:red", UNRESOLVE
 
 def plot_claims(claims: list[Claim], figure: dict[str, Any]) -> bytes:
     """Left: each loss claim on the pair of variants its verdict reads (candidate minus reference, 95% CI), with
-    the line its interval must clear and the verdict. Right: the interleaved speed-up of every variant against
-    Pre-LN, the claim's variant (SAS-P) marked, with the paper's figure and the bounds."""
+    the line its interval must clear and the verdict. Right: the interleaved probe's speed-up of every variant against
+    Pre-LN in the variant's own colour (plotstyle), the claim's variant (SAS-P) marked, with the paper's figure
+    and the bounds."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(13, 5.2), layout="constrained")
@@ -376,28 +374,36 @@ def plot_claims(claims: list[Claim], figure: dict[str, Any]) -> bytes:
         right.set_xlim(0.5, 1.5)
     for i, v in enumerate(names):
         ratio, iqr = speed[v]
-        claimed = v == "sas_p"
-        style = {"color": "tab:orange" if claimed else "tab:blue", "markersize": 8 if claimed else 5}
+        # Each variant in its colour and marker on every page (plotstyle); the claim's point is larger.
+        style = {**plotstyle.variant_style(v, names), "markersize": 9 if v == "sas_p" else 6}
         if math.isnan(iqr):
-            right.plot([ratio], [i], "o", **style)
+            right.plot([ratio], [i], linestyle="none", **style)
         else:
-            right.errorbar([ratio], [i], xerr=[[iqr / 2], [iqr / 2]], fmt="o", capsize=3, **style)
+            right.errorbar([ratio], [i], xerr=[[iqr / 2], [iqr / 2]], capsize=3, **style)
     right.set_yticks(range(len(names)), [f"{v} (the claim)" if v == "sas_p" else v for v in names])
+    # Reference lines in black and grey, told apart by their dashes: the colours belong to the variants.
     right.axvline(1.0, color="grey", linewidth=0.8)
-    right.axvline(PAPER_SPEEDUP, color="tab:red", linestyle="-.", linewidth=1.2,
+    right.axvline(PAPER_SPEEDUP, color="black", linestyle="-.", linewidth=1.2,
                   label=f"paper: SAS-P {PAPER_SPEEDUP}x (BERT)")
     if "bound" in figure:
-        right.axvline(figure["bound"], color="tab:green", linestyle="--", linewidth=1,
+        right.axvline(figure["bound"], color="dimgrey", linestyle="--", linewidth=1,
                       label=f"SAS-P blocks' matmul bound {figure['bound']:.2f}")
-        right.axvline(figure["flops_ratio"], color="tab:purple", linestyle=":", linewidth=1.2,
+        # Thick and grey: it often lies on the paper's line (1.159 vs 1.16), and both must show.
+        right.axvline(figure["flops_ratio"], color="darkgrey", linestyle=":", linewidth=2.5,
                       label=f"SAS-P whole-model FLOP ratio {figure['flops_ratio']:.3f}")
     if "speed_verdicts" in figure and "sas_p" in names and not figure.get("speed_disturbed"):
         direction, magnitude = figure["speed_verdicts"]
-        ratio, iqr = speed["sas_p"]
-        start = ratio - (0 if math.isnan(iqr) else iqr / 2)
-        right.annotate(f"faster: {direction}\n{PAPER_SPEEDUP}x: {magnitude}", (start, names.index("sas_p")),
-                       xytext=(-6, 0), textcoords="offset points", ha="right", va="center", fontsize="small",
-                       color="tab:orange")
+        row = names.index("sas_p")
+        colour = plotstyle.variant_style("sas_p", names)["color"]
+        # Beside the point, the text ran into the tick labels. It goes inside the axes, from the left edge, half
+        # a row off the claim's row (between two rows, where no point lies), with a line to the point.
+        gap = row + 0.5 if row + 1 < len(names) else row - 0.5
+        right.annotate(f"faster: {direction}\n{PAPER_SPEEDUP}x: {magnitude}", (speed["sas_p"][0], row),
+                       xytext=(0.02, gap), textcoords=("axes fraction", "data"), ha="left", va="center",
+                       fontsize="small", color=colour, zorder=6,
+                       bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1},
+                       arrowprops={"arrowstyle": "-", "color": colour, "linewidth": 0.8, "shrinkB": 6})
+        right.set_ylim(min(-0.6, gap - 0.5), len(names) - 0.4)
     right.set_xlabel("step speed-up vs Pre-LN (median ± IQR/2)")
     right.set_title("throughput vs Pre-LN (higher is faster)" + (
         "\nPROBE NOT TRUSTED: no ratio shown" if figure.get("speed_disturbed") else ""),
@@ -411,16 +417,16 @@ def plot_claims(claims: list[Claim], figure: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
+def _table(header: list[str], rows: list[list[str]], text: int = 1) -> page.Table:
+    """A report table: its first `text` columns are words (left-aligned), the others numbers, as on leaderboards."""
+    return page.table(header, rows, frozenset(header[:text]))
 
 
 # The pairs the per-step claims rest on: (reference, candidate).
 CLAIM_PAIRS = (("pre_ln", "sas"), ("pre_ln", "sas_p"), ("sas", "vskipinit"), ("sas_p", "sas_p_nonorm"))
 
 
-def power_section(records: list[dict[str, Any]], margin: float) -> list[str]:
+def power_section(records: list[dict[str, Any]], margin: float) -> list[page.Block]:
     """How many seeds (and how many steps) the per-step claims need for a 95% interval of +-margin, from these
     records' own per-seed paired differences at 50%, 75% and 100% of the budget (none with one seed)."""
     seeds = sorted({r["seed"] for r in records})
@@ -432,19 +438,18 @@ def power_section(records: list[dict[str, Any]], margin: float) -> list[str]:
                          "more than 1000" if row.seeds_needed is None else str(row.seeds_needed)])
     if not rows:
         return []
-    lines = [f"## Power: seeds and steps for a ±{margin} nat interval", "",
+    return [page.Heading(f"Power: seeds and steps for a ±{margin} nat interval"), page.Para(
              f"For each pair a per-step claim rests on, the per-seed differences of eval loss (candidate minus "
              f"reference, paired by seed) at 50%, 75% and 100% of the budget, their standard deviation, the half-width "
              f"of the 95% interval they give with {len(seeds)} seed(s), and the seeds an interval of ±{margin} nats "
              f"would need at that spread (the smallest n with t(0.975, n-1) · sd / √n ≤ {margin}). Reading a pair's "
              "rows downwards shows how the spread shrinks as training goes on: the steps side of the calculation. "
-             "The spread is estimated from these few seeds, so the seeds needed are a guide, not a guarantee.", ""]
-    lines += _table(["pair", "step (of budget)", "seeds", "mean difference", "sd", "95% half-width now",
-                     f"seeds for ±{margin}"], rows)
-    return lines + [""]
+             "The spread is estimated from these few seeds, so the seeds needed are a guide, not a guarantee."),
+            _table(["pair", "step (of budget)", "seeds", "mean difference", "sd", "95% half-width now",
+                    f"seeds for ±{margin}"], rows)]
 
 
-def escape_section(records: list[dict[str, Any]]) -> list[str]:
+def escape_section(records: list[dict[str, Any]]) -> list[page.Block]:
     """When each run left the unigram plateau: the usual reason one seed trails its siblings, and, for a run that
     never left it, why its claims are "not converged". Every report has it, whatever its seeds."""
     escapes: dict[str, list[float | None]] = {}
@@ -453,12 +458,12 @@ def escape_section(records: list[dict[str, Any]]) -> list[str]:
             continue
         escapes.setdefault(r["variant"], []).append(stats.plateau_escape(r))
     level = stats.plateau_level(records[0])
-    lines = ["## When each run left the unigram plateau", "",
+    intro = page.Para(
              f"The step at which the eval loss first fell below {level:.2f} nats (the plateau level), interpolated "
              "between evaluations; `never` for a run that stayed above it; `stuck at the end`: runs the plateau "
              "detector flags (flat over at least the last third of the run while above that level), whose claims "
              "are not converged. A run that escapes late trails its siblings by about the delay, which is what "
-             "widens a pair's interval.", ""]
+             "widens a pair's interval.")
     rows = []
     for v, steps in sorted(escapes.items()):
         escaped = [s for s in steps if s is not None]
@@ -466,8 +471,8 @@ def escape_section(records: list[dict[str, Any]]) -> list[str]:
         stuck, _ = stats.plateaued(records, v)
         rows.append([v, *(x if x == "-" else f"{x:.0f}" for x in spread), str(len(steps) - len(escaped)),
                      str(stuck)])
-    lines += _table(["variant", "median", "earliest", "latest", "never", "stuck at the end"], rows)
-    return lines + [""]
+    return [page.Heading("When each run left the unigram plateau"), intro,
+            _table(["variant", "median", "earliest", "latest", "never", "stuck at the end"], rows)]
 
 
 # Table 1 of the paper (Crammed BERT, spec 5): per-iteration speed relative to Pre-LN and parameters.
@@ -476,8 +481,9 @@ TABLE1: dict[str, tuple[float, str]] = {"pre_ln": (1.0, "120M"), "parallel": (1.
                                         "sas_p": (1.16, "101M"), "sas_p_nonorm": (1.20, "101M")}
 
 
-def table1_section(records: list[dict[str, Any]]) -> list[str]:
-    """Masked-LM records: the interleaved speed-ups beside Table 1's, with parameters, MLM loss and accuracy."""
+def table1_section(records: list[dict[str, Any]]) -> list[page.Block]:
+    """Masked-LM records: the interleaved probe's speed-ups beside Table 1's, with parameters, MLM loss and
+    accuracy."""
     rows = []
     untrusted = speed_untrusted(records)
     for variant in sorted({r["variant"] for r in records}, key=lambda v: (v not in TABLE1, list(TABLE1).index(v)
@@ -494,18 +500,19 @@ def table1_section(records: list[dict[str, Any]]) -> list[str]:
                      f"{mine[0]['static']['params_total']:,}",
                      f"{sum(losses) / len(losses):.4f}" if losses else "-",
                      f"{sum(accuracy) / len(accuracy):.4f}" if accuracy else "-"])
-    return ["## Table 1: Crammed BERT speed beside blockbench's", "",
+    return [page.Heading("Table 1: Crammed BERT speed beside blockbench's"), page.Para(
             "The paper's speed is microbatch steps in 24 hours relative to Pre-LN on an RTX 2080 Ti; blockbench's is "
-            "the interleaved speed probe's per-round ratio to Pre-LN (median over the records, its interquartile "
+            "the interleaved probe's per-round ratio to Pre-LN (median over the records, its interquartile "
             "range), on this machine, at this scale. The paper's parameters are at L=16, d=768; blockbench's at "
             "this suite's shape. MLM loss (nats per masked token) and masked-token accuracy are means over seeds "
-            "of the final evaluation; the paper reports GLUE after fine-tuning instead.", ""] + _table(
+            "of the final evaluation; the paper reports GLUE after fine-tuning instead."), _table(
         ["variant", "Table 1 speed", "blockbench speed-up", "Table 1 params", "params", "MLM loss", "accuracy"],
-        rows)
+        rows)]
 
 
-def render(claims: list[Claim], records: list[dict[str, Any]], margin: float, left_out: int,
-           has_leaderboard: bool, diagnosis: dict[str, Any] | None = None) -> str:
+def report_page(claims: list[Claim], records: list[dict[str, Any]], margin: float, left_out: int,
+                has_leaderboard: bool, diagnosis: dict[str, Any] | None = None) -> page.Page:
+    """Everything the report says, once: REPORT.md and REPORT.html are two renderings of this."""
     first = records[0]
     cfg = first["config"]
     model, budget = cfg["model"], cfg["budget"]
@@ -514,100 +521,112 @@ def render(claims: list[Claim], records: list[dict[str, Any]], margin: float, le
     commits = sorted({(r["git"]["commit"] or "unknown")[:12] + ("-dirty" if r["git"]["dirty"] else "")
                       for r in records})
     tokens = first["summary"]["tokens"]
-    lines = [f"# Claims report: {first['suite']['name']} v{first['suite']['version']}", "",
-             "He & Hofmann, *Simplifying Transformer Blocks* (ICLR 2024), checked claim by claim against the run "
-             "records in `records/` (spec section 8). Written by `blockbench report`; regenerate it with "
-             f"`blockbench report results/{first['suite']['name']}/{first['suite']['version']}`.", "",
-             f"- **Scale:** L={model['n_layers']}, d={model['d_model']}, H={model['n_heads']}, T={model['seq_len']}, "
-             f"{first['data']['tokenizer']} tokens (V={first['data']['vocab_size']}) of corpus "
-             f"`{first['data']['corpus']}`; budget {budget}, {tokens:,} training tokens per run. The paper trains "
-             "100-300M-parameter models on 0.7-2B tokens.",
-             f"- **Runs:** {len(records)} records, variants {', '.join(variants)}; seeds {seeds}; suite hash "
-             f"`{first['suite']['hash'][:12]}`; commit {', '.join(commits)}; device "
-             f"{', '.join(sorted({r['env']['device_name'] for r in records}))}; "
-             + "; ".join(f"{k} {v}" for k, v in setup_facts(records) if k in ("execution mode", "dtype")) + "."
-             + (f" {left_out} record(s) in the directory were left out (see the leaderboard)." if left_out else ""),
-             "- **Learning rates** (per variant, as the paper tunes them): "
-             + ", ".join(f"{v} {lr:g}" for v, lr in sorted({r['variant']: r['config']['optim']['lr']
-                                                           for r in records}.items())) + ".",
-             f"- **Target:** {target_text(records)}", ""]
+    doc = page.Page(f"Claims report: {first['suite']['name']} v{first['suite']['version']}")
+    # The way in, at the top as on the leaderboard pages: the verdict rules, and the leaderboard's guide.
+    guide = ("[How to read this](#how-the-verdicts-are-reached): how each verdict is reached, at the bottom of this "
+             "report")
+    if has_leaderboard:
+        guide += ("; every measure of the leaderboard ([index.html](index.html), [leaderboard.md](leaderboard.md)) "
+                  "is explained in [its guide](index.html#how-to-read-this)")
+    doc.add(page.Para(guide + ". This report as a web page: [REPORT.html](REPORT.html); as Markdown: "
+                      "[REPORT.md](REPORT.md)."))
+    doc.add(page.Para(
+        "He & Hofmann, *Simplifying Transformer Blocks* (ICLR 2024), checked claim by claim against the run "
+        "records in `records/` (spec section 8). Written by `blockbench report`; regenerate it with "
+        f"`blockbench report results/{first['suite']['name']}/{first['suite']['version']}`."))
+    doc.add(page.Bullets((
+        f"**Scale:** L={model['n_layers']}, d={model['d_model']}, H={model['n_heads']}, T={model['seq_len']}, "
+        f"{first['data']['tokenizer']} tokens (V={first['data']['vocab_size']}) of corpus "
+        f"`{first['data']['corpus']}`; budget {budget}, {tokens:,} training tokens per run. The paper trains "
+        "100-300M-parameter models on 0.7-2B tokens.",
+        f"**Runs:** {len(records)} records, variants {', '.join(variants)}; seeds {seeds}; suite hash "
+        f"`{first['suite']['hash'][:12]}`; commit {', '.join(commits)}; device "
+        f"{', '.join(sorted({r['env']['device_name'] for r in records}))}; "
+        + "; ".join(f"{k} {v}" for k, v in setup_facts(records) if k in ("execution mode", "dtype")) + "."
+        + (f" {left_out} record(s) in the directory were left out (see the leaderboard)." if left_out else ""),
+        "**Learning rates** (per variant, as the paper tunes them): "
+        + ", ".join(f"{v} {lr:g}" for v, lr in sorted({r['variant']: r['config']['optim']['lr']
+                                                      for r in records}.items())) + ".",
+        f"**Target:** {target_text(records)}")))
     counts = {k: sum(c.verdict == k for c in claims) for k in VERDICTS}
     numeric = [c for c in claims if not c.magnitude.startswith(NOT_APPLICABLE)]
     met = sum(c.magnitude.startswith(REPRODUCED) for c in numeric)
     also = "".join(f", {counts[k]} {k}" for k in (NOT_CONVERGED, DIVERGED) if counts[k])
-    lines += [f"**Summary:** {counts[REPRODUCED]} reproduced, {counts[NOT_REPRODUCED]} not reproduced, "
-              f"{counts[UNRESOLVED]} not resolvable at this scale{also} (the direction of each claim). Magnitude, "
-              f"where the paper's figure can be compared at this scale: {met} of {len(numeric)} reproduced (see the "
-              "magnitude column).", "",
-              "## Claims", "",
-              "The **verdict** judges the claim's direction (better, worse, no worse, faster); the **magnitude** "
-              "judges the paper's number itself where it can be compared at this scale. A faster SAS-P, for "
-              "instance, can reproduce the direction and still fall short of the paper's speed-up.", ""]
-    lines += _table(["claim", "paper", "blockbench", "verdict (direction)", "magnitude"],
-                    [[c.title, c.paper, c.measured, f"**{c.verdict}**" + (f" ({c.note})" if c.note else ""),
-                      c.magnitude] for c in claims])
+    doc.add(page.Para(
+        f"**Summary:** {counts[REPRODUCED]} reproduced, {counts[NOT_REPRODUCED]} not reproduced, "
+        f"{counts[UNRESOLVED]} not resolvable at this scale{also} (the direction of each claim). Magnitude, "
+        f"where the paper's figure can be compared at this scale: {met} of {len(numeric)} reproduced (see the "
+        "magnitude column)."))
+    doc.add(page.Heading("Claims"), page.Para(
+        "The **verdict** judges the claim's direction (better, worse, no worse, faster); the **magnitude** "
+        "judges the paper's number itself where it can be compared at this scale. A faster SAS-P, for "
+        "instance, can reproduce the direction and still fall short of the paper's speed-up."))
+    doc.add(_table(["claim", "paper", "blockbench", "verdict (direction)", "magnitude"],
+                   [[c.title, c.paper, c.measured, f"**{c.verdict}**" + (f" ({c.note})" if c.note else ""),
+                     c.magnitude] for c in claims], text=5))
     if workload_of(first) == "masked_lm":
-        lines += [""] + table1_section(records)
-    lines += ["", "![claims](report_claims.png)", "",
-              "*report_claims.png:* left, each loss claim on the pair of variants its verdict reads (candidate "
-              "minus reference, 95% interval), the black bar marking the line the interval must clear, points "
-              "coloured by verdict; right, every variant's interleaved speed-up against Pre-LN, with the paper's "
-              f"{PAPER_SPEEDUP}x for SAS-P and the analytic bounds.", ""]
+        doc.add(*table1_section(records))
+    doc.add(page.Figure(
+        "report_claims.png", "left, each loss claim on the pair of variants its verdict reads (candidate "
+        "minus reference, 95% interval), the black bar marking the line the interval must clear, points "
+        "coloured by verdict; right, every variant's speed-up against Pre-LN by the interleaved probe, with the "
+        f"paper's {PAPER_SPEEDUP}x for SAS-P and the analytic bounds.", alt="claims"))
     if has_leaderboard:
-        lines += ["Eval loss against steps and training seconds (means over seeds; from the leaderboard):", "",
-                  "![loss vs steps](loss_vs_steps.png)", "", "![loss vs seconds](loss_vs_seconds.png)", "",
-                  "*Caveat on seconds:* the runs were made one after another on a shared machine, so their seconds "
-                  "carry its drift and do not compare across variants; the interleaved speed probe above is the "
-                  "speed to trust.", "",
-                  "The full ranking with every measure is in [leaderboard.md](leaderboard.md) "
-                  "([index.html](index.html) in a browser).", ""]
+        doc.add(page.Para("Eval loss against steps and training seconds (means over seeds; from the leaderboard):"),
+                page.Figure("loss_vs_steps.png", "", alt="loss vs steps"),
+                page.Figure("loss_vs_seconds.png", "", alt="loss vs seconds"),
+                page.Para(seconds_caveat(records), "caveat"),
+                page.Para("The full ranking with every measure is in [leaderboard.md](leaderboard.md) "
+                          "([index.html](index.html) in a browser)."))
     if diagnosis is not None:
         # Only the variants these records cover: a diagnosis of every preset says nothing of blocks not run here.
         last = {v: d["cosine"][-1] for v, d in diagnosis["variants"].items() if v in variants}
-        lines += ["## Why: signal propagation at initialisation", "",
-                  f"`blockbench diagnose` on real batches, L={diagnosis['model']['n_layers']}, "
-                  f"d={diagnosis['model']['d_model']} (`diagnose.json`): the mean cosine similarity between "
-                  "different tokens' representations after the last block is "
-                  + ", ".join(f"{v} {c:.3f}" for v, c in sorted(last.items()))
-                  + ". Near 1 is rank collapse (every token looks alike), the paper's explanation of why naive "
-                    "skip removal fails and shaped attention does not.", "", "![signal propagation](diagnose.png)",
-                  ""]
-    lines += power_section(records, margin)
-    lines += escape_section(records)
-    lines += ["## How the verdicts are reached", ""]
-    lines += [f"- **{c.title}:** {c.rule}." for c in claims]
-    lines += ["- **Magnitude:** loss claims have no magnitude verdict: the paper's losses are on another corpus, "
-              "tokenizer and scale, so only their direction transfers.",
-              f"- **{NOT_CONVERGED}:** either side of the pair ended on the unigram plateau (the table above): its "
-              "difference says where each run was stuck, not what the blocks learn, so it is no evidence either way; "
-              "a longer budget or warm-up is what decides it.",
-              f"- **Divergence:** a variant that diverged on some seeds is judged on the seeds that ended well on "
-              f"both sides, with the divergence said beside the verdict; a divergence never makes a claim "
-              f"reproduced (it is instability, not the claimed difference); with no seed left: {DIVERGED}."]
-    lines += ["", f"Loss claims use final eval loss in nats/token after the same steps and tokens. The parity margin "
-              f"is {margin} nats; intervals are 95% Student-t intervals over seeds, paired by seed when both sides "
-              f"ran the same seeds (same data order and initialisation seed). With {len(seeds)} seed(s) an interval is "
-              "wide: a claim the interval cannot decide is reported as not resolvable rather than guessed. Throughput "
-              "comes from the interleaved speed probe (every variant in one process, round-robin), whose per-round "
-              "ratio to Pre-LN is robust to the drift of a shared machine; separate runs' tokens/s are not "
-              "compared.", "", "## Per-seed final eval loss", ""]
+        doc.add(page.Heading("Why: signal propagation at initialisation"), page.Para(
+            f"`blockbench diagnose` on real batches, L={diagnosis['model']['n_layers']}, "
+            f"d={diagnosis['model']['d_model']} (`diagnose.json`): the mean cosine similarity between "
+            "different tokens' representations after the last block is "
+            + ", ".join(f"{v} {c:.3f}" for v, c in sorted(last.items()))
+            + ". Near 1 is rank collapse (every token looks alike), the paper's explanation of why naive "
+              "skip removal fails and shaped attention does not."),
+            page.Figure("diagnose.png", "", alt="signal propagation"))
+    doc.add(*power_section(records, margin))
+    doc.add(*escape_section(records))
+    doc.add(page.Heading("How the verdicts are reached"), page.Bullets((
+        *(f"**{c.title}:** {c.rule}." for c in claims),
+        "**Magnitude:** loss claims have no magnitude verdict: the paper's losses are on another corpus, "
+        "tokenizer and scale, so only their direction transfers.",
+        f"**{NOT_CONVERGED}:** either side of the pair ended on the unigram plateau (the table above): its "
+        "difference says where each run was stuck, not what the blocks learn, so it is no evidence either way; "
+        "a longer budget or warm-up is what decides it.",
+        f"**Divergence:** a variant that diverged on some seeds is judged on the seeds that ended well on "
+        f"both sides, with the divergence said beside the verdict; a divergence never makes a claim "
+        f"reproduced (it is instability, not the claimed difference); with no seed left: {DIVERGED}.")))
+    doc.add(page.Para(
+        f"Loss claims use final eval loss in nats/token after the same steps and tokens. The parity margin "
+        f"is {margin} nats; intervals are 95% Student-t intervals over seeds, paired by seed when both sides "
+        f"ran the same seeds (same data order and initialisation seed). With {len(seeds)} seed(s) an interval is "
+        "wide: a claim the interval cannot decide is reported as not resolvable rather than guessed. Throughput "
+        "comes from the interleaved speed probe (every variant in one process, round-robin), whose per-round "
+        "ratio to Pre-LN is robust to the drift of a shared machine; separate runs' tokens/s are not "
+        "compared."))
     losses = _losses(records)
     rows = [[v] + [("diverged" if losses[v].get(s, math.nan) is None else
                     "-" if s not in losses[v] else f"{losses[v][s]:.4f}") for s in seeds] for v in sorted(losses)]
-    lines += _table(["variant"] + [f"seed {s}" for s in seeds], rows)
-    return "\n".join(lines) + "\n"
+    doc.add(page.Heading("Per-seed final eval loss"), _table(["variant"] + [f"seed {s}" for s in seeds], rows))
+    return doc
+
+
+def render(claims: list[Claim], records: list[dict[str, Any]], margin: float, left_out: int,
+           has_leaderboard: bool, diagnosis: dict[str, Any] | None = None) -> str:
+    """REPORT.md's text."""
+    return page.to_markdown(report_page(claims, records, margin, left_out, has_leaderboard, diagnosis))
 
 
 def generate_report(target: str, out: str | None = None, margin: float = DEFAULT_MARGIN) -> Path:
     if not margin > 0:
         raise ReportError(f"--margin must be positive, got {margin}")
     results, current_hash = resolve_target(target)
-    entries = load_entries(results)
-    check_one_version(entries, str(records_dir(results)))
-    if current_hash is None:
-        first = entries[0][1]["suite"]
-        current_hash = current_suite_hash(first["name"], first["version"])
-    kept, left = select_group(entries, current_hash)
+    kept, left = ranked_records(results, current_hash)
     records = [r for _, r in kept]
     claims, figure = check_claims(records, margin)
     out_dir = Path(out) if out is not None else results
@@ -620,8 +639,9 @@ def generate_report(target: str, out: str | None = None, margin: float = DEFAULT
             diagnosis["variants"], diagnosis["model"]["n_layers"]  # noqa: B018 - the keys the report reads
         except (ValueError, KeyError, TypeError) as exc:
             raise ReportError(f"{results / 'diagnose.json'}: malformed ({exc}); rerun blockbench diagnose") from None
-    text = render(claims, records, margin, len(left), (results / "loss_vs_steps.png").exists(), diagnosis)
-    write_outputs(out_dir, {"REPORT.md": text.encode(), "report_claims.png": plot_claims(claims, figure)})
+    text = report_page(claims, records, margin, len(left), (results / "loss_vs_steps.png").exists(), diagnosis)
+    write_outputs(out_dir, {"REPORT.md": page.to_markdown(text).encode(), "REPORT.html": page.to_html(text).encode(),
+                            "report_claims.png": plot_claims(claims, figure)})
     if (out_dir / "index.html").is_file():
         # The leaderboard pages link the files beside them: redraw them so that they link the report just written.
         from blockbench.leaderboard import generate
@@ -637,12 +657,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("report", help="check the paper's claims against a results directory; write REPORT.md",
-                       description="Write REPORT.md and report_claims.png next to a leaderboard: each claim of the "
+    p = sub.add_parser("report", help="check the paper's claims against a results directory; write REPORT.md/.html",
+                       description="Write REPORT.md, REPORT.html (the same text as a web page) and "
+                                   "report_claims.png next to a leaderboard: each claim of the "
                                    "seed paper (spec section 8) with the paper's figure, blockbench's figure with "
                                    "its uncertainty, and a verdict.")
     p.add_argument("target", metavar="SUITE_OR_DIR", help="results directory (or built-in suite name)")
-    p.add_argument("--out", metavar="DIR", help="write here instead of into the results directory")
+    p.add_argument("--out", metavar="DIR", help="write here (default: into the results directory)")
     p.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
                    help=f"parity margin in nats/token (default {DEFAULT_MARGIN})")
     p.set_defaults(func=cmd_report)

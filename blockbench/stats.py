@@ -192,12 +192,12 @@ def probe_disturbed_note(records: Iterable[Mapping[str, Any]]) -> str | None:
     records = list(records)
     ratio = probe_disturbance(records)
     if ratio is not None and ratio > PROBE_DISTURBED_RATIO:
-        return (f"the speed probe's steps took {ratio:.0f}x as long as the same steps in training (more than "
+        return (f"the interleaved probe's steps took {ratio:.0f}x as long as the same steps in training (more than "
                 f"{PROBE_DISTURBED_RATIO:g}x): the machine was overloaded while it ran, so its speed ratios are not "
                 "trusted and are not shown as a verdict")
     spread = probe_spread(records)
     if spread is not None and spread > PROBE_IQR_MAX:
-        return (f"the speed probe's per-round ratios spread over an interquartile range of up to {spread:.2f} "
+        return (f"the interleaved probe's per-round ratios spread over an interquartile range of up to {spread:.2f} "
                 f"(more than {PROBE_IQR_MAX:g}): its rounds disagree, so its speed ratios are not trusted and are "
                 "not shown as a verdict")
     return None

@@ -16,9 +16,11 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from blockbench.blocks import get_variant
+from blockbench.blocks.args import SHAPE_FIELDS, ModelConfig
 from blockbench.blocks.spec import BlockSpec, Gain, SpecError
 from blockbench.blocks.zoo import name_problem
 from blockbench.data import DataConfig
@@ -35,14 +37,6 @@ DTYPES = ("auto", "fp32", "bf16", "fp16")
 
 class SuiteError(BlockbenchError):
     pass
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    n_layers: int
-    d_model: int
-    n_heads: int
-    seq_len: int
 
 
 @dataclass(frozen=True)
@@ -131,7 +125,9 @@ class Suite:
     description: str
     baseline: str
     seeds: tuple[int, ...]
-    model: ModelShape
+    # The [model] table (SHAPE_FIELDS) and [suite].workload. A model is built for `replace(model, vocab_size=the
+    # tokenizer's, workload=self.workload)` (train.build_for_suite): vocab_size here is ModelConfig's default.
+    model: ModelConfig
     data: DataConfig
     optim: OptimConfig
     budget: Budget
@@ -149,16 +145,19 @@ class Suite:
     def get_workload(self) -> Workload:
         return get_workload(self.workload, self.workload_options)
 
+    def variant_optim(self, variant: str) -> OptimConfig:
+        """The variant's optimiser as the suite writes it: [optim] with the variant's own keys (what records keep)."""
+        return dataclasses.replace(self.optim, **self.variants[variant].optim)
+
     def optim_for(self, variant: str) -> OptimConfig:
         """The variant's optimiser, its warm-up floor applied to this budget (the written fields stay in records,
         with the schedule's length, so the warm-up that ran can be read back from them)."""
-        optim = dataclasses.replace(self.optim, **self.variants[variant].optim)
-        return warmup_applied(optim, self.budget, self.model.seq_len)
+        return warmup_applied(self.variant_optim(variant), self.budget, self.model.seq_len)
 
     def to_config(self) -> dict[str, Any]:
         """The effective configuration, as recorded with every run."""
         return {
-            "model": dataclasses.asdict(self.model), "data": dataclasses.asdict(self.data),
+            "model": self.model.shape(), "data": dataclasses.asdict(self.data),
             "optim": dataclasses.asdict(self.optim), "budget": self.budget.active(),
             "eval": dataclasses.asdict(self.eval), "runtime": dataclasses.asdict(self.runtime),
             "speed": dataclasses.asdict(self.speed),
@@ -224,7 +223,8 @@ class Suite:
             overrides["fields"] = {**overrides.get("fields", {}), **fields}
         if speed_rounds is not None:
             if isinstance(speed_rounds, bool) or not isinstance(speed_rounds, int) or speed_rounds < 0:
-                raise SuiteError(f"--speed-rounds: speed probe rounds must be an integer >= 0, got {speed_rounds!r}")
+                raise SuiteError(f"--speed-rounds: interleaved probe rounds must be an integer >= 0, "
+                                 f"got {speed_rounds!r}")
             changes["speed"] = dataclasses.replace(self.speed, rounds=speed_rounds)
             overrides["speed_rounds"] = speed_rounds
         suite = dataclasses.replace(self, overrides=overrides, **changes)
@@ -358,7 +358,19 @@ class _Reader:
         return value
 
     def dataclass(self, cls: type, data: dict[str, Any], prefix: str) -> Any:
+        values = self.fields(cls, data, prefix)
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as exc:
+            raise self.error(prefix, str(exc)) from None
+
+    def fields(self, cls: type, data: dict[str, Any], prefix: str,
+               required: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """The typed values the table gives for the fields of dataclass `cls`; `required`: only these fields, in
+        this order, each one required."""
         fields = {f.name: f for f in dataclasses.fields(cls)}
+        if required is not None:
+            fields = {name: fields[name] for name in required}
         unknown = set(data) - set(fields)
         if unknown:
             raise self.error(f"{prefix}.{sorted(unknown)[0]}", f"unknown key (valid: {', '.join(fields)})")
@@ -366,14 +378,12 @@ class _Reader:
         for name, f in fields.items():
             key = f"{prefix}.{name}"
             if name not in data:
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                if required is not None or (f.default is dataclasses.MISSING
+                                            and f.default_factory is dataclasses.MISSING):
                     raise self.error(key, "missing")
                 continue
             values[name] = self.typed(data[name], f.type, key)
-        try:
-            return cls(**values)
-        except (TypeError, ValueError) as exc:
-            raise self.error(prefix, str(exc)) from None
+        return values
 
     def typed(self, value: Any, annotation: Any, key: str) -> Any:
         annotation = str(annotation)
@@ -451,10 +461,11 @@ def parse_suite(data: dict[str, Any], source: str) -> Suite:
     except TypeError as exc:
         raise r.error("workload", str(exc)) from None
 
-    model = r.dataclass(ModelShape, r.table(data, "model"), "model")
-    _check_ranges(r, "model", model, "model")
-    if model.d_model % model.n_heads:
-        raise r.error("model.n_heads", f"d_model={model.d_model} is not divisible by n_heads={model.n_heads}")
+    shape = r.fields(ModelConfig, r.table(data, "model"), "model", required=SHAPE_FIELDS)
+    _check_ranges(r, "model", SimpleNamespace(**shape), "model")
+    if shape["d_model"] % shape["n_heads"]:
+        raise r.error("model.n_heads", f"d_model={shape['d_model']} is not divisible by n_heads={shape['n_heads']}")
+    model = ModelConfig(**shape, workload=workload)
     data_cfg = r.dataclass(DataConfig, r.table(data, "data"), "data")
     optim = r.dataclass(OptimConfig, r.table(data, "optim", required=False), "optim")
     _check_optim(r, optim, "optim")
@@ -673,6 +684,16 @@ def _read_toml(path: Path) -> tuple[str, dict[str, Any]]:
 
 def builtin_suites() -> list[str]:
     return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
+
+
+THREADS_HELP = "torch CPU threads (default: the suite's runtime.threads; torch's own choice when it sets none)"
+
+
+def suite_help(what: str = "") -> str:
+    """Every command's --suite help: the built-in suites as shipped in the package (never a list kept by hand),
+    then `what` the command takes from the suite, then argparse's default."""
+    return (f"built-in suite name ({', '.join(builtin_suites())}) or path to a suite .toml{what} "
+            "(default: %(default)s)")
 
 
 def read_lock() -> dict[str, dict[str, str]]:

@@ -34,7 +34,7 @@ METRIC = ("summary.final_eval_loss, mean over seeds (a diverged, unevaluated or 
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
     """`["lr=1e-3,3e-3", "beta_ff=0.1,0.2"]` -> {"lr": [0.001, 0.003], "beta_ff": [0.1, 0.2]}."""
-    from blockbench.cli import parse_value
+    from blockbench.cli_args import parse_value
 
     grid: dict[str, list[Any]] = {}
     for item in items:
@@ -282,7 +282,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from blockbench.cli import split_list
+    from blockbench.cli_args import split_list
     from blockbench.runner import isolate_default
     from blockbench.suite import load_suite
 
@@ -323,7 +323,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             console.print(f"  {r['variant']} seed {r['seed']}: {status}, {r['summary']['steps']} steps, "
                           f"eval loss {'-' if loss is None else f'{loss:.4f}'}")
 
-    from blockbench.cli import failed_exit
+    from blockbench.cli_args import failed_exit
     from blockbench.executors import executor_from_args
 
     if args.resume and not args.out:
@@ -388,20 +388,24 @@ def add_parser(sub: Any) -> None:
                                    "sweep's seeds (a diverged or plateaued run never wins) and write the choice, "
                                    "with its provenance, to OUT/sweep.toml; `blockbench run --overrides "
                                    "OUT/sweep.toml` trains with the choice. Exit codes as for run.")
-    p.add_argument("--suite", default="default", help="built-in suite name or path to a suite .toml")
+    from blockbench.suite import THREADS_HELP, suite_help
+
+    p.add_argument("--suite", default="default", help=suite_help())
     p.add_argument("--grid", action="append", metavar="FIELD=V1,V2,...",
                    help="a grid axis: any optimiser field (lr, weight_decay, ...) or BlockSpec field (beta_ff, ...); "
-                        "repeatable, the grid is their product")
+                        "repeatable, the grid is their product; at least one is needed (no default)")
     p.add_argument("--variants", help="comma-separated variants (default: the suite's)")
     p.add_argument("--seeds", help="comma-separated seeds (default: the suite's first seed)")
     p.add_argument("--choice", choices=tuple(RULES), default=DEFAULT_RULE,
                    help=f"how a variant's point is chosen (default {DEFAULT_RULE}: "
                         f"{RULES[DEFAULT_RULE]}); named in sweep.toml")
-    from blockbench.cli import add_run_shape_args
+    from blockbench.cli_args import add_run_shape_args
 
     add_run_shape_args(p)
-    p.add_argument("--speed-rounds", type=int, default=0, metavar="N", help="speed-probe rounds per point (default 0)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--speed-rounds", type=int, default=0, metavar="N",
+                   help="rounds of the interleaved probe per point (default 0: no probe; it answers nothing a "
+                        "sweep asks)")
+    p.add_argument("--threads", type=int, help=THREADS_HELP)
     p.add_argument("--out", help="output directory (default: runs/SUITE/VERSION/sweep-TIMESTAMP)")
     from blockbench.executors import add_executor_args
 

@@ -277,4 +277,4 @@ def test_speed_ratios_of_different_device_types_are_never_compared_or_mixed(tiny
     leaderboard.generate(mixed, warn=lambda message: None)
     rows = {r["variant"]: r for r in read_csv(mixed / "leaderboard.csv")}
     assert rows["sas"]["speedup_vs_baseline"] == "" and rows["pre_ln"]["speedup_vs_baseline"] == ""
-    assert "interleaved speed ratios not shown" in (mixed / "leaderboard.md").read_text()
+    assert "speed ratios (interleaved probe) not shown" in (mixed / "leaderboard.md").read_text()

@@ -332,7 +332,7 @@ def test_html_carries_the_guide_headings_and_a_link_to_every_artefact(tiny_run, 
     """index.html says what leaderboard.md says: the reading guide, the section and table headings, and a link to
     each file the directory holds, the other commands' included."""
     results = copy_records(tiny_run, tmp_path / "results")
-    for name in ("REPORT.md", "diagnose.json"):
+    for name in ("REPORT.md", "REPORT.html", "diagnose.json"):
         (results / name).write_text("{}\n")
     for name in ("report_claims.png", "diagnose.png"):
         (results / name).write_bytes(b"\x89PNG")
@@ -342,14 +342,17 @@ def test_html_carries_the_guide_headings_and_a_link_to_every_artefact(tiny_run, 
     headings = ("Setup", "Ranking: final eval loss at the budget", "Time to target: eval loss ≤ 4.5 nats/token",
                 "The paper's claims", "Plots", "How to read this")
     for heading in headings:
-        assert f"<h2>{heading}</h2>" in html and f"## {heading}\n" in md, heading
+        assert f'<h2 id="{page.anchor(heading)}">{heading}</h2>' in html and f"## {heading}\n" in md, heading
+    # The guide and the claims report are linked from the top, before the first section.
+    for text in (html.split("<h2")[0], md.split("\n## ")[0]):
+        assert "#how-to-read-this" in text and "REPORT.html" in text
     for column in ("rank", "P(rank)", "variant", "eval loss, mean ± 95% CI", "speedup, interleaved probe (IQR)",
-                   "time-to-target speedup [95% CI]", "peak mem MiB (CPU RSS growth)", "status", "steps (median)",
-                   "train seconds (median)"):
+                   "time-to-target speedup [95% CI] (wall-clock; see caveat)", "peak mem MiB (CPU RSS growth)",
+                   "status", "steps (median)", "train seconds (median)"):
         assert f">{column}</th>" in html and f"| {column} |" in md, column
     for item in leaderboard.READING_GUIDE:  # every guide item, with its Markdown turned into HTML
         assert page.inline_html(item) in html and item in md
-    artefacts = ["REPORT.md", "report_claims.png", "diagnose.png", "diagnose.json", "records/",
+    artefacts = ["REPORT.md", "REPORT.html", "report_claims.png", "diagnose.png", "diagnose.json", "records/",
                  *leaderboard.OUTPUT_FILES]
     for name in artefacts:
         assert f'href="{name}"' in html or f'src="{name}"' in html, name
@@ -371,3 +374,24 @@ def test_published_leaderboards_regenerate_byte_identically(tmp_path):
         leaderboard.generate(copy_dir, warn=lambda message: None)
         for name in leaderboard.OUTPUT_FILES:
             assert (copy_dir / name).read_bytes() == (directory / name).read_bytes(), f"{directory}/{name}"
+
+
+def test_the_seconds_caveat_names_the_device_the_records_ran_on():
+    from blockbench.records import load_records
+
+    records = load_records(REPO / "results" / "smoke" / "1" / "records")
+    cpu = leaderboard.seconds_caveat(records)
+    assert "(cpu)" in cpu and "shared machine" in cpu
+    for r in records:
+        r["env"].update(device="cuda", device_name="NVIDIA H200")
+    gpu = leaderboard.seconds_caveat(records)
+    assert "NVIDIA H200 (cuda)" in gpu and "on a GPU" in gpu and "CPU result" not in gpu
+    assert gpu.startswith("**Seconds do not compare across variants here.**")
+
+
+def test_the_seconds_plots_caveat_names_the_device():
+    from blockbench.leaderboard import GPU_SECONDS_PLOT_NOTE, SECONDS_PLOT_NOTE, seconds_plot_note
+
+    assert seconds_plot_note([{"env": {"device": "cuda"}}] * 2) == GPU_SECONDS_PLOT_NOTE
+    assert seconds_plot_note([{"env": {"device": "cpu"}}]) == SECONDS_PLOT_NOTE
+    assert "shared machine" not in GPU_SECONDS_PLOT_NOTE

@@ -134,7 +134,14 @@ def test_report_is_written_and_regenerates_identically(tmp_path, capsys):
     assert "| naive skipless trains far worse than Pre-LN |" in text and "![claims](report_claims.png)" in text
     assert "naive_skipless 0.990, pre_ln 0.500" in text and "![signal propagation](diagnose.png)" in text
     assert "![loss vs steps](loss_vs_steps.png)" in text and "paired over seeds 0, 1, 2" in text
-    first = {n: (out / n).read_bytes() for n in ("REPORT.md", "report_claims.png")}
+    # REPORT.html is the same text as a page: plots inline, and the guide to the verdicts linked from the top.
+    html = (out / "REPORT.html").read_text()
+    for src in ("report_claims.png", "loss_vs_steps.png", "loss_vs_seconds.png", "diagnose.png"):
+        assert f'<img src="{src}"' in html, src
+    assert '<td class="left">naive skipless trains far worse than Pre-LN</td>' in html
+    assert 'href="#how-the-verdicts-are-reached"' in html.split("<h2")[0]
+    assert '<h2 id="how-the-verdicts-are-reached">' in html and "<em>Simplifying Transformer Blocks</em>" in html
+    first = {n: (out / n).read_bytes() for n in ("REPORT.md", "REPORT.html", "report_claims.png")}
     assert main(["report", str(out)]) == 0
     assert {n: (out / n).read_bytes() for n in first} == first
 
@@ -168,18 +175,20 @@ def test_records_without_pre_ln_are_refused(tmp_path, capsys):
     assert "relative to Pre-LN" in capsys.readouterr().err
 
 
-def test_published_paper_cpu_report_is_what_the_records_give(tmp_path):
-    """results/paper-cpu/<version>/REPORT.md is exactly what `blockbench report` makes of its records."""
-    published = sorted((REPO / "results" / "paper-cpu").glob("[0-9]*/REPORT.md"))
-    assert published, "no published paper-cpu report"
+def test_published_reports_are_what_the_records_give(tmp_path):
+    """Every published results/<suite>/<version>/REPORT.md has its REPORT.html beside it, and both (and the claims
+    plot) are exactly what `blockbench report` makes of the records."""
+    published = sorted((REPO / "results").glob("*/[0-9]*/REPORT.md"))
+    assert {p.parent.parent.name for p in published} >= {"paper-cpu", "paper-bert-cpu"}, "no published report"
     for path in published:
-        copy_dir = tmp_path / path.parent.name
+        assert (path.parent / "REPORT.html").is_file(), f"{path.parent}: REPORT.md without REPORT.html"
+        copy_dir = tmp_path / path.parent.parent.name / path.parent.name
         shutil.copytree(path.parent, copy_dir)
-        (copy_dir / "REPORT.md").unlink()
-        (copy_dir / "report_claims.png").unlink()
+        for name in ("REPORT.md", "REPORT.html", "report_claims.png"):
+            (copy_dir / name).unlink()
         report.generate_report(str(copy_dir))
-        assert (copy_dir / "REPORT.md").read_bytes() == path.read_bytes()
-        assert (copy_dir / "report_claims.png").read_bytes() == (path.parent / "report_claims.png").read_bytes()
+        for name in ("REPORT.md", "REPORT.html", "report_claims.png"):
+            assert (copy_dir / name).read_bytes() == (path.parent / name).read_bytes(), f"{path.parent}/{name}"
 
 
 def test_each_claim_carries_its_pair_and_numeric_claims_a_magnitude(tmp_path):

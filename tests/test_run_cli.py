@@ -32,7 +32,7 @@ def test_run_writes_one_record_per_variant_and_seed(tmp_path, capsys):
     assert record["seed"] == 1 and record["config"]["overrides"] == {"seeds": [0, 1]}
     assert record["speed"]["method"] == "interleaved" and record["speed"]["baseline"] == "pre_ln"
     printed = capsys.readouterr().out
-    assert "speedup (interleaved)" in printed and "sas_p" in printed
+    assert "speedup (interleaved probe)" in printed and "sas_p" in printed
 
 
 def test_isolated_run_matches_in_process_run(tmp_path):
