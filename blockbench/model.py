@@ -8,51 +8,16 @@ built with (causal for causal_lm, none for masked_lm) and the head; the same pre
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from blockbench.blocks.args import ModelConfig  # defined beside BlockSpec; `blockbench.model.ModelConfig` stays
 from blockbench.blocks.norms import make_norm
 from blockbench.blocks.ranges import scope
 from blockbench.blocks.spec import BlockSpec, SpecError
 from blockbench.blocks.zoo import Variant
-from blockbench.workloads import DEFAULT_WORKLOAD, WorkloadError, get_workload, workload_class
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    vocab_size: int = 4096
-    seq_len: int = 128
-    n_layers: int = 4
-    d_model: int = 128
-    n_heads: int = 4
-    # The workload the model is built for: its attention mask and head (blockbench.workloads).
-    workload: str = DEFAULT_WORKLOAD
-
-    def __post_init__(self) -> None:
-        for name, value in asdict(self).items():
-            if name == "workload":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise SpecError(f"{name} must be a positive integer, got {value!r}")
-        if self.d_model % self.n_heads:
-            raise SpecError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
-                            f"choose n_heads among the divisors of {self.d_model}")
-        try:
-            workload_class(self.workload)
-        except WorkloadError as exc:
-            raise SpecError(str(exc)) from None
-
-    @property
-    def causal(self) -> bool:
-        """Whether the blocks attend only to earlier positions (the workload's mask)."""
-        return workload_class(self.workload).causal
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+from blockbench.workloads import get_workload
 
 
 def make_final_norm(spec: BlockSpec | None, dim: int) -> nn.Module:

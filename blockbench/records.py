@@ -7,17 +7,23 @@ that an external reader would notice.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import os
 import stat
 import tempfile
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from blockbench.errors import BlockbenchError
+
+if TYPE_CHECKING:
+    from blockbench.data import TokenData
+    from blockbench.suite import Suite
 
 # 2: records carry `integrity` (sha256 of their canonical content). Version-1 records (written before) are still
 # read, with the same checks except the digest; only version 2 is written.
@@ -94,6 +100,110 @@ CURVE_POINT: dict[str, Any] = {"step": int, "tokens": int, "flops": _NUM, "train
 
 class RecordError(BlockbenchError):
     """A file where a run record was expected is missing, corrupt, or of another schema."""
+
+
+def to_target(curve: list[dict[str, Any]], target: float | None) -> dict[str, Any]:
+    """Steps, tokens, FLOPs and training seconds at which the eval loss first reaches `target`, interpolated
+    linearly between the two evaluations that bracket it; null when it is never reached."""
+    result: dict[str, Any] = {"target": target, "steps": None, "tokens": None, "flops": None, "seconds": None}
+    if target is None:
+        return result
+    points = [p for p in curve if p["eval_loss"] is not None]
+    for i, point in enumerate(points):
+        if point["eval_loss"] <= target:
+            if i == 0:
+                frac, before = 1.0, point
+            else:
+                before = points[i - 1]
+                frac = (before["eval_loss"] - target) / (before["eval_loss"] - point["eval_loss"])
+            for key, field in (("steps", "step"), ("tokens", "tokens"), ("flops", "flops"),
+                               ("seconds", "train_seconds")):
+                result[key] = before[field] + frac * (point[field] - before[field])
+            return result
+    return result
+
+
+# What the record keeps of a run's static measures (train.static_measures).
+STATIC_KEYS = ("params_total", "params_embedding", "params_block_matrices", "params_per_block",
+               "flops_fwd_per_token", "flops_train_per_token", "flops_convention", "counters")
+
+
+def build_record(suite: Suite, variant: str, seed: int, *, workload: str, block_spec: dict[str, Any] | None,
+                 data: TokenData, static: dict[str, Any], speed: dict[str, Any], env: dict[str, Any],
+                 world_size: int, flops_per_token: int, run_config: dict[str, Any], created_at: str, status: str,
+                 stop_reason: str, curve: list[dict[str, Any]], steps: int, tokens: int, train_seconds: float,
+                 step_seconds: list[float], peak_memory_bytes: int | None, peak_memory_kind: str,
+                 eval_seconds: float, warmup_seconds: float, last_train_loss: float | None) -> dict[str, Any]:
+    """The run record of one (variant, seed) of `suite` (train.Trainer.run calls it when training ends).
+
+    run_config: how this run trained, beyond the suite (the LR schedule's length, dtype, compilation, execution
+    mode, divergence bound), appended to the recorded configuration in its order. env: measure.env.environment
+    of the run's device. curve: the evaluation points; status "ok" or "diverged"; the rest is what the run
+    measured."""
+    import blockbench
+    from blockbench import stats
+    from blockbench.data import bits_per_byte
+    from blockbench.measure.env import git_state
+    from blockbench.measure.mfu import mfu_fields
+    from blockbench.measure.timing import median_iqr
+    from blockbench.workloads import DEFAULT_WORKLOAD
+
+    median, iqr = median_iqr(step_seconds)
+    tokens_per_second = tokens / train_seconds if train_seconds > 0 else 0.0
+    final_eval = curve[-1]["eval_loss"] if status == "ok" else None
+    # Bits per byte is a compression rate of the next-token loss; the MLM loss (masked tokens only) has none.
+    causal = workload == DEFAULT_WORKLOAD
+    entry = suite.variants[variant]
+    config = suite.to_config()
+    config["optim"] = dataclasses.asdict(suite.variant_optim(variant))
+    config["spec_overrides"] = entry.spec
+    config["preset"] = entry.preset
+    config.update(run_config)
+    plateau_level = stats.plateau_level({"config": config, "data": {"vocab_size": data.vocab_size}})
+    points = stats.curve_points({"curve": curve})
+    plateau = stats.plateau_steps_of(points, plateau_level) if status == "ok" else None
+    escape = stats.plateau_escape_step(points, plateau_level)
+    if plateau is not None:  # still "ok" (it trained, within budget), but not converged: say so in the record
+        stop_reason += (f"; on the unigram plateau for the last {plateau} steps (eval loss flat within "
+                        f"{stats.PLATEAU_TOLERANCE} nats): not converged")
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "blockbench_version": blockbench.__version__,
+        "run_id": uuid.uuid4().hex[:12],
+        "created_at": created_at,
+        "git": git_state(),
+        "suite": {"name": suite.name, "version": suite.version, "hash": suite.hash},
+        "workload": workload,
+        "variant": variant,
+        "block_spec": block_spec,
+        "seed": seed,
+        "status": status,
+        "stop_reason": stop_reason,
+        "config": config,
+        "env": {**env, "world_size": world_size},
+        "data": {**data.describe(), "corpus": suite.data.corpus, "tokenizer": data.tokenizer_id,
+                 "fingerprint": data.fingerprint, "vocab_size": data.vocab_size},
+        "static": {k: static[k] for k in STATIC_KEYS},
+        "summary": {
+            "steps": steps, "tokens": tokens, "train_seconds": train_seconds,
+            "tokens_per_second": tokens_per_second, "step_time_median": median, "step_time_iqr": iqr,
+            "peak_memory_bytes": peak_memory_bytes, "peak_memory_kind": peak_memory_kind,
+            "final_train_loss": last_train_loss if status == "ok" else None,
+            "final_eval_loss": final_eval,
+            "final_eval_bpb": (None if final_eval is None or not causal
+                               else bits_per_byte(final_eval, data.val_bytes_per_token)),
+            **({} if causal else {"final_eval_accuracy": curve[-1].get("eval_accuracy") if status == "ok"
+                                  else None}),
+            **mfu_fields(flops_per_token, tokens_per_second, env["device"], env["device_name"],
+                         run_config["dtype"]),
+            "eval_seconds": eval_seconds, "warmup_seconds": warmup_seconds,
+            "plateau_steps": plateau,
+            "plateau_escape_step": escape,
+        },
+        "speed": speed,
+        "curve": curve,
+        "to_target": to_target(curve, suite.eval.target_loss),
+    }
 
 
 def _check(mapping: dict, spec: dict[str, Any], where: str) -> None:

@@ -7,34 +7,32 @@ runs only around optimisation steps: evaluation and warm-up are outside it.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
-import uuid
 import warnings
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
 import torch
 
-import blockbench
-from blockbench import cuda_graph, stats
+from blockbench import cuda_graph
 from blockbench.blocks import get_variant
-from blockbench.data import TokenData, bits_per_byte
+from blockbench.data import TokenData
 from blockbench.distributed import SINGLE, DistInfo, all_reduce, local_batch_size, shard
 from blockbench.errors import BlockbenchError
-from blockbench.measure.env import environment, git_state
+from blockbench.measure.env import environment
 from blockbench.measure.flops import count_flops
 from blockbench.measure.memory import PeakMemory
-from blockbench.measure.mfu import mfu_fields
 from blockbench.measure.params import count_params
 from blockbench.measure.throughput import NO_PROBE, interleaved_step_times, speed_summary
-from blockbench.measure.timing import StepTimer, median_iqr
-from blockbench.model import Model, ModelConfig, build_model
-from blockbench.records import SCHEMA_VERSION
+from blockbench.measure.timing import StepTimer
+from blockbench.model import Model, build_model
+from blockbench.records import build_record, to_target  # noqa: F401 - to_target: records', re-exported
 from blockbench.suite import Budget, OptimConfig, Suite, check_fits
-from blockbench.workloads import DEFAULT_WORKLOAD
 from blockbench.workloads.causal_lm import evaluate  # noqa: F401 - the decoder's evaluation, imported from here
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -78,35 +76,6 @@ def lr_factor(step: int, horizon: int | None, optim: OptimConfig) -> float:
     return optim.min_lr_ratio + (1 - optim.min_lr_ratio) * shape
 
 
-def to_target(curve: list[dict[str, Any]], target: float | None) -> dict[str, Any]:
-    """Steps, tokens, FLOPs and training seconds at which the eval loss first reaches `target`, interpolated
-    linearly between the two evaluations that bracket it; null when it is never reached."""
-    result: dict[str, Any] = {"target": target, "steps": None, "tokens": None, "flops": None, "seconds": None}
-    if target is None:
-        return result
-    points = [p for p in curve if p["eval_loss"] is not None]
-    for i, point in enumerate(points):
-        if point["eval_loss"] <= target:
-            if i == 0:
-                frac, before = 1.0, point
-            else:
-                before = points[i - 1]
-                frac = (before["eval_loss"] - target) / (before["eval_loss"] - point["eval_loss"])
-            for key, field in (("steps", "step"), ("tokens", "tokens"), ("flops", "flops"),
-                               ("seconds", "train_seconds")):
-                result[key] = before[field] + frac * (point[field] - before[field])
-            return result
-    return result
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 def make_optimizer(model: Model, optim: OptimConfig, device: torch.device,
                    capturable: bool = False) -> torch.optim.Optimizer:
     """AdamW, fused on CUDA. capturable: its step stays on the device (CUDA graphs), with each group's learning
@@ -124,9 +93,8 @@ def build_for_suite(suite: Suite, variant_name: str, seed: int, vocab_size: int)
     entry = suite.variants[variant_name]
     variant = get_variant(entry.preset)
     spec = variant.spec.replace(**entry.spec) if entry.spec and variant.spec else None
-    config = ModelConfig(vocab_size=suite.get_workload().model_vocab_size(vocab_size), seq_len=suite.model.seq_len,
-                         n_layers=suite.model.n_layers, d_model=suite.model.d_model, n_heads=suite.model.n_heads,
-                         workload=suite.workload)
+    config = dataclasses.replace(suite.model, vocab_size=suite.get_workload().model_vocab_size(vocab_size),
+                                 workload=suite.workload)
     return build_model(variant, config, spec, seed=seed)
 
 
@@ -236,7 +204,7 @@ class Trainer:
             xs, ys = x[i * micro:(i + 1) * micro], y[i * micro:(i + 1) * micro]
             # DDP all-reduces gradients once, on the last micro-batch.
             sync = self.dist.enabled and i < n_micro - 1
-            with (self.ddp_model.no_sync() if sync else _null()), (self.autocast or _null()):
+            with (self.ddp_model.no_sync() if sync else nullcontext()), (self.autocast or nullcontext()):
                 loss = self.step_model(xs, ys) / n_micro
             (self.scaler.scale(loss) if self.scaler else loss).backward()
             total += loss.detach()
@@ -397,74 +365,23 @@ class Trainer:
     def _record(self, created_at: str, status: str, stop_reason: str, curve: list[dict[str, Any]], step: int,
                 tokens: int, timer: StepTimer, memory: PeakMemory, eval_seconds: float, warmup_seconds: float,
                 last_train_loss: float | None) -> dict[str, Any]:
-        median, iqr = median_iqr(timer.step_seconds)
-        tokens_per_second = tokens / timer.seconds if timer.seconds > 0 else 0.0
-        final_eval = curve[-1]["eval_loss"] if status == "ok" else None
-        # Bits per byte is a compression rate of the next-token loss; the MLM loss (masked tokens only) has none.
-        causal = self.workload.name == DEFAULT_WORKLOAD
-        suite = self.suite
-        static = {k: self.static[k] for k in ("params_total", "params_embedding", "params_block_matrices",
-                                               "params_per_block", "flops_fwd_per_token", "flops_train_per_token",
-                                               "flops_convention", "counters")}
-        config = suite.to_config()
-        config["optim"] = {**config["optim"], **suite.variants[self.variant_name].optim}
-        config["spec_overrides"] = suite.variants[self.variant_name].spec
-        config["preset"] = suite.variants[self.variant_name].preset
-        config["schedule_steps"] = self.horizon
-        config["dtype"] = self.dtype
+        """The run record (records.build_record) of what this trainer ran and measured."""
         if self.suite.runtime.compile_shaped:
             from blockbench.blocks.shaped import compile_error
 
             # the compiled mix falls back at its first failing call, in warm-up, training or evaluation
             self.compile_info["error"] = self.compile_info["error"] or compile_error()
-        config["compile"] = self.compile_info
-        config["execution"] = {**self.execution, "fused_ops": fused_ops_backend(self.device)}
-        config["divergence_loss"] = self.divergence_loss
-        plateau_level = stats.plateau_level({"config": config, "data": {"vocab_size": self.data.vocab_size}})
-        points = stats.curve_points({"curve": curve})
-        plateau = stats.plateau_steps_of(points, plateau_level) if status == "ok" else None
-        escape = stats.plateau_escape_step(points, plateau_level)
-        if plateau is not None:  # still "ok" (it trained, within budget), but not converged: say so in the record
-            stop_reason += (f"; on the unigram plateau for the last {plateau} steps (eval loss flat within "
-                            f"{stats.PLATEAU_TOLERANCE} nats): not converged")
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "blockbench_version": blockbench.__version__,
-            "run_id": uuid.uuid4().hex[:12],
-            "created_at": created_at,
-            "git": git_state(),
-            "suite": {"name": suite.name, "version": suite.version, "hash": suite.hash},
-            "workload": self.workload.name,
-            "variant": self.variant_name,
-            "block_spec": self.model.spec.to_dict() if self.model.spec else None,
-            "seed": self.seed,
-            "status": status,
-            "stop_reason": stop_reason,
-            "config": config,
-            "env": {**environment(self.device), "world_size": self.dist.world_size},
-            "data": {**self.data.describe(), "corpus": suite.data.corpus, "tokenizer": self.data.tokenizer_id,
-                     "fingerprint": self.data.fingerprint, "vocab_size": self.data.vocab_size},
-            "static": static,
-            "summary": {
-                "steps": step, "tokens": tokens, "train_seconds": timer.seconds,
-                "tokens_per_second": tokens_per_second, "step_time_median": median, "step_time_iqr": iqr,
-                "peak_memory_bytes": memory.peak_bytes(), "peak_memory_kind": memory.kind,
-                "final_train_loss": last_train_loss if status == "ok" else None,
-                "final_eval_loss": final_eval,
-                "final_eval_bpb": (None if final_eval is None or not causal
-                                   else bits_per_byte(final_eval, self.data.val_bytes_per_token)),
-                **({} if causal else {"final_eval_accuracy": curve[-1].get("eval_accuracy") if status == "ok"
-                                      else None}),
-                **mfu_fields(self.flops_per_token, tokens_per_second, self.device.type,
-                             environment(self.device)["device_name"], self.dtype),
-                "eval_seconds": eval_seconds, "warmup_seconds": warmup_seconds,
-                "plateau_steps": plateau,
-                "plateau_escape_step": escape,
-            },
-            "speed": self.speed,
-            "curve": curve,
-            "to_target": to_target(curve, suite.eval.target_loss),
-        }
+        run_config = {"schedule_steps": self.horizon, "dtype": self.dtype, "compile": self.compile_info,
+                      "execution": {**self.execution, "fused_ops": fused_ops_backend(self.device)},
+                      "divergence_loss": self.divergence_loss}
+        return build_record(
+            self.suite, self.variant_name, self.seed, workload=self.workload.name,
+            block_spec=self.model.spec.to_dict() if self.model.spec else None, data=self.data, static=self.static,
+            speed=self.speed, env=environment(self.device), world_size=self.dist.world_size,
+            flops_per_token=self.flops_per_token, run_config=run_config, created_at=created_at, status=status,
+            stop_reason=stop_reason, curve=curve, steps=step, tokens=tokens, train_seconds=timer.seconds,
+            step_seconds=timer.step_seconds, peak_memory_bytes=memory.peak_bytes(), peak_memory_kind=memory.kind,
+            eval_seconds=eval_seconds, warmup_seconds=warmup_seconds, last_train_loss=last_train_loss)
 
 
 def fused_ops_backend(device: torch.device) -> str:

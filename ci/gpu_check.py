@@ -29,7 +29,7 @@ from blockbench.data import load_data
 from blockbench.measure.flops import count_flops
 from blockbench.measure.memory import PeakMemory
 from blockbench.measure.mfu import peak_flops
-from blockbench.measure.profile import harness_step, speed_ratio, suite_at_shape
+from blockbench.profile import harness_step, speed_ratio, suite_at_shape
 from blockbench.suite import load_suite
 
 VARIANTS = ("pre_ln", "parallel", "vskipinit", "sas", "sas_p", "sas_p_nonorm")
@@ -118,11 +118,11 @@ def attention_memory(variant: str, seq_len: int, device: torch.device, batch: in
 def predicted_launches(suite: Any, variant: str, data: Any) -> Any:
     """The step-cost model's count of kernel launches for one step (measure/cost.py), where it exists."""
     try:
-        from blockbench.measure import cost
+        from blockbench.profile import step_cost
     except ImportError:
         return None
     try:
-        return cost.step_cost(suite, variant, data)["totals"]["ops"]
+        return step_cost(suite, variant, data)["totals"]["ops"]
     except Exception as exc:  # noqa: BLE001 - the report goes on without it
         return f"{type(exc).__name__}: {exc}"
 
@@ -158,7 +158,7 @@ def main() -> int:
     base = load_suite(args.suite).with_overrides(device=args.device)
     data = load_data(base.data)
     report: dict[str, Any] = {"suite": base.name, "suite_version": base.version, "variants": variants,
-                              "modes": modes, "model": dataclasses.asdict(base.model),
+                              "modes": modes, "model": base.model.shape(),
                               "batch": args.batch or base.optim.batch_size}
     env = {"torch": torch.__version__, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
            "triton_mix": shaped.uses_triton(torch.empty(1, device=device)), "triton_error": shaped.triton_error()}

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from blockbench.blocks import shaped
 from blockbench.cli import main
 from blockbench.data import load_data
-from blockbench.measure.cost import PHASES, RATIO_METRICS, compare_costs, count_cost, step_cost
-from blockbench.measure.profile import METRICS
+from blockbench.measure.components import METRICS
+from blockbench.measure.cost import PHASES, RATIO_METRICS, count_cost
+from blockbench.profile import compare_costs, step_cost
 from blockbench.suite import parse_suite
 from tests.tiny_suite import TINY_SUITE, write_suite
 

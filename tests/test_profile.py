@@ -8,16 +8,9 @@ from torch.profiler import ProfilerActivity, profile
 
 from blockbench.blocks import get_variant, ranges
 from blockbench.data import load_data
-from blockbench.measure.profile import (
-    COMPONENTS,
-    _innermost_range,
-    _subtree,
-    attribute_events,
-    harness_step,
-    marked_step,
-    profile_variants,
-)
+from blockbench.measure.components import COMPONENTS, _innermost_range, attribute_events, subtree
 from blockbench.model import ModelConfig, build_model
+from blockbench.profile import harness_step, marked_step, profile_variants
 from blockbench.suite import parse_suite
 from tests.tiny_suite import TINY_SUITE
 
@@ -88,7 +81,7 @@ def test_every_op_of_the_step_lies_in_a_component(tiny, variant):
         marked_step(step.trainer, step.optimizer, scheduler, x, y)
     events = list(prof.events())
     (root,) = [e for e in events if e.name == ranges.PREFIX + "step"]
-    ops = [e for e in _subtree(root) if e.name.startswith("aten::")]
+    ops = [e for e in subtree(root) if e.name.startswith("aten::")]
     assert len(ops) > 50
     loose = [e.name for e in ops if (r := _innermost_range(e)) is None or r.name == ranges.PREFIX + "step"]
     assert not loose, sorted(set(loose))

@@ -9,9 +9,8 @@ import torch
 
 from blockbench.blocks import PRESETS
 from blockbench.data import load_data
-from blockbench.measure.cost import compare_costs
-from blockbench.measure.profile import suite_at_shape
 from blockbench.model import ModelConfig, build_model
+from blockbench.profile import compare_costs, suite_at_shape
 from blockbench.suite import load_suite
 
 

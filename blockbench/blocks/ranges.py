@@ -1,8 +1,8 @@
-"""Named ranges the model marks its parts with, for `blockbench profile` (measure/profile.py).
+"""Named ranges the model marks its parts with, for `blockbench profile` (measure/components.py).
 
-`scope(name)` is a torch.profiler record_function only while a profiler is recording, or while profile.py's
+`scope(name)` is a torch.profiler record_function only while a profiler is recording, or while components.py's
 FLOP attribution is counting; otherwise it is a shared no-op context, so an ordinary training step pays one
-C++ flag check per range (measured in measure/profile.py's `range_overhead`, and negligible against a step).
+C++ flag check per range (negligible against a step).
 """
 
 from __future__ import annotations

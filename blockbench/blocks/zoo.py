@@ -10,17 +10,15 @@ import importlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import nn
 
+from blockbench.blocks.args import ModelConfig
 from blockbench.blocks.block import Block
 from blockbench.blocks.spec import BlockSpec, Gain, SpecError
 
-if TYPE_CHECKING:
-    from blockbench.model import ModelConfig
-
-BlockFactory = Callable[["ModelConfig", int], nn.Module]
+BlockFactory = Callable[[ModelConfig, int], nn.Module]
 
 
 @dataclass(frozen=True)
@@ -180,7 +178,7 @@ def register_block(name: str, block: BlockSpec | BlockFactory, description: str 
     """Add a block design under `name`.
 
     `block` is a BlockSpec, or a factory called as factory(config, layer_index) for each of the model's
-    config.n_layers blocks (layer_index 0-based). config is a blockbench.model.ModelConfig (d_model, n_heads,
+    config.n_layers blocks (layer_index 0-based). config is a blockbench.ModelConfig (d_model, n_heads,
     n_layers, seq_len, vocab_size). The returned nn.Module maps a (batch, seq, d_model) tensor to a tensor of
     the same shape and must be causal: output t may depend on inputs <= t only. Its parameters are trained like
     any block's: tensors with >= 2 dims get weight decay, the rest do not.

@@ -22,11 +22,8 @@ from collections import deque
 from typing import Any
 
 from blockbench.errors import BlockbenchError
-from blockbench.executors import (
-    EmitFn,
-    Event,
-    Executor,
-    Job,
+from blockbench.executors.base import EmitFn, Event, Executor, Job
+from blockbench.executors.worker import (
     died_payload,
     failure_payload,
     probe_job,

@@ -13,12 +13,13 @@ the harness runs it (forward under the suite's dtype, backward, grad clip, AdamW
 
 Each figure is split by component (the ranges the model marks with blocks.ranges.scope; backward ops go to the
 component whose forward made their autograd node) and by phase (forward, backward, optimizer). The counting
-is measure/profile.py's DispatchCounter, the same dispatch mode that attributes FLOPs in `blockbench profile`.
+is measure/components.py's DispatchCounter, the same dispatch mode that attributes FLOPs in `blockbench profile`.
+The harness's step is built and counted by blockbench/profile.py (`step_cost`, `compare_costs`, `--cost`).
 
 What CUDA would run, and where this count differs from it:
 - the optimizer is AdamW with fused=True, the kernel the harness uses on CUDA (one op for the whole update);
 - SDPA dispatches the fused CPU attention kernel, one op forward and one backward, as flash attention does;
-- aten's _fused_rms_norm, which the CPU decomposes into a chain, counts as CUDA's fused kernels (profile.py's
+- aten's _fused_rms_norm, which the CPU decomposes into a chain, counts as CUDA's fused kernels (components.py's
   CUDA_FUSED_LAUNCHES);
 - autocast's cast policy is the CPU one: CUDA autocast also runs softmax, norms, cumsum and a few more in fp32,
   so on CUDA those add casts this count does not show;
@@ -29,18 +30,15 @@ The counts depend only on the suite, the variant and the batch's shape: the same
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 
-from blockbench.measure.profile import COMPONENTS, METRICS, DispatchCounter, marked_step
-from blockbench.suite import Suite
+from blockbench.measure.components import COMPONENTS, METRICS, DispatchCounter
 
 PHASES = ("forward", "backward", "optimizer")
 RATIO_METRICS = ("ops", "casts", "saved_bytes", "bytes", "flops")
-OPTIMIZER_NOTE = "AdamW fused=True (the kernel the harness uses on CUDA)"
 
 
 def _zero() -> dict[str, int]:
@@ -85,55 +83,6 @@ def count_cost(fn: Callable[[], Any], persistent: Iterable[torch.Tensor] = ()) -
     with counter.counting():
         fn()
     return summarize(counter)
-
-
-def step_cost(suite: Suite, variant: str, data: Any, seed: int | None = None) -> dict[str, Any]:
-    """One harness training step of `variant` counted: ops, casts, bytes, saved bytes and FLOPs per component
-    and phase (see the module docstring). The whole batch is one micro-batch, on one process."""
-    from blockbench.errors import BlockbenchError
-    from blockbench.train import Trainer, make_optimizer
-
-    trainer = Trainer(suite, variant, suite.seeds[0] if seed is None else seed, data, None, measure_static=False)
-    if trainer.micro_batch != trainer.local_batch or trainer.dist.enabled:
-        raise BlockbenchError("the cost model counts the whole batch in one micro-batch on one process")
-    model = trainer.model
-    # CUDA's optimizer, whatever the device: the fused kernel runs on CPU too, so the count is what CUDA runs.
-    optimizer = make_optimizer(model, trainer.optim, torch.device("cuda"))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
-    x, y = next(trainer.batches())
-    # The first step also creates the optimizer's state; every later step is alike, so count the second.
-    marked_step(trainer, optimizer, scheduler, x, y)
-    cost = count_cost(lambda: marked_step(trainer, optimizer, scheduler, x, y),
-                      [*model.parameters(), *model.buffers()])
-    return {"variant": variant, "device": trainer.device.type, "dtype": trainer.dtype,
-            "autocast": trainer.autocast is not None, "execution": "eager", "optimizer": OPTIMIZER_NOTE,
-            "shape": dataclasses.asdict(suite.model), "batch_size": len(x), **cost}
-
-
-def _reason(exc: BaseException) -> str:
-    first = (str(exc).strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-
-
-def compare_costs(suite: Suite, variants: list[str], data: Any, baseline: str | None = None,
-                  seed: int | None = None) -> dict[str, Any]:
-    """step_cost of each variant, and each one's ratios to `baseline` (ops, casts, saved bytes, non-matmul
-    bytes, FLOPs). A variant that cannot be counted (its block raises, or cannot run under the counter) is
-    kept in `errors` with its one-line reason; the others are counted all the same."""
-    costs: dict[str, dict[str, Any]] = {}
-    errors: dict[str, str] = {}
-    for name in variants:
-        try:
-            costs[name] = step_cost(suite, name, data, seed)
-        except Exception as exc:  # noqa: BLE001 - any failure of a (user) block is that variant's result
-            errors[name] = _reason(exc)
-    ratios: dict[str, dict[str, float | None]] = {}
-    if baseline in costs:
-        base = costs[baseline]["totals"]
-        for name, cost in costs.items():
-            if name != baseline:
-                ratios[name] = {m: cost["totals"][m] / base[m] if base[m] else None for m in RATIO_METRICS}
-    return {"baseline": baseline, "variants": list(variants), "costs": costs, "errors": errors, "ratios": ratios}
 
 
 def _cells(row: dict[str, int] | None) -> str:
@@ -184,24 +133,3 @@ def _top(cost: dict[str, Any], n: int) -> list[tuple[str, int]]:
         for op, k in rows:
             total[op] = total.get(op, 0) + k
     return sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
-
-
-def cost_command(suite: Suite, names: list[str], data: Any, baseline: str | None, as_json: bool) -> int:
-    """`blockbench profile VARIANT [--compare OTHER] --cost`: exit 0 when every variant was counted, 3 when some
-    could not be (each with its reason), 2 when none could."""
-    import json
-
-    result = compare_costs(suite, names, data, baseline)
-    if as_json:
-        print(json.dumps(result, indent=2))
-    else:
-        m = suite.model
-        counted = next(iter(result["costs"].values()), None)
-        where = (f"{counted['device']}, dtype {counted['dtype']}" + (" (autocast)" if counted["autocast"] else "")
-                 if counted else "")
-        print(f"suite {suite.name} v{suite.version}: L={m.n_layers} d={m.d_model} H={m.n_heads} T={m.seq_len}, "
-              f"batch {suite.optim.batch_size}, {where}; one training step counted, eager, {OPTIMIZER_NOTE}")
-        print(format_cost_table(result))
-    if not result["costs"]:
-        return 2
-    return 3 if result["errors"] else 0

@@ -12,61 +12,9 @@ Nothing here imports the model: model.py asks a workload for its mask and head, 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import torch
-from torch import nn
-
-from blockbench.errors import BlockbenchError
-
-if TYPE_CHECKING:
-    from blockbench.data import TokenData
-    from blockbench.distributed import DistInfo
-
-DEFAULT_WORKLOAD = "causal_lm"
-Windows = tuple[torch.Tensor, torch.Tensor]
-
-
-class WorkloadError(BlockbenchError, ValueError):
-    """An unknown workload or an option out of range."""
-
-
-class Workload:
-    """The interface every workload implements; subclasses are frozen dataclasses of their options."""
-
-    name: str = ""
-    causal: bool = True
-    # What the eval loss is, in words, for views that label it.
-    loss_label: str = ""
-
-    def options(self) -> dict[str, Any]:
-        return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
-
-    def model_vocab_size(self, data_vocab_size: int) -> int:
-        """The model's vocabulary for a corpus of `data_vocab_size` token ids (extra ids are the workload's)."""
-        return data_vocab_size
-
-    def make_head(self, dim: int, make_norm: Callable[[], nn.Module], init_std: float) -> nn.Module | None:
-        """A module between the final norm and the tied unembedding (make_norm builds the model's final norm
-        kind), or None for none."""
-        return None
-
-    def attention_flops_per_token(self, n_layers: int, seq_len: int, d_model: int) -> int:
-        """Forward FLOPs per token of the attention scores and attention-times-values, all layers: the full
-        T x T square (2 matmuls x 2 FLOPs per MAC x T keys x d), as FlopCounterMode counts SDPA for either mask."""
-        return 4 * n_layers * seq_len * d_model
-
-    def train_batches(self, data: TokenData, seed: int, batch_size: int, seq_len: int) -> Iterator[Windows]:
-        raise NotImplementedError
-
-    def eval_windows(self, data: TokenData, seq_len: int, max_windows: int) -> Windows:
-        raise NotImplementedError
-
-    def evaluate(self, model: nn.Module, windows: Windows, batch_size: int, autocast: Any,
-                 info: DistInfo) -> dict[str, float]:
-        """{'eval_loss': ...} plus any workload metric (each also goes into the curve and the summary)."""
-        raise NotImplementedError
+from blockbench.workloads.base import DEFAULT_WORKLOAD, Windows, Workload, WorkloadError
 
 
 def workload_names() -> tuple[str, ...]:
@@ -109,5 +57,5 @@ def workload_of(record: dict[str, Any]) -> str:
     return record.get("workload") or DEFAULT_WORKLOAD
 
 
-__all__ = ["DEFAULT_WORKLOAD", "Workload", "WorkloadError", "get_workload", "option_fields", "workload_class",
-           "workload_names", "workload_of"]
+__all__ = ["DEFAULT_WORKLOAD", "Windows", "Workload", "WorkloadError", "get_workload", "option_fields",
+           "workload_class", "workload_names", "workload_of"]

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from blockbench.distributed import SINGLE, DistInfo, all_reduce
-from blockbench.workloads import Windows, Workload
+from blockbench.workloads.base import Windows, Workload
 
 if TYPE_CHECKING:
     from blockbench.data import TokenData

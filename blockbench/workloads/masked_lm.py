@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from blockbench.distributed import SINGLE, DistInfo, all_reduce
-from blockbench.workloads import Windows, Workload, WorkloadError
+from blockbench.workloads.base import Windows, Workload, WorkloadError
 
 if TYPE_CHECKING:
     from blockbench.data import TokenData

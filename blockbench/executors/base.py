@@ -1,0 +1,68 @@
+"""The executor interface: a Job (one run), the Events an executor reports, and the Executor's methods.
+
+See the package's docstring (blockbench/executors/__init__.py) for what each method does.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from blockbench.suite import Suite
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run: a (variant, seed) of a suite; `label` names the grid point of a sweep ('' for a plain run)."""
+
+    suite: Suite
+    variant: str
+    seed: int
+    static: dict[str, Any] | None = None
+    block_paths: tuple[str, ...] = ()
+    cwd: str = field(default_factory=os.getcwd)  # where user block modules are found
+    label: str = ""
+    attempt: int = 1
+
+    @property
+    def key(self) -> str:
+        name = f"{self.variant} seed {self.seed}"
+        return f"{self.label}: {name}" if self.label else name
+
+    def retry(self) -> Job:
+        from dataclasses import replace
+
+        return replace(self, attempt=self.attempt + 1)
+
+
+@dataclass
+class Event:
+    kind: str  # "started" | "progress" | "result" | "failed"
+    job: Job
+    payload: dict[str, Any]
+
+
+EmitFn = Callable[[Event], None]
+
+
+class Executor(ABC):
+    name: str = ""
+    remote: bool = False  # runs train on other machines: the driver's own device does not matter
+
+    @abstractmethod
+    def probe(self, suite: Suite, block_paths: list[str]) -> dict[str, dict[str, dict[str, Any]]]: ...
+
+    @abstractmethod
+    def submit(self, job: Job) -> None: ...
+
+    @abstractmethod
+    def poll(self, emit: EmitFn, timeout: float) -> None: ...
+
+    @abstractmethod
+    def cancel(self) -> None: ...
+
+    def close(self) -> None:
+        return None
