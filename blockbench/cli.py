@@ -173,9 +173,10 @@ def add_shape_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heads", type=int, help=f"attention heads H (default {base.n_heads})")
     parser.add_argument("--vocab", type=int, help=f"vocabulary size V (default {base.vocab_size})")
     parser.add_argument("--seq-len", type=int, help=f"sequence length T (default {base.seq_len})")
-    parser.add_argument("--workload", choices=("causal_lm", "masked_lm"),
-                        help="the model as this workload builds it: causal_lm (decoder, default) or masked_lm "
-                             "(bidirectional encoder with the MLM head; --vocab includes [MASK])")
+    from blockbench.workloads import workload_help, workload_names
+
+    parser.add_argument("--workload", choices=workload_names(),
+                        help=f"the model as this workload builds it: {workload_help()}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a BlockSpec field; repeatable (default: none)")
     p.add_argument("--crammed-bert", action="store_true",
                    help="Crammed BERT's block conventions (LayerNorm eps 1e-12, GEGLU MLP, beta_FF 0.05 where it "
-                        "trains), before any --set; with --workload masked_lm, the paper's BERT blocks")
+                        "trains), before any --set; with a bidirectional --workload, the paper's BERT blocks")
     p.add_argument("--json", action="store_true", help="print everything as JSON instead of a table")
     p.set_defaults(func=cmd_show)
 
@@ -237,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_executor_args(p)
     p.set_defaults(func=cmd_run)
     # Subcommands defined next to their implementation register here (each module's add_parser(sub)).
-    from blockbench import compare, diagnose, leaderboard_command, profile, report, sweep
+    from blockbench import diagnose, profile, sweep
+    from blockbench.views import compare, leaderboard_command, report
 
     for module in (sweep, leaderboard_command, compare, report, diagnose, profile):
         module.add_parser(sub)

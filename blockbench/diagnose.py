@@ -66,13 +66,12 @@ def diagnose(variants: list[str] | None, suite_name: str, layers: int | None, ba
              workload: str | None = None) -> dict[str, Any]:
     """Signal propagation of `variants` (None: the suite's own) at the suite's shape, `layers` deep, built for
     the suite's workload (or `workload`): its attention mask and head, on its evaluation windows (masked ones for
-    masked_lm)."""
+    a masked workload)."""
     import dataclasses
 
     from blockbench.data import load_data
     from blockbench.suite import load_suite
     from blockbench.train import build_for_suite
-    from blockbench.workloads import DEFAULT_WORKLOAD
 
     suite = load_suite(suite_name).with_overrides(variants=variants)
     if workload is not None and workload != suite.workload:
@@ -85,7 +84,7 @@ def diagnose(variants: list[str] | None, suite_name: str, layers: int | None, ba
     inputs, _ = suite.get_workload().eval_windows(data, suite.model.seq_len, batch)
     result = {"suite": suite.name, "model": suite.model.shape(), "batch": list(inputs.shape),
               "vocab_size": data.vocab_size, "variants": {}}
-    if suite.workload != DEFAULT_WORKLOAD:  # decoder diagnoses read as they always have
+    if not suite.get_workload().is_default:  # the default workload's diagnoses read as they always have
         result["workload"] = suite.workload
     for name in suite.variants:
         model = build_for_suite(suite, name, suite.seeds[0], data.vocab_size)
@@ -115,7 +114,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     and the legend sits outside the axes, so every series stays visible."""
     from matplotlib.figure import Figure
 
-    from blockbench.plotstyle import variant_style
+    from blockbench.views.plotstyle import variant_style
 
     names = list(result["variants"])
     fig = Figure(figsize=(13, 4.8), layout="constrained")
@@ -154,7 +153,7 @@ def replot(directory: Path) -> Path:
     """Redraw directory/diagnose.png from its diagnose.json without building a model, keeping only the variants
     that have run records in the directory (a diagnosis of every preset beside a suite that ran fewer would show
     blocks the results say nothing about)."""
-    from blockbench.leaderboard import load_entries, records_dir
+    from blockbench.views.selection import load_entries, records_dir
 
     source = directory / "diagnose.json"
     try:
@@ -229,7 +228,9 @@ def add_parser(sub: Any) -> None:
 
     p.add_argument("--suite", default="default", help=suite_help("; the model's shape and the data come from it"))
     p.add_argument("--layers", type=int, help="depth to diagnose (default: the suite's n_layers)")
-    p.add_argument("--workload", choices=("causal_lm", "masked_lm"),
+    from blockbench.workloads import workload_names
+
+    p.add_argument("--workload", choices=workload_names(),
                    help="build the models for this workload (default: the suite's): its attention mask and head")
     p.add_argument("--out", default="diagnose",
                    help="directory for diagnose.json and diagnose.png (default: %(default)s)")

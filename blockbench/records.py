@@ -24,6 +24,7 @@ from blockbench.errors import BlockbenchError
 if TYPE_CHECKING:
     from blockbench.data import TokenData
     from blockbench.suite import Suite
+    from blockbench.workloads import Workload
 
 # 2: records carry `integrity` (sha256 of their canonical content). Version-1 records (written before) are still
 # read, with the same checks except the digest; only version 2 is written.
@@ -128,7 +129,7 @@ STATIC_KEYS = ("params_total", "params_embedding", "params_block_matrices", "par
                "flops_fwd_per_token", "flops_train_per_token", "flops_convention", "counters")
 
 
-def build_record(suite: Suite, variant: str, seed: int, *, workload: str, block_spec: dict[str, Any] | None,
+def build_record(suite: Suite, variant: str, seed: int, *, workload: Workload, block_spec: dict[str, Any] | None,
                  data: TokenData, static: dict[str, Any], speed: dict[str, Any], env: dict[str, Any],
                  world_size: int, flops_per_token: int, run_config: dict[str, Any], created_at: str, status: str,
                  stop_reason: str, curve: list[dict[str, Any]], steps: int, tokens: int, train_seconds: float,
@@ -142,17 +143,13 @@ def build_record(suite: Suite, variant: str, seed: int, *, workload: str, block_
     measured."""
     import blockbench
     from blockbench import stats
-    from blockbench.data import bits_per_byte
     from blockbench.measure.env import git_state
     from blockbench.measure.mfu import mfu_fields
     from blockbench.measure.timing import median_iqr
-    from blockbench.workloads import DEFAULT_WORKLOAD
 
     median, iqr = median_iqr(step_seconds)
     tokens_per_second = tokens / train_seconds if train_seconds > 0 else 0.0
     final_eval = curve[-1]["eval_loss"] if status == "ok" else None
-    # Bits per byte is a compression rate of the next-token loss; the MLM loss (masked tokens only) has none.
-    causal = workload == DEFAULT_WORKLOAD
     entry = suite.variants[variant]
     config = suite.to_config()
     config["optim"] = dataclasses.asdict(suite.variant_optim(variant))
@@ -173,7 +170,7 @@ def build_record(suite: Suite, variant: str, seed: int, *, workload: str, block_
         "created_at": created_at,
         "git": git_state(),
         "suite": {"name": suite.name, "version": suite.version, "hash": suite.hash},
-        "workload": workload,
+        "workload": workload.name,
         "variant": variant,
         "block_spec": block_spec,
         "seed": seed,
@@ -190,10 +187,8 @@ def build_record(suite: Suite, variant: str, seed: int, *, workload: str, block_
             "peak_memory_bytes": peak_memory_bytes, "peak_memory_kind": peak_memory_kind,
             "final_train_loss": last_train_loss if status == "ok" else None,
             "final_eval_loss": final_eval,
-            "final_eval_bpb": (None if final_eval is None or not causal
-                               else bits_per_byte(final_eval, data.val_bytes_per_token)),
-            **({} if causal else {"final_eval_accuracy": curve[-1].get("eval_accuracy") if status == "ok"
-                                  else None}),
+            # the workload's own metrics (workloads.Workload.summary_metrics), e.g. bits per byte
+            **workload.summary_metrics(curve[-1] if status == "ok" else None, data),
             **mfu_fields(flops_per_token, tokens_per_second, env["device"], env["device_name"],
                          run_config["dtype"]),
             "eval_seconds": eval_seconds, "warmup_seconds": warmup_seconds,

@@ -192,11 +192,30 @@ def plan_run(suite: Suite, out: Path, *, resume: bool = False, must_exist: bool 
     missing and failed ones are planned again, with the saved probe.
     """
     must_exist = resume if must_exist is None else must_exist
-    records_dir = out / "records"
     if must_exist and not (out.is_dir() and _has_run(out)):
         raise BlockbenchError(f"--resume {out}: nothing to resume there (no {PROBE_FILE}, records or failures of a "
                               "suite run); run without --resume")
     wanted = [(v, s) for s in suite.seeds for v in suite.variants]
+    _prepare_out(out, wanted, resume)
+    finished = _finished_runs(suite, out, resume)
+    _check_failures(suite, out)
+    probe = _saved_probe(suite, out)
+    if not resume:
+        _refuse_existing(out, wanted, finished, probe)
+    elif suite.speed.rounds:
+        _check_resumable_probe(suite, out, finished, probe)
+    todo = [(v, s) for v, s in wanted if (v, s) not in finished]
+    if resume:  # a driver killed between writing a record and removing that run's failure file left both
+        for variant, seed in finished:
+            _failure_path(out, variant, seed).unlink(missing_ok=True)
+    check_free_space(out, len(todo))
+    return Plan(suite, out, todo, sorted(finished.values()), probe, label)
+
+
+def _prepare_out(out: Path, wanted: list[tuple[str, int]], resume: bool) -> None:
+    """Every file a run may write checked to stay in OUT, OUT/records made and found writable, and (resuming)
+    the temp files of a killed writer removed."""
+    records_dir = out / "records"
     for variant, seed in wanted:  # every file a run may write, checked to stay in OUT before anything is made
         _record_path(out, variant, seed), _failure_path(out, variant, seed)
     try:
@@ -208,8 +227,13 @@ def plan_run(suite: Suite, out: Path, *, resume: bool = False, must_exist: bool 
     if resume:  # a writer killed mid-write leaves its temp file; a finished write never does
         for directory in (records_dir, out / "failures", out):
             remove_stale_temp_files(directory)
+
+
+def _finished_runs(suite: Suite, out: Path, resume: bool) -> dict[tuple[str, int], Path]:
+    """The valid records in OUT/records by (variant, seed); one of another suite or configuration is an error,
+    and so (resuming) is an invalid one."""
     finished: dict[tuple[str, int], Path] = {}
-    for path in find_record_files(records_dir):
+    for path in find_record_files(out / "records"):
         try:
             record = load_record(path)
         except RecordError as exc:
@@ -220,40 +244,52 @@ def plan_run(suite: Suite, out: Path, *, resume: bool = False, must_exist: bool 
         if reason:
             raise BlockbenchError(f"--out {out}: {reason} (choose another --out)")
         finished[(record["variant"], record["seed"])] = path
+    return finished
+
+
+def _check_failures(suite: Suite, out: Path) -> None:
+    """The failed runs in OUT must be of this suite and configuration."""
     for failure in load_failures(out):
         reason = why_not_comparable({"suite": failure["suite"], "config": {"overrides": failure["overrides"]}}, suite)
         if reason:
             raise BlockbenchError(f"--out {out}: {reason.replace('records', 'failed runs', 1)} (choose another --out)")
+
+
+def _saved_probe(suite: Suite, out: Path) -> dict[str, Any] | None:
+    """OUT's speed probe, if any; one of another suite or configuration is an error."""
     probe = load_probe(out / PROBE_FILE) if (out / PROBE_FILE).exists() else None
     if probe is not None:
         reason = why_not_comparable({"suite": probe["suite"], "config": {"overrides": probe["overrides"]}}, suite)
         if reason:
             raise BlockbenchError(f"--out {out}: {reason.replace('records', 'a speed probe', 1)} "
                                   "(choose another --out)")
-    if not resume:
-        clashes = [record_filename(v, s) for v, s in wanted
-                   if (v, s) in finished or _record_path(out, v, s).exists()]
-        if clashes:
-            raise BlockbenchError(f"--out {out}: already holds {clashes[0]} (records are never overwritten; "
-                                  "--resume finishes an interrupted suite there, or choose another --out)")
-        if probe is not None:
-            raise BlockbenchError(f"--out {out}: already holds a suite run ({PROBE_FILE}); --resume finishes it "
-                                  "there, or choose another --out")
-    elif suite.speed.rounds:
-        if probe is not None and set(suite.variants) - set(probe["variants"]):
-            missing = sorted(set(suite.variants) - set(probe["variants"]))
-            raise BlockbenchError(f"--resume {out}: its {PROBE_FILE} did not measure {', '.join(missing)}; their "
-                                  "speed ratios would come from another probe (choose another --out)")
-        if probe is None and finished:
-            raise BlockbenchError(f"--resume {out}: records but no {PROBE_FILE} (made before resume existed); the "
-                                  "remaining runs could not share the finished runs' speed probe "
-                                  "(choose another --out)")
-    todo = [(v, s) for v, s in wanted if (v, s) not in finished]
-    if resume:  # a driver killed between writing a record and removing that run's failure file left both
-        for variant, seed in finished:
-            _failure_path(out, variant, seed).unlink(missing_ok=True)
-    check_free_space(out, len(todo))
-    return Plan(suite, out, todo, sorted(finished.values()), probe, label)
+    return probe
+
+
+def _refuse_existing(out: Path, wanted: list[tuple[str, int]], finished: dict[tuple[str, int], Path],
+                     probe: dict[str, Any] | None) -> None:
+    """Without --resume: records are never overwritten, and a suite run is never joined."""
+    clashes = [record_filename(v, s) for v, s in wanted
+               if (v, s) in finished or _record_path(out, v, s).exists()]
+    if clashes:
+        raise BlockbenchError(f"--out {out}: already holds {clashes[0]} (records are never overwritten; "
+                              "--resume finishes an interrupted suite there, or choose another --out)")
+    if probe is not None:
+        raise BlockbenchError(f"--out {out}: already holds a suite run ({PROBE_FILE}); --resume finishes it "
+                              "there, or choose another --out")
+
+
+def _check_resumable_probe(suite: Suite, out: Path, finished: dict[tuple[str, int], Path],
+                           probe: dict[str, Any] | None) -> None:
+    """Resuming a suite with a speed probe: the remaining runs must share the finished runs' probe."""
+    if probe is not None and set(suite.variants) - set(probe["variants"]):
+        missing = sorted(set(suite.variants) - set(probe["variants"]))
+        raise BlockbenchError(f"--resume {out}: its {PROBE_FILE} did not measure {', '.join(missing)}; their "
+                              "speed ratios would come from another probe (choose another --out)")
+    if probe is None and finished:
+        raise BlockbenchError(f"--resume {out}: records but no {PROBE_FILE} (made before resume existed); the "
+                              "remaining runs could not share the finished runs' speed probe "
+                              "(choose another --out)")
 
 
 def _check_tokenization(plan: Plan, current: dict[str, Any]) -> None:
@@ -335,14 +371,40 @@ def execute(plans: list[Plan], executor: Executor, *, block_paths: list[str] | N
     KeyboardInterrupt (and SIGTERM, as errors.Terminated) cancels every outstanding run and propagates; every
     finished record stays, and no partial one is written.
     """
-    from blockbench.data import load_data
-
     on_event = on_event or (lambda kind, info: None)
     block_paths = list(block_paths or [])
     result = RunResult(skipped=[p for plan in plans for p in plan.finished])
     plans = [plan for plan in plans if plan.todo]
+    _load_data(plans, on_event)
+    for plan in plans:
+        _ensure_probe(plan, executor, block_paths, on_event, dist)
+    jobs, probe_failed = _make_jobs(plans, block_paths)
+    on_event("queued", {"queued": len(jobs), "skipped": len(result.skipped)})
+    not_submitted = {job.key for job, _ in probe_failed}
+    for job, _ in jobs.values():
+        if job.key not in not_submitted:
+            executor.submit(job)
+    handle = _Handler(jobs, executor, result, on_event, max_retries, dist)
+    for job, failure in probe_failed:
+        handle(Event("started", job, {}))
+        message = f"{failure['message'] or failure['error_type']} (in the speed probe)"
+        handle(Event("failed", job, {**failure, "message": message, "host": None, "retryable": False}))
+    try:
+        while handle.outstanding:
+            executor.poll(handle, 0.5)
+    except BaseException:
+        executor.cancel()
+        raise
+    return result
+
+
+def _load_data(plans: list[Plan], on_event: EventFn) -> None:
+    """Build tokenizer and token caches once, here, before any worker needs them, and check that every plan's
+    shape fits its data and that its finished runs were tokenized as this machine tokenizes."""
+    from blockbench.data import load_data
+
     loaded: set[str] = set()
-    for plan in plans:  # build tokenizer and token caches once, here, before any worker needs them
+    for plan in plans:
         if repr(plan.suite.data) not in loaded:
             loaded.add(repr(plan.suite.data))
             on_event("data", {"corpus": plan.suite.data.corpus, "tokenizer": plan.suite.data.tokenizer})
@@ -353,23 +415,33 @@ def execute(plans: list[Plan], executor: Executor, *, block_paths: list[str] | N
                 if repr(other.suite.data) == repr(plan.suite.data):
                     check_fits(other.suite, data)  # a seq_len the splits cannot fill fails here, before any model
                     _check_tokenization(other, current)
-    for plan in plans:
-        suite = plan.suite
-        if plan.probe is None or set(suite.variants) - set(plan.probe["variants"]):
-            on_event("probe", {"variants": list(suite.variants), "rounds": suite.speed.rounds, "label": plan.label})
-            identity, overrides = suite_identity(suite)
-            probe = {"suite": identity, "overrides": overrides, "variants": list(suite.variants),
-                     "probes": executor.probe(suite, block_paths)}
-            if dist.is_main and plan.probe is None:
-                try:
-                    write_probe(probe, plan.out / PROBE_FILE)
-                except OSError as exc:
-                    raise BlockbenchError(f"--out {plan.out}: cannot write {PROBE_FILE} "
-                                          f"({exc.strerror or exc})") from None
-            plan.probe = json.loads(json.dumps(probe))  # what a resume will read back
-        elif probe_failures(plan.probe, {v for v, _ in plan.todo}):
-            _reprobe(plan, executor, block_paths, on_event, dist)
-    jobs = {}
+
+
+def _ensure_probe(plan: Plan, executor: Executor, block_paths: list[str], on_event: EventFn,
+                  dist: DistInfo) -> None:
+    """The plan's speed probe: made (and saved) when it has none or one that lacks a variant, made again for the
+    variants that failed in a saved one."""
+    suite = plan.suite
+    if plan.probe is None or set(suite.variants) - set(plan.probe["variants"]):
+        on_event("probe", {"variants": list(suite.variants), "rounds": suite.speed.rounds, "label": plan.label})
+        identity, overrides = suite_identity(suite)
+        probe = {"suite": identity, "overrides": overrides, "variants": list(suite.variants),
+                 "probes": executor.probe(suite, block_paths)}
+        if dist.is_main and plan.probe is None:
+            try:
+                write_probe(probe, plan.out / PROBE_FILE)
+            except OSError as exc:
+                raise BlockbenchError(f"--out {plan.out}: cannot write {PROBE_FILE} "
+                                      f"({exc.strerror or exc})") from None
+        plan.probe = json.loads(json.dumps(probe))  # what a resume will read back
+    elif probe_failures(plan.probe, {v for v, _ in plan.todo}):
+        _reprobe(plan, executor, block_paths, on_event, dist)
+
+
+def _make_jobs(plans: list[Plan], block_paths: list[str]
+               ) -> tuple[dict[Any, tuple[Job, Plan]], list[tuple[Job, dict[str, Any]]]]:
+    """One Job per remaining run, by key with its plan, and those of variants that failed in the probe (with
+    the probe's failure: their runs would only raise again, so they are not submitted)."""
     jobs = {}
     probe_failed: list[tuple[Job, dict[str, Any]]] = []
     for plan in plans:
@@ -380,71 +452,70 @@ def execute(plans: list[Plan], executor: Executor, *, block_paths: list[str] | N
             jobs[job.key] = (job, plan)
             if variant in failed_probe:  # it raised in the probe: its runs would only raise again
                 probe_failed.append((job, failed_probe[variant]))
-    on_event("queued", {"queued": len(jobs), "skipped": len(result.skipped)})
-    not_submitted = {job.key for job, _ in probe_failed}
-    for job, _ in jobs.values():
-        if job.key not in not_submitted:
-            executor.submit(job)
-    outstanding = set(jobs)
+    return jobs, probe_failed
 
-    def handle(event: Event) -> None:
+
+class _Handler:
+    """What execute does with each event an executor reports: a record written, a worker's death retried, a
+    failure written; `outstanding` holds the keys of the runs not yet finished."""
+
+    def __init__(self, jobs: dict[Any, tuple[Job, Plan]], executor: Executor, result: RunResult,
+                 on_event: EventFn, max_retries: int, dist: DistInfo) -> None:
+        self.jobs, self.executor, self.result = jobs, executor, result
+        self.on_event, self.max_retries, self.dist = on_event, max_retries, dist
+        self.outstanding = set(jobs)
+
+    def __call__(self, event: Event) -> None:
         job, payload = event.job, event.payload
-        plan = jobs[job.key][1]
+        plan = self.jobs[job.key][1]
         info = {"variant": job.variant, "seed": job.seed, "label": job.label, "attempt": job.attempt}
         if event.kind == "started":
-            on_event("start", {**info, **payload})
+            self.on_event("start", {**info, **payload})
         elif event.kind == "progress":
-            on_event("progress", {**info, **payload})
+            self.on_event("progress", {**info, **payload})
         elif event.kind == "result":
-            record = payload["record"]
-            record["speed"] = speed_for(plan.probe, plan.suite, record["env"]["device_name"], job.variant)
-            path = plan.out / "records" / record_filename(job.variant, job.seed)
-            outstanding.discard(job.key)
-            if dist.is_main:
-                try:
-                    path = _record_path(plan.out, job.variant, job.seed)  # checked by plan_run; again, as written
-                    write_record(record, path)
-                except (OSError, BlockbenchError) as exc:  # a full disk, a vanished directory: the result survives
-                    rescued = rescue_record(record, path.name)
-                    where = f"kept at {rescued}" if rescued else "and nowhere else it could be kept"
-                    message = f"could not write {path} ({getattr(exc, 'strerror', None) or exc}); the record is {where}"
-                    result.failures.append({"variant": job.variant, "seed": job.seed, "message": message,
-                                            "path": str(rescued or path)})
-                    on_event("failed", {**info, "error_type": "RecordWriteError", "message": message,
-                                        "path": str(rescued or path)})
-                    return
-                _failure_path(plan.out, job.variant, job.seed).unlink(missing_ok=True)
-            result.written.append(path)
-            on_event("done", {**info, "record": record, "path": str(path)})
-        elif payload["retryable"] and job.attempt <= max_retries:
+            self.write_result(job, plan, payload["record"], info)
+        elif payload["retryable"] and job.attempt <= self.max_retries:
             retry = job.retry()
-            jobs[job.key] = (retry, plan)
-            executor.submit(retry)
-            on_event("retry", {**info, "message": payload["message"], "max_retries": max_retries})
+            self.jobs[job.key] = (retry, plan)
+            self.executor.submit(retry)
+            self.on_event("retry", {**info, "message": payload["message"], "max_retries": self.max_retries})
         else:
-            failure = _failure(job, payload, executor)
-            path = _failure_path(plan.out, job.variant, job.seed)
-            if dist.is_main:
-                try:
-                    write_failure(failure, path)
-                except OSError as exc:
-                    failure["message"] += f" (its failure file could not be written: {exc.strerror or exc})"
-            result.failures.append({**failure, "path": str(path)})
-            outstanding.discard(job.key)
-            on_event("failed", {**info, "error_type": failure["error_type"], "message": failure["message"],
-                                "path": str(path)})
+            self.write_failure(job, plan, payload, info)
 
-    for job, failure in probe_failed:
-        handle(Event("started", job, {}))
-        message = f"{failure['message'] or failure['error_type']} (in the speed probe)"
-        handle(Event("failed", job, {**failure, "message": message, "host": None, "retryable": False}))
-    try:
-        while outstanding:
-            executor.poll(handle, 0.5)
-    except BaseException:
-        executor.cancel()
-        raise
-    return result
+    def write_result(self, job: Job, plan: Plan, record: dict[str, Any], info: dict[str, Any]) -> None:
+        record["speed"] = speed_for(plan.probe, plan.suite, record["env"]["device_name"], job.variant)
+        path = plan.out / "records" / record_filename(job.variant, job.seed)
+        self.outstanding.discard(job.key)
+        if self.dist.is_main:
+            try:
+                path = _record_path(plan.out, job.variant, job.seed)  # checked by plan_run; again, as written
+                write_record(record, path)
+            except (OSError, BlockbenchError) as exc:  # a full disk, a vanished directory: the result survives
+                rescued = rescue_record(record, path.name)
+                where = f"kept at {rescued}" if rescued else "and nowhere else it could be kept"
+                message = f"could not write {path} ({getattr(exc, 'strerror', None) or exc}); the record is {where}"
+                self.result.failures.append({"variant": job.variant, "seed": job.seed, "message": message,
+                                             "path": str(rescued or path)})
+                self.on_event("failed", {**info, "error_type": "RecordWriteError", "message": message,
+                                         "path": str(rescued or path)})
+                return
+            _failure_path(plan.out, job.variant, job.seed).unlink(missing_ok=True)
+        self.result.written.append(path)
+        self.on_event("done", {**info, "record": record, "path": str(path)})
+
+    def write_failure(self, job: Job, plan: Plan, payload: dict[str, Any], info: dict[str, Any]) -> None:
+        failure = _failure(job, payload, self.executor)
+        path = _failure_path(plan.out, job.variant, job.seed)
+        if self.dist.is_main:
+            try:
+                write_failure(failure, path)
+            except OSError as exc:
+                failure["message"] += f" (its failure file could not be written: {exc.strerror or exc})"
+        self.result.failures.append({**failure, "path": str(path)})
+        self.outstanding.discard(job.key)
+        self.on_event("failed", {**info, "error_type": failure["error_type"], "message": failure["message"],
+                                 "path": str(path)})
 
 
 def run(suite: Suite, out: Path, *, executor: Executor | None = None,

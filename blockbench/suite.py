@@ -138,7 +138,7 @@ class Suite:
     hash: str
     source: str
     overrides: dict[str, Any] = field(default_factory=dict)
-    # [suite].workload and the [workload] table of its options; causal_lm when a suite names none.
+    # [suite].workload and the [workload] table of its options; the default workload when a suite names none.
     workload: str = DEFAULT_WORKLOAD
     workload_options: dict[str, Any] = field(default_factory=dict)
 
@@ -162,9 +162,9 @@ class Suite:
             "eval": dataclasses.asdict(self.eval), "runtime": dataclasses.asdict(self.runtime),
             "speed": dataclasses.asdict(self.speed),
             "seeds": list(self.seeds), "baseline": self.baseline, "overrides": self.overrides,
-            # Absent for causal_lm, so that a decoder run's configuration reads as it always has.
-            **({"workload": {"name": self.workload, **self.get_workload().options()}}
-               if self.workload != DEFAULT_WORKLOAD else {}),
+            # Absent for the default workload, so that its runs' configuration reads as it always has.
+            **({"workload": {"name": self.workload, **workload.options()}}
+               if not (workload := self.get_workload()).is_default else {}),
         }
 
     def with_overrides(self, *, budget: dict[str, float] | None = None, target_loss: float | None = None,
@@ -189,16 +189,7 @@ class Suite:
             changes["eval"] = dataclasses.replace(self.eval, target_loss=target_loss)
             overrides["target_loss"] = target_loss
         if variants is not None:
-            entries = {}
-            for name in variants:
-                if name_problem(name):
-                    raise SuiteError(f"--variants: {name_problem(name)}")
-                if name in self.variants:
-                    entries[name] = self.variants[name]
-                else:
-                    get_variant(name)  # raises with the list of known variants
-                    entries[name] = VariantEntry(name, name)
-            changes["variants"] = entries
+            changes["variants"] = self._selected_variants(variants)
             overrides["variants"] = variants
         if seeds is not None:
             problem = _seeds_problem(seeds)
@@ -232,6 +223,19 @@ class Suite:
             suite = dataclasses.replace(suite, eval=resolve_eval(suite.eval, suite.budget, suite.optim.batch_size,
                                                                  suite.model.seq_len, "--budget"))
         return suite
+
+    def _selected_variants(self, names: list[str]) -> dict[str, VariantEntry]:
+        """--variants: the suite's own entries, or a preset (its defaults) for a name the suite lacks."""
+        entries = {}
+        for name in names:
+            if name_problem(name):
+                raise SuiteError(f"--variants: {name_problem(name)}")
+            if name in self.variants:
+                entries[name] = self.variants[name]
+            else:
+                get_variant(name)  # raises with the list of known variants
+                entries[name] = VariantEntry(name, name)
+        return entries
 
     def with_override_file(self, path: str | Path) -> Suite:
         """Apply a suite-override file: `[variants.NAME]` tables (optimiser keys and a `spec` table), as written
@@ -435,6 +439,29 @@ def parse_suite(data: dict[str, Any], source: str) -> Suite:
     unknown = set(data) - known
     if unknown:
         raise r.error(sorted(unknown)[0], f"unknown table (valid: {', '.join(sorted(known))})")
+    head, seeds = _read_head(r, data)
+    workload, workload_options = _read_workload(r, data, head)
+    model = _read_model(r, data, workload)
+    data_cfg = r.dataclass(DataConfig, r.table(data, "data"), "data")
+    optim = r.dataclass(OptimConfig, r.table(data, "optim", required=False), "optim")
+    _check_optim(r, optim, "optim")
+    budget, evaluation = _read_budget_and_eval(r, data, optim, model.seq_len, source)
+    runtime = _read_runtime(r, data)
+    speed = r.dataclass(SpeedConfig, r.table(data, "speed", required=False), "speed")
+    _check_ranges(r, "speed", speed, "speed")
+    variants = _read_variants(r, data, optim)
+    for name, entry in variants.items():
+        _check_schedule(r, dataclasses.replace(optim, **entry.optim), budget, evaluation, model.seq_len, name)
+    if head["baseline"] not in variants:
+        raise r.error("suite.baseline", f"{head['baseline']!r} is not one of the suite's variants")
+    return Suite(name=head["name"], version=head["version"], description=head.get("description", ""),
+                 baseline=head["baseline"], seeds=tuple(seeds), model=model, data=data_cfg, optim=optim,
+                 budget=budget, eval=evaluation, runtime=runtime, speed=speed, variants=variants,
+                 hash=content_hash(data), source=source, workload=workload, workload_options=workload_options)
+
+
+def _read_head(r: _Reader, data: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """The [suite] table, its names checked, and its seeds."""
     head = r.table(data, "suite")
     head_unknown = set(head) - {"name", "version", "description", "baseline", "seeds", "workload"}
     if head_unknown:
@@ -449,6 +476,11 @@ def parse_suite(data: dict[str, Any], source: str) -> Suite:
     problem = _seeds_problem(seeds)
     if problem:
         raise r.error("suite.seeds", problem)
+    return head, seeds
+
+
+def _read_workload(r: _Reader, data: dict[str, Any], head: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """[suite].workload (the default when absent) and the [workload] table of its options, both checked."""
     workload = head.get("workload", DEFAULT_WORKLOAD)
     if not isinstance(workload, str):
         raise r.error("suite.workload", f"expected a string, got {workload!r}")
@@ -460,15 +492,21 @@ def parse_suite(data: dict[str, Any], source: str) -> Suite:
         raise r.error(key, str(exc)) from None
     except TypeError as exc:
         raise r.error("workload", str(exc)) from None
+    return workload, workload_options
 
+
+def _read_model(r: _Reader, data: dict[str, Any], workload: str) -> ModelConfig:
+    """The [model] table: the shape, range-checked, for `workload`."""
     shape = r.fields(ModelConfig, r.table(data, "model"), "model", required=SHAPE_FIELDS)
     _check_ranges(r, "model", SimpleNamespace(**shape), "model")
     if shape["d_model"] % shape["n_heads"]:
         raise r.error("model.n_heads", f"d_model={shape['d_model']} is not divisible by n_heads={shape['n_heads']}")
-    model = ModelConfig(**shape, workload=workload)
-    data_cfg = r.dataclass(DataConfig, r.table(data, "data"), "data")
-    optim = r.dataclass(OptimConfig, r.table(data, "optim", required=False), "optim")
-    _check_optim(r, optim, "optim")
+    return ModelConfig(**shape, workload=workload)
+
+
+def _read_budget_and_eval(r: _Reader, data: dict[str, Any], optim: OptimConfig, seq_len: int,
+                          source: str) -> tuple[Budget, EvalConfig]:
+    """The [budget] and [eval] tables; evaluations per run resolved to a cadence for the budget."""
     budget = r.dataclass(Budget, r.table(data, "budget"), "budget")
     if not budget.active():
         raise r.error("budget", "give at least one of steps, tokens, seconds, flops")
@@ -478,7 +516,12 @@ def parse_suite(data: dict[str, Any], source: str) -> Suite:
     if (evaluation.every_tokens is None) == (evaluation.evaluations is None):
         raise r.error("eval", "give one of every_tokens (a cadence) or evaluations (per run, for any budget)")
     if evaluation.evaluations is not None:
-        evaluation = resolve_eval(evaluation, budget, optim.batch_size, model.seq_len, source)
+        evaluation = resolve_eval(evaluation, budget, optim.batch_size, seq_len, source)
+    return budget, evaluation
+
+
+def _read_runtime(r: _Reader, data: dict[str, Any]) -> RuntimeConfig:
+    """The [runtime] table, its choices and ranges checked."""
     runtime = r.dataclass(RuntimeConfig, r.table(data, "runtime", required=False), "runtime")
     if runtime.device not in DEVICES:
         raise r.error("runtime.device", f"{runtime.device!r} is not one of {', '.join(DEVICES)}")
@@ -487,45 +530,44 @@ def parse_suite(data: dict[str, Any], source: str) -> Suite:
     if runtime.cuda_graphs not in CUDA_GRAPHS:
         raise r.error("runtime.cuda_graphs", f"{runtime.cuda_graphs!r} is not one of {', '.join(CUDA_GRAPHS)}")
     _check_ranges(r, "runtime", runtime, "runtime")
-    speed = r.dataclass(SpeedConfig, r.table(data, "speed", required=False), "speed")
-    _check_ranges(r, "speed", speed, "speed")
+    return runtime
 
+
+def _read_variants(r: _Reader, data: dict[str, Any], optim: OptimConfig) -> dict[str, VariantEntry]:
+    """The [variants] table: at least one, each a preset with optional spec overrides and optimiser keys."""
     variants: dict[str, VariantEntry] = {}
     for name, entry in r.table(data, "variants").items():
-        if name_problem(name):  # a variant's name becomes its records' file names
-            raise r.error("variants", f"variant name {name_problem(name)}")
-        if not isinstance(entry, dict):
-            raise r.error(f"variants.{name}", "expected a table")
-        entry = dict(entry)
-        preset = entry.pop("preset", name)
-        spec = entry.pop("spec", {})
-        try:
-            variant = get_variant(preset)
-            if spec:
-                if variant.spec is None:
-                    raise SpecError(f"{preset!r} is a user factory block; spec overrides do not apply")
-                variant.spec.replace(**spec)
-        except SpecError as exc:
-            raise r.error(f"variants.{name}", str(exc)) from None
-        optim_fields = {f.name for f in dataclasses.fields(OptimConfig)}
-        unknown = set(entry) - optim_fields
-        if unknown:
-            raise r.error(f"variants.{name}.{sorted(unknown)[0]}",
-                          "unknown key (valid: preset, spec, or an optim field)")
-        typed = {k: r.typed(v, OptimConfig.__dataclass_fields__[k].type, f"variants.{name}.{k}")
-                 for k, v in entry.items()}
-        _check_optim(r, dataclasses.replace(optim, **typed), f"variants.{name}")
-        variants[name] = VariantEntry(name, preset, typed, spec)
+        variants[name] = _read_variant(r, name, entry, optim)
     if not variants:
         raise r.error("variants", "no variants")
-    for name, entry in variants.items():
-        _check_schedule(r, dataclasses.replace(optim, **entry.optim), budget, evaluation, model.seq_len, name)
-    if head["baseline"] not in variants:
-        raise r.error("suite.baseline", f"{head['baseline']!r} is not one of the suite's variants")
-    return Suite(name=head["name"], version=head["version"], description=head.get("description", ""),
-                 baseline=head["baseline"], seeds=tuple(seeds), model=model, data=data_cfg, optim=optim,
-                 budget=budget, eval=evaluation, runtime=runtime, speed=speed, variants=variants,
-                 hash=content_hash(data), source=source, workload=workload, workload_options=workload_options)
+    return variants
+
+
+def _read_variant(r: _Reader, name: str, entry: Any, optim: OptimConfig) -> VariantEntry:
+    if name_problem(name):  # a variant's name becomes its records' file names
+        raise r.error("variants", f"variant name {name_problem(name)}")
+    if not isinstance(entry, dict):
+        raise r.error(f"variants.{name}", "expected a table")
+    entry = dict(entry)
+    preset = entry.pop("preset", name)
+    spec = entry.pop("spec", {})
+    try:
+        variant = get_variant(preset)
+        if spec:
+            if variant.spec is None:
+                raise SpecError(f"{preset!r} is a user factory block; spec overrides do not apply")
+            variant.spec.replace(**spec)
+    except SpecError as exc:
+        raise r.error(f"variants.{name}", str(exc)) from None
+    optim_fields = {f.name for f in dataclasses.fields(OptimConfig)}
+    unknown = set(entry) - optim_fields
+    if unknown:
+        raise r.error(f"variants.{name}.{sorted(unknown)[0]}",
+                      "unknown key (valid: preset, spec, or an optim field)")
+    typed = {k: r.typed(v, OptimConfig.__dataclass_fields__[k].type, f"variants.{name}.{k}")
+             for k, v in entry.items()}
+    _check_optim(r, dataclasses.replace(optim, **typed), f"variants.{name}")
+    return VariantEntry(name, preset, typed, spec)
 
 
 def _check_optim(r: _Reader, optim: OptimConfig, where: str) -> None:

@@ -218,9 +218,6 @@ def run_sweep(suite: Suite, grid: dict[str, list[Any]], out: Path, *, isolate: b
     widened sweep), and an earlier sweep.toml there is kept as sweep.N.toml; without it, a directory that holds a
     sweep's runs is refused.
     """
-    from blockbench.executors import default_executor
-    from blockbench.runner import OutLock, execute, plan_run
-
     points = grid_points(grid)
     if rule not in RULES:
         raise BlockbenchError(f"--choice {rule!r}: not a choice rule (known: {', '.join(RULES)})")
@@ -233,6 +230,24 @@ def run_sweep(suite: Suite, grid: dict[str, list[Any]], out: Path, *, isolate: b
     if not resume and out.is_dir() and any(p.name != ".lock" for p in out.iterdir()):
         raise BlockbenchError(f"--out {out}: already holds a sweep's runs; --resume finishes or widens it there, "
                               "or choose another --out")
+    result = _run_points(suites, out, isolate=isolate, block_paths=block_paths, on_event=on_event,
+                         executor=executor, resume=resume, max_retries=max_retries)
+    if result.failures:  # a failed run is not a measurement: no choice until --resume has rerun it
+        return {}, target, result
+    records = _point_records(out, points)
+    choice = select(records, points, rule)
+    for variant, c in choice.items():
+        c["spec"] = suite.with_overrides(fields=c["best"]).variants[variant].spec
+    _write_choice(out, override_file_text(choice, _provenance(suite, grid, points, rule, command)))
+    return choice, target, result
+
+
+def _run_points(suites: list[tuple[dict[str, Any], Suite]], out: Path, *, isolate: bool,
+                block_paths: list[str] | None, on_event: Any, executor: Any, resume: bool, max_retries: int) -> Any:
+    """Every grid point's suite run under out/POINT/, all through one executor (the runner's RunResult)."""
+    from blockbench.executors import default_executor
+    from blockbench.runner import OutLock, execute, plan_run
+
     with OutLock(out):
         plans = [plan_run(point_suite, out / point_label(point), resume=resume, must_exist=False,
                           label=point_label(point)) for point, point_suite in suites]
@@ -242,23 +257,28 @@ def run_sweep(suite: Suite, grid: dict[str, list[Any]], out: Path, *, isolate: b
         owned = executor is None
         executor = executor or default_executor(not isolate)
         try:
-            result = execute(plans, executor, block_paths=block_paths, on_event=on_event, max_retries=max_retries)
+            return execute(plans, executor, block_paths=block_paths, on_event=on_event, max_retries=max_retries)
         finally:
             if owned:
                 executor.close()
-    if result.failures:  # a failed run is not a measurement: no choice until --resume has rerun it
-        return {}, target, result
+
+
+def _point_records(out: Path, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every grid point's records, which must all have been tokenized alike."""
     records = [r for point in points for r in load_records(out / point_label(point) / "records")]
     for record in records[1:]:  # reused points may come from an earlier session, on another machine
         differ = tokenization_difference(records[0], record)
         if differ:
             raise BlockbenchError(f"--out {out}: its grid points were tokenized differently ({differ}); their "
                                   "losses do not compare (choose another --out)")
-    choice = select(records, points, rule)
-    for variant, c in choice.items():
-        c["spec"] = suite.with_overrides(fields=c["best"]).variants[variant].spec
+    return records
+
+
+def _provenance(suite: Suite, grid: dict[str, list[Any]], points: list[dict[str, Any]], rule: str,
+                command: str) -> dict[str, Any]:
+    """What sweep.toml says of how its choice was made."""
     git = git_state()
-    provenance = {
+    return {
         "command": command,
         "suite": suite.name, "suite_version": suite.version, "suite_hash": suite.hash,
         "budget": suite.budget.active(), "seeds": list(suite.seeds), "grid": grid,
@@ -268,22 +288,64 @@ def run_sweep(suite: Suite, grid: dict[str, list[Any]], out: Path, *, isolate: b
         "git_commit": git.get("commit") or "", "git_dirty": bool(git.get("dirty")),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    text = override_file_text(choice, provenance)
+
+
+def _write_choice(out: Path, text: str) -> None:
+    """out/sweep.toml, replaced atomically; an earlier one is kept as sweep.N.toml."""
+    target = out / "sweep.toml"
     tmp = target.with_suffix(".toml.tmp")
     tmp.write_text(text)
     if target.exists():  # a widened sweep: runs made with the old choice name its sha256, so it stays readable
         kept = next(out / f"sweep.{n}.toml" for n in range(1, 10_000) if not (out / f"sweep.{n}.toml").exists())
         target.rename(kept)
     tmp.replace(target)
-    return choice, target, result
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.table import Table
 
-    from blockbench.cli_args import split_list
+    from blockbench.cli_args import failed_exit
+    from blockbench.executors import executor_from_args
     from blockbench.runner import isolate_default
+
+    suite, grid, budget, seeds = _sweep_suite(args)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else Path("runs") / suite.name / suite.version / f"sweep-{stamp}"
+    command = " ".join(["blockbench sweep", "--suite", shlex.quote(args.suite)]
+                       + [f"--grid {shlex.quote(g)}" for g in args.grid]
+                       + [f"--budget-{k} {v}" for k, v in budget.items()]
+                       + ([f"--variants {args.variants}"] if args.variants else [])
+                       + [f"--seeds {','.join(map(str, seeds))}"])
+    console = Console(stderr=True)
+    if args.resume and not args.out:
+        raise BlockbenchError("--resume needs --out DIR: the directory of the interrupted sweep")
+    executor = None
+    try:
+        executor = executor_from_args(args, in_process=not isolate_default())
+        choice, path, result = run_sweep(suite, grid, out, isolate=isolate_default(), block_paths=args.block,
+                                         on_event=_event_printer(console), command=command, executor=executor,
+                                         resume=args.resume, max_retries=args.max_retries, rule=args.choice)
+    except KeyboardInterrupt as exc:
+        code, what = (143, "terminated") if isinstance(exc, Terminated) else (130, "interrupted")
+        print(f"blockbench: sweep {what}; finished records kept under {out} (--resume --out {out} finishes it)",
+              file=sys.stderr)
+        return code
+    finally:
+        if executor is not None:
+            executor.close()
+    if result.failures:
+        console.print("no choice written: some runs failed")
+        return failed_exit(result, out)
+    _print_choice(console, suite, grid, choice)
+    _print_notes(console, suite, grid, choice, args.choice)
+    console.print(f"suite overrides: {path}")
+    return 0
+
+
+def _sweep_suite(args: argparse.Namespace) -> tuple[Suite, dict[str, list[Any]], dict[str, Any], list[int]]:
+    """The suite as the sweep's options change it (checked against the grid's first point), the grid, the budget
+    overrides and the seeds."""
+    from blockbench.cli_args import split_list
     from blockbench.suite import load_suite
 
     suite = load_suite(args.suite)
@@ -297,15 +359,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                                  seeds=seeds, threads=args.threads,
                                  device=args.device, speed_rounds=args.speed_rounds)
     suite.with_overrides(fields={axis: values[0] for axis, values in grid.items()})  # fail early on a bad axis
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    out = Path(args.out) if args.out else Path("runs") / suite.name / suite.version / f"sweep-{stamp}"
-    command = " ".join(["blockbench sweep", "--suite", shlex.quote(args.suite)]
-                       + [f"--grid {shlex.quote(g)}" for g in args.grid]
-                       + [f"--budget-{k} {v}" for k, v in budget.items()]
-                       + ([f"--variants {args.variants}"] if args.variants else [])
-                       + [f"--seeds {','.join(map(str, seeds))}"])
-    console = Console(stderr=True)
+    return suite, grid, budget, seeds
 
+
+def _event_printer(console: Any) -> Any:
+    """The sweep's progress lines: each grid point, and each run's end."""
     def on_event(kind: str, info: dict[str, Any]) -> None:
         if kind == "point":
             console.print(f"[bold]grid point {info['point']}[/bold]"
@@ -323,28 +381,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             console.print(f"  {r['variant']} seed {r['seed']}: {status}, {r['summary']['steps']} steps, "
                           f"eval loss {'-' if loss is None else f'{loss:.4f}'}")
 
-    from blockbench.cli_args import failed_exit
-    from blockbench.executors import executor_from_args
+    return on_event
 
-    if args.resume and not args.out:
-        raise BlockbenchError("--resume needs --out DIR: the directory of the interrupted sweep")
-    executor = None
-    try:
-        executor = executor_from_args(args, in_process=not isolate_default())
-        choice, path, result = run_sweep(suite, grid, out, isolate=isolate_default(), block_paths=args.block,
-                                         on_event=on_event, command=command, executor=executor,
-                                         resume=args.resume, max_retries=args.max_retries, rule=args.choice)
-    except KeyboardInterrupt as exc:
-        code, what = (143, "terminated") if isinstance(exc, Terminated) else (130, "interrupted")
-        print(f"blockbench: sweep {what}; finished records kept under {out} (--resume --out {out} finishes it)",
-              file=sys.stderr)
-        return code
-    finally:
-        if executor is not None:
-            executor.close()
-    if result.failures:
-        console.print("no choice written: some runs failed")
-        return failed_exit(result, out)
+
+def _print_choice(console: Any, suite: Suite, grid: dict[str, list[Any]], choice: dict[str, dict[str, Any]]) -> None:
+    """The table of every variant's score at every point, the chosen one bold, and what "not converged" means."""
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=f"sweep of {suite.name} v{suite.version}: final eval loss, mean over seeds {list(suite.seeds)}")
     table.add_column("variant")
     labels = [point_label(p) for p in grid_points(grid)]
@@ -362,6 +406,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     Console().print(table)
     if any(not math.isfinite(v) for c in choice.values() for v in c["scores"].values()):
         console.print("not converged: diverged, unevaluated, or stuck on the unigram plateau (see each run's line)")
+
+
+def _print_notes(console: Any, suite: Suite, grid: dict[str, list[Any]], choice: dict[str, dict[str, Any]],
+                 rule: str) -> None:
+    """Notes on the choice: a best point on the grid's edge, a safer neighbour taken, a best point next to a
+    failure, a variant with no finished point."""
     edge = [v for v, c in choice.items() if c["resolved"] and any(
         len(vals) > 1 and c["best"][axis] in (vals[0], vals[-1]) for axis, vals in grid.items())]
     if edge:
@@ -369,7 +419,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for variant, c in choice.items():
         if c.get("moved_from"):
             console.print(f"note: {variant}: chose {point_label(c['best'])}, the safer neighbour of "
-                          f"{c['moved_from']} ({c['why']}; rule {args.choice})")
+                          f"{c['moved_from']} ({c['why']}; rule {rule})")
     for variant, label in next_to_failure(choice, grid).items():
         console.print(f"note: {variant}'s best point is one grid step from one that did not converge ({label}); "
                       f"with {len(suite.seeds)} seed(s) it may diverge on others: sweep more seeds (--seeds) or "
@@ -377,8 +427,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     unresolved = [v for v, c in choice.items() if not c["resolved"]]
     if unresolved:
         console.print(f"warning: no grid point finished for {', '.join(unresolved)}")
-    console.print(f"suite overrides: {path}")
-    return 0
 
 
 def add_parser(sub: Any) -> None:

@@ -375,7 +375,7 @@ class Trainer:
                       "execution": {**self.execution, "fused_ops": fused_ops_backend(self.device)},
                       "divergence_loss": self.divergence_loss}
         return build_record(
-            self.suite, self.variant_name, self.seed, workload=self.workload.name,
+            self.suite, self.variant_name, self.seed, workload=self.workload,
             block_spec=self.model.spec.to_dict() if self.model.spec else None, data=self.data, static=self.static,
             speed=self.speed, env=environment(self.device), world_size=self.dist.world_size,
             flops_per_token=self.flops_per_token, run_config=run_config, created_at=created_at, status=status,

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from blockbench import leaderboard
 from blockbench.cli import main
-from blockbench.compare import Thresholds, compare_paths
 from blockbench.records import seal
+from blockbench.views import leaderboard
+from blockbench.views.compare import Thresholds, compare_paths
 from tests.test_leaderboard import copy_records, make_tiny_run, read_csv
 
 REPO = Path(__file__).resolve().parents[1]

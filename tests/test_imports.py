@@ -135,3 +135,35 @@ def test_cycle_finder_names_a_cycle():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert strongly_connected(graph) == [{"a", "b", "c"}]
     assert a_cycle(graph, {"a", "b", "c"}) == ["a", "b", "c", "a"]
+
+
+# The package's floors, bottom first (README, "Extending blockbench"): a module imports only from its own floor or
+# below. A submodule is on its package's floor; a new top-level module must be placed here.
+FLOORS = [
+    {"errors", "stats", "viewspec", "data", "distributed", "cuda_graph", "cli_args"},
+    {"workloads"},
+    {"blocks"},
+    {"model", "suite", ""},  # "": the package's own __init__ (its public names)
+    {"measure", "display"},
+    {"records"},
+    {"train", "views"},
+    {"executors", "profile", "diagnose"},
+    {"runner"},
+    {"sweep"},
+    {"cli", "__main__"},
+]
+
+
+def floor_of(module: str) -> int:
+    area = module.removeprefix(PACKAGE).removeprefix(".").partition(".")[0]
+    for level, names in enumerate(FLOORS):
+        if area in names:
+            return level
+    raise AssertionError(f"{module}: on no floor of FLOORS (tests/test_imports.py); place it there")
+
+
+def test_imports_point_down():
+    graph = import_graph()
+    upward = [f"{a} -> {b}" for a, targets in sorted(graph.items()) for b in sorted(targets)
+              if floor_of(b) > floor_of(a)]
+    assert not upward, "imports that point up: " + "; ".join(upward)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from blockbench import index
 from blockbench.cli import main
+from blockbench.views import index
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "results"

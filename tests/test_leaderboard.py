@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from blockbench import leaderboard, page
+from blockbench import stats
 from blockbench.cli import main
 from blockbench.records import seal
+from blockbench.views import leaderboard, page
 
 TINY_SUITE = """\
 [suite]
@@ -234,9 +235,9 @@ def test_a_missed_baseline_is_named_not_printed_as_infinity(tiny_run, tmp_path):
 
 def test_bootstrap_is_seeded_and_brackets_the_point():
     base, cand = [10.0, 11.0, 12.0, 10.5], [8.0, 8.5, 9.0, 8.2]
-    point, low, high = leaderboard.bootstrap_speedup(base, cand, "a/b")
+    point, low, high = stats.bootstrap_speedup(base, cand, "a/b")
     assert low <= point <= high and point == pytest.approx(10.75 / 8.35)
-    assert leaderboard.bootstrap_speedup(base, cand, "a/b") == (point, low, high)
+    assert stats.bootstrap_speedup(base, cand, "a/b") == (point, low, high)
 
 
 def test_suite_argument_means_results_below_the_current_directory(tiny_run, tmp_path, monkeypatch):
@@ -390,7 +391,7 @@ def test_the_seconds_caveat_names_the_device_the_records_ran_on():
 
 
 def test_the_seconds_plots_caveat_names_the_device():
-    from blockbench.leaderboard import GPU_SECONDS_PLOT_NOTE, SECONDS_PLOT_NOTE, seconds_plot_note
+    from blockbench.views.plots import GPU_SECONDS_PLOT_NOTE, SECONDS_PLOT_NOTE, seconds_plot_note
 
     assert seconds_plot_note([{"env": {"device": "cuda"}}] * 2) == GPU_SECONDS_PLOT_NOTE
     assert seconds_plot_note([{"env": {"device": "cpu"}}]) == SECONDS_PLOT_NOTE

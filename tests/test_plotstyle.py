@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from matplotlib.axes import Axes
 
-from blockbench import leaderboard, plotstyle, report
 from blockbench.blocks.zoo import PRESETS
 from blockbench.suite import builtin_suites, load_suite
+from blockbench.views import plots, plotstyle, report, selection
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -36,9 +36,9 @@ def curve_colours(calls: list[dict]) -> dict[str, str]:
 
 
 def published_curves(directory: Path):
-    records = [r for _, r in leaderboard.load_entries(directory)]
+    records = [r for _, r in selection.load_entries(directory)]
     ranked = sorted({r["variant"] for r in records})
-    return leaderboard.curves_frame(records), ranked
+    return plots.curves_frame(records), ranked
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -73,7 +73,7 @@ def test_a_variant_has_the_same_colour_in_two_suites_plots(monkeypatch):
         curves, order = published_curves(directory)
         order = order[::-1] if directory.parent.name == "smoke" else order  # another rank order, same colours
         calls.clear()
-        leaderboard.plot_curves(curves, order, "step", "steps", "t", None)
+        plots.plot_curves(curves, order, "step", "steps", "t", None)
         colours.append(curve_colours(calls))
     shared = set(colours[0]) & set(colours[1])
     assert {"pre_ln", "sas", "sas_p"} <= shared
@@ -82,7 +82,7 @@ def test_a_variant_has_the_same_colour_in_two_suites_plots(monkeypatch):
 
     calls.clear()
     table = pd.DataFrame({"variant": ["sas_p", "pre_ln"], "params_total": [1.0, 2.0]})
-    leaderboard.plot_bars(table, "params_total", "params", "t")
+    plots.plot_bars(table, "params_total", "params", "t")
     [bars] = [c for c in calls if c["kind"] == "barh"]
     assert list(bars["color"]) == [colours[0]["pre_ln"], colours[0]["sas_p"]]  # drawn bottom-up
 
@@ -133,7 +133,7 @@ def test_a_curve_hidden_under_another_is_named_in_the_legend(monkeypatch):
     curve = [(s, 5.0 - s / 100) for s in range(0, 401, 50)]
     curves = frame({"pre_ln": [(s, y + 0.3) for s, y in curve], "sas": curve,
                     "sas_p": [(s, y + 1e-4) for s, y in curve]})
-    leaderboard.plot_curves(curves, ["sas", "sas_p", "pre_ln"], "step", "steps", "t", None)
+    plots.plot_curves(curves, ["sas", "sas_p", "pre_ln"], "step", "steps", "t", None)
     labels = [c["label"].replace("\n", " ") for c in calls if c["kind"] == "plot" and c["label"]]
     assert labels == ["sas (coincides with sas_p)", "sas_p", "pre_ln"]
 
@@ -144,7 +144,7 @@ def test_every_variant_is_in_the_last_half_panel(monkeypatch):
     calls = spy_plots(monkeypatch)
     curves = frame({"fast": [(t, 5.0 - t / 50) for t in range(0, 81, 10)],
                     "slow": [(t, 5.0 - t / 100) for t in range(0, 201, 20)]})
-    leaderboard.plot_curves(curves, ["fast", "slow"], "train_seconds", "seconds", "t", None)
+    plots.plot_curves(curves, ["fast", "slow"], "train_seconds", "seconds", "t", None)
     tails = [c for c in calls if c["kind"] == "plot" and not c["label"]]  # the right panel's lines
     assert len(tails) == 2
     left, right = tails[0]["ax"].get_xlim()

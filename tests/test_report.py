@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from blockbench import report
 from blockbench.cli import main
 from blockbench.records import load_records, record_filename, write_record
+from blockbench.views import report
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = REPO / "results" / "default" / "1"

@@ -5,8 +5,9 @@ import math
 
 import pytest
 
-from blockbench import leaderboard, stats, sweep
-from blockbench.compare import Thresholds, compare_paths
+from blockbench import stats, sweep
+from blockbench.views import columns
+from blockbench.views.compare import Thresholds, compare_paths
 from tests.test_leaderboard import copy_records, make_tiny_run
 
 
@@ -104,9 +105,9 @@ def test_sweep_counts_a_plateaued_run_as_not_converged():
 
 
 def test_time_to_target_misses_are_shown_as_miss_not_zero():
-    assert leaderboard._ci_cell(0.0, 0.0, 0.0) == "miss"
-    assert leaderboard._ci_cell(0.968, 0.0, 1.104) == "0.968 [miss, 1.104]"
-    assert leaderboard._ci_cell(1.1, 0.9, 1.3) == "1.100 [0.900, 1.300]"
+    assert columns._ci_cell(0.0, 0.0, 0.0) == "miss"
+    assert columns._ci_cell(0.968, 0.0, 1.104) == "0.968 [miss, 1.104]"
+    assert columns._ci_cell(1.1, 0.9, 1.3) == "1.100 [0.900, 1.300]"
 
 
 def test_one_seed_pair_whose_order_flips_is_not_resolved():

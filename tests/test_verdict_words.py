@@ -10,10 +10,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from blockbench import compare, leaderboard, page, report, stats
+from blockbench import stats
 from blockbench.display import RunDisplay
 from blockbench.records import load_records, record_filename, write_record
 from blockbench.suite import load_suite
+from blockbench.views import compare, leaderboard, page, report, selection
 
 SMOKE = Path(__file__).resolve().parents[1] / "results" / "smoke" / "1"
 
@@ -169,7 +170,7 @@ def test_execution_mode_is_named_and_speed_never_compares_across_modes(tmp_path)
 
     mixed = records_like(tmp_path, "mixed", lambda r: compiled(r) if r["variant"] == "sas" else None)
     records = load_records(mixed / "records")
-    assert "several execution modes" in leaderboard.speed_not_comparable(records)
+    assert "several execution modes" in selection.speed_not_comparable(records)
     claims, figure = report.check_claims(records)
     assert "several execution modes" in figure["speed_disturbed"]
 
@@ -198,6 +199,6 @@ def test_table1_of_a_masked_lm_report_shows_no_untrusted_ratio():
     for r in records:
         if r["variant"] != "pre_ln":
             r["speed"]["speedup_iqr"] = 1.5
-    [table] = [block for block in report.table1_section(records) if isinstance(block, page.Table)]
+    [table] = [block for block in report.workload_sections(records) if isinstance(block, page.Table)]
     row = " | ".join(next(row for row in table.rows if row[0] == "sas_p"))
     assert "untrusted (IQR 1.50)" in row and "1.021" not in row

@@ -349,7 +349,7 @@ def test_diagnose_works_on_both_workloads():
 def test_leaderboards_and_compare_never_mix_workloads():
     from pathlib import Path
 
-    from blockbench.leaderboard import select_group
+    from blockbench.views.selection import select_group
 
     decoder = {"suite": {"name": "s", "version": "1", "hash": "h"}, "config": {"overrides": {}},
                "data": {"tokenizer": "bytes", "vocab_size": 257, "n_tokens_train": 1, "n_tokens_val": 1},
@@ -365,8 +365,8 @@ def test_encoder_leaderboard_shows_masked_token_accuracy(mlm, tmp_path):
     """An encoder's leaderboard carries its masked-token accuracy (table and CSV); a decoder's has no such column."""
     import csv
 
-    from blockbench import leaderboard
     from blockbench.records import record_filename, seal, write_record
+    from blockbench.views import leaderboard
 
     suite, data = mlm
     results = tmp_path / "enc"

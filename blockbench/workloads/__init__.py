@@ -21,6 +21,13 @@ def workload_names() -> tuple[str, ...]:
     return tuple(_registry())
 
 
+def workload_help() -> str:
+    """Every workload with its summary, the default marked, for a --workload help: 'a (...) or b (...)'."""
+    parts = [f"{name} ({cls.summary}{', default' if name == DEFAULT_WORKLOAD else ''})"
+             for name, cls in _registry().items()]
+    return " or ".join(parts) if len(parts) < 3 else f"{', '.join(parts[:-1])} or {parts[-1]}"
+
+
 def _registry() -> dict[str, type[Workload]]:
     from blockbench.workloads.causal_lm import CausalLM
     from blockbench.workloads.masked_lm import MaskedLM
@@ -58,4 +65,4 @@ def workload_of(record: dict[str, Any]) -> str:
 
 
 __all__ = ["DEFAULT_WORKLOAD", "Windows", "Workload", "WorkloadError", "get_workload", "option_fields",
-           "workload_class", "workload_names", "workload_of"]
+           "workload_class", "workload_help", "workload_names", "workload_of"]

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from blockbench.errors import BlockbenchError
+from blockbench.viewspec import ExtraColumn, ReportSection
 
 if TYPE_CHECKING:
     from blockbench.data import TokenData
@@ -34,9 +35,33 @@ class Workload:
     causal: bool = True
     # What the eval loss is, in words, for views that label it.
     loss_label: str = ""
+    # What the workload builds, in a few words, for the command line's --workload help.
+    summary: str = ""
+    # Its own leaderboard columns (views/columns.py places each after the column it names); none by default.
+    leaderboard_columns: tuple[ExtraColumn, ...] = ()
+
+    @classmethod
+    def report_sections(cls, records: list[dict[str, Any]],
+                        speed_cell: Callable[[str], str]) -> list[ReportSection]:
+        """Sections this workload adds to the claims report (after the claims table), from the records of one
+        ranked group; `speed_cell(variant)` is the report's text for a variant's interleaved-probe speed-up. None
+        by default."""
+        return []
 
     def options(self) -> dict[str, Any]:
         return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
+
+    @property
+    def is_default(self) -> bool:
+        """Whether this is the workload of a suite that names none (its configurations and diagnoses then read as
+        they did before workloads existed: no workload entry)."""
+        return self.name == DEFAULT_WORKLOAD
+
+    def summary_metrics(self, last_point: dict[str, Any] | None, data: TokenData) -> dict[str, Any]:
+        """The run record's summary entries of this workload, written after final_eval_loss: from the last
+        evaluation point of a run that ended ok, or None for one that did not (then every value is None).
+        By default no bits per byte (a compression rate of a next-token loss only)."""
+        return {"final_eval_bpb": None}
 
     def model_vocab_size(self, data_vocab_size: int) -> int:
         """The model's vocabulary for a corpus of `data_vocab_size` token ids (extra ids are the workload's)."""

@@ -42,6 +42,7 @@ class CausalLM(Workload):
     name = "causal_lm"
     causal = True
     loss_label = "next-token loss (nats/token)"
+    summary = "decoder"
 
     def train_batches(self, data: TokenData, seed: int, batch_size: int, seq_len: int) -> Iterator[Windows]:
         from blockbench.data import train_batches
@@ -56,3 +57,10 @@ class CausalLM(Workload):
     def evaluate(self, model: nn.Module, windows: Windows, batch_size: int, autocast: Any,
                  info: DistInfo = SINGLE) -> dict[str, float]:
         return {"eval_loss": evaluate(model, windows, batch_size, autocast, info)}
+
+    def summary_metrics(self, last_point: dict[str, Any] | None, data: TokenData) -> dict[str, Any]:
+        """Bits per byte: the next-token loss as a compression rate of the validation text."""
+        from blockbench.data import bits_per_byte
+
+        final_eval = None if last_point is None else last_point["eval_loss"]
+        return {"final_eval_bpb": None if final_eval is None else bits_per_byte(final_eval, data.val_bytes_per_token)}

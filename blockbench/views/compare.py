@@ -35,8 +35,8 @@ from typing import Any
 
 from blockbench import stats
 from blockbench.errors import BlockbenchError
-from blockbench.leaderboard import check_one_version, group_key, load_entries
 from blockbench.records import comparable_overrides, device_types, execution_modes, tokenization_difference
+from blockbench.views.selection import check_one_version, group_key, load_entries
 from blockbench.workloads import workload_of
 
 FAILING = {"regression"}

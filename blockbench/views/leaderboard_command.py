@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from blockbench.index import write_index
-from blockbench.leaderboard import LeaderboardError, generate
+from blockbench.views.index import write_index
+from blockbench.views.leaderboard import generate
+from blockbench.views.selection import LeaderboardError
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:

@@ -14,18 +14,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from blockbench import page
-from blockbench.leaderboard import (
-    LeaderboardError,
-    _join,
-    _loss_cell,
-    group_failures,
-    header_items,
-    ranked_records,
-    ranked_table,
-    write_outputs,
-)
 from blockbench.stats import TAU_HALF_MIN, TAU_THREE_QUARTERS_MIN
+from blockbench.views import page
+from blockbench.views.columns import _join, _loss_cell
+from blockbench.views.leaderboard import header_items, write_outputs
+from blockbench.views.selection import LeaderboardError, group_failures, ranked_records, ranked_table
 
 PROVENANCE = "provenance.toml"
 OUTPUT_FILES = ("index.html", "README.md")

@@ -31,19 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from blockbench import page, plotstyle, stats
+from blockbench import stats
 from blockbench.errors import BlockbenchError
-from blockbench.leaderboard import (
-    _png,
-    ranked_records,
-    resolve_target,
-    seconds_caveat,
-    setup_facts,
-    speed_not_comparable,
-    target_text,
-    write_outputs,
-)
-from blockbench.workloads import workload_of
+from blockbench.views import page, plotstyle
+from blockbench.views.leaderboard import seconds_caveat, setup_facts, target_text, write_outputs
+from blockbench.views.plots import _png
+from blockbench.views.selection import ranked_records, resolve_target, speed_not_comparable
+from blockbench.workloads import workload_class, workload_of
 
 DEFAULT_MARGIN = 0.05  # nats/token: the parity margin; the spec expects effects of a few 0.01 nats to be unresolvable
 REPRODUCED, NOT_REPRODUCED, UNRESOLVED = "reproduced", "not reproduced", "not resolvable at this scale"
@@ -194,41 +188,72 @@ def speed_magnitude(low: float, high: float) -> str:
 
 def check_claims(records: list[dict[str, Any]], margin: float = DEFAULT_MARGIN) -> tuple[list[Claim], dict]:
     """Every claim the records can speak to, plus the numbers the figure needs."""
-    by_variant = {}
+    by_variant: dict[str, dict[str, Any]] = {}
     for r in records:
         by_variant.setdefault(r["variant"], r)
-    losses = _losses(records)
-    checkpoints = {f: stats.seed_losses(records, f) for f in (*stats.CHECKPOINTS, 1.0)}
     baseline = records[0]["config"].get("baseline") or "pre_ln"
-    claims: list[Claim] = []
     figure: dict[str, Any] = {"speed": {}, "baseline": baseline, "margin": margin}
     if baseline != "pre_ln" or "pre_ln" not in by_variant:
         raise ReportError("the paper's claims are relative to Pre-LN: the records need variant pre_ln as baseline")
+    claims = [c for c in (params_claim(by_variant),) if c is not None]
+    pairs = LossPairs(records)
+    # 2. Per-step parity with Pre-LN (final loss after the same number of steps and tokens).
+    for v, name in (("sas", "SAS"), ("sas_p", "SAS-P")):
+        claims.append(pairs.claim(v, "pre_ln", f"{name} matches Pre-LN per step", "\"essentially match\" Pre-LN "
+                                  "per update (Fig. 23); GLUE 78.4 (SAS), 78.3 (SAS-P) vs 78.9", "parity", margin))
+    # 3. Naive skip removal fails.
+    claims.append(pairs.claim("naive_skipless", "pre_ln", "naive skipless trains far worse than Pre-LN",
+                              "\"trains far slower\": rank collapse without shaped attention (section 4.1)", "worse",
+                              margin, stuck_is_the_claim=True))
+    # 4. V-SkipInit (trainable orthogonal V/P) is slower per step than SAS (identity V/P).
+    claims.append(pairs.claim("vskipinit", "sas", "V-SkipInit is slower per step than SAS",
+                              "markedly slower per step (Fig. 2); ~1.50 vs ~1.15 for Pre-LN (figure reading, "
+                              "unreliable)", "worse", 0.0))
+    # 5. SAS-P without normalisation is slightly worse per step.
+    claims.append(pairs.claim("sas_p_nonorm", "sas_p", "SAS-P without norm is slightly worse per step than SAS-P",
+                              "slightly worse per step; ~1.245 vs Pre-LN ~1.155 at 40K steps (repo README)", "worse",
+                              0.0))
+    # 6. Throughput: SAS-P / Pre-LN, interleaved, against the analytic bounds.
+    claims.append(speed_claim(records, by_variant, figure))
+    return [c for c in claims if c is not None], figure
+
+
+def params_claim(by_variant: dict[str, dict[str, Any]]) -> Claim | None:
+    """1. Parameters: SAS and SAS-P remove exactly (2L-1)d^2 block-matrix parameters."""
     pre = by_variant["pre_ln"]
     model = pre["config"]["model"]
     layers, width = model["n_layers"], model["d_model"]
-
-    # 1. Parameters: SAS and SAS-P remove exactly (2L-1)d^2 block-matrix parameters.
     simplified = [v for v in ("sas", "sas_p") if v in by_variant]
-    if simplified:
-        expected = (2 * layers - 1) * width * width
-        removed = {v: pre["static"]["params_block_matrices"] - by_variant[v]["static"]["params_block_matrices"]
-                   for v in simplified}
-        total = {v: 1 - by_variant[v]["static"]["params_total"] / pre["static"]["params_total"] for v in simplified}
-        measured = "; ".join(f"{v}: {removed[v]:,} removed ({total[v]:.1%} of all parameters)" for v in simplified)
-        exact = REPRODUCED if all(n == expected for n in removed.values()) else NOT_REPRODUCED
-        claims.append(Claim(
-            "SAS / SAS-P remove (2L-1)d² parameters from the blocks",
-            "(2L-1)d² fewer; 146M vs 167M (-13%) at L=18, d=768, V=50K",
-            f"expected {expected:,} (L={layers}, d={width}); {measured}",
-            exact, "exact: the recorded block-matrix counts must differ by exactly (2L-1)d²",
-            magnitude=f"{exact} (an exact count; the -13% is the paper's shape, not this one's)"))
+    if not simplified:
+        return None
+    expected = (2 * layers - 1) * width * width
+    removed = {v: pre["static"]["params_block_matrices"] - by_variant[v]["static"]["params_block_matrices"]
+               for v in simplified}
+    total = {v: 1 - by_variant[v]["static"]["params_total"] / pre["static"]["params_total"] for v in simplified}
+    measured = "; ".join(f"{v}: {removed[v]:,} removed ({total[v]:.1%} of all parameters)" for v in simplified)
+    exact = REPRODUCED if all(n == expected for n in removed.values()) else NOT_REPRODUCED
+    return Claim(
+        "SAS / SAS-P remove (2L-1)d² parameters from the blocks",
+        "(2L-1)d² fewer; 146M vs 167M (-13%) at L=18, d=768, V=50K",
+        f"expected {expected:,} (L={layers}, d={width}); {measured}",
+        exact, "exact: the recorded block-matrix counts must differ by exactly (2L-1)d²",
+        magnitude=f"{exact} (an exact count; the -13% is the paper's shape, not this one's)")
 
-    def loss_claim(candidate: str, reference: str, title: str, paper: str, kind: str, threshold: float,
-                   stuck_is_the_claim: bool = False) -> None:
-        if candidate not in losses or reference not in losses:
-            return
-        d = loss_difference(losses, reference, candidate, records, stuck_is_the_claim)
+
+class LossPairs:
+    """The loss claims' source: per-seed final losses, and the losses at the checkpoints the order check reads."""
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        self.records = records
+        self.losses = _losses(records)
+        self.checkpoints = {f: stats.seed_losses(records, f) for f in (*stats.CHECKPOINTS, 1.0)}
+
+    def claim(self, candidate: str, reference: str, title: str, paper: str, kind: str, threshold: float,
+              stuck_is_the_claim: bool = False) -> Claim | None:
+        """A loss claim on (reference, candidate), or None when the records lack either variant."""
+        if candidate not in self.losses or reference not in self.losses:
+            return None
+        d = loss_difference(self.losses, reference, candidate, self.records, stuck_is_the_claim)
         if kind == "parity":
             verdict = no_worse(d, threshold)
             rule = f"no worse: the interval's upper end below +{threshold} nats; above it entirely: not reproduced"
@@ -244,42 +269,35 @@ def check_claims(records: list[dict[str, Any]], margin: float = DEFAULT_MARGIN) 
         if d.not_converged:
             measured += f"; not converged: {d.not_converged}"
         if kind != "parity" and verdict in (REPRODUCED, NOT_REPRODUCED):
-            # The order check reads the same seeds as the interval: those that ended well on both sides.
-            seeds = set(checkpoints[1.0].get(reference, {})) & set(checkpoints[1.0].get(candidate, {}))
-
-            def side(variant: str, fraction: float) -> dict[int, float]:
-                return {k: v for k, v in checkpoints[fraction].get(variant, {}).items() if k in seeds}
-
-            resolved, why = stats.pair_order_resolved(
-                side(reference, 1.0), side(candidate, 1.0),
-                {f: side(reference, f) for f in stats.CHECKPOINTS},
-                {f: side(candidate, f) for f in stats.CHECKPOINTS}, f"report/{reference}/{candidate}")
-            if not resolved:
+            why = self.order_unresolved(reference, candidate)
+            if why is not None:
                 verdict = UNRESOLVED
                 measured += f"; order not resolvable at this budget ({why})"
-        claims.append(Claim(title, paper, measured, verdict, rule, pair=d, threshold=threshold,
-                            magnitude="n/a: the paper's losses are on another corpus and scale",
-                            note=d.divergence() if d.survivors else ""))
+        return Claim(title, paper, measured, verdict, rule, pair=d, threshold=threshold,
+                     magnitude="n/a: the paper's losses are on another corpus and scale",
+                     note=d.divergence() if d.survivors else "")
 
-    # 2. Per-step parity with Pre-LN (final loss after the same number of steps and tokens).
-    for v, name in (("sas", "SAS"), ("sas_p", "SAS-P")):
-        loss_claim(v, "pre_ln", f"{name} matches Pre-LN per step", "\"essentially match\" Pre-LN per update "
-                   "(Fig. 23); GLUE 78.4 (SAS), 78.3 (SAS-P) vs 78.9", "parity", margin)
-    # 3. Naive skip removal fails.
-    loss_claim("naive_skipless", "pre_ln", "naive skipless trains far worse than Pre-LN",
-               "\"trains far slower\": rank collapse without shaped attention (section 4.1)", "worse", margin,
-               stuck_is_the_claim=True)
-    # 4. V-SkipInit (trainable orthogonal V/P) is slower per step than SAS (identity V/P).
-    loss_claim("vskipinit", "sas", "V-SkipInit is slower per step than SAS",
-               "markedly slower per step (Fig. 2); ~1.50 vs ~1.15 for Pre-LN (figure reading, unreliable)",
-               "worse", 0.0)
-    # 5. SAS-P without normalisation is slightly worse per step.
-    loss_claim("sas_p_nonorm", "sas_p", "SAS-P without norm is slightly worse per step than SAS-P",
-               "slightly worse per step; ~1.245 vs Pre-LN ~1.155 at 40K steps (repo README)", "worse", 0.0)
+    def order_unresolved(self, reference: str, candidate: str) -> str | None:
+        """Why the pair's order is not settled at this budget (stats.pair_order_resolved), else None. It reads the
+        same seeds as the interval: those that ended well on both sides."""
+        final = self.checkpoints[1.0]
+        seeds = set(final.get(reference, {})) & set(final.get(candidate, {}))
 
-    # 6. Throughput: SAS-P / Pre-LN, interleaved, against the analytic bounds.
-    # An untrusted probe, or ratios from several device types or execution modes, give no number at all: not in
-    # the table, not on the figure, not as a share of a bound.
+        def side(variant: str, fraction: float) -> dict[int, float]:
+            return {k: v for k, v in self.checkpoints[fraction].get(variant, {}).items() if k in seeds}
+
+        resolved, why = stats.pair_order_resolved(
+            side(reference, 1.0), side(candidate, 1.0),
+            {f: side(reference, f) for f in stats.CHECKPOINTS},
+            {f: side(candidate, f) for f in stats.CHECKPOINTS}, f"report/{reference}/{candidate}")
+        return None if resolved else why
+
+
+def speed_claim(records: list[dict[str, Any]], by_variant: dict[str, dict[str, Any]],
+                figure: dict[str, Any]) -> Claim | None:
+    """6. SAS-P / Pre-LN by the interleaved probe, against the analytic bounds; fills the figure's speed numbers.
+    An untrusted probe, or ratios from several device types or execution modes, give no number at all: not in
+    the table, not on the figure, not as a share of a bound."""
     untrusted = speed_untrusted(records)
     for v in by_variant:
         speed = _speed(records, v)
@@ -287,35 +305,37 @@ def check_claims(records: list[dict[str, Any]], margin: float = DEFAULT_MARGIN) 
             figure["speed"][v] = speed
     if untrusted:
         figure["speed_disturbed"] = untrusted
-    if "sas_p" in by_variant and "sas_p" in figure["speed"]:
-        ratio, iqr = figure["speed"]["sas_p"]
-        r = float(pre["block_spec"]["mlp_ratio"]) if pre["block_spec"] else 4.0
-        bound = (4 + 2 * r) / (2 + 2 * r)
-        flops_ratio = pre["static"]["flops_train_per_token"] / by_variant["sas_p"]["static"]["flops_train_per_token"]
-        figure["bound"], figure["flops_ratio"] = bound, flops_ratio
-        low, high = ratio - iqr / 2, ratio + iqr / 2
-        rounds = by_variant["sas_p"]["speed"]["rounds"]
-        verdict = (UNRESOLVED if math.isnan(iqr) or untrusted else REPRODUCED if low > 1 else
-                   NOT_REPRODUCED if high < 1 else UNRESOLVED)
-        if untrusted:
-            measured = (f"{stats.untrusted_cell(iqr)} ({rounds} interleaved rounds); whole-model FLOP ratio "
-                        f"{flops_ratio:.3f}; not a verdict: {untrusted}")
-        else:
-            share = stats.share_of_bound(ratio, bound)
-            measured = (f"{ratio:.3f}x (median of {rounds} interleaved rounds, ± half their IQR: {low:.3f}-{high:.3f}"
-                        f"); whole-model FLOP ratio {flops_ratio:.3f}" + (f"; {share}" if share else ""))
-        claims.append(Claim(
-            "SAS-P trains faster than Pre-LN (throughput)",
-            f"{PAPER_SPEEDUP}x per iteration (BERT, Table 1); matmul bound (4+2r)/(2+2r) = {bound:.2f}",
-            measured,
-            verdict, "faster: median ± half the interquartile range of the probe's per-round ratios entirely "
-                     f"above 1.0; entirely below: not reproduced; from an untrusted probe, or ratios measured on "
-                     f"several device types or in several execution modes: no ratio and no verdict. Magnitude: "
-                     f"the paper's {PAPER_SPEEDUP}x inside that range; outside it: not reproduced (smaller or "
-                     "larger)",
-            magnitude=(f"{NOT_APPLICABLE}: probe not trusted" if untrusted else speed_magnitude(low, high))))
-        figure["speed_verdicts"] = (verdict, claims[-1].magnitude.split(":")[0])
-    return claims, figure
+    if "sas_p" not in by_variant or "sas_p" not in figure["speed"]:
+        return None
+    pre = by_variant["pre_ln"]
+    ratio, iqr = figure["speed"]["sas_p"]
+    r = float(pre["block_spec"]["mlp_ratio"]) if pre["block_spec"] else 4.0
+    bound = (4 + 2 * r) / (2 + 2 * r)
+    flops_ratio = pre["static"]["flops_train_per_token"] / by_variant["sas_p"]["static"]["flops_train_per_token"]
+    figure["bound"], figure["flops_ratio"] = bound, flops_ratio
+    low, high = ratio - iqr / 2, ratio + iqr / 2
+    rounds = by_variant["sas_p"]["speed"]["rounds"]
+    verdict = (UNRESOLVED if math.isnan(iqr) or untrusted else REPRODUCED if low > 1 else
+               NOT_REPRODUCED if high < 1 else UNRESOLVED)
+    if untrusted:
+        measured = (f"{stats.untrusted_cell(iqr)} ({rounds} interleaved rounds); whole-model FLOP ratio "
+                    f"{flops_ratio:.3f}; not a verdict: {untrusted}")
+    else:
+        share = stats.share_of_bound(ratio, bound)
+        measured = (f"{ratio:.3f}x (median of {rounds} interleaved rounds, ± half their IQR: {low:.3f}-{high:.3f}"
+                    f"); whole-model FLOP ratio {flops_ratio:.3f}" + (f"; {share}" if share else ""))
+    claim = Claim(
+        "SAS-P trains faster than Pre-LN (throughput)",
+        f"{PAPER_SPEEDUP}x per iteration (BERT, Table 1); matmul bound (4+2r)/(2+2r) = {bound:.2f}",
+        measured,
+        verdict, "faster: median ± half the interquartile range of the probe's per-round ratios entirely "
+                 f"above 1.0; entirely below: not reproduced; from an untrusted probe, or ratios measured on "
+                 f"several device types or in several execution modes: no ratio and no verdict. Magnitude: "
+                 f"the paper's {PAPER_SPEEDUP}x inside that range; outside it: not reproduced (smaller or "
+                 "larger)",
+        magnitude=(f"{NOT_APPLICABLE}: probe not trusted" if untrusted else speed_magnitude(low, high)))
+    figure["speed_verdicts"] = (verdict, claim.magnitude.split(":")[0])
+    return claim
 
 
 def speed_untrusted(records: list[dict[str, Any]]) -> str | None:
@@ -338,6 +358,18 @@ def plot_claims(claims: list[Claim], figure: dict[str, Any]) -> bytes:
     fig = Figure(figsize=(13, 5.2), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=[1.15, 1])
     loss = [c for c in claims if c.pair is not None][::-1]  # the first claim at the top
+    _plot_loss_claims(left, loss)
+    _plot_speed(right, figure)
+    fig.legend(*right.get_legend_handles_labels(), loc="outside lower right", fontsize="small", ncols=3)
+    shown = [c.verdict for c in loss]
+    words = ", ".join(f"{VERDICT_COLOURS[w].removeprefix('tab:')} {w}" for w in VERDICTS if w in shown)
+    fig.suptitle(f"the paper's claims at this scale; loss points coloured by verdict: {words or 'none'}",
+                 fontsize="medium")
+    return _png(fig)
+
+
+def _plot_loss_claims(left, loss: list[Claim]) -> None:
+    """The left panel: each loss claim's difference and interval, the line it must clear, its verdict."""
     for i, c in enumerate(loss):
         d, colour = c.pair, VERDICT_COLOURS.get(c.verdict, "tab:grey")
         if not d.survivors:
@@ -361,6 +393,9 @@ def plot_claims(claims: list[Claim], figure: dict[str, Any]) -> bytes:
     left.grid(True, axis="x", alpha=0.3)
     left.margins(x=0.25)
 
+
+def _plot_speed(right, figure: dict[str, Any]) -> None:
+    """The right panel: every variant's probe speed-up against Pre-LN, the paper's figure and the bounds."""
     # An untrusted probe's ratios are no points: the panel keeps its lines and says why it has none.
     speed = {} if figure.get("speed_disturbed") else figure["speed"]
     names = sorted(speed)[::-1]
@@ -409,12 +444,6 @@ def plot_claims(claims: list[Claim], figure: dict[str, Any]) -> bytes:
         "\nPROBE NOT TRUSTED: no ratio shown" if figure.get("speed_disturbed") else ""),
         fontsize="medium", **({"color": "tab:red"} if figure.get("speed_disturbed") else {}))
     right.grid(True, axis="x", alpha=0.3)
-    fig.legend(*right.get_legend_handles_labels(), loc="outside lower right", fontsize="small", ncols=3)
-    shown = [c.verdict for c in loss]
-    words = ", ".join(f"{VERDICT_COLOURS[w].removeprefix('tab:')} {w}" for w in VERDICTS if w in shown)
-    fig.suptitle(f"the paper's claims at this scale; loss points coloured by verdict: {words or 'none'}",
-                 fontsize="medium")
-    return _png(fig)
 
 
 def _table(header: list[str], rows: list[list[str]], text: int = 1) -> page.Table:
@@ -475,44 +504,40 @@ def escape_section(records: list[dict[str, Any]]) -> list[page.Block]:
             _table(["variant", "median", "earliest", "latest", "never", "stuck at the end"], rows)]
 
 
-# Table 1 of the paper (Crammed BERT, spec 5): per-iteration speed relative to Pre-LN and parameters.
-TABLE1: dict[str, tuple[float, str]] = {"pre_ln": (1.0, "120M"), "parallel": (1.05, "120M"),
-                                        "vskipinit": (0.95, "120M"), "sas": (1.09, "101M"),
-                                        "sas_p": (1.16, "101M"), "sas_p_nonorm": (1.20, "101M")}
-
-
-def table1_section(records: list[dict[str, Any]]) -> list[page.Block]:
-    """Masked-LM records: the interleaved probe's speed-ups beside Table 1's, with parameters, MLM loss and
-    accuracy."""
-    rows = []
+def workload_sections(records: list[dict[str, Any]]) -> list[page.Block]:
+    """The sections the records' workload adds after the claims table (Workload.report_sections)."""
     untrusted = speed_untrusted(records)
-    for variant in sorted({r["variant"] for r in records}, key=lambda v: (v not in TABLE1, list(TABLE1).index(v)
-                                                                         if v in TABLE1 else 0, v)):
-        mine = [r for r in records if r["variant"] == variant]
+
+    def speed_cell(variant: str) -> str:
         speed = _speed(records, variant)
-        losses = [r["summary"]["final_eval_loss"] for r in mine if r["summary"]["final_eval_loss"] is not None]
-        accuracy = [r["summary"].get("final_eval_accuracy") for r in mine]
-        accuracy = [a for a in accuracy if a is not None]
-        paper_speed, paper_params = TABLE1.get(variant, (None, "-"))
-        rows.append([variant, "-" if paper_speed is None else f"{paper_speed:.2f}",
-                     "-" if speed is None else stats.untrusted_cell(speed[1]) if untrusted
-                     else f"{speed[0]:.3f} (IQR {speed[1]:.3f})", paper_params,
-                     f"{mine[0]['static']['params_total']:,}",
-                     f"{sum(losses) / len(losses):.4f}" if losses else "-",
-                     f"{sum(accuracy) / len(accuracy):.4f}" if accuracy else "-"])
-    return [page.Heading("Table 1: Crammed BERT speed beside blockbench's"), page.Para(
-            "The paper's speed is microbatch steps in 24 hours relative to Pre-LN on an RTX 2080 Ti; blockbench's is "
-            "the interleaved probe's per-round ratio to Pre-LN (median over the records, its interquartile "
-            "range), on this machine, at this scale. The paper's parameters are at L=16, d=768; blockbench's at "
-            "this suite's shape. MLM loss (nats per masked token) and masked-token accuracy are means over seeds "
-            "of the final evaluation; the paper reports GLUE after fine-tuning instead."), _table(
-        ["variant", "Table 1 speed", "blockbench speed-up", "Table 1 params", "params", "MLM loss", "accuracy"],
-        rows)]
+        return ("-" if speed is None else stats.untrusted_cell(speed[1]) if untrusted
+                else f"{speed[0]:.3f} (IQR {speed[1]:.3f})")
+
+    blocks: list[page.Block] = []
+    for section in workload_class(workload_of(records[0])).report_sections(records, speed_cell):
+        blocks += [page.Heading(section.heading), page.Para(section.text),
+                   _table(list(section.header), [list(r) for r in section.rows], section.text_columns)]
+    return blocks
 
 
 def report_page(claims: list[Claim], records: list[dict[str, Any]], margin: float, left_out: int,
                 has_leaderboard: bool, diagnosis: dict[str, Any] | None = None) -> page.Page:
     """Everything the report says, once: REPORT.md and REPORT.html are two renderings of this."""
+    first = records[0]
+    doc = page.Page(f"Claims report: {first['suite']['name']} v{first['suite']['version']}")
+    _add_opening(doc, records, left_out, has_leaderboard)
+    _add_claims(doc, claims)
+    doc.add(*workload_sections(records))
+    _add_figures(doc, records, has_leaderboard, diagnosis)
+    doc.add(*power_section(records, margin))
+    doc.add(*escape_section(records))
+    _add_rules(doc, claims, records, margin)
+    return doc
+
+
+def _add_opening(doc: page.Page, records: list[dict[str, Any]], left_out: int, has_leaderboard: bool) -> None:
+    """The way in (the verdict rules, the leaderboard's guide) and what was run: scale, runs, learning rates,
+    target."""
     first = records[0]
     cfg = first["config"]
     model, budget = cfg["model"], cfg["budget"]
@@ -521,7 +546,6 @@ def report_page(claims: list[Claim], records: list[dict[str, Any]], margin: floa
     commits = sorted({(r["git"]["commit"] or "unknown")[:12] + ("-dirty" if r["git"]["dirty"] else "")
                       for r in records})
     tokens = first["summary"]["tokens"]
-    doc = page.Page(f"Claims report: {first['suite']['name']} v{first['suite']['version']}")
     # The way in, at the top as on the leaderboard pages: the verdict rules, and the leaderboard's guide.
     guide = ("[How to read this](#how-the-verdicts-are-reached): how each verdict is reached, at the bottom of this "
              "report")
@@ -548,6 +572,10 @@ def report_page(claims: list[Claim], records: list[dict[str, Any]], margin: floa
         + ", ".join(f"{v} {lr:g}" for v, lr in sorted({r['variant']: r['config']['optim']['lr']
                                                       for r in records}.items())) + ".",
         f"**Target:** {target_text(records)}")))
+
+
+def _add_claims(doc: page.Page, claims: list[Claim]) -> None:
+    """The summary line and the claims table."""
     counts = {k: sum(c.verdict == k for c in claims) for k in VERDICTS}
     numeric = [c for c in claims if not c.magnitude.startswith(NOT_APPLICABLE)]
     met = sum(c.magnitude.startswith(REPRODUCED) for c in numeric)
@@ -564,8 +592,12 @@ def report_page(claims: list[Claim], records: list[dict[str, Any]], margin: floa
     doc.add(_table(["claim", "paper", "blockbench", "verdict (direction)", "magnitude"],
                    [[c.title, c.paper, c.measured, f"**{c.verdict}**" + (f" ({c.note})" if c.note else ""),
                      c.magnitude] for c in claims], text=5))
-    if workload_of(first) == "masked_lm":
-        doc.add(*table1_section(records))
+
+
+def _add_figures(doc: page.Page, records: list[dict[str, Any]], has_leaderboard: bool,
+                 diagnosis: dict[str, Any] | None) -> None:
+    """The claims figure, the leaderboard's loss plots, and the diagnosis at initialisation."""
+    variants = sorted({r["variant"] for r in records})
     doc.add(page.Figure(
         "report_claims.png", "left, each loss claim on the pair of variants its verdict reads (candidate "
         "minus reference, 95% interval), the black bar marking the line the interval must clear, points "
@@ -589,8 +621,11 @@ def report_page(claims: list[Claim], records: list[dict[str, Any]], margin: floa
             + ". Near 1 is rank collapse (every token looks alike), the paper's explanation of why naive "
               "skip removal fails and shaped attention does not."),
             page.Figure("diagnose.png", "", alt="signal propagation"))
-    doc.add(*power_section(records, margin))
-    doc.add(*escape_section(records))
+
+
+def _add_rules(doc: page.Page, claims: list[Claim], records: list[dict[str, Any]], margin: float) -> None:
+    """How each verdict is reached, and the per-seed losses they read."""
+    seeds = sorted({r["seed"] for r in records})
     doc.add(page.Heading("How the verdicts are reached"), page.Bullets((
         *(f"**{c.title}:** {c.rule}." for c in claims),
         "**Magnitude:** loss claims have no magnitude verdict: the paper's losses are on another corpus, "
@@ -613,7 +648,6 @@ def report_page(claims: list[Claim], records: list[dict[str, Any]], margin: floa
     rows = [[v] + [("diverged" if losses[v].get(s, math.nan) is None else
                     "-" if s not in losses[v] else f"{losses[v][s]:.4f}") for s in seeds] for v in sorted(losses)]
     doc.add(page.Heading("Per-seed final eval loss"), _table(["variant"] + [f"seed {s}" for s in seeds], rows))
-    return doc
 
 
 def render(claims: list[Claim], records: list[dict[str, Any]], margin: float, left_out: int,
@@ -644,7 +678,7 @@ def generate_report(target: str, out: str | None = None, margin: float = DEFAULT
                             "report_claims.png": plot_claims(claims, figure)})
     if (out_dir / "index.html").is_file():
         # The leaderboard pages link the files beside them: redraw them so that they link the report just written.
-        from blockbench.leaderboard import generate
+        from blockbench.views.leaderboard import generate
 
         generate(results, out_dir, warn=lambda message: None)
     return out_dir / "REPORT.md"

@@ -1,0 +1,469 @@
+"""The leaderboard's columns, declared once: `COLUMNS` drives leaderboard.csv and the Markdown and HTML tables.
+
+Each `Column` says what it reads from a run record (`runs`: the per-run numbers, one row per run), how its values
+are computed from a variant's runs (`compute`; the rank and the stability columns are filled once the table is
+ranked), its names in the CSV (`names`, in the list's order) and, where the pages show it, its header and cell in
+the ranking table (`ranking`) and in the time-to-target table (`target`), in the list's order. A workload adds its
+own columns (Workload.leaderboard_columns, plain `viewspec.ExtraColumn`s) after the column each names. Adding a
+column is one entry here (and, for a new record field, records.py).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from blockbench import stats
+from blockbench.stats import bootstrap_speedup, t_interval
+from blockbench.views import page
+from blockbench.viewspec import ExtraColumn
+
+TO_TARGET = ("steps", "tokens", "flops", "seconds")
+MEMORY_KINDS = {"cpu_peak_rss_growth": "CPU RSS growth", "cuda_max_allocated": "CUDA max allocated"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cell formatting
+
+def _is_missing(value: Any) -> bool:
+    try:
+        import pandas as pd
+
+        return value is None or bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _join(values) -> str:
+    return ", ".join(sorted({str(v) for v in values if not _is_missing(v)}))
+
+
+def fmt(value: Any, spec: str, inf: str = "miss") -> str:
+    """`inf` names an infinite value: a missed target for to-target numbers, "inf" for ratios."""
+    if _is_missing(value):
+        return "-"
+    if isinstance(value, float) and math.isinf(value):
+        return inf if value > 0 else "-" + inf
+    return format(value, spec)
+
+
+def seeds_phrase(what: str, k: int, n: int) -> str:
+    """The one status vocabulary of every view: `what` alone for a single seed, else `what on k/n seeds`."""
+    return what if n == 1 else f"{what} on {k}/{n} seeds"
+
+
+def _loss_cell(row) -> str:
+    n = row["n_seeds"]
+    if row["status"] == "failed":
+        return seeds_phrase("failed", row["n_failed"], n)
+    if row["status"] != "ok":
+        return seeds_phrase("diverged", row["n_diverged"], n)
+    plateau = f" ({seeds_phrase('plateau', row['n_plateau'], n)})" if row["n_plateau"] else ""
+    if _is_missing(row["eval_loss_ci_low"]):
+        return fmt(row["eval_loss_mean"], ".4f") + plateau
+    return (f"{row['eval_loss_mean']:.4f} ± {(row['eval_loss_ci_high'] - row['eval_loss_ci_low']) / 2:.4f}"
+            + plateau)
+
+
+def _bound(value: float) -> str:
+    # A zero bound is a resample whose median candidate run missed; an infinite one, the baseline's.
+    return "miss" if value == 0 else "∞" if math.isinf(value) else f"{value:.3f}"
+
+
+def _ci_cell(point: Any, low: Any, high: Any) -> str:
+    """A time-to-target speedup: `miss` where the variant's median run missed the target (an interval whose lower
+    end is `miss` is censored there, never a zero) and `baseline missed` where the baseline's did, so no finite
+    ratio exists."""
+    if _is_missing(point):
+        return "-"
+    if math.isinf(point):
+        return "baseline missed"
+    if point == 0:
+        return "miss"
+    if _is_missing(low):
+        return f"{point:.3f}"
+    return f"{point:.3f} [{_bound(low)}, {_bound(high)}]"
+
+
+def _probe_cell(row, baseline: str | None) -> str:
+    if row["variant"] == baseline and not _is_missing(row["speedup_vs_baseline"]):
+        return "1.000 (baseline)"
+    iqr = row["speedup_iqr"]
+    if _is_missing(row["speedup_vs_baseline"]) and not _is_missing(iqr):  # an untrusted probe (aggregate)
+        return "baseline (untrusted probe)" if row["variant"] == baseline else stats.untrusted_cell(float(iqr))
+    return fmt(row["speedup_vs_baseline"], ".3f", "∞") + (
+        f" (IQR {iqr:.2f})" if not _is_missing(iqr) and iqr > 0 else "")
+
+
+def _mib(value: Any) -> str:
+    return "-" if _is_missing(value) else f"{value / 2**20:.1f}"
+
+
+def _first(values) -> Any:
+    """The value every run of a variant shares (params, FLOPs); NaN when no run of it finished."""
+    present = [v for v in values if not _is_missing(v)]
+    return int(present[0]) if present else math.nan
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What a column is
+
+@dataclass(frozen=True)
+class RunField:
+    """A per-run number a column reads from a run record; a failed run (no record) has `if_failed`."""
+
+    name: str
+    of: Callable[[dict[str, Any]], Any]
+    if_failed: Any = None
+
+
+@dataclass
+class Runs:
+    """One variant's runs (its rows of the runs frame) and what several columns read of them."""
+
+    variant: str
+    g: Any  # the runs frame's rows of this variant
+    baseline: str | None
+    has_target: bool
+    speed_comparable: bool
+    speed_trusted: bool
+    base_seconds: list[float]
+
+    def __post_init__(self) -> None:
+        import numpy as np
+
+        g = self.g
+        self.n = len(g)
+        self.failed = int((g["status"] == "failed").sum())
+        self.diverged = int((g["status"] == "diverged").sum())
+        self.losses = ([float(v) for v in g["eval_loss"] if not _is_missing(v)]
+                       if self.diverged + self.failed == 0 else [])
+        self.misses = int(np.isinf(g["seconds_to_target"]).sum())
+
+
+@dataclass(frozen=True)
+class View:
+    """What a page cell may depend on besides its row: the whole ranked table, the baseline and the target."""
+
+    table: Any
+    baseline: str | None
+    has_target: bool
+
+    @property
+    def multi(self) -> bool:
+        return int(self.table["n_seeds"].max()) >= 2
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A column of a page table (Markdown and HTML alike): its header (or a function of the view giving it), its
+    cell text for a row, whether the view shows it, and whether it is words (left-aligned) or a number."""
+
+    header: str | Callable[[View], str]
+    text_of: Callable[[Any, View], str]
+    shown: Callable[[View], bool] = lambda view: True
+    words: bool = False
+
+    def title(self, view: View) -> str:
+        return self.header(view) if callable(self.header) else self.header
+
+
+@dataclass(frozen=True)
+class Column:
+    """One leaderboard column: table names (`names`, written to the CSV unless `in_csv` is false), the per-run
+    fields it reads, how a variant's values are computed (one value per name; a tuple for several; None: filled
+    when the table is ranked, `stability` from the ranking's Stability), and its page cells."""
+
+    names: tuple[str, ...] = ()
+    runs: tuple[RunField, ...] = ()
+    compute: Callable[[Runs], Any] | None = None
+    stability: Callable[[str, stats.Stability], Any] | None = None
+    ranking: Cell | None = None
+    target: Cell | None = None
+    in_csv: bool = True
+    optional: bool = False  # left out (CSV and pages) when blank on every row
+    integer: bool = False  # an integer count that stays one (nullable) when some variant has none
+    after: str = ""  # a workload's column: the CSV column it follows
+
+
+def _to_target_run(k: str) -> RunField:
+    # A diverged run is a miss even if it passed the target before it blew up (AlgoPerf's rule).
+    return RunField(f"{k}_to_target", lambda r: (math.inf if r["to_target"][k] is None or r["status"] != "ok"
+                                                 else float(r["to_target"][k])), math.inf)
+
+
+def _to_target(k: str, header: str, spec: str) -> Column:
+    return Column((f"{k}_to_target",), (_to_target_run(k),),
+                  lambda v: float(v.g[f"{k}_to_target"].median()) if v.has_target else math.nan,
+                  target=Cell(header, lambda r, view: fmt(r[f"{k}_to_target"], spec)))
+
+
+def _target_status(v: Runs) -> str:
+    if not v.has_target:
+        return "no target"
+    if v.failed:
+        return seeds_phrase("failed", v.failed, v.n)
+    if v.diverged:
+        return seeds_phrase("diverged", v.diverged, v.n)
+    return "ok" if v.misses == 0 else seeds_phrase("target missed", v.misses, v.n)
+
+
+def _ttt(v: Runs) -> tuple[float, float, float]:
+    if v.has_target and v.base_seconds:
+        return bootstrap_speedup(v.base_seconds, list(v.g["seconds_to_target"]), f"{v.baseline}/{v.variant}")
+    return (math.nan,) * 3
+
+
+def _eval_loss(v: Runs) -> tuple[float, float, float, float]:
+    import numpy as np
+
+    low, high = t_interval(v.losses)
+    return (float(np.mean(v.losses)) if v.losses else math.nan,
+            float(np.std(v.losses, ddof=1)) if len(v.losses) > 1 else math.nan, low, high)
+
+
+def _ttt_cell(r, view: View) -> str:
+    base = view.table[view.table["variant"] == view.baseline]
+    base_missed = view.has_target and not base.empty and math.isinf(float(base["seconds_to_target"].iloc[0]))
+    if base_missed and math.isinf(r["seconds_to_target"]) and _is_missing(r["ttt_speedup"]):
+        return "both missed"
+    return _ci_cell(r["ttt_speedup"], r["ttt_speedup_ci_low"], r["ttt_speedup_ci_high"])
+
+
+def _memory_header(view: View) -> str:
+    kinds = sorted({k for k in view.table["peak_memory_kind"] if k})
+    return "peak mem MiB" + (f" ({MEMORY_KINDS.get(kinds[0], kinds[0])})" if len(kinds) == 1 else "")
+
+
+def _static(key: str) -> RunField:
+    return RunField(key, lambda r: r["static"][key])
+
+
+def _summary(key: str, name: str = "") -> RunField:
+    return RunField(name or key, lambda r: r["summary"][key])
+
+
+def _commit(r: dict[str, Any]) -> str:
+    git = r["git"]
+    return (git["commit"] or "unknown")[:12] + ("-dirty" if git["dirty"] else "")
+
+
+def _median(name: str) -> Callable[[Runs], Any]:
+    return lambda v: v.g[name].astype(float).median()
+
+
+def _varies(name: str) -> Callable[[View], bool]:
+    """Shown only where it differs between rows (else the setup table has it)."""
+    return lambda view: view.table[name].nunique() > 1
+
+
+def _integer(name: str, header: str = "") -> Column:
+    return Column((name,), (_static(name),), lambda v: _first(v.g[name]), integer=True,
+                  ranking=Cell(header, lambda r, view: fmt(r[name], ",")) if header else None)
+
+
+_TTT_HEADER = ("time-to-target speedup{} (wall-clock; see caveat)")  # seconds-based: the header says so
+
+# The list. CSV order is the order of `names` here; each page table's order is the order of its cells here.
+COLUMNS: list[Column] = [
+    Column(("rank",)),  # filled when ranked: 1, 2, ... by mean eval loss among the variants that ended ok
+    Column(("rank_range",), stability=lambda v, st: st.range_text(v) if v in st.rank_range else "",
+           ranking=Cell("rank", lambda r, view: r["rank_range"] or "-")),
+    Column(("rank_probability",), stability=lambda v, st: st.rank_prob.get(v, math.nan),
+           ranking=Cell("P(rank)", lambda r, view: fmt(r["rank_probability"], ".2f"), lambda view: view.multi)),
+    Column(("ranking",), stability=lambda v, st: "settled" if st.settled else "unsettled"),
+    Column(("tau_50_final",), stability=lambda v, st: st.taus.get(0.5, math.nan)),
+    Column(("tau_75_final",), stability=lambda v, st: st.taus.get(0.75, math.nan)),
+    Column(("variant",), compute=lambda v: v.variant, ranking=Cell("variant", lambda r, view: r["variant"], words=True),
+           target=Cell("variant", lambda r, view: r["variant"], words=True)),
+    Column(("status",), compute=lambda v: "failed" if v.failed else "diverged" if v.diverged else "ok"),
+    Column(("n_seeds",), compute=lambda v: v.n),
+    Column(("n_diverged",), compute=lambda v: v.diverged),
+    Column(("n_failed",), compute=lambda v: v.failed, in_csv=False),
+    Column(("seeds",), compute=lambda v: " ".join(str(s) for s in sorted(v.g["seed"]))),
+    Column(("eval_loss_mean", "eval_loss_std", "eval_loss_ci_low", "eval_loss_ci_high"),
+           (_summary("final_eval_loss", "eval_loss"),), _eval_loss,
+           ranking=Cell(lambda view: "eval loss, mean ± 95% CI" if view.multi
+                        else "eval loss (one seed: no interval)", lambda r, view: _loss_cell(r))),
+    Column(("eval_bpb_mean",), (_summary("final_eval_bpb", "eval_bpb"),),
+           lambda v: float(v.g["eval_bpb"].mean()) if v.losses else math.nan),
+    # (a workload's columns go here: masked-token accuracy after eval_bpb_mean)
+    Column(ranking=Cell("seeds", lambda r, view: str(r["n_seeds"]))),
+    Column(("speedup_vs_baseline", "speedup_iqr"),
+           (RunField("speedup_vs_baseline", lambda r: r["speed"].get("speedup_vs_baseline")),
+            RunField("speedup_iqr", lambda r: r["speed"].get("speedup_iqr"))),
+           lambda v: (v.g["speedup_vs_baseline"].astype(float).median()
+                      if v.speed_comparable and v.speed_trusted else math.nan,
+                      v.g["speedup_iqr"].astype(float).median() if v.speed_comparable else math.nan),
+           ranking=Cell("speedup, interleaved probe (IQR)", lambda r, view: _probe_cell(r, view.baseline))),
+    Column(("ttt_speedup", "ttt_speedup_ci_low", "ttt_speedup_ci_high"), compute=_ttt,
+           ranking=Cell(lambda view: _TTT_HEADER.format(" [95% CI]" if view.multi else ""), _ttt_cell,
+                        lambda view: view.has_target)),
+    Column(("to_target_status",), compute=_target_status,
+           target=Cell("status", lambda r, view: r["to_target_status"], words=True)),
+    Column(("to_target_misses",), compute=lambda v: v.misses if v.has_target else math.nan),
+    _to_target("steps", "steps (median)", ".1f"),
+    _to_target("tokens", "tokens (median)", ",.0f"),
+    _to_target("flops", "FLOPs (median)", ".4g"),
+    _to_target("seconds", "train seconds (median)", ".2f"),
+    _integer("params_total", "params"),
+    _integer("params_block_matrices"),
+    _integer("flops_fwd_per_token"),
+    _integer("flops_train_per_token", "train FLOPs/token"),
+    Column(("peak_memory_bytes", "peak_memory_kind"),
+           (_summary("peak_memory_bytes"), _summary("peak_memory_kind")),
+           lambda v: (v.g["peak_memory_bytes"].astype(float).median(), _join(v.g["peak_memory_kind"])),
+           ranking=Cell(_memory_header, lambda r, view: _mib(r["peak_memory_bytes"]))),
+    Column(("tokens_per_second",), (_summary("tokens_per_second"),),
+           lambda v: float(v.g["tokens_per_second"].median()),
+           ranking=Cell("tokens/s", lambda r, view: fmt(r["tokens_per_second"], ",.0f"))),
+    Column(("mfu",), (_summary("mfu"),), _median("mfu"),
+           ranking=Cell("MFU", lambda r, view: "-" if _is_missing(r["mfu"]) else f"{100 * r['mfu']:.1f}%",
+                        lambda view: view.table["mfu"].notna().any())),
+    Column(("train_seconds",), (_summary("train_seconds"),), lambda v: float(v.g["train_seconds"].median())),
+    Column(("device",), (RunField("device", lambda r: r["env"]["device_name"]),), lambda v: _join(v.g["device"]),
+           ranking=Cell("device", lambda r, view: r["device"], _varies("device"), words=True)),
+    Column(("commit",), (RunField("commit", _commit),), lambda v: _join(v.g["commit"]),
+           ranking=Cell("commit", lambda r, view: r["commit"], _varies("commit"), words=True)),
+    Column(("n_plateau",), (RunField("plateau", lambda r: stats.plateau_steps(r) is not None, False),),
+           lambda v: int(v.g["plateau"].sum())),
+]
+
+
+def workload_column(extra: ExtraColumn) -> Column:
+    """A workload's declared column: the mean over seeds of a summary entry, for a variant with final losses."""
+    run = f"run:{extra.name}"
+
+    def mean(v: Runs) -> float:
+        values = v.g[run]
+        return float(values.astype(float).mean()) if v.losses and values.notna().any() else math.nan
+
+    return Column((extra.name,), (RunField(run, lambda r: r["summary"].get(extra.summary_key)),), mean,
+                  ranking=Cell(extra.header, lambda r, view: fmt(r[extra.name], extra.spec)), optional=True,
+                  after=extra.after)
+
+
+def columns_for(records: Sequence[dict[str, Any]]) -> list[Column]:
+    """COLUMNS with the records' workload's own columns, each after the column it names."""
+    from blockbench.workloads import workload_class, workload_of
+
+    extras = [workload_column(e) for e in workload_class(workload_of(records[0])).leaderboard_columns]
+    out: list[Column] = []
+    for column in COLUMNS:
+        out.append(column)
+        out += [e for e in extras if e.after in column.names]
+    return out + [e for e in extras if e not in out]  # one whose anchor is not in the list: at the end
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Records -> runs -> one row per variant
+
+def runs_frame(records: list[dict[str, Any]], failures: list[dict[str, Any]] | None = None,
+               columns: Sequence[Column] | None = None):
+    """One row per record, and per failed run (status "failed", no numbers): the flat per-run numbers the
+    columns are computed from."""
+    import pandas as pd
+
+    fields = [f for c in (columns if columns is not None else COLUMNS) for f in c.runs]
+    rows = [{"variant": f["variant"], "seed": f["seed"], "status": "failed", **{x.name: x.if_failed for x in fields}}
+            for f in failures or []]
+    rows += [{"variant": r["variant"], "seed": r["seed"], "status": r["status"], **{x.name: x.of(r) for x in fields}}
+             for r in records]
+    frame = pd.DataFrame(rows)
+    return frame.sort_values(["variant", "seed"], kind="stable").reset_index(drop=True)
+
+
+def csv_columns(table, columns: Sequence[Column]) -> list[str]:
+    """The CSV's columns, in the list's order; an optional one only where the table has it."""
+    return [n for c in columns if c.in_csv for n in c.names if not c.optional or n in table.columns]
+
+
+def _values(column: Column, runs: Runs) -> dict[str, Any]:
+    values = column.compute(runs)  # type: ignore[misc] - only columns with a compute
+    return dict(zip(column.names, values if len(column.names) > 1 else (values,), strict=True))
+
+
+def aggregate(runs, baseline: str | None, has_target: bool, speed_comparable: bool = True,
+              speed_trusted: bool = True, columns: Sequence[Column] | None = None):
+    """One row per variant (the columns' computed values), ranked by mean eval loss at budget; diverged variants
+    are unranked. Speed ratios that do not compare (several device types or execution modes) are left out with
+    their spread; an untrusted probe's ratios are left out and their spread kept, so the cell can say why
+    (`untrusted (IQR x)`)."""
+    import pandas as pd
+
+    columns = list(columns if columns is not None else COLUMNS)
+    base_seconds = list(runs.loc[runs["variant"] == baseline, "seconds_to_target"]) if baseline else []
+    rows = []
+    for variant, g in runs.groupby("variant", sort=True):
+        v = Runs(str(variant), g, baseline, has_target, speed_comparable, speed_trusted, base_seconds)
+        row: dict[str, Any] = {}
+        for column in columns:
+            if column.compute is not None:
+                row.update(_values(column, v))
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    ranked = table["status"] == "ok"
+    order = table[ranked].sort_values(["eval_loss_mean", "variant"], kind="stable").index
+    table["rank"] = pd.Series(range(1, len(order) + 1), index=order, dtype="Int64")
+    table["_order"] = table["rank"].astype("Float64").fillna(math.inf)
+    table = table.sort_values(["_order", "variant"], kind="stable").drop(columns="_order").reset_index(drop=True)
+    for column in columns:
+        for name in column.names:
+            if column.optional and name in table.columns and not table[name].notna().any():
+                table = table.drop(columns=name)
+            elif column.integer and table[name].isna().any():  # a variant none of whose runs finished
+                table[name] = table[name].astype("Int64")
+    return table[[c for c in csv_columns(table, columns) if c in table.columns] + _hidden(columns)]
+
+
+def _hidden(columns: Sequence[Column]) -> list[str]:
+    """The table's columns that are not in the CSV (the pages read them)."""
+    return [n for c in columns if not c.in_csv for n in c.names]
+
+
+def add_stability(table, st: stats.Stability, columns: Sequence[Column] | None = None):
+    """The stability columns: shared rank ranges, each variant's bootstrap probability of its rank, and the
+    ranking's verdict and taus (the same on every row, so the CSV carries the stability line)."""
+    columns = list(columns if columns is not None else COLUMNS)
+    table = table.copy()
+    for column in columns:
+        if column.stability is not None:
+            for name in column.names:
+                table[name] = [column.stability(v, st) for v in table["variant"]]
+    return table[[*csv_columns(table, columns), *_hidden(columns)]]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Rendering: the CSV, and the pages' tables
+
+def render_csv(table, columns: Sequence[Column]) -> str:
+    buf = io.StringIO()
+    table[csv_columns(table, columns)].to_csv(buf, index=False, float_format="%.8g", lineterminator="\n")
+    return buf.getvalue()
+
+
+def _page_table(view: View, cells: list[Cell]) -> page.Table:
+    header = [c.title(view) for c in cells]
+    rows = [[c.text_of(row, view) for c in cells] for _, row in view.table.iterrows()]
+    return page.table(header, rows, frozenset(h for h, c in zip(header, cells, strict=True) if c.words))
+
+
+def ranking_cells(view: View, columns: Sequence[Column]) -> list[Cell]:
+    """The ranking table's columns; one that would be blank on every row (P(rank) with one seed, MFU without a
+    known peak), repeat one value on every row (device, commit: the setup table has them) or that the table
+    lacks (an optional column) is left out."""
+    return [c.ranking for c in columns if c.ranking is not None and c.ranking.shown(view)
+            and (not c.optional or all(n in view.table.columns for n in c.names))]
+
+
+def ranking_table(view: View, columns: Sequence[Column]) -> tuple[page.Table, list[str]]:
+    """The ranking table, and its headers (what the page says about columns it left out reads them)."""
+    cells = ranking_cells(view, columns)
+    return _page_table(view, cells), [c.title(view) for c in cells]
+
+
+def target_table(view: View, columns: Sequence[Column]) -> page.Table:
+    return _page_table(view, [c.target for c in columns if c.target is not None and c.target.shown(view)])

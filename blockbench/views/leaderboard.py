@@ -1,0 +1,387 @@
+"""Leaderboards: run records -> pandas -> leaderboard.md, leaderboard.csv, PNG plots and index.html.
+
+A leaderboard is a pure view over the records in `<dir>/records/`: regenerating it from the same records gives
+byte-identical files (no timestamps, seeded bootstrap, fixed float formats, PNGs without a software/date stamp).
+Which records rank together is selection.py's; the columns, columns.py's (one list drives the CSV and both
+pages); the plots, plots.py's. This module builds the page (leaderboard.md and index.html are two renderings of
+it) and writes the files.
+
+`blockbench leaderboard SUITE` reads `results/<suite>/<current version>/` below the *current directory* (run it
+from the repository root); `blockbench leaderboard DIR` reads `DIR/records/` (or DIR itself when it has no
+records/ subdirectory) and writes into DIR unless `--out` says otherwise. `blockbench leaderboard --index results/`
+writes the landing page over all of them instead (index.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from blockbench import stats
+from blockbench.records import comparable_overrides, execution_modes
+from blockbench.views import columns as C
+from blockbench.views import page
+from blockbench.views.columns import _join
+from blockbench.views.plots import curves_frame, plot_bars, plot_curves, seconds_plot_note
+from blockbench.views.selection import (
+    LeaderboardError,
+    group_failures,
+    ranked_records,
+    ranked_table,
+    resolve_target,
+    speed_not_comparable,
+)
+
+TEXT_COLUMNS = frozenset({"item", "value"})  # the setup table's words
+OUTPUT_FILES = ("leaderboard.md", "leaderboard.csv", "loss_vs_steps.png", "loss_vs_seconds.png",
+                "loss_vs_flops.png", "params.png", "tokens_per_second.png", "index.html")
+
+
+def budget_text(record: dict[str, Any]) -> str:
+    """The budget of a record's suite as the pages write it: `steps=400`."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(record["config"]["budget"].items()))
+
+
+def header_items(kept: list[dict[str, Any]], left_out: int, failed: int = 0) -> list[tuple[str, str]]:
+    first = kept[0]
+    config = first["config"]
+    budget = budget_text(first)
+    overrides = comparable_overrides(first)
+    return [
+        ("suite", f"{first['suite']['name']} v{first['suite']['version']}"),
+        ("suite hash", f"`{first['suite']['hash']}`"),
+        ("blockbench version", _join(r["blockbench_version"] for r in kept)),
+        ("baseline variant", config.get("baseline", "-")),
+        ("target", target_text(kept)),
+        ("budget", budget),
+        ("seeds", _join(r["seed"] for r in kept)),
+        ("corpus", f"{first['data']['corpus']}, {first['data']['tokenizer']} tokenizer, "
+                   f"vocab {first['data']['vocab_size']}"),
+        ("corpus fingerprint", f"`{first['data']['fingerprint']}`"),
+        ("model", ", ".join(f"{k}={v}" for k, v in config["model"].items())),
+        ("overrides", json.dumps(overrides, sort_keys=True) if overrides else "none"),
+        ("device", _join(f"{r['env']['device_name']} ({r['env']['device']}, {r['env']['threads']} threads)"
+                         for r in kept)),
+        *setup_facts(kept),
+        ("torch", _join(r["env"]["torch"] for r in kept)),
+        ("commit", _join((r["git"]["commit"] or "unknown") + (" (dirty)" if r["git"]["dirty"] else "")
+                         for r in kept)),
+        ("records", f"{len(kept)} ranked, {left_out} left out" + (f", {failed} failed runs (failures/)"
+                                                                      if failed else "")),
+    ] + ([("speed", f"speed ratios (interleaved probe) not shown: {note}")]
+         if (note := speed_not_comparable(kept) or stats.probe_disturbed_note(kept)) is not None else [])
+
+
+
+PEAK_SOURCES = {"table": "spec table", "measured": "measured on this machine by a matmul probe"}
+
+
+def setup_facts(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """How the steps executed: the execution mode, the training dtype, and the peak FLOP/s that MFU divides by
+    (`989.5 TFLOP/s, bf16 dense, spec table`). Every speed figure is relative to these."""
+    modes = ", ".join(sorted(execution_modes(records)))
+    dtypes = _join(r["config"].get("dtype") or r["config"]["runtime"].get("dtype") for r in records)
+    peaks = []
+    for r in records:
+        peak, source = r["summary"].get("mfu_peak_flops"), r["summary"].get("mfu_peak_source")
+        if peak and source:
+            dtype = r["config"].get("dtype") or "fp32"
+            unit, scale = ("TFLOP/s", 1e12) if peak >= 1e12 else ("GFLOP/s", 1e9)
+            peaks.append(f"{peak / scale:.1f} {unit}, {dtype} dense, {PEAK_SOURCES.get(source, source)}")
+    peak_text = "; ".join(sorted(set(peaks))) or "none known (no MFU)"
+    return [("execution mode", modes), ("dtype", dtypes or "-"), ("MFU peak", peak_text)]
+
+
+def lowest_loss(records: list[dict[str, Any]]) -> tuple[float, str, int] | None:
+    """(loss, variant, seed) of the lowest eval loss any run that ended well reached at any evaluation."""
+    best = None
+    for r in records:
+        if r["status"] != "ok":
+            continue
+        for _, loss in stats.curve_points(r):
+            if math.isfinite(loss) and (best is None or loss < best[0]):
+                best = (loss, r["variant"], r["seed"])
+    return best
+
+
+def target_text(records: list[dict[str, Any]]) -> str:
+    """The target and who reached it; "target not reached by any variant" with the best loss when nobody did."""
+    target = records[0]["to_target"]["target"]
+    if target is None:
+        return "none"
+    reached = sorted({r["variant"] for r in records if r["status"] == "ok" and r["to_target"]["steps"] is not None})
+    if reached:
+        return f"eval loss {target} nats/token, reached by runs of {', '.join(reached)}"
+    best = lowest_loss(records)
+    lowest = ("" if best is None else
+              f"; the lowest eval loss any run reached was {best[0]:.4f} ({best[1]} seed {best[2]})")
+    return f"eval loss {target} nats/token: target not reached by any variant{lowest}"
+
+
+def seconds_caveat(records: list[dict[str, Any]]) -> str:
+    """Why seconds do not compare across variants, naming the device the records trained on: what drifts between
+    runs made one after another differs between a shared CPU and a GPU."""
+    kinds = {r["env"]["device"] for r in records}
+    devices = _join(f"{r['env']['device_name']} ({r['env']['device']})" for r in records)
+    if kinds == {"cpu"}:
+        drift = "on a CPU the other work on its cores moves the step time, a lot on a shared machine"
+    elif "cpu" not in kinds:
+        drift = ("on a GPU clock boost, temperature and the host's load move the step time: less than on a shared "
+                 "CPU, not to zero")
+    else:
+        drift = "and these runs trained on several device types, whose seconds never compare"
+    return ("**Seconds do not compare across variants here.** Each run's seconds were measured in its own process, "
+            f"the runs one after another on {devices}, so they carry the machine's drift between runs ({drift}). "
+            "The ranking's speedup from the interleaved probe times every variant round-robin in one process, "
+            "where drift cancels: it is the speed to trust.")
+
+
+READING_GUIDE = (
+    "**eval loss**: the final evaluation loss at the budget in nats/token (bits per byte in the CSV), the mean "
+    "over seeds ± the half-width of a 95% Student-t interval; a single seed has no interval. Lower is better and "
+    "the rank is by this mean. A variant with a diverged or failed seed (`diverged on k/n seeds`, `failed on k/n "
+    "seeds`) is listed but not ranked. `plateau on k/n seeds`: k of n seeds ended stuck on the unigram plateau "
+    "(eval loss improved by less than 0.05 nats over at least the last third of the run while above the suite's "
+    "plateau level, by default 0.55 ln(vocab)): such a run has not learnt from context and is not converged.",
+    "**Brackets** `[a, b]` always hold a 95% interval; an interquartile range is written `(IQR x)`.",
+    "**rank stability** (the line under the ranking): Kendall's tau-b between the ranking by mean eval loss at "
+    "50% (and 75%) of the budget and the final ranking. The ranking is **settled** when tau(50%->final) >= 0.8 "
+    "and tau(75%->final) >= 0.9 (at most 10% of pairs swap in the second half, 5% in the last quarter), else "
+    "**unsettled**: the order was still moving when the budget ended and is a snapshot, not a verdict.",
+    "**rank** ranges (`2-5`): adjacent variants whose order is not resolved share one. With >= 2 seeds a pair is "
+    "resolved when a bootstrap over seeds (resampled jointly, as seeds share data order; enumerated exactly up to "
+    "8 seeds) puts it in order with probability >= 0.9 and the 95% interval of the difference (paired by seed) "
+    "excludes zero: with 2-3 seeds the bootstrap alone gives probability 1 to any sign that holds on every seed. "
+    "With one seed a pair is resolved when it is in the same order at 50%, 75% and 100% of the budget. "
+    "**P(rank)** (>= 2 seeds only): the bootstrap's probability that the variant is at its listed position.",
+    "**speedup, interleaved probe**: baseline step time / variant step time (> 1 is faster), measured before "
+    "training by one process that times all variants round-robin; the median over rounds, with the interquartile "
+    "range over rounds in parentheses (a large one means a noisy machine). Machine drift cancels in this ratio: "
+    "compare these, not tokens/s.",
+    "**time-to-target speedup**: the baseline's median training seconds to the target / the variant's, with a "
+    "percentile-bootstrap 95% interval over seeds (10,000 seeded resamples; two or more seeds only). A miss "
+    "counts as infinite: `miss` when the variant's median run missed the target (`[miss, x]`: censored, in over "
+    "2.5% of resamples the median run missed), `baseline missed` when the baseline's did (no finite ratio: the "
+    "variant is faster by an unknown factor), `both missed` when neither reached it. Seconds-based: see the "
+    "caveat.",
+    "**time to target** status: `ok`; `target missed on k/n seeds` (never reached within the budget; the median "
+    "is `miss` once half the seeds or more missed); `diverged on k/n seeds` (a diverged run counts as a miss even "
+    "if it passed the target before); `failed on k/n seeds` (no record: see failures/).",
+    "**peak mem**: on CPU the growth of the process's peak resident set over the measured steps (gradients, "
+    "optimiser state, activations, and allocator effects; comparable only between CPU runs); on CUDA the "
+    "allocator's peak (max allocated), weights included.",
+    "**tokens/s**: median over seeds of each run's training tokens / training seconds (evaluation excluded); a "
+    "seconds-based figure. **MFU**: model FLOPs per second / the device's peak dense FLOP/s; shown only where a "
+    "peak is known for the device.",
+)
+
+# Files other commands write beside a leaderboard, and what a reader finds in them.
+ARTEFACTS = {
+    "REPORT.html": "the claims report as a web page (the same text as REPORT.md, plots inline)",
+    "REPORT.md": "the seed paper's claims checked one by one against these records, each with its uncertainty, "
+                 "a direction verdict and, for numeric claims, a magnitude verdict (`blockbench report`)",
+    "report_claims.png": "each claim of REPORT.md drawn on the pair of variants its verdict uses",
+    "diagnose.png": "signal propagation at initialisation: how alike different tokens' representations are after "
+                    "each block, and the activation norm (`blockbench diagnose`)",
+    "diagnose.json": "the numbers behind diagnose.png",
+    "probe.json": "the interleaved probe's per-round step times, from which the speedups come",
+}
+
+FIGURES = {
+    "loss_vs_steps.png": "eval loss against optimiser steps (mean over seeds). Right: the last half of each "
+                         "variant's own training on its own scale, the band from the lowest to the highest seed; "
+                         "dotted: the target. A series hidden under another is named so in the legend.",
+    "loss_vs_seconds.png": "eval loss against training seconds (evaluation excluded; mean over seeds), panels as "
+                           "above.",
+    "loss_vs_flops.png": "eval loss against training FLOPs (forward and backward, 2 per multiply-add); the axis "
+                         "unit is in its label. Panels as above.",
+    "params.png": "total parameters per variant, embeddings included.",
+    "tokens_per_second.png": "median training tokens per second per variant, raw (not drift-corrected).",
+}
+SECONDS_FIGURES = ("loss_vs_seconds.png", "tokens_per_second.png")  # their captions end with the seconds caveat
+
+
+def present_artefacts(directory: Path | None) -> list[str]:
+    """The ARTEFACTS files present in `directory`, in a fixed order (the page links what is there)."""
+    if directory is None:
+        return []
+    return [name for name in ARTEFACTS if (directory / name).is_file()]
+
+
+def report_link(artefacts: list[str]) -> str:
+    """REPORT.html for a browser and REPORT.md beside it; REPORT.md alone where no page was written for it."""
+    if "REPORT.html" in artefacts:
+        return "[REPORT.html](REPORT.html) ([REPORT.md](REPORT.md))"
+    return "[REPORT.md](REPORT.md)"
+
+
+def build_page(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]], failed: int = 0,
+               stability_line: str = "", artefacts: list[str] | None = None) -> page.Page:
+    """Everything the leaderboard says, once: leaderboard.md and index.html are two renderings of this."""
+    artefacts = artefacts or []
+    first = kept[0]
+    suite = first["suite"]
+    baseline = first["config"].get("baseline")
+    target = first["to_target"]["target"]
+    multi = int(table["n_seeds"].max()) >= 2
+    doc = page.Page(f"Leaderboard: suite {suite['name']} v{suite['version']}")
+
+    # What a reader looks for first, at the top: the guide to the columns (at the bottom) and the claims report.
+    top = ["[How to read this](#how-to-read-this): every column and line explained, at the bottom of this page"]
+    if "REPORT.md" in artefacts:
+        top.append("**Claims report:** " + report_link(artefacts) + ", the seed paper's claims checked against "
+                   "these records")
+    doc.add(page.Para(". ".join(top) + "."))
+
+    files = ["[index.html](index.html) and [leaderboard.md](leaderboard.md) (this page)",
+             "[leaderboard.csv](leaderboard.csv) (every number, unrounded)"]
+    files += [f"[{name}]({name})" for name in artefacts]
+    files += ["the plots below", "[records/](records/) (one run record per variant and seed)"]
+    doc.add(page.Para("Every variant of the suite trained under identical conditions; every number on this page "
+                      "comes from the run records in `records/`. Files: " + "; ".join(files) + "."))
+
+    doc.add(page.Heading("Setup"), page.table(["item", "value"], [list(i) for i in header_items(
+        kept, len(left_out), failed)], TEXT_COLUMNS))
+
+    columns = C.columns_for(kept)
+    view = C.View(table, baseline, target is not None)
+    ranking, shown = C.ranking_table(view, columns)
+    seeds = ("Lower is better; the rank is by the mean over seeds, and ± is the half-width of a 95% interval."
+             if multi else "Lower is better. **One seed per variant:** a single seed has no interval, so there is "
+             "no ± and no P(rank), and differences of a few hundredths of a nat may be seed-to-seed noise.")
+    doc.add(page.Heading("Ranking: final eval loss at the budget"), page.Para(seeds), ranking)
+    if stability_line:
+        doc.add(page.Para(f"**{stability_line}**"))
+    absent = []
+    if "MFU" not in shown:
+        devices = _join(f"{r['env']['device_name']} ({r['env']['device']})" for r in kept)
+        absent.append(f"MFU is not shown: it needs the device's peak FLOP/s, and none is known for {devices}.")
+    if "MFU" in shown:
+        absent.append("MFU's peak FLOP/s: see the setup table.")
+    if not any(c.startswith("device") for c in shown) or not any(c.startswith("commit") for c in shown):
+        absent.append("Device and commit are the same for every row: see the setup table.")
+    if absent:
+        doc.add(page.Para(" ".join(absent)))
+
+    if target is not None:
+        reached = target_text(kept)
+        missed = (f" **{reached.split(': ', 1)[1]}**: the target lies below what this budget reached, so this table "
+                  "ranks nothing." if "target not reached by any variant" in reached else "")
+        doc.add(page.Heading(f"Time to target: eval loss ≤ {target} nats/token"),
+                page.Para("Medians over seeds of the steps, tokens, FLOPs and training seconds until the eval loss "
+                          "first reached the target, interpolated between evaluations; `miss`: the median run "
+                          "never reached it within the budget." + missed),
+                C.target_table(view, columns), page.Para(seconds_caveat(kept), "caveat"))
+
+    if "REPORT.md" in artefacts or "diagnose.png" in artefacts:
+        doc.add(page.Heading("The paper's claims"))
+        if "REPORT.md" in artefacts:
+            doc.add(page.Para(f"{report_link(artefacts)}: {ARTEFACTS['REPORT.md']}."))
+        for name in ("report_claims.png", "diagnose.png"):
+            if name in artefacts:
+                doc.add(page.Figure(name, ARTEFACTS[name][0].upper() + ARTEFACTS[name][1:] + "."))
+
+    doc.add(page.Heading("Plots"))
+    doc.add(*(page.Figure(name, caption + (" " + seconds_caveat(kept) if name in SECONDS_FIGURES else ""))
+              for name, caption in FIGURES.items()))
+    doc.add(page.Heading("How to read this"), page.Bullets(READING_GUIDE))
+    if left_out:
+        doc.add(page.Heading("Left out"), page.Bullets(tuple(f"`{p}`: {why}" for p, why in left_out)))
+    doc.add(page.Para("Regenerate with `blockbench leaderboard DIR`; every number comes from the files in "
+                      "records/."))
+    return doc
+
+
+def render_markdown(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]], failed: int = 0,
+                    stability_line: str = "", artefacts: list[str] | None = None) -> str:
+    return page.to_markdown(build_page(table, kept, left_out, failed, stability_line, artefacts))
+
+
+
+def render_html(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]], failed: int = 0,
+                stability_line: str = "", artefacts: list[str] | None = None) -> str:
+    return page.to_html(build_page(table, kept, left_out, failed, stability_line, artefacts))
+
+
+
+def build(entries: list[tuple[Path, dict[str, Any]]], left_out: list[tuple[str, str]],
+          failures: list[dict[str, Any]] | None = None, artefacts: list[str] | None = None) -> dict[str, bytes]:
+    """Every output file's bytes, from the records to rank (all of one group), the left-out list, the failure
+    files of runs of the same group that have no record (shown as failed, never as missing) and the names of the
+    other commands' files in the output directory (the pages link them)."""
+    records = [r for _, r in entries]
+    failures = failures or []
+    target = records[0]["to_target"]["target"]
+    table, st = ranked_table(records, failures)
+    line = st.line()
+    curves = curves_frame(records)
+    order = list(table["variant"])
+    off = frozenset(table.loc[(table["n_plateau"] > 0) & (table["n_plateau"] == table["n_seeds"]), "variant"])
+    text = build_page(table, records, left_out, len(failures), line, artefacts)
+    return {
+        "leaderboard.md": page.to_markdown(text).encode(),
+        "leaderboard.csv": C.render_csv(table, C.columns_for(records)).encode(),
+        "loss_vs_steps.png": plot_curves(curves, order, "step", "training steps", "eval loss vs steps", target, off),
+        "loss_vs_seconds.png": plot_curves(curves, order, "train_seconds", "training seconds (mean over seeds)",
+                                           "eval loss vs training seconds", target, off, seconds_plot_note(records)),
+        "loss_vs_flops.png": plot_curves(curves, order, "flops", "training FLOPs", "eval loss vs FLOPs", target,
+                                         off),
+        "params.png": plot_bars(table, "params_total", "parameters", "parameters per variant"),
+        "tokens_per_second.png": plot_bars(table, "tokens_per_second", "tokens/s (median over seeds)",
+                                           "training throughput per variant (raw, not drift-corrected)",
+                                           seconds_plot_note(records)),
+        "index.html": page.to_html(text).encode(),
+    }
+
+
+def write_outputs(out_dir: Path, files: dict[str, bytes]) -> None:
+    """All files to temporary names first, then renamed into place: a failure leaves the old outputs intact."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LeaderboardError(f"{out_dir}: cannot create output directory ({exc.strerror})") from None
+    temps: list[tuple[Path, Path]] = []
+    try:
+        for name, data in files.items():
+            tmp = out_dir / f".{name}.{os.getpid()}.tmp"
+            # os.open honours the umask (mkstemp would make the published files 0600).
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            temps.append((tmp, out_dir / name))
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        for tmp, final in temps:
+            os.replace(tmp, final)
+    except OSError as exc:
+        for tmp, _ in temps:
+            tmp.unlink(missing_ok=True)
+        raise LeaderboardError(f"{out_dir}: cannot write the leaderboard ({exc.strerror}); "
+                               "existing files were left unchanged") from None
+
+
+
+def generate(target: str | os.PathLike, out: str | os.PathLike | None = None,
+             warn: Callable[[str], None] | None = None) -> tuple[Path, list[str]]:
+    """Regenerate a leaderboard; return (output dir, names written). `warn` gets one message per left-out file."""
+    warn = warn or (lambda message: print(message, file=sys.stderr))
+    results, current_hash = resolve_target(str(target))
+    kept, left = ranked_records(results, current_hash)
+    out_dir = Path(out) if out is not None else results
+
+    def rel(p: Path) -> str:
+        # Paths relative to the results dir, so the outputs do not depend on where it was checked out.
+        try:
+            return p.relative_to(results).as_posix()
+        except ValueError:
+            return p.as_posix()
+
+    left_out = [(rel(p), why) for p, why in left]
+    for p, why in left_out:
+        warn(f"blockbench: leaderboard: left out {p}: {why}")
+    files = build(kept, left_out, group_failures(results, kept), present_artefacts(out_dir))
+    write_outputs(out_dir, files)
+    return out_dir, list(files)
