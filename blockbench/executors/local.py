@@ -217,10 +217,10 @@ class LocalExecutor(Executor):
     def _prewarms(self, suite: Suite) -> bool:
         if self.prewarm != "auto":
             return self.prewarm == "on"
-        import torch
+        from blockbench.train import resolve_device
 
         # auto: on CUDA only. On CPU the standby's start-up would share the cores the running run is timed on.
-        return suite.runtime.device == "cuda" or (suite.runtime.device == "auto" and torch.cuda.is_available())
+        return resolve_device(suite.runtime.device).type == "cuda"
 
     def _start_standby(self, suite: Suite, block_paths: tuple[str, ...], cwd: str) -> None:
         if self.standby is None and self._prewarms(suite):
