@@ -55,6 +55,72 @@ def gemm_peak(device: torch.device, n: int = 8192, iters: int = 20) -> float | N
     return 2 * n**3 * iters / (time.perf_counter() - start)
 
 
+def _is_matmul_or_attention(name: str) -> bool:
+    return name.split("::")[-1].split(".")[0] in MATMUL_OPS or "scaled_dot_product" in name
+
+
+MATMUL_OPS = {"mm", "addmm", "bmm", "baddbmm", "_scaled_mm"}
+
+
+def matmul_bound(suite: Any, variant: str, data: Any, device: torch.device, iters: int = 20) -> dict[str, Any]:
+    """The step's matmuls and attention kernels alone: every such op of one training step (eager) is recorded,
+    each distinct call (op, shapes, strides, dtypes, arguments) replayed on its own, and the times summed over
+    the step's calls. That is the step time if every other op (norms, activations, residuals, casts, the loss,
+    the optimizer) were free, so the model's FLOPs over it, against the table peak, is the MFU this shape
+    allows the step at most with these kernels: a bound that says whether an MFU target is reachable here."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    calls: dict[str, dict[str, Any]] = {}
+
+    def signature(func: Any, args: tuple, kwargs: dict) -> str:
+        def one(a: Any) -> str:
+            if isinstance(a, torch.Tensor):
+                return f"T{tuple(a.shape)}{a.stride()}{a.dtype}"
+            return repr(a)
+        return f"{func.name()}({', '.join(one(a) for a in args)}; {sorted((k, one(v)) for k, v in kwargs.items())})"
+
+    class Recording(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+            kwargs = kwargs or {}
+            if _is_matmul_or_attention(func.name()):
+                key = signature(func, args, kwargs)
+                if key not in calls:  # the first call's own inputs, kept for the replay
+                    clone = lambda a: a.detach().clone() if isinstance(a, torch.Tensor) else a  # noqa: E731
+                    calls[key] = {"func": func, "args": [clone(a) for a in args],
+                                  "kwargs": {k: clone(v) for k, v in kwargs.items()}, "count": 0}
+                calls[key]["count"] += 1
+            return func(*args, **kwargs)
+
+    eager = dataclasses.replace(suite, runtime=dataclasses.replace(suite.runtime, cuda_graphs="off", compile=False))
+    step = harness_step(eager, variant, data)
+    step()
+    sync(device)
+    with Recording():
+        step()
+    sync(device)
+    del step
+    total = 0.0
+    ops: dict[str, dict[str, Any]] = {}
+    for call in calls.values():
+        run = lambda c=call: c["func"](*c["args"], **c["kwargs"])  # noqa: E731
+        for _ in range(3):
+            run()
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(iters):
+            run()
+        sync(device)
+        seconds = (time.perf_counter() - start) / iters
+        total += seconds * call["count"]
+        name = call["func"].name()
+        ops.setdefault(name, {"calls": 0, "ms": 0.0})
+        ops[name]["calls"] += call["count"]
+        ops[name]["ms"] += 1e3 * seconds * call["count"]
+    distinct = len(calls)
+    calls.clear()
+    return {"ms_per_step": 1e3 * total, "distinct_calls": distinct, "by_op": ops}
+
+
 def suite_for(base: Any, variants: list[str], mode: str, batch: int | None) -> Any:
     runtime = dataclasses.replace(base.runtime, cuda_graphs="auto" if "graphs" in mode else "off",
                                   compile="compiled" in mode)
@@ -148,7 +214,8 @@ def main() -> int:
     parser.add_argument("--steps-per-round", type=int, default=5)
     parser.add_argument("--batch", type=int, help="sequences per step (default: the suite's)")
     parser.add_argument("--seq-len", type=int, default=2048, help="T of the attention-memory check")
-    parser.add_argument("--skip", default="", help="comma list of sections to skip: memory, profile, attention")
+    parser.add_argument("--skip", default="", help="comma list of sections to skip: memory, profile, attention, bound, "
+                                                "predicted")
     parser.add_argument("--json", type=Path, help="write the report here")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -220,8 +287,20 @@ def main() -> int:
         section(report, "profile", lambda: {name: step_profile(fn, device) for name, fn in steps.items()})
     steps.clear()
     gc.collect()
-    section(report, "predicted_launches", lambda: {
-        v: predicted_launches(suites[modes[0]], v, data) for v in variants})
+    if "bound" not in skip:
+        def bounds() -> dict[str, Any]:
+            out = {}
+            for v in variants[:1] + [v for v in ("sas_p",) if v in variants[1:]]:
+                b = matmul_bound(first, v, data, device)
+                flops = report["build"][f"{v}/{modes[0]}"]["flops_train_per_token"] * tokens_per_step
+                b["mfu_ceiling_table"] = flops / (b["ms_per_step"] / 1e3) / peak if peak else None
+                out[v] = b
+            return out
+
+        section(report, "matmul_bound", bounds)
+    if "predicted" not in skip:
+        section(report, "predicted_launches", lambda: {
+            v: predicted_launches(suites[modes[0]], v, data) for v in variants})
     if "memory" not in skip:
         section(report, "peak_memory_bytes", lambda: {
             f"{v}/{mode}": peak_memory(suites[mode], v, data, device) for mode in modes for v in variants})

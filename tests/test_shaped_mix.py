@@ -124,7 +124,8 @@ def test_the_op_is_one_dispatch_forward_and_one_backward():
 
 _TRITON = importlib.util.find_spec("triton") is not None
 _INTERPRETED = r"""
-import torch, itertools, sys
+import contextlib, torch, itertools, sys
+from torch.utils._python_dispatch import TorchDispatchMode
 sys.path.insert(0, "tests")
 from test_shaped_mix import inputs, plain
 from blockbench.blocks import shaped
@@ -140,7 +141,14 @@ for name in ("_mix_fwd", "_mix_bwd", "_mix_gains_bwd"):
             launches.append(self.n)
             return self.k[grid]
     setattr(kernels, name, Counted(kernel, name))
-for causal, centred, extras, seq in itertools.product((True, False), (True, False), (True, False), (5, 70)):
+seen = []
+class Watching(TorchDispatchMode):  # any dispatch mode (the step-cost model's) routes through the custom op
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        seen.append(func.name())
+        return func(*args, **(kwargs or {}))
+routes = (contextlib.nullcontext, Watching)  # the autograd.Function eager path, and the custom op's
+for route, causal, centred, extras, seq in itertools.product(routes, (True, False), (True, False), (True, False),
+                                                             (5, 70)):
     s, v, a, b, g, m = inputs(torch.float32, seq=seq, dim=5)
     g = g if centred else None
     scale = torch.tensor(0.7, requires_grad=True) if extras else None
@@ -148,32 +156,40 @@ for causal, centred, extras, seq in itertools.product((True, False), (True, Fals
     m = m if extras else None
     leaves = [t for t in (s, v, a, b, g, scale, m, e) if isinstance(t, torch.Tensor)]
     launches.clear()
-    got = fused_mix(s, v, a, b, g, scale, causal, m, e)
+    with route():
+        got = fused_mix(s, v, a, b, g, scale, causal, m, e)
     assert launches == ["_mix_fwd"], launches
     want = plain(s, v, a, b, g, scale, causal, m, e)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     upstream = torch.randn_like(want)
     launches.clear()
-    got_grads = torch.autograd.grad(got, leaves, upstream)
+    with route():
+        got_grads = torch.autograd.grad(got, leaves, upstream)
     assert launches == ["_mix_bwd", "_mix_gains_bwd"], launches
+    assert ("blockbench::shaped_mix_backward" in seen) == (route is Watching), route
+    seen.clear()
     for x, y in zip(got_grads, torch.autograd.grad(want, leaves, upstream)):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-4)
 from blockbench.blocks import gains
 for name in ("_gain_sum_fwd", "_gain_sum_bwd", "_gain_sum_finish"):
     setattr(kernels, name, Counted(getattr(kernels, name), name))
-for a_kind, b_kind, n in itertools.product(("t", 0.5), ("t", 2.0), (7, 5000)):
+for route, a_kind, b_kind, n in itertools.product(routes, ("t", 0.5), ("t", 2.0), (7, 5000)):
     x, y = torch.randn(n, requires_grad=True), torch.randn(n, requires_grad=True)
     a = torch.tensor(0.7, requires_grad=True) if a_kind == "t" else a_kind
     b = torch.tensor(-0.3, requires_grad=True) if b_kind == "t" else b_kind
     launches.clear()
-    got = gains.gain_sum(x, y, a, b)
+    with route():
+        got = gains.gain_sum(x, y, a, b)
     assert launches == ["_gain_sum_fwd"], launches
     torch.testing.assert_close(got, a * x + b * y)
     leaves = [t for t in (x, y, a, b) if isinstance(t, torch.Tensor)]
     upstream = torch.randn(n)
     launches.clear()
-    got_grads = torch.autograd.grad(got, leaves, upstream)
+    with route():
+        got_grads = torch.autograd.grad(got, leaves, upstream)
     assert launches == ["_gain_sum_bwd", "_gain_sum_finish"], launches
+    assert ("blockbench::gain_sum_backward" in seen) == (route is Watching), route
+    seen.clear()
     for g1, g2 in zip(got_grads, torch.autograd.grad(a * x + b * y, leaves, upstream)):
         torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-4)
 print("ok", shaped.DECLARED_LAUNCHES)

@@ -266,28 +266,40 @@ _shaped_mix_op.register_autograd(_backward, setup_context=_setup)
 
 
 def plain_dispatch(t: torch.Tensor) -> bool:
-    """Whether a fused op may skip its custom-op wrapper here: on a device without Triton kernels and with no
-    dispatch mode watching (the step-cost model counts the op as one launch only through the wrapper). The
-    wrapper's Python dispatch costs ~0.15 ms a call forward and backward on a CPU, a tenth of a small model's step
-    (the CI gate's SAS measured 12% slower with it); an autograd.Function runs the same portable math for less."""
-    if torch.compiler.is_compiling():  # a compiled graph takes the op whole (and the check would break it)
-        return False
-    return not uses_triton(t) and _current_dispatch_mode() is None
+    """Whether a fused op may skip its custom-op wrapper here: whenever no dispatch mode is watching (the step-cost
+    model counts the op as one launch only through the wrapper) and nothing is being compiled (a compiled graph
+    takes the plain formula instead, see compiling). The wrapper's Python dispatch costs ~0.15 ms a call forward
+    and backward on a CPU (the CI gate's SAS measured 12% slower with it), and on a GPU in eager mode that is host
+    time a launch-bound step pays per layer; an autograd.Function runs the same kernels (Triton on CUDA, the
+    portable math elsewhere) for less. t: unused, kept so callers read the same on every device."""
+    del t
+    return not torch.compiler.is_compiling() and _current_dispatch_mode() is None
 
 
-class _PortableMix(torch.autograd.Function):
-    """The op's portable forward and backward without the custom-op wrapper (see plain_dispatch)."""
+def compiling() -> bool:
+    """Whether a fused op is being traced by torch.compile: it then gives the compiler its plain formula, which
+    inductor fuses with its neighbours into its own kernels. An opaque custom op there would be an extern call
+    per layer that the compiled step must leave the generated code for (host time, and no fusion across it)."""
+    return torch.compiler.is_compiling()
+
+
+class _DirectMix(torch.autograd.Function):
+    """The op's forward and backward (Triton kernels where uses_triton, else the portable math) without the
+    custom-op wrapper (see plain_dispatch)."""
 
     @staticmethod
     def forward(ctx, s, v, a, b, g, scale, m, e, scale_const, e_const, causal):  # noqa: ANN001, ANN205
         ctx.save_for_backward(s, v, a, b, g, scale, m, e)
         ctx.consts = (scale_const, e_const, causal)
-        return _portable_forward(s, v, a, b, g, scale, m, e, scale_const, e_const, causal)
+        ctx.triton = uses_triton(s)
+        impl = _triton_forward if ctx.triton else _portable_forward
+        return impl(s, v, a, b, g, scale, m, e, scale_const, e_const, causal)
 
     @staticmethod
     def backward(ctx, grad):  # noqa: ANN001, ANN205
         saved = ctx.saved_tensors
-        grads = _portable_backward(grad, *saved, *ctx.consts)
+        impl = _triton_backward if ctx.triton else _portable_backward
+        grads = impl(grad, *saved, *ctx.consts)
         return (*(gr if t is not None and need else None
                   for gr, t, need in zip(grads, saved, ctx.needs_input_grad)), None, None, None)
 
@@ -295,15 +307,28 @@ class _PortableMix(torch.autograd.Function):
 def fused_mix(s: torch.Tensor, v: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
               gamma: torch.Tensor | None, scale: torch.Tensor | float | None = None, causal: bool = True,
               addend: torch.Tensor | None = None, addend_gain: torch.Tensor | float = 1.0) -> torch.Tensor:
-    """scale * (beta S + alpha V - gamma C V) + addend_gain * addend, per head, as one op forward and one backward.
+    """scale * (beta S + alpha V - gamma C V) + addend_gain * addend, per head, as one op forward and one backward
+    (under torch.compile: the plain formula, fused by the compiler).
     The result is (B, H, T, D) stored as (B, T, H, D), in the activations' dtype (float32 arithmetic inside)."""
+    if compiling():
+        return _by_formula(mix_formula, s, v, alpha, beta, gamma, scale, causal, addend, addend_gain)
     scale_t = scale if isinstance(scale, torch.Tensor) else None
     scale_const = 1.0 if scale is None or scale_t is not None else float(scale)
     e_t = addend_gain if isinstance(addend_gain, torch.Tensor) else None
     e_const = 1.0 if e_t is not None else float(addend_gain)
-    op = _PortableMix.apply if plain_dispatch(s) else _shaped_mix_op
+    op = _DirectMix.apply if plain_dispatch(s) else _shaped_mix_op
     return op(s, v, alpha, beta, gamma, scale_t, addend, e_t if addend is not None else None, scale_const, e_const,
               causal)
+
+
+def _by_formula(mix, s, v, alpha, beta, gamma, scale, causal, addend, addend_gain):  # noqa: ANN001, ANN202
+    """The op's function through mix (mix_formula, plain or compiled), the scale folded into the gains and the
+    result in the fused op's dtype (the activations'), so a compiled graph carries what an eager one does."""
+    if scale is not None and not (isinstance(scale, float) and scale == 1.0):
+        alpha, beta = alpha * scale, beta * scale
+        gamma = None if gamma is None else gamma * scale
+    out = mix(s, v, alpha, beta, gamma, causal).to(torch.promote_types(s.dtype, v.dtype))
+    return out if addend is None else out + addend_gain * addend
 
 
 def mix_formula(s: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor, g: torch.Tensor | None,
@@ -346,13 +371,9 @@ def shaped_mix(s: torch.Tensor, v: torch.Tensor, alpha: torch.Tensor, beta: torc
     C; `addend` (B, H, T, D) is what a parallel block adds to the attention branch (its gained MLP output), so the
     block's combination costs no pass of its own. The result is stored as (B, T, H, D). `compiled`: the
     torch.compile'd formula (runtime.compile_shaped) instead of the fused op (same math)."""
-    if compiled and "error" not in _compiled:
-        if scale is not None and not (isinstance(scale, float) and scale == 1.0):
-            alpha, beta = alpha * scale, beta * scale
-            gamma = None if gamma is None else gamma * scale
+    if compiled and "error" not in _compiled and not compiling():
         try:
-            out = compiled_mix_formula()(s, v, alpha, beta, gamma, causal)
-            return out if addend is None else out + addend_gain * addend
+            return _by_formula(compiled_mix_formula(), s, v, alpha, beta, gamma, scale, causal, addend, addend_gain)
         except Exception as exc:  # noqa: BLE001 - no compiler, an inductor bug: the fused op, same math
             _compiled["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             warnings.warn(f"compiling the shaped mix failed, using the fused op: {_compiled['error']}", stacklevel=2)
