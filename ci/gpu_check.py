@@ -128,8 +128,9 @@ def suite_for(base: Any, variants: list[str], mode: str, batch: int | None) -> A
     return suite_at_shape(suite, variants, batch_size=batch)
 
 
-def step_profile(step: Any, device: torch.device, steps: int = 3) -> dict[str, Any]:
-    """Host time (enqueueing a step), wall time and GPU kernel time per step, and kernels launched per step."""
+def step_profile(step: Any, device: torch.device, steps: int = 3, top: int = 12) -> dict[str, Any]:
+    """Host time (enqueueing a step), wall time and GPU kernel time per step, kernels launched per step, and the
+    `top` ops by self CPU time per step."""
     from torch.profiler import ProfilerActivity, profile
 
     sync(device)
@@ -147,9 +148,13 @@ def step_profile(step: Any, device: torch.device, steps: int = 3) -> dict[str, A
         sync(device)
     kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
     gpu = sum(e.device_time for e in kernels) / 1e6 / steps  # device_time is in microseconds
+    # Where the host's time goes: the ops (and Python-level ranges) with the most self CPU time per step.
+    by_host = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
     return {"host_ms": 1e3 * statistics.median(host), "wall_ms": 1e3 * statistics.median(wall),
             "gpu_kernel_ms": 1e3 * gpu, "kernels_per_step": len(kernels) / steps,
-            "gpu_busy": gpu / statistics.median(wall) if device.type == "cuda" else None}
+            "gpu_busy": gpu / statistics.median(wall) if device.type == "cuda" else None,
+            "top_host_ops": [{"name": e.key, "self_cpu_ms": e.self_cpu_time_total / 1e3 / steps,
+                              "calls": e.count / steps} for e in by_host]}
 
 
 def peak_memory(suite: Any, variant: str, data: Any, device: torch.device) -> int | None:

@@ -25,6 +25,7 @@ def test_dry_run_on_cpu_writes_every_section(tmp_path):
     for section in ("build", "probe", "profile", "matmul_bound"):
         assert "error" not in report[section], report[section]
     assert set(report["probe"]) == {"pre_ln/eager", "sas_p/eager"}
+    assert report["profile"]["sas_p/eager"]["top_host_ops"][0]["self_cpu_ms"] > 0
     bound = report["matmul_bound"]["pre_ln"]
     # One Pre-LN block and the head: Q/K/V, W^P, W_1, W_2 and the head forward (5 GEMMs), two each backward.
     assert bound["by_op"]["aten::mm"]["calls"] == 15

@@ -85,6 +85,24 @@ def test_compile_shaped_fuses_only_the_mix_with_the_same_math(tiny, monkeypatch)
         assert c["eval_loss"] == pytest.approx(e["eval_loss"], abs=1e-4)
 
 
+def test_whole_model_compile_trains_sas_p_where_eager_does(tiny):
+    """runtime.compile with inductor: the fused ops hand it their formula; SAS-P trains compiled (no fallback)
+    and every evaluation lands where the eager run's does, to rounding."""
+    import shutil
+
+    if not (shutil.which("g++") or shutil.which("c++")):
+        pytest.skip("no C++ compiler for inductor on this machine")
+    suite, data = tiny
+    torch._dynamo.reset()
+    record = run_trial(with_runtime(suite, compile=True), "sas_p", 0, data)
+    if record["config"]["compile"]["error"]:
+        pytest.skip(f"inductor cannot compile here: {record['config']['compile']['error']}")
+    assert record["status"] == "ok" and record["config"]["execution"]["mode"] == "compiled"
+    eager = run_trial(suite, "sas_p", 0, data)
+    for c, e in zip(record["curve"], eager["curve"], strict=True):
+        assert c["eval_loss"] == pytest.approx(e["eval_loss"], abs=1e-4)
+
+
 def test_compile_shaped_failure_falls_back_to_the_eager_mix_and_is_recorded(tiny, monkeypatch):
     from blockbench.blocks import shaped
 
