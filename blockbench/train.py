@@ -372,7 +372,8 @@ class Trainer:
             # the compiled mix falls back at its first failing call, in warm-up, training or evaluation
             self.compile_info["error"] = self.compile_info["error"] or compile_error()
         run_config = {"schedule_steps": self.horizon, "dtype": self.dtype, "compile": self.compile_info,
-                      "execution": {**self.execution, "fused_ops": fused_ops_backend(self.device)},
+                      "execution": {**self.execution, "fused_ops": fused_ops_backend(
+                          self.device, compiled=self.execution["mode"].startswith("compiled"))},
                       "divergence_loss": self.divergence_loss}
         return build_record(
             self.suite, self.variant_name, self.seed, workload=self.workload,
@@ -384,11 +385,14 @@ class Trainer:
             eval_seconds=eval_seconds, warmup_seconds=warmup_seconds, last_train_loss=last_train_loss)
 
 
-def fused_ops_backend(device: torch.device) -> str:
-    """What the package's custom ops (shaped mix, gained sum) ran on: their Triton kernels on CUDA, or the portable
-    torch ops, on CUDA with the reason Triton could not be used (said once by blocks/shaped.py when it happens)."""
+def fused_ops_backend(device: torch.device, compiled: bool = False) -> str:
+    """What the package's fused ops (shaped mix, gained sum) ran on in the training step: their Triton kernels on
+    CUDA, or the portable torch ops, on CUDA with the reason Triton could not be used (said once by
+    blocks/shaped.py when it happens); in a compiled step, their formula, fused by the compiler."""
     from blockbench.blocks import shaped
 
+    if compiled:
+        return "formula fused by torch.compile (evaluation: " + fused_ops_backend(device) + ")"
     if device.type != "cuda":
         return "portable torch ops"
     error = shaped.triton_error()

@@ -98,7 +98,9 @@ def test_whole_model_compile_trains_sas_p_where_eager_does(tiny):
     if record["config"]["compile"]["error"]:
         pytest.skip(f"inductor cannot compile here: {record['config']['compile']['error']}")
     assert record["status"] == "ok" and record["config"]["execution"]["mode"] == "compiled"
+    assert record["config"]["execution"]["fused_ops"].startswith("formula fused by torch.compile")
     eager = run_trial(suite, "sas_p", 0, data)
+    assert eager["config"]["execution"]["fused_ops"] == "portable torch ops"
     for c, e in zip(record["curve"], eager["curve"], strict=True):
         assert c["eval_loss"] == pytest.approx(e["eval_loss"], abs=1e-4)
 
