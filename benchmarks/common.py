@@ -65,7 +65,7 @@ batch_size = 8
 steps = {steps}
 
 [eval]
-every_tokens = 1_000_000_000   # evaluate only at the start and the end of the run
+evaluations = 3   # start, middle, end: the fewest a suite may have (blockbench.suite.MIN_EVALUATIONS)
 windows = 16
 
 [runtime]
