@@ -37,6 +37,7 @@ from blockbench.measure.components import (
     subtree,
 )
 from blockbench.measure.cost import RATIO_METRICS, count_cost, format_cost_table
+from blockbench.measure.graph import compile_graph
 from blockbench.measure.throughput import interleaved_step_times, round_ratios, speed_summary
 from blockbench.suite import Suite
 
@@ -137,7 +138,8 @@ def step_cost(suite: Suite, variant: str, data: Any, seed: int | None = None) ->
                       [*model.parameters(), *model.buffers()])
     return {"variant": variant, "device": trainer.device.type, "dtype": trainer.dtype,
             "autocast": trainer.autocast is not None, "execution": "eager", "optimizer": OPTIMIZER_NOTE,
-            "shape": suite.model.shape(), "batch_size": len(x), **cost}
+            "shape": suite.model.shape(), "batch_size": len(x), **cost,
+            "compiled_forward": compile_graph(model, (x, y), trainer.autocast)}
 
 
 def _reason(exc: BaseException) -> str:

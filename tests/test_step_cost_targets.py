@@ -15,12 +15,47 @@ from blockbench.suite import load_suite
 
 
 @pytest.fixture(scope="module")
-def ratios():
+def counted():
     suite = suite_at_shape(load_suite("paper-gpu-offline").with_overrides(device="cpu"),
                            ["pre_ln", "sas_p", "vskipinit"], n_layers=6, batch_size=2, dtype="bf16")
     result = compare_costs(suite, ["pre_ln", "sas_p", "vskipinit"], load_data(suite.data), baseline="pre_ln")
     assert not result["errors"]
-    return result["ratios"]
+    return result
+
+
+@pytest.fixture(scope="module")
+def ratios(counted):
+    return counted["ratios"]
+
+
+def test_the_cost_model_counts_the_compiled_forward(counted):
+    for name, cost in counted["costs"].items():
+        assert cost["compiled_forward"] == {"graphs": 1, "graph_breaks": 0, "break_reasons": [], "opaque_calls": 0,
+                                            "opaque_ops": []}, name
+
+
+def test_an_opaque_op_and_a_graph_break_are_counted(monkeypatch):
+    """With the fused ops kept opaque under compile (as they were before issue 22's fix), SAS-P's compiled forward
+    calls the shaped mix once per layer and the gained sum once (block 1's reparametrised W^V); a block that reads
+    a tensor's value breaks the graph at least once per layer."""
+    from blockbench.blocks import shaped
+    from blockbench.measure.graph import compile_graph
+
+    config = ModelConfig(vocab_size=256, seq_len=32, n_layers=3, d_model=64, n_heads=4)
+    x, y = (torch.randint(0, 256, (2, 32), generator=torch.Generator().manual_seed(i)) for i in range(2))
+    model = build_model(next(v for v in PRESETS if v.name == "sas_p"), config)
+    monkeypatch.setattr(shaped, "compiling", lambda: False)
+    graph = compile_graph(model, (x, y))
+    assert (graph["graphs"], graph["graph_breaks"], graph["opaque_calls"]) == (1, 0, 3 + 1)
+    assert graph["opaque_ops"] == ["blockbench.gain_sum.default", "blockbench.shaped_mix.default"]
+    monkeypatch.undo()
+
+    model = build_model(next(v for v in PRESETS if v.name == "pre_ln"), config)
+    for block in model.blocks:
+        block.mlp.register_forward_hook(lambda module, args, out: out * (1.0 if out.sum().item() > -1e30 else 0.0))
+    graph = compile_graph(model, (x, y))
+    assert graph["graph_breaks"] >= 3 and graph["graphs"] == graph["graph_breaks"] + 1
+    assert graph["opaque_calls"] == 0 and "item()" in graph["break_reasons"][0]
 
 
 def test_sas_p_launches_casts_and_saves_less_than_pre_ln(ratios):

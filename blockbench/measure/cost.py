@@ -122,6 +122,13 @@ def format_cost_table(result: dict[str, Any]) -> str:
         lines.append(f"{name}: {t['syncs']} host syncs, {t['cast_bytes'] / 1e6:.1f} MB cast, "
                      f"{t['saved_weight_bytes'] / 1e6:.1f} MB of saved bytes are autocast weight copies; "
                      f"most launched: {top}")
+    for name, cost in zip(names, costs):
+        graph = cost.get("compiled_forward")
+        if graph:
+            why = f" (first: {graph['break_reasons'][0]})" if graph["break_reasons"] else ""
+            ops = f" ({', '.join(graph['opaque_ops'])})" if graph["opaque_ops"] else ""
+            lines.append(f"{name}: compiled forward in {graph['graphs']} graph(s), {graph['graph_breaks']} "
+                         f"break(s){why}, {graph['opaque_calls']} opaque call(s){ops}")
     for name, reason in result["errors"].items():
         lines.append(f"{name}: not counted: {reason}")
     return "\n".join(lines)
