@@ -125,8 +125,8 @@ def gain_sum(x: torch.Tensor, y: torch.Tensor, a: torch.Tensor | float, b: torch
     a_t = a if isinstance(a, torch.Tensor) else None
     b_t = b if isinstance(b, torch.Tensor) else None
     a_const, b_const = 1.0 if a_t is not None else float(a), 1.0 if b_t is not None else float(b)
-    if shaped.compiling() or (shaped.plain_dispatch(x) and not shaped.uses_triton(x)):
+    if shaped.compiling() or (shaped.plain_dispatch() and not shaped.uses_triton(x)):
         return a * x + b * y
-    if shaped.plain_dispatch(x):
+    if shaped.plain_dispatch():
         return _DirectGainSum.apply(x, y, a_t, b_t, a_const, b_const)
     return _gain_sum_op(x, y, a_t, b_t, a_const, b_const)

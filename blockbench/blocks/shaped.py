@@ -265,14 +265,13 @@ def _backward(ctx, grad):  # noqa: ANN001, ANN202
 _shaped_mix_op.register_autograd(_backward, setup_context=_setup)
 
 
-def plain_dispatch(t: torch.Tensor) -> bool:
+def plain_dispatch() -> bool:
     """Whether a fused op may skip its custom-op wrapper here: whenever no dispatch mode is watching (the step-cost
     model counts the op as one launch only through the wrapper) and nothing is being compiled (a compiled graph
     takes the plain formula instead, see compiling). The wrapper's Python dispatch costs ~0.15 ms a call forward
     and backward on a CPU (the CI gate's SAS measured 12% slower with it), and on a GPU in eager mode that is host
     time a launch-bound step pays per layer; an autograd.Function runs the same kernels (Triton on CUDA, the
-    portable math elsewhere) for less. t: unused, kept so callers read the same on every device."""
-    del t
+    portable math elsewhere) for less."""
     return not torch.compiler.is_compiling() and _current_dispatch_mode() is None
 
 
@@ -316,7 +315,7 @@ def fused_mix(s: torch.Tensor, v: torch.Tensor, alpha: torch.Tensor, beta: torch
     scale_const = 1.0 if scale is None or scale_t is not None else float(scale)
     e_t = addend_gain if isinstance(addend_gain, torch.Tensor) else None
     e_const = 1.0 if e_t is not None else float(addend_gain)
-    op = _DirectMix.apply if plain_dispatch(s) else _shaped_mix_op
+    op = _DirectMix.apply if plain_dispatch() else _shaped_mix_op
     return op(s, v, alpha, beta, gamma, scale_t, addend, e_t if addend is not None else None, scale_const, e_const,
               causal)
 
