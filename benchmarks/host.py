@@ -3,8 +3,9 @@ is the host's (Python, dispatch, autograd, the optimizer's per-tensor work): wha
 are too small to hide it. Eager SAS-P was host-bound on an H200 (58.5 ms a step against 29.2 ms of kernels), and
 under torch.compile the fused ops, while opaque, put SAS-P at 0.62-0.67x Pre-LN on this CPU proxy. Tracked per
 variant and mode as seconds per step relative to Pre-LN in the same mode (interleaved in one process; asv: larger
-is worse), pre_ln against a second copy of itself (the A/A noise floor). The optimizer's per-tensor loop is a CPU
-cost (CUDA runs one fused AdamW), so the ratios overstate what a GPU pays for the variants' extra gain tensors.
+is worse), pre_ln against a second copy of itself (the A/A noise floor). Two CPU costs make the eager ratios
+overstate what a GPU pays: the optimizer's per-tensor loop (CUDA runs one fused AdamW over the variants' extra gain
+tensors) and the fused ops' portable math (a dozen ops a layer where CUDA launches three Triton kernels).
 """
 
 from __future__ import annotations
