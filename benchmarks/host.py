@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .common import AA_COPY, BASELINE, SEED, THREADS, VARIANTS, bench_data, bench_suite, harness
+from .common import AA_COPY, BASELINE, SEED, THREADS, VARIANTS, bench_data, bench_suite, probe_api
 
 SHAPE = {"n_layers": 18, "d_model": 64, "n_heads": 4, "seq_len": 16, "batch_size": 1}
 ROUNDS = 8
@@ -26,15 +26,12 @@ class HostBound:
     timeout = 600
 
     def setup(self, variant: str, mode: str) -> None:
-        harness()
-        try:
-            from blockbench.profile import harness_step, speed_ratio, suite_at_shape
-        except ImportError as exc:
-            raise NotImplementedError(f"this commit lacks blockbench.profile: {exc}") from None
+        api = probe_api()
         candidate = variant if variant != BASELINE else AA_COPY
-        suite = suite_at_shape(bench_suite((BASELINE, candidate)), [BASELINE, candidate], threads=THREADS, **SHAPE)
+        suite = api.suite_at_shape(bench_suite((BASELINE, candidate)), [BASELINE, candidate], threads=THREADS,
+                                   **SHAPE)
         self.suite = dataclasses.replace(suite, runtime=dataclasses.replace(suite.runtime, compile=mode == "compiled"))
-        self.candidate, self.harness_step, self.speed_ratio = candidate, harness_step, speed_ratio
+        self.candidate, self.harness_step, self.speed_ratio = candidate, api.harness_step, api.speed_ratio
         bench_data()
 
     def track_host_seconds_per_step_vs_pre_ln(self, variant: str, mode: str) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import BASELINE, SEED, THREADS, bench_data, bench_suite, harness
+from .common import BASELINE, SEED, THREADS, bench_data, bench_suite, harness, probe_api
 
 SHAPE = {"n_layers": 8, "d_model": 256, "n_heads": 8, "seq_len": 128, "batch_size": 16}
 ROUNDS = 8
@@ -20,16 +20,10 @@ class SasPSpeed:
     timeout = 600
 
     def setup(self) -> None:
-        harness()
-        try:
-            from blockbench.profile import harness_step, speed_ratio, suite_at_shape
-        except ImportError:
-            try:  # commits before the profile harness left measure/ (issue 25)
-                from blockbench.measure.profile import harness_step, speed_ratio, suite_at_shape
-            except ImportError as exc:
-                raise NotImplementedError(f"this commit lacks blockbench.profile: {exc}") from None
-        self.suite = suite_at_shape(bench_suite((BASELINE, "sas_p")), [BASELINE, "sas_p"], threads=THREADS, **SHAPE)
-        self.harness_step, self.speed_ratio = harness_step, speed_ratio
+        api = probe_api()
+        self.suite = api.suite_at_shape(bench_suite((BASELINE, "sas_p")), [BASELINE, "sas_p"], threads=THREADS,
+                                        **SHAPE)
+        self.harness_step, self.speed_ratio = api.harness_step, api.speed_ratio
         bench_data()
 
     def track_sas_p_seconds_per_token_vs_pre_ln_d256(self) -> float:

@@ -45,21 +45,26 @@ def gemm_peak(device: torch.device, n: int = 8192, iters: int = 20) -> float | N
     if device.type != "cuda":
         return None
     a, b = (torch.randn(n, n, device=device, dtype=torch.bfloat16) for _ in range(2))
-    for _ in range(3):
-        a @ b
+    return 2 * n**3 / seconds_per_call(lambda: a @ b, device, iters)
+
+
+def seconds_per_call(fn: Any, device: torch.device, iters: int, warmup: int = 3) -> float:
+    """Mean seconds of one fn() over iters synchronised calls, after warmup untimed ones."""
+    for _ in range(warmup):
+        fn()
     sync(device)
     start = time.perf_counter()
     for _ in range(iters):
-        a @ b
+        fn()
     sync(device)
-    return 2 * n**3 * iters / (time.perf_counter() - start)
+    return (time.perf_counter() - start) / iters
+
+
+MATMUL_OPS = {"mm", "addmm", "bmm", "baddbmm", "_scaled_mm"}
 
 
 def _is_matmul_or_attention(name: str) -> bool:
     return name.split("::")[-1].split(".")[0] in MATMUL_OPS or "scaled_dot_product" in name
-
-
-MATMUL_OPS = {"mm", "addmm", "bmm", "baddbmm", "_scaled_mm"}
 
 
 def matmul_bound(suite: Any, variant: str, data: Any, device: torch.device, iters: int = 20) -> dict[str, Any]:
@@ -102,15 +107,7 @@ def matmul_bound(suite: Any, variant: str, data: Any, device: torch.device, iter
     total = 0.0
     ops: dict[str, dict[str, Any]] = {}
     for call in calls.values():
-        run = lambda c=call: c["func"](*c["args"], **c["kwargs"])  # noqa: E731
-        for _ in range(3):
-            run()
-        sync(device)
-        start = time.perf_counter()
-        for _ in range(iters):
-            run()
-        sync(device)
-        seconds = (time.perf_counter() - start) / iters
+        seconds = seconds_per_call(lambda c=call: c["func"](*c["args"], **c["kwargs"]), device, iters)
         total += seconds * call["count"]
         name = call["func"].name()
         ops.setdefault(name, {"calls": 0, "ms": 0.0})

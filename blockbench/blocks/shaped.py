@@ -272,6 +272,7 @@ def plain_dispatch() -> bool:
     and backward on a CPU (the CI gate's SAS measured 12% slower with it), and on a GPU in eager mode that is host
     time a launch-bound step pays per layer; an autograd.Function runs the same kernels (Triton on CUDA, the
     portable math elsewhere) for less."""
+    # dynamo itself, not the formula choice: the dispatch-mode check would break the graph while tracing
     return not torch.compiler.is_compiling() and _current_dispatch_mode() is None
 
 

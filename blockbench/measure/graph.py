@@ -40,10 +40,9 @@ def compile_graph(model: torch.nn.Module, inputs: tuple[Any, ...], autocast: Any
             explanation = torch._dynamo.explain(model)(*inputs)
     finally:
         dynamo_log.setLevel(level)
-    calls = [node.target for graph in explanation.graphs for node in graph.graph.nodes
-             if node.op == "call_function"]
-    opaque_ops = sorted({str(t) for t in calls if opaque(t)})
+    opaque_calls = [node.target for graph in explanation.graphs for node in graph.graph.nodes
+                    if node.op == "call_function" and opaque(node.target)]
     torch._dynamo.reset()
     return {"graphs": explanation.graph_count, "graph_breaks": explanation.graph_break_count,
             "break_reasons": [str(r.reason).splitlines()[0] for r in explanation.break_reasons[:reasons]],
-            "opaque_calls": sum(1 for t in calls if opaque(t)), "opaque_ops": opaque_ops}
+            "opaque_calls": len(opaque_calls), "opaque_ops": sorted({str(t) for t in opaque_calls})}
