@@ -114,3 +114,19 @@ def test_compiled_fused_ops_compute_what_the_eager_ones_do(name):
     torch.testing.assert_close(loss_c, loss_e, rtol=1e-3, atol=1e-3)
     for g_e, g_c in zip(grads_e, grads_c):
         torch.testing.assert_close(g_c, g_e, rtol=5e-2, atol=5e-3)
+
+
+def test_a_forward_dynamo_cannot_trace_is_said_and_the_eager_counts_stand(monkeypatch, tmp_path):
+    from blockbench.measure import graph
+    from blockbench.measure.cost import format_cost_table
+    from tests.tiny_suite import write_suite
+
+    def broken(model):  # noqa: ANN001, ANN202
+        raise RuntimeError("cannot trace this block")
+
+    monkeypatch.setattr(graph.torch._dynamo, "explain", broken)
+    suite = load_suite(str(write_suite(tmp_path)))
+    result = compare_costs(suite, ["pre_ln"], load_data(suite.data), baseline="pre_ln")
+    assert not result["errors"] and result["costs"]["pre_ln"]["totals"]["ops"] > 0
+    assert result["costs"]["pre_ln"]["compiled_forward"] == {"error": "RuntimeError: cannot trace this block"}
+    assert "pre_ln: compiled forward not traced: RuntimeError: cannot trace this block" in format_cost_table(result)

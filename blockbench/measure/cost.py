@@ -124,7 +124,9 @@ def format_cost_table(result: dict[str, Any]) -> str:
                      f"most launched: {top}")
     for name, cost in zip(names, costs):
         graph = cost.get("compiled_forward")
-        if graph:
+        if graph and "error" in graph:
+            lines.append(f"{name}: compiled forward not traced: {graph['error']}")
+        elif graph:
             why = f" (first: {graph['break_reasons'][0]})" if graph["break_reasons"] else ""
             ops = f" ({', '.join(graph['opaque_ops'])})" if graph["opaque_ops"] else ""
             lines.append(f"{name}: compiled forward in {graph['graphs']} graph(s), {graph['graph_breaks']} "

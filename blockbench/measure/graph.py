@@ -31,13 +31,17 @@ def compile_graph(model: torch.nn.Module, inputs: tuple[Any, ...], autocast: Any
                   reasons: int = 3) -> dict[str, Any]:
     """torch._dynamo.explain over one call of model(*inputs) (under `autocast`, a context manager, if given):
     graphs, graph breaks, the first `reasons` break reasons, and opaque calls per forward. explain resets
-    dynamo's caches, so call it before, not between, compiled steps of other models."""
+    dynamo's caches, so call it before, not between, compiled steps of other models. A model dynamo cannot
+    trace gives {"error": reason} instead."""
     dynamo_log = logging.getLogger("torch._dynamo")
     level = dynamo_log.level
     dynamo_log.setLevel(logging.ERROR)  # each break's traceback is dynamo's warning; the reasons are returned
     try:
         with autocast or contextlib.nullcontext():
             explanation = torch._dynamo.explain(model)(*inputs)
+    except Exception as exc:  # noqa: BLE001 - a block dynamo cannot trace: said, and the eager counts still stand
+        torch._dynamo.reset()
+        return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
     finally:
         dynamo_log.setLevel(level)
     opaque_calls = [node.target for graph in explanation.graphs for node in graph.graph.nodes
