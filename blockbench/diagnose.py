@@ -46,7 +46,7 @@ def init_loss_note(block_spec: dict[str, Any] | None, d_model: int, vocab_size: 
 def signal_propagation(model: torch.nn.Module, inputs: torch.Tensor) -> dict[str, list[float]]:
     """Per layer: mean off-diagonal token cosine similarity and RMS norm of the residual stream."""
     seq = inputs.shape[1]
-    outputs = [model.tok_emb(inputs) + model.pos_emb(torch.arange(seq))]
+    outputs = [model.embed(inputs)]
     hooks = [block.register_forward_hook(lambda m, i, o: outputs.append(o)) for block in model.blocks]
     model.eval()
     model(inputs)

@@ -1,5 +1,5 @@
-"""Language model: token + learned position embeddings, a stack of blocks, final norm, the workload's head (if
-any), tied unembedding.
+"""Language model: token embedding (+ a learned position embedding for variants whose positions are 'learned'), a
+stack of blocks, final norm, the workload's head (if any), tied unembedding (soft-capped where the spec says so).
 
 The blocks come from the zoo (a BlockSpec preset or a user factory); everything around them is shared, so two
 variants differ only in their blocks. The workload (ModelConfig.workload) picks the attention mask the blocks are
@@ -39,10 +39,14 @@ class Model(nn.Module):
         super().__init__()
         self.config = config
         self.spec = spec or variant.spec
+        self.positions = self.spec.positions if self.spec is not None else variant.positions
+        self.logit_softcap = None if self.spec is None else self.spec.logit_softcap
         self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)
-        self.pos_emb = nn.Embedding(config.seq_len, config.d_model)
         nn.init.normal_(self.tok_emb.weight, std=init_std)
-        nn.init.normal_(self.pos_emb.weight, std=init_std)
+        # RoPE and NoPE variants have no position-embedding parameters (RoPE lives in the blocks' attention).
+        self.pos_emb = nn.Embedding(config.seq_len, config.d_model) if self.positions == "learned" else None
+        if self.pos_emb is not None:
+            nn.init.normal_(self.pos_emb.weight, std=init_std)
         blocks = []
         for index in range(config.n_layers):
             block = variant.build_block(config, index, self.spec)
@@ -62,11 +66,7 @@ class Model(nn.Module):
         """Logits (B, T, V), or the mean cross-entropy in nats over the targets that are not -100 (the workload
         sets them: the next token for causal_lm, the original token at masked positions for masked_lm).
         key_mask (B, T), True at real tokens, makes attention ignore padding; None: nothing is padded."""
-        seq = idx.shape[1]
-        if seq > self.config.seq_len:
-            raise ValueError(f"sequence of {seq} tokens exceeds seq_len={self.config.seq_len}")
-        with scope("embed"):
-            x = self.tok_emb(idx) + self.pos_emb(torch.arange(seq, device=idx.device))
+        x = self.embed(idx)
         for index, block in enumerate(self.blocks):
             with scope(f"block{index}"):
                 x = block(x) if key_mask is None else block(x, key_mask)
@@ -77,10 +77,22 @@ class Model(nn.Module):
                 x = self.head(x)
         with scope("head"):
             logits = F.linear(x, self.tok_emb.weight)
+            if self.logit_softcap is not None:  # in float32: tanh of bf16 logits would round the cap's slope
+                cap = self.logit_softcap
+                logits = torch.tanh(logits.float() / cap) * cap
         if targets is None:
             return logits
         with scope("loss"):
             return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))
+
+    def embed(self, idx: torch.Tensor) -> torch.Tensor:
+        """The blocks' input: token embeddings, plus the learned position embedding where the variant has one."""
+        seq = idx.shape[1]
+        if seq > self.config.seq_len:
+            raise ValueError(f"sequence of {seq} tokens exceeds seq_len={self.config.seq_len}")
+        with scope("embed"):
+            x = self.tok_emb(idx)
+            return x if self.pos_emb is None else x + self.pos_emb(torch.arange(seq, device=idx.device))
 
     def param_groups(self, weight_decay: float) -> list[dict]:
         """Weight decay on matrices and embeddings only; gains, norm scales and biases are never decayed."""

@@ -5,10 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from blockbench.blocks import BlockSpec, SpecError, get_variant, variants
+from blockbench.blocks import BlockSpec, SpecError, get_variant
 from blockbench.blocks.attention import Attention
 from blockbench.blocks.norms import RMSNorm
-from blockbench.blocks.zoo import AUTHORS_CODE
+from blockbench.blocks.zoo import AUTHORS_CODE, MODERN_PRESETS, PAPER_PRESETS, PRESETS
 from blockbench.cli import describe_variant
 from blockbench.measure.params import count_params
 from blockbench.model import ModelConfig, build_model
@@ -151,14 +151,21 @@ def test_options_are_suite_overrides(tmp_path):
 
 
 def test_every_preset_names_the_remaining_differences_from_the_authors_code():
-    for variant in variants():
-        if variant.spec is None:
-            continue
+    for variant in PAPER_PRESETS:
         for option in ("qk_bias=true", "final_norm=layer", "norm_eps_placement=outside"):
             assert option in variant.notes, (variant.name, option)
     # The old pre_ln note said "no biases" outright, which the authors' Q/K bias contradicts.
     assert "(r=4), no biases," not in get_variant("pre_ln").notes
     assert "LayerNorm" in get_variant("sas_p_nonorm").notes and "first_block" in get_variant("sas_p_nonorm").notes
+
+
+def test_modern_presets_name_their_reference_not_the_authors_code():
+    for variant in MODERN_PRESETS:
+        assert "qk_bias=true" not in variant.notes
+        assert "half-split" in variant.notes and "RoPE" in variant.notes, variant.name
+    assert {v.name for v in MODERN_PRESETS} == {"transformer_pp", "transformer_pp_qknorm", "olmo2", "peri_ln",
+                                                 "sas_p_pp"}
+    assert [v.name for v in PRESETS] == [v.name for v in (*PAPER_PRESETS, *MODERN_PRESETS)]
 
 
 def test_defaults_are_unchanged_in_the_recorded_spec():

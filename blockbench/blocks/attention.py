@@ -16,7 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from blockbench.blocks.gains import gain_sum
+from blockbench.blocks.norms import RMSNorm
 from blockbench.blocks.ranges import scope
+from blockbench.blocks.rope import Rotary
 from blockbench.blocks.shaped import shaped_mix
 from blockbench.blocks.spec import BlockSpec, Gain
 
@@ -70,7 +72,9 @@ def make_value_proj(kind: str, dim: int, spec: BlockSpec) -> nn.Module | None:
         return None
     if kind.startswith("reparam_"):
         return ReparamLinear(dim, kind.removeprefix("reparam_"), spec.reparam_alpha, spec.reparam_beta)
-    layer = nn.Linear(dim, dim, bias=False)
+    layer = nn.Linear(dim, dim, bias=spec.bias)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
     if kind == "orthogonal":
         nn.init.orthogonal_(layer.weight)
     else:
@@ -79,7 +83,8 @@ def make_value_proj(kind: str, dim: int, spec: BlockSpec) -> nn.Module | None:
 
 
 class Attention(nn.Module):
-    def __init__(self, dim: int, heads: int, spec: BlockSpec, causal: bool = True) -> None:
+    def __init__(self, dim: int, heads: int, spec: BlockSpec, causal: bool = True, max_seq: int = 2048) -> None:
+        """max_seq: the longest sequence RoPE's tables cover (the model's seq_len)."""
         super().__init__()
         if dim % heads:
             raise ValueError(f"width {dim} is not divisible by {heads} heads")
@@ -87,8 +92,17 @@ class Attention(nn.Module):
         self.compiled_mix = False  # runtime.compile_shaped: the shaped mix as one torch.compile'd kernel
         # A plain value matrix is fused with Q and K into one GEMM so the baseline is not handicapped.
         fused_value = spec.value in ("linear", "orthogonal")
-        self.qkv = nn.Linear(dim, (3 if fused_value else 2) * dim, bias=False)
+        self.qkv = nn.Linear(dim, (3 if fused_value else 2) * dim, bias=spec.bias)
+        # QK-norm, then RoPE, as OLMo 2 and Qwen3 order them. A whole-vector norm reads (B, T, d), a per-head one
+        # (B, H, T, d_head); both RMSNorm with the block's eps.
+        norm_width = {"whole": dim, "head": dim // heads}.get(spec.qk_norm)
+        self.q_norm = None if norm_width is None else RMSNorm(norm_width, spec.norm_eps, spec.norm_eps_placement)
+        self.k_norm = None if norm_width is None else RMSNorm(norm_width, spec.norm_eps, spec.norm_eps_placement)
+        self.qk_norm = spec.qk_norm
+        self.rotary = Rotary(dim // heads, max_seq, spec.rope_theta) if spec.positions == "rope" else None
         with torch.no_grad():
+            if self.qkv.bias is not None:
+                self.qkv.bias.zero_()
             self.qkv.weight.normal_(std=spec.init_std)
             self.qkv.weight[:dim].normal_(std=spec.query_init_std)
             if spec.value == "orthogonal":
@@ -121,6 +135,28 @@ class Attention(nn.Module):
             return q, k
         return q + self.qk_bias[:self.dim], k + self.qk_bias[self.dim:]
 
+    def heads_qk(self, q: torch.Tensor, k: torch.Tensor,
+                 joint: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, d) queries and keys -> (B, H, T, d_head), through QK-norm and RoPE where the spec has them.
+        joint: (B, T, 2d), the storage q and k are the halves of, when nothing was applied to them yet."""
+        if self.rotary is not None and joint is not None:
+            batch, seq, _ = joint.shape
+            with scope("rope"):
+                rotated = self.rotary.rotate(joint.view(batch, seq, 2 * self.heads, -1).transpose(1, 2))
+            q, k = rotated.split(self.heads, dim=1)  # split: its backward is one cat, not two zero-filled copies
+            return q, k
+        if self.qk_norm == "whole":
+            with scope("qk_norm"):
+                q, k = self.q_norm(q), self.k_norm(k)
+        q, k = self.split_heads(q), self.split_heads(k)
+        if self.qk_norm == "head":
+            with scope("qk_norm"):
+                q, k = self.q_norm(q), self.k_norm(k)
+        if self.rotary is None:
+            return q, k
+        with scope("rope"):
+            return self.rotary(q, k)
+
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None,
                 scale: torch.Tensor | float | None = None, addend: torch.Tensor | None = None,
                 addend_gain: torch.Tensor | float = 1.0) -> torch.Tensor:
@@ -151,8 +187,11 @@ class Attention(nn.Module):
             else:
                 q, k = projected.split(dim, dim=-1)
                 v = x if self.value is None else self.value(x)
+            # RoPE without QK-norm or bias rotates Q and K as one (B, 2H, T, d_head) view: half the launches.
+            joint = projected[..., :2 * dim] if self.qk_bias is None and self.qk_norm == "none" else None
             q, k = self.add_qk_bias(q, k)
-        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)
+        q, k = self.heads_qk(q, k, joint)
+        v = self.split_heads(v)
         with scope("attn_kernel"):
             if key_mask is None:
                 out = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
@@ -187,7 +226,7 @@ class Attention(nn.Module):
     def attention_matrix(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The explicit (B, H, T, T) mixing matrix, for tests and diagnostics only: O(T^2) memory."""
         dim, seq = self.dim, x.shape[1]
-        q, k = (self.split_heads(t) for t in self.add_qk_bias(*self.qkv(x).split(dim, dim=-1)[:2]))
+        q, k = self.heads_qk(*self.add_qk_bias(*self.qkv(x).split(dim, dim=-1)[:2]))
         logits = q @ k.transpose(-1, -2) / (dim // self.heads) ** 0.5
         mask = allowed_keys(seq, self.causal, key_mask, x.device)
         probs = logits.masked_fill(~mask, float("-inf")).softmax(dim=-1)

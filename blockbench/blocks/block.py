@@ -16,16 +16,22 @@ GAIN_NAMES = ("alpha_sa", "beta_sa", "alpha_ff", "beta_ff")
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, heads: int, spec: BlockSpec, causal: bool = True) -> None:
-        """causal: the workload's mask (causal_lm) or none (masked_lm); the spec is the same either way."""
+    def __init__(self, dim: int, heads: int, spec: BlockSpec, causal: bool = True, max_seq: int = 2048) -> None:
+        """causal: the workload's mask (causal_lm) or none (masked_lm); the spec is the same either way.
+        max_seq: the longest sequence the block sees (RoPE's tables)."""
         super().__init__()
         self.spec = spec
-        self.norm1 = make_norm(spec.norm, dim, spec.norm_eps, spec.norm_eps_placement)
-        # The parallel block normalises its input once for both branches.
-        self.norm2 = (make_norm(spec.norm, dim, spec.norm_eps, spec.norm_eps_placement)
-                      if spec.layout == "sequential" else None)
-        self.attn = Attention(dim, heads, spec, causal)
-        self.mlp = MLP(dim, round(spec.mlp_ratio * dim), spec.activation, spec.init_std)
+        norm = lambda: make_norm(spec.norm, dim, spec.norm_eps, spec.norm_eps_placement)  # noqa: E731
+        # The input norms (none where the norm sits on the output only); the parallel block normalises its input
+        # once for both branches.
+        self.norm1 = None if spec.norm_position == "output" else norm()
+        self.norm2 = norm() if spec.layout == "sequential" and spec.norm_position != "output" else None
+        self.attn = Attention(dim, heads, spec, causal, max_seq)
+        self.mlp = MLP(dim, spec.mlp_hidden(dim), spec.activation, spec.init_std, spec.bias)
+        # The sublayers' output norms (OLMo 2's reordered norm, Peri-LN), applied before the gain and the skip.
+        output_norms = spec.norm_position in ("output", "peri")
+        self.attn_out_norm = norm() if output_norms else None
+        self.mlp_out_norm = norm() if output_norms else None
         self.fixed_gains: dict[str, float] = {}
         for name in GAIN_NAMES:
             gain: Gain = getattr(spec, name)
@@ -88,9 +94,22 @@ class Block(nn.Module):
         if self.spec.norm_position == "post":
             h = self.norm(self.norm1, self.with_skip("alpha_sa", self.scaled("beta_sa", self.attn(x, key_mask)), x))
             return self.norm(self.norm2, self.with_skip("alpha_ff", self.scaled("beta_ff", self.mlp(h)), h))
+        if self.attn_out_norm is not None:
+            return self.forward_output_norm(x, key_mask)
         h = self.with_skip("alpha_sa", self.attn_branch(self.norm(self.norm1, x), key_mask), x)
-        branch = self.mlp(self.norm(self.norm2, h))
+        return self.mlp_residual(h, self.mlp(self.norm(self.norm2, h)))
+
+    def mlp_residual(self, h: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+        """alpha_ff * h + beta_ff * branch; a trained gain makes it one op, not three."""
         if self.fixed_gains.get("alpha_ff") != 0.0 and not ("alpha_ff" in self.fixed_gains and
                                                            "beta_ff" in self.fixed_gains):
-            return gain_sum(h, branch, self.gain("alpha_ff"), self.gain("beta_ff"))  # one op, not three
+            return gain_sum(h, branch, self.gain("alpha_ff"), self.gain("beta_ff"))
         return self.with_skip("alpha_ff", self.scaled("beta_ff", branch), h)
+
+    def forward_output_norm(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        """Each sublayer's output normalised before its gain and skip (output: no input norm; peri: both)."""
+        attn_in = x if self.norm1 is None else self.norm(self.norm1, x)
+        attn_out = self.norm(self.attn_out_norm, self.attn(attn_in, key_mask))
+        h = self.with_skip("alpha_sa", self.scaled("beta_sa", attn_out), x)
+        mlp_in = h if self.norm2 is None else self.norm(self.norm2, h)
+        return self.mlp_residual(h, self.norm(self.mlp_out_norm, self.mlp(mlp_in)))

@@ -1,7 +1,11 @@
-"""The block's MLP: act(x W1) W2, no biases (the paper's repo freezes them at zero).
+"""The block's MLP: act(x W1) W2, without biases unless the spec asks for them (the paper's repo freezes them at
+zero; Transformer++ has none).
 
-GEGLU (Crammed BERT's "GELUglu"): x W1 is split in two halves, value * GELU(gate), so the up-projection of width
-`hidden` feeds a down-projection of width hidden / 2 (the paper's "MLP width 3072" at d = 768 is hidden = 3072).
+Gated MLPs keep their two up-maps as one GEMM whose output is split in halves:
+- GEGLU (Crammed BERT's "GELUglu"): value * GELU(gate); the up-projection of width `2 * hidden` feeds a
+  down-projection of width `hidden` (the paper's "MLP width 3072" at d = 768 is the up-projection's).
+- SwiGLU (LLaMA): SiLU(gate) * up, the halves being LLaMA's gate_proj and up_proj, each of width `hidden`.
+relu2 is ReLU(x)^2 (Primer, the modded-nanogpt speedrun). BlockSpec.mlp_hidden states each rule.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from blockbench.blocks.ranges import scope
-from blockbench.blocks.spec import SpecError
 
 
 def geglu(x: torch.Tensor) -> torch.Tensor:
@@ -19,17 +22,31 @@ def geglu(x: torch.Tensor) -> torch.Tensor:
     return value * F.gelu(gate)
 
 
+def swiglu(x: torch.Tensor) -> torch.Tensor:
+    gate, up = x.chunk(2, dim=-1)
+    return F.silu(gate) * up
+
+
+def relu2(x: torch.Tensor) -> torch.Tensor:
+    return F.relu(x).square()
+
+
+ACTIVATION_FUNCTIONS = {"relu": F.relu, "gelu": F.gelu, "geglu": geglu, "swiglu": swiglu, "relu2": relu2}
+GATED = ("geglu", "swiglu")
+
+
 class MLP(nn.Module):
-    def __init__(self, dim: int, hidden: int, activation: str, init_std: float) -> None:
+    def __init__(self, dim: int, hidden: int, activation: str, init_std: float, bias: bool = False) -> None:
+        """hidden: the down-projection's input width (BlockSpec.mlp_hidden); a gated MLP's up-map is twice it."""
         super().__init__()
-        gated = activation == "geglu"
-        if gated and hidden % 2:
-            raise SpecError(f"a GEGLU MLP splits its hidden width in two halves; {hidden} is odd (mlp_ratio * d)")
-        self.up = nn.Linear(dim, hidden, bias=False)
-        self.down = nn.Linear(hidden // 2 if gated else hidden, dim, bias=False)
-        self.act = {"relu": F.relu, "gelu": F.gelu, "geglu": geglu}[activation]
+        self.up = nn.Linear(dim, 2 * hidden if activation in GATED else hidden, bias=bias)
+        self.down = nn.Linear(hidden, dim, bias=bias)
+        self.act = ACTIVATION_FUNCTIONS[activation]
         nn.init.normal_(self.up.weight, std=init_std)
         nn.init.normal_(self.down.weight, std=init_std)
+        for layer in (self.up, self.down):
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with scope("mlp_up"):

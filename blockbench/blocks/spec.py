@@ -21,14 +21,27 @@ FINAL_NORMS = ("auto", "rms", "layer")
 # Where RMSNorm adds eps: inside_sqrt, x / sqrt(mean(x^2) + eps) (torch's fused kernel); outside, x / (rms(x) + eps)
 # (the authors' RMSNorm). LayerNorm always adds it inside the sqrt, as torch's and HF's do.
 EPS_PLACEMENTS = ("inside_sqrt", "outside")
-NORM_POSITIONS = ("pre", "post")
+# pre: x + F(N(x)); post: N(x + F(x)); output: x + N(F(x)), no input norm (OLMo 2's reordered norm); peri: both,
+# x + N_out(F(N_in(x))) (Peri-LN, Gemma 2's "sandwich").
+NORM_POSITIONS = ("pre", "post", "output", "peri")
+# How the model knows positions: learned (an absolute embedding added to the input, GPT-2 and the paper), rope
+# (rotary embeddings on queries and keys in every attention, half-split layout as transformers' LLaMA), none (NoPE).
+POSITIONS = ("learned", "rope", "none")
+# RMSNorm on queries and keys before RoPE: head (per head over d_head, Qwen3 / Gemma 3) or whole (over all heads'
+# d_model at once, before the split into heads: OLMo 2). modern-blocks.md: the two are different functions.
+QK_NORMS = ("none", "head", "whole")
 ATTENTIONS = ("softmax", "shaped", "value_skipinit")
 # linear: trainable d x d matrix, N(0, 0.02^2); orthogonal: trainable, random orthogonal init;
 # identity: the matrix is removed; reparam_identity / reparam_orthogonal: Eq. 6, W = alpha W_init + beta dW
 # with W_init fixed (identity or random orthogonal) and dW trainable, zero-initialised.
 VALUE_PROJ_KINDS = ("linear", "orthogonal", "identity", "reparam_identity", "reparam_orthogonal")
 # geglu: value * GELU(gate) over the two halves of the up-projection, whose width stays mlp_ratio * d (Crammed BERT).
-ACTIVATIONS = ("relu", "gelu", "geglu")
+# swiglu: SiLU(x W_gate) * (x W_up) -> W_down (LLaMA), hidden width (2/3) mlp_ratio d rounded up to a multiple of
+# mlp_multiple_of (8/3 d -> a multiple of 64 at r = 4), so its three matrices hold about what a 4d MLP's two do.
+# relu2: ReLU(x)^2 (Primer; the modded-nanogpt speedrun), hidden width mlp_ratio * d.
+ACTIVATIONS = ("relu", "gelu", "geglu", "swiglu", "relu2")
+# Fields that describe the model around the blocks, kept on the spec so a variant carries them (one override).
+MODEL_FIELDS = ("final_norm", "positions", "logit_softcap")
 
 
 class SpecError(BlockbenchError, ValueError):
@@ -70,6 +83,8 @@ class BlockSpec:
     Parallel:    out = beta_sa * MHA(N(x)) + beta_ff * MLP(N(x)) + alpha_ff * x   (alpha_ff is alpha_comb;
                  alpha_sa must be 0: a parallel block has one skip)
     Post-norm (sequential only): h = N1(alpha_sa * x + beta_sa * MHA(x)) ; out = N2(alpha_ff * h + beta_ff * MLP(h))
+    Output norm (sequential only): h = beta_sa * No1(MHA(x)) + alpha_sa * x ; out = beta_ff * No2(MLP(h)) + alpha_ff * h
+    Peri norm (sequential only): as output norm with the pre-norm's N1, N2 on the sublayers' inputs as well.
     A skip whose gain is fixed at 0 is not computed at all.
 
     Attention matrix, per head h:  softmax: A ;  shaped: alpha_h I + beta_h A - gamma_h C ;
@@ -104,6 +119,15 @@ class BlockSpec:
     init_std: float = 0.02
     activation: str = "relu"
     mlp_ratio: float = 4.0
+    mlp_multiple_of: int = 64
+    # A bias on every linear map of the block (Q/K/V, W^P, the MLP), zero-initialised, as GPT-2 has; the paper's
+    # code freezes them at zero and Transformer++ has none, so every preset says false.
+    bias: bool = False
+    qk_norm: str = "none"
+    positions: str = "learned"
+    rope_theta: float = 10_000.0
+    # Output logits capped as cap * tanh(logits / cap) (Gemma 2: 30; the speedrun: 15); None: no cap.
+    logit_softcap: float | None = None
     # Field overrides that apply to the first block only, e.g. {"value": "reparam_identity"} for SAS.
     first_block: dict[str, Any] = field(default_factory=dict)
 
@@ -116,7 +140,8 @@ class BlockSpec:
     def validate(self) -> None:
         choices = {"layout": LAYOUTS, "norm": NORMS, "norm_position": NORM_POSITIONS,
                    "attention": ATTENTIONS, "value": VALUE_PROJ_KINDS, "proj": VALUE_PROJ_KINDS,
-                   "activation": ACTIVATIONS, "final_norm": FINAL_NORMS, "norm_eps_placement": EPS_PLACEMENTS}
+                   "activation": ACTIVATIONS, "final_norm": FINAL_NORMS, "norm_eps_placement": EPS_PLACEMENTS,
+                   "positions": POSITIONS, "qk_norm": QK_NORMS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise SpecError(f"{name}={getattr(self, name)!r} is not one of {', '.join(allowed)}")
@@ -124,21 +149,33 @@ class BlockSpec:
             raise SpecError(f"mlp_ratio must be positive, got {self.mlp_ratio}")
         if not self.norm_eps > 0:
             raise SpecError(f"norm_eps must be positive, got {self.norm_eps}")
-        if not isinstance(self.qk_bias, bool):
-            raise SpecError(f"qk_bias must be true or false, got {self.qk_bias!r}")
+        for name in ("qk_bias", "bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise SpecError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if isinstance(self.mlp_multiple_of, bool) or not isinstance(self.mlp_multiple_of, int) \
+                or self.mlp_multiple_of < 1:
+            raise SpecError(f"mlp_multiple_of must be a positive integer, got {self.mlp_multiple_of!r}")
+        if isinstance(self.rope_theta, bool) or not isinstance(self.rope_theta, (int, float)) \
+                or not 0 < self.rope_theta < float("inf"):
+            raise SpecError(f"rope_theta must be a positive number, got {self.rope_theta!r}")
+        cap = self.logit_softcap
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, float))
+                                or not 0 < cap < float("inf")):
+            raise SpecError(f"logit_softcap must be a positive number (or absent for no cap), got {cap!r}")
         if self.query_init_std < 0 or self.init_std < 0:
             raise SpecError("init standard deviations must be >= 0")
         if self.layout == "parallel":
-            if self.norm_position == "post":
-                raise SpecError("norm_position='post' is only defined for the sequential layout")
+            if self.norm_position != "pre":
+                raise SpecError(f"norm_position={self.norm_position!r} is only defined for the sequential layout")
             if self.alpha_sa.init != 0 or self.alpha_sa.trainable:
                 raise SpecError("a parallel block has a single skip, alpha_ff (alpha_comb); set alpha_sa=0")
-        if self.norm_position == "post" and self.norm == "none":
-            raise SpecError("norm_position='post' needs a norm")
+        if self.norm_position != "pre" and self.norm == "none":
+            raise SpecError(f"norm_position={self.norm_position!r} needs a norm")
         valid = {f.name for f in dataclasses.fields(self)} - {"first_block"}
         bad = set(self.first_block) - valid
-        if "final_norm" in self.first_block:
-            raise SpecError("final_norm is a model-level field; first_block cannot override it")
+        for name in MODEL_FIELDS:
+            if name in self.first_block:
+                raise SpecError(f"{name} is a model-level field; first_block cannot override it")
         if bad:
             raise SpecError(f"first_block overrides unknown fields: {', '.join(sorted(bad))}")
 
@@ -150,6 +187,28 @@ class BlockSpec:
             raise SpecError(f"unknown BlockSpec field(s) {', '.join(sorted(unknown))}; "
                             f"valid: {', '.join(sorted(valid))}")
         return dataclasses.replace(self, **overrides)
+
+    def mlp_hidden(self, dim: int) -> int:
+        """The width the MLP's down-projection reads: r d; half of that for GEGLU (the up-projection's halves);
+        (2/3) r d rounded up to a multiple of mlp_multiple_of for SwiGLU (its gate and up maps each have it)."""
+        if self.activation == "swiglu":
+            multiple = self.mlp_multiple_of
+            return -(-int(2 * self.mlp_ratio * dim / 3) // multiple) * multiple  # LLaMA's rule
+        hidden = round(self.mlp_ratio * dim)
+        if self.activation == "geglu" and hidden % 2:
+            raise SpecError(f"a GEGLU MLP splits its hidden width in two halves; {hidden} is odd (mlp_ratio * d)")
+        return hidden // 2 if self.activation == "geglu" else hidden
+
+    def mlp_rule(self, dim: int) -> str:
+        """The MLP's hidden-width rule in words, with its value at width `dim` (for `blockbench show`)."""
+        hidden = self.mlp_hidden(dim)
+        if self.activation == "swiglu":
+            return (f"SwiGLU: gate and up maps of width (2/3) x {self.mlp_ratio:g} x d rounded up to a multiple of "
+                    f"{self.mlp_multiple_of} = {hidden} at d = {dim} (3 matrices of d x {hidden})")
+        if self.activation == "geglu":
+            return (f"GEGLU: up-projection of width {self.mlp_ratio:g} x d = {2 * hidden} at d = {dim}, its two "
+                    f"halves gated into a down-projection of width {hidden}")
+        return f"{self.activation}: width {self.mlp_ratio:g} x d = {hidden} at d = {dim}"
 
     def for_layer(self, index: int) -> BlockSpec:
         """The spec block `index` (0-based) is built from: the first block applies its exceptions."""

@@ -16,7 +16,7 @@ from torch import nn
 
 from blockbench.blocks.args import ModelConfig
 from blockbench.blocks.block import Block
-from blockbench.blocks.spec import BlockSpec, Gain, SpecError
+from blockbench.blocks.spec import POSITIONS, BlockSpec, Gain, SpecError
 
 BlockFactory = Callable[[ModelConfig, int], nn.Module]
 
@@ -30,11 +30,19 @@ class Variant:
     spec: BlockSpec | None = None
     factory: BlockFactory | None = None
     notes: str = ""
+    # How a user factory's blocks know positions (a preset's spec says it itself): learned, rope or none.
+    factory_positions: str = "learned"
+
+    @property
+    def positions(self) -> str:
+        """The position scheme: the model adds a learned position embedding only for 'learned'."""
+        return self.spec.positions if self.spec is not None else self.factory_positions
 
     def build_block(self, config: ModelConfig, layer_index: int, spec: BlockSpec | None = None) -> nn.Module:
         spec = spec or self.spec
         if spec is not None:
-            return Block(config.d_model, config.n_heads, spec.for_layer(layer_index), causal=config.causal)
+            return Block(config.d_model, config.n_heads, spec.for_layer(layer_index), causal=config.causal,
+                         max_seq=config.seq_len)
         assert self.factory is not None
         try:
             return self.factory(config, layer_index)
@@ -89,7 +97,7 @@ def _preset(name: str, description: str, spec: BlockSpec, notes: str) -> Variant
     return Variant(name, description, spec=spec, notes=f"{notes} {_AUTHORS_DIFFERENCES}")
 
 
-PRESETS: tuple[Variant, ...] = (
+PAPER_PRESETS: tuple[Variant, ...] = (
     _preset("pre_ln", "Pre-LN baseline: x + MHA(N(x)), then h + MLP(N(h))", BlockSpec(),
             "Follows the paper's code (model=default): RMSNorm, ReLU MLP (r=4), no biases on W^V, W^P or the MLP, "
             "N(0, 0.02^2) init without GPT-2's 1/sqrt(2L) scaling, all gains fixed at 1; Q, K and V in one "
@@ -146,6 +154,56 @@ PRESETS: tuple[Variant, ...] = (
             "show` gives the figure for any width."),
 )
 
+# Today's baselines: the "Transformer++" recipe (pre-norm RMSNorm, RoPE, SwiGLU, no biases; LLaMA, OLMo 2,
+# nanochat) and its common variations, each held to a reference nobody here wrote (tests/test_modern_reference.py,
+# `transformers` 5.25 at fp32: outputs and gradients within 1e-5 with the weights copied across).
+_TRANSFORMER_PP = BlockSpec(positions="rope", activation="swiglu", bias=False)
+_MODERN_COMMON = (
+    "RoPE with theta 10,000 in transformers' half-split layout (rotate_half pairs dimension i with i + d_head/2, "
+    "not neighbours), applied per head after QK-norm (where there is one) and before attention; SwiGLU of hidden "
+    "width LLaMA's rule, int(8/3 d) rounded up to a multiple of 64 (384 at d = 128), the gate and up maps held as "
+    "one GEMM; no biases; RMSNorm with eps 1e-5 inside the sqrt (LLaMA 2's); Q, K and V in "
+    "one fused GEMM (the references: three; the same function); no learned position embedding. Around the blocks "
+    "blockbench's model, as for every preset: a final RMSNorm, the head tied to the token embedding (LLaMA 2 and "
+    "OLMo 2 untie it), N(0, 0.02^2) init of every matrix (OLMo 2: a truncated normal)."
+)
+
+
+def _modern(name: str, description: str, spec: BlockSpec, notes: str) -> Variant:
+    return Variant(name, description, spec=spec, notes=f"{notes} {_MODERN_COMMON}")
+
+
+MODERN_PRESETS: tuple[Variant, ...] = (
+    _modern("transformer_pp", "Transformer++ (LLaMA): RMSNorm pre-norm, RoPE, SwiGLU, no biases", _TRANSFORMER_PP,
+            "The recipe of LLaMA (transformers' LlamaDecoderLayer, which the reference test matches): "
+            "h = x + W_o attn(RoPE(W_q n1(x)), RoPE(W_k n1(x)), W_v n1(x)), "
+            "y = h + W_down(silu(W_gate n2(h)) * W_up n2(h))."),
+    _modern("transformer_pp_qknorm", "Transformer++ with per-head QK-norm (Qwen3 / Gemma 3)",
+            _TRANSFORMER_PP.replace(qk_norm="head"),
+            "transformer_pp plus an RMSNorm (weight of width d_head, shared by the heads) on each head's queries "
+            "and keys before RoPE: the per-head convention of Qwen3 and Gemma 3 (transformers' Qwen3DecoderLayer, "
+            "which the reference test matches), not OLMo 2's whole-vector norm (see olmo2)."),
+    _modern("olmo2", "OLMo 2: reordered norm on each sublayer's output, whole-vector QK-norm",
+            _TRANSFORMER_PP.replace(norm_position="output", qk_norm="whole"),
+            "transformers' Olmo2DecoderLayer (the reference test matches it): h = x + N_attn(attn(x)), "
+            "y = h + N_mlp(mlp(h)), no input norm; QK-norm is one RMSNorm over all heads' queries (width d) and one "
+            "over the keys, before the split into heads and before RoPE."),
+    _modern("peri_ln", "Peri-LN / Gemma 2 sandwich: norm on each sublayer's input and output",
+            _TRANSFORMER_PP.replace(norm_position="peri"),
+            "Peri-LN (Kim et al. 2025), the placement of Gemma 2's sandwich norm, on the Transformer++ base: "
+            "h = x + N_out(attn(N_in(x))), y = h + N_out'(mlp(N_in'(h))). No reference layer in transformers has "
+            "it with LLaMA's conventions (Gemma 2 adds its (1 + w) RMSNorm, GeGLU and attention soft-capping), so "
+            "its test checks the placement term by term against olmo2 and transformer_pp."),
+    _modern("sas_p_pp", "SAS-P on the Transformer++ base: shaped parallel block, RoPE, SwiGLU",
+            _SAS_P.replace(positions="rope", activation="swiglu", bias=False),
+            "The paper's SAS-P (spec 2.7: parallel layout, shaped attention, W^V = W^P = I, W^Q = 0 at init, no "
+            "skips, block 1's W^V reparametrised) with RoPE on its queries and keys and a SwiGLU MLP. With W^Q = 0 "
+            "the rotated queries are 0 too, so at init the attention is still alpha I + beta C - gamma C = I: the "
+            "block is the identity on its normalised input, as SAS-P's is (a test says so). beta_FF = 0.1 scales "
+            "the SwiGLU branch as it does the ReLU one."),
+)
+PRESETS = PAPER_PRESETS + MODERN_PRESETS
+
 _REGISTRY: dict[str, Variant] = {v.name: v for v in PRESETS}
 # One rule for every name that becomes part of a path (variants: OUT/records/VARIANT-seedN.json; suites and
 # their versions: runs/SUITE/VERSION/): portable file-name characters, not hidden, not '.' or '..', not too long.
@@ -174,7 +232,7 @@ class UnknownVariantError(SpecError):
 
 
 def register_block(name: str, block: BlockSpec | BlockFactory, description: str = "",
-                   *, replace: bool = False) -> Variant:
+                   *, replace: bool = False, positions: str | None = None) -> Variant:
     """Add a block design under `name`.
 
     `block` is a BlockSpec, or a factory called as factory(config, layer_index) for each of the model's
@@ -182,6 +240,11 @@ def register_block(name: str, block: BlockSpec | BlockFactory, description: str 
     n_layers, seq_len, vocab_size). The returned nn.Module maps a (batch, seq, d_model) tensor to a tensor of
     the same shape and must be causal: output t may depend on inputs <= t only. Its parameters are trained like
     any block's: tensors with >= 2 dims get weight decay, the rest do not.
+
+    positions (factories only; a BlockSpec says it in its `positions` field): "learned" (default: the model adds
+    a learned position embedding to the blocks' input), "rope" (the blocks rotate their own queries and keys, e.g.
+    with blockbench.blocks.rope.Rotary; the model adds nothing) or "none". A factory may also carry it as an
+    attribute, `factory.positions = "rope"`, which is how `--block module:factory` says it.
     """
     problem = name_problem(name)
     if problem:
@@ -189,10 +252,16 @@ def register_block(name: str, block: BlockSpec | BlockFactory, description: str 
     if name in _REGISTRY and not replace:
         raise SpecError(f"block {name!r} is already registered")
     if isinstance(block, BlockSpec):
+        if positions is not None and positions != block.positions:
+            raise SpecError(f"block {name!r}: a BlockSpec states its positions in its own field "
+                            f"(positions={block.positions!r})")
         variant = Variant(name, description or "user BlockSpec", spec=block)
     elif callable(block):
+        scheme = positions if positions is not None else getattr(block, "positions", "learned")
+        if scheme not in POSITIONS:
+            raise SpecError(f"block {name!r}: positions={scheme!r} is not one of {', '.join(POSITIONS)}")
         variant = Variant(name, description or (getattr(block, "__doc__", None) or "user block").strip()
-                          .splitlines()[0], factory=block)
+                          .splitlines()[0], factory=block, factory_positions=scheme)
     else:
         raise SpecError(f"block {name!r}: expected a BlockSpec or a factory(config, layer_index), got {block!r}")
     _REGISTRY[name] = variant

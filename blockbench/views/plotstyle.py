@@ -16,7 +16,8 @@ from typing import Any
 # Grey is left out: reference lines (the target, ratio 1) are grey. User blocks come after the presets and take
 # the darker colours at the end, then the palette repeats (with another marker).
 PALETTE = ("tab:blue", "tab:brown", "tab:cyan", "tab:olive", "tab:purple", "tab:pink", "tab:orange", "tab:green",
-           "tab:red", "black", "#8c6d31", "#393b79", "#843c39", "#637939", "#7b4173")
+           "tab:red", "black", "#8c6d31", "#393b79", "#843c39", "#637939", "#7b4173", "#6b6ecf", "#e7969c",
+           "#b5cf6b", "#bd9e39", "#3182bd", "#e6550d")
 # Colour and marker both differ between variants, so curves that lie on top of each other still show.
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p")
 
