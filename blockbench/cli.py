@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 
 from blockbench.cli_args import add_run_shape_args, failed_exit, parse_value, split_list
 from blockbench.errors import BlockbenchError, Terminated
+from blockbench.untrusted import plain
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,14 +55,29 @@ def describe_variant(name: str, config: Any, overrides: dict[str, Any], use_fvco
         "notes": variant.notes,
         "config": config.to_dict(),
         "block_spec": model.spec.to_dict() if model.spec else None,
+        "positions": position_words(model),
+        "mlp": model.spec.mlp_rule(config.d_model) if model.spec else None,
         **count_params(model),
         **count_flops(model, use_fvcore=use_fvcore),
     }
 
 
+def position_words(model: Any) -> str:
+    """How the variant knows positions, in words: what `show` prints and records carry in block_spec.positions."""
+    if model.positions == "learned":
+        return f"learned: an absolute embedding of {model.pos_emb.weight.numel():,} parameters added to the input"
+    if model.positions == "none":
+        return "none (NoPE): no position embedding; only the causal mask orders tokens"
+    spec = model.spec
+    theta = f", theta {spec.rope_theta:g}" if spec is not None else ""
+    return (f"rope: rotary embeddings on every attention's queries and keys{theta}, half-split layout (transformers' "
+            "rotate_half); no position-embedding parameters")
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from blockbench.blocks import variants
 
@@ -76,7 +92,8 @@ def cmd_list(args: argparse.Namespace) -> int:
                             ("block matrices", "right"), ("fwd FLOPs/token", "right")):
         table.add_column(column, justify=justify)
     for row in rows:
-        table.add_row(row["variant"], row["description"], f"{row['params_total']:,}",
+        # A user block's name and docstring are its author's text: rich Text (never parsed as markup), one line.
+        table.add_row(Text(plain(row["variant"])), Text(plain(row["description"])), f"{row['params_total']:,}",
                       f"{row['params_block_matrices']:,}", f"{row['flops_fwd_per_token']:,}")
     Console().print(table)
     return 0
@@ -98,24 +115,27 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"{info['variant']}: {info['description']}", show_header=False)
+    # A user block's docstring (description, notes) is its author's text: rich Text, never parsed as markup.
+    table = Table(title=Text(plain(f"{info['variant']}: {info['description']}")), show_header=False)
     table.add_column("key", style="bold")
     table.add_column("value")
-    for key in ("notes", "config", "params_total", "params_embedding", "params_block_matrices", "params_per_block",
-                "flops_fwd_per_token", "flops_train_per_token", "flops_convention"):
+    for key in ("notes", "positions", "mlp", "config", "params_total", "params_embedding", "params_block_matrices",
+                "params_per_block", "flops_fwd_per_token", "flops_train_per_token", "flops_convention"):
         value = info[key]
-        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
+        if value is not None:
+            table.add_row(key, f"{value:,}" if isinstance(value, int) else Text(plain(value)))
     counters = info["counters"]
     table.add_row("FLOP cross-check", f"FlopCounterMode {counters['flopcounter_fwd']:,} | fvcore x2 "
                   f"{counters['fvcore_fwd_x2']:,} | analytic {counters['analytic_fwd']}")
     if info["block_spec"]:
-        table.add_row("block_spec", json.dumps(info["block_spec"]))
+        table.add_row("block_spec", Text(json.dumps(info["block_spec"])))
     from blockbench.diagnose import init_loss_note
 
     note = init_loss_note(info["block_spec"], info["config"]["d_model"], info["config"]["vocab_size"])
     if note:  # the loss a user first sees is far above ln V: say why, at the shape shown
-        table.add_row("at init", note)
+        table.add_row("at init", Text(plain(note)))
     Console().print(table)
     return 0
 
@@ -270,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     except BlockbenchError as exc:
         if args.debug:
             raise
-        print(f"blockbench: error: {exc}", file=sys.stderr)
+        # One printable line: a message may quote a file's or a record's text (untrusted.plain drops ESC & co).
+        print(f"blockbench: error: {plain(exc)}", file=sys.stderr)
         return 2
     except Terminated:
         print("blockbench: terminated", file=sys.stderr)
@@ -281,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - never a traceback (and never exit 1, "regression") by default
         if args.debug:
             raise
-        first = (str(exc).strip().splitlines() or [""])[0]
+        first = plain((str(exc).strip().splitlines() or [""])[0])
         print(f"blockbench: error: unexpected {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
               file=sys.stderr)
         return 2

@@ -37,8 +37,11 @@ def failed_exit(result: Any, out: Any) -> int:
         return 0
     n = len(result.failures)
     names = ", ".join(f"{f['variant']} seed {f['seed']}" for f in result.failures[:5]) + (", ..." if n > 5 else "")
-    print(f"blockbench: {n} run(s) failed ({names}); see {out}/failures/ (--resume --out {out} reruns them)",
-          file=sys.stderr)
+    unwritten = sum(1 for f in result.failures if f.get("failure_file") is False)
+    where = f"see {out}/failures/" if not unwritten else (
+        f"{unwritten} failure file(s) could not be written: the FAILED line(s) above say where each record and "
+        f"error went" + (f"; see {out}/failures/ for the others" if unwritten < n else ""))
+    print(f"blockbench: {n} run(s) failed ({names}); {where} (--resume --out {out} reruns them)", file=sys.stderr)
     return 3
 
 

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from blockbench.errors import BlockbenchError
+from blockbench.safeio import UnsafeFileError, check_writable_target, load_json_guarded, read_guarded, write_error_text
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ EOT_TOKEN = "<|endoftext|>"
 BYTES_VOCAB = 257
 BYTES_EOT = 256
 _CACHE_FORMAT = 1
+# A trained BPE tokenizer.json is a few hundred KiB at the vocabularies suites use; far larger is not one.
+MAX_CACHED_TOKENIZER_BYTES = 64 * 2**20
 _HUB_BATCH = 1000
 
 
@@ -376,6 +379,13 @@ def _sha(data: bytes) -> str:
 
 
 def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
+    """A cache file written whole or not at all: a temp file in the same directory, fsynced, renamed over `path`.
+    A link or other non-regular file at `path` is refused (never written through); a write cut short (a full disk,
+    a file-size limit) removes the temp file and ends in one line, leaving no partial cache file."""
+    try:
+        check_writable_target(path, "data cache")
+    except UnsafeFileError as exc:
+        raise DataError(f"{exc}; remove it or set BLOCKBENCH_CACHE to another directory") from None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -388,7 +398,15 @@ def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
+        check_writable_target(path, "data cache")  # again, right before the rename: a link made meanwhile
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise DataError(f"cannot write the data cache file {path} ({write_error_text(exc)}); nothing partial was "
+                        f"left; free some space, raise the file-size limit or set BLOCKBENCH_CACHE") from None
+    except UnsafeFileError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise DataError(str(exc)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -435,8 +453,8 @@ def _bpe_tokenizer(config: DataConfig, corpus: _Corpus, key_dir: Path) -> _Token
     path = key_dir / "tokenizer.json"
     tok = None
     if path.exists():
-        try:
-            blob = path.read_bytes()
+        try:  # guarded: a FIFO there must not hang the run, a huge file must not be read whole
+            blob = read_guarded(path, MAX_CACHED_TOKENIZER_BYTES, "cached tokenizer")
             tok = Tokenizer.from_str(blob.decode("utf-8"))
         except Exception as exc:  # corrupt or from an incompatible tokenizers version: retrain
             logger.warning("cached tokenizer %s failed to load (%s); retraining", path, exc)
@@ -491,15 +509,23 @@ def _tokenize(docs: Any, tok: _Tokenizer, split: str) -> np.ndarray:
 
 
 def _read_meta(path: Path) -> dict[str, Any] | None:
-    try:
-        meta = json.loads(path.read_text())
-        return meta if isinstance(meta, dict) else None
-    except (OSError, ValueError):
+    """The cache's meta.json, or None (the cache is rebuilt) when it is missing, not a regular file, too large,
+    too deep or not JSON."""
+    if not os.path.lexists(path):
         return None
+    try:
+        meta = load_json_guarded(path, 1 << 20, 8, "token cache meta.json")
+    except UnsafeFileError as exc:
+        logger.warning("%s; rebuilding the token cache", exc)
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
 def _load_array(path: Path, expected: dict[str, Any] | None) -> np.ndarray | None:
     if not expected or not path.exists():
+        return None
+    if not path.is_file():  # a FIFO would block np.load forever; the rebuild then refuses to write over it
+        logger.warning("cached %s is not a regular file; rebuilding it", path)
         return None
     try:
         arr = np.load(path, allow_pickle=False)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from blockbench.errors import BlockbenchError
+from blockbench.safeio import atomic_write_bytes, atomic_write_text
 
 # The init fact users meet first (issue 23): a SAS-family model starts at a loss far above ln(V).
 EMBEDDING_STD = 0.02  # the presets' N(0, 0.02^2) embedding init (blocks/zoo.py)
@@ -146,24 +147,26 @@ def plot(result: dict[str, Any], path: Path) -> None:
                  f"d={result['model']['d_model']}")
     fig.supxlabel(f"Series are shifted sideways by {OFFSET} layer each so that coinciding ones stay visible; "
                   "every point belongs to a whole layer.", fontsize="small", color="dimgrey")
-    fig.savefig(path, dpi=110, metadata={"Software": None})
+    import io
+
+    buffer = io.BytesIO()  # rendered in memory, then written atomically: never through a link at `path`
+    fig.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
+    atomic_write_bytes(path, buffer.getvalue(), "plot")
 
 
 def replot(directory: Path) -> Path:
     """Redraw directory/diagnose.png from its diagnose.json without building a model, keeping only the variants
     that have run records in the directory (a diagnosis of every preset beside a suite that ran fewer would show
     blocks the results say nothing about)."""
+    from blockbench.views.diagnosis import load_diagnosis
     from blockbench.views.selection import load_entries, records_dir
 
     source = directory / "diagnose.json"
-    try:
-        result = json.loads(source.read_text())
-        variants = result["variants"]
-        result["suite"], result["model"]["n_layers"], result["model"]["d_model"]  # noqa: B018 - what plot reads
-    except OSError as exc:
-        raise BlockbenchError(f"{source}: cannot read ({exc.strerror})") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BlockbenchError(f"{source}: malformed ({exc}); rerun blockbench diagnose") from None
+    try:  # the guarded loader: regular file, size and depth caps, every field plot reads type-checked
+        result = load_diagnosis(source)
+    except BlockbenchError as exc:
+        raise BlockbenchError(f"{exc}; rerun blockbench diagnose") from None
+    variants = result["variants"]
     if records_dir(directory) != directory:
         ran = {record["variant"] for _, record in load_entries(directory)}
         result["variants"] = {name: values for name, values in variants.items() if name in ran}
@@ -199,7 +202,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "diagnose.json").write_text(json.dumps(result, indent=1) + "\n")
+        atomic_write_text(out / "diagnose.json", json.dumps(result, indent=1) + "\n", "diagnose.json")
         plot(result, out / "diagnose.png")
     except OSError as exc:
         raise BlockbenchError(f"--out {out}: cannot write ({exc.strerror})") from None

@@ -1,4 +1,8 @@
-"""What `blockbench run` shows: a rich progress bar per run, then a summary table (or plain lines with --quiet)."""
+"""What `blockbench run` shows: a rich progress bar per run, then a summary table (or plain lines with --quiet).
+
+Names, corpora and messages come from the suite, a user block or a run's failure: every such text goes out as
+one printable line (untrusted.plain: no ESC) and, where rich would parse it, escaped (untrusted.rich) or as a
+rich Text, so a `[bold]` or `[/x]` in a name is shown, never parsed (a stray closing tag would crash the run)."""
 
 from __future__ import annotations
 
@@ -8,9 +12,11 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from blockbench import stats
 from blockbench.suite import Suite
+from blockbench.untrusted import plain, rich
 
 
 def _fmt(value: Any, spec: str = ".4f") -> str:
@@ -59,7 +65,8 @@ class RunDisplay:
 
     def event(self, kind: str, info: dict[str, Any]) -> None:
         if kind == "data" and not self.quiet:
-            self.console.print(f"[dim]loading corpus {info['corpus']} ({info['tokenizer']} tokenizer)...[/dim]")
+            self.console.print(f"[dim]loading corpus {rich(info['corpus'])} ({rich(info['tokenizer'])} "
+                               "tokenizer)...[/dim]")
         elif kind == "data_ready":
             self.log(f"data: {info['corpus']} {info['fingerprint'][:12]}, {info['tokenizer_id']}, "
                      f"{info['n_tokens_train']:,} train / {info['n_tokens_val']:,} val tokens")
@@ -86,7 +93,7 @@ class RunDisplay:
             key = self._key(info)
             retry = f" (attempt {info['attempt']})" if info.get("attempt", 1) > 1 else ""
             if key not in self.tasks:
-                self.tasks[key] = self.progress.add_task(self._name(info) + retry, total=None,
+                self.tasks[key] = self.progress.add_task(rich(self._name(info)) + retry, total=None,
                                                          loss="-", eval="-", tps="-")
             where = (f" on {info['host']}" if info.get("host") else "") + (f" (pid {info['pid']})" if "pid" in info
                                                                              else "")
@@ -97,6 +104,9 @@ class RunDisplay:
                 fields["eval"] = _fmt(info["eval_loss"], ".3f")
             self.progress.update(self.tasks[self._key(info)], completed=info["step"], total=info.get("horizon"),
                                  **fields)
+        elif kind == "probe_retry":
+            self.warn(f"speed probe: {info['message']}; retrying (attempt {info['attempt'] + 1} of "
+                      f"{info['max_retries'] + 1})")
         elif kind == "retry":
             self.counts["running"] -= 1
             self.counts["queued"] += 1
@@ -143,20 +153,20 @@ class RunDisplay:
         if self.silent:
             return
         if self.quiet:
-            print(message, flush=True)
+            print(plain(message), flush=True)
         else:
-            self.progress.console.print(message, markup=False, highlight=False)
+            self.progress.console.print(plain(message), markup=False, highlight=False)
 
     def log(self, message: str) -> None:
         if self.quiet and not self.silent:
-            print(message, flush=True)
+            print(plain(message), flush=True)
 
     def summary(self, out_dir: str) -> None:
         if self.silent or not (self.records or self.failures):
             return
         target = self.suite.eval.target_loss
-        table = Table(title=f"suite {self.suite.name} v{self.suite.version}: budget {self.suite.budget.active()}, "
-                            f"target {target}")
+        table = Table(title=Text(plain(f"suite {self.suite.name} v{self.suite.version}: budget "
+                                       f"{self.suite.budget.active()}, target {target}")))
         for column in ("variant", "seed", "status", "steps", "eval loss", "bpb", "tok/s",
                        "speedup (interleaved probe)", "steps to target", "params", "peak mem MB"):
             table.add_column(column, justify="left" if column in ("variant", "status") else "right")
@@ -169,19 +179,20 @@ class RunDisplay:
                      else _fmt(ratio, ".3f"))
             mem = s["peak_memory_bytes"]
             status = r["status"] + (" (plateau)" if stats.plateau_steps(r) is not None else "")
-            table.add_row(r["variant"], str(r["seed"]), status, str(s["steps"]), _fmt(s["final_eval_loss"]),
+            table.add_row(Text(plain(r["variant"])), str(r["seed"]), Text(plain(status)), str(s["steps"]),
+                          _fmt(s["final_eval_loss"]),
                           _fmt(s["final_eval_bpb"], ".3f"), f"{s['tokens_per_second']:,.0f}", speed,
                           _fmt(r["to_target"]["steps"], ".1f"), f"{r['static']['params_total']:,}",
                           "-" if mem is None else f"{mem / 2**20:.1f}")
         for f in self.failures:
-            table.add_row(f["variant"], str(f["seed"]), "failed", *["-"] * 8)
+            table.add_row(Text(plain(f["variant"])), str(f["seed"]), "failed", *["-"] * 8)
         self.console.print(table)
         kind = self.records[0]["summary"]["peak_memory_kind"] if self.records else "-"
-        self.console.print(f"records: {out_dir}/records  (peak memory: {kind})")
+        self.console.print(plain(f"records: {out_dir}/records  (peak memory: {kind})"), markup=False)
         if untrusted:
             self.console.print(f"speed: {untrusted}", highlight=False, markup=False)
         if self.failures:
-            self.console.print(f"failed runs: {len(self.failures)}, see {out_dir}/failures/")
+            self.console.print(plain(f"failed runs: {len(self.failures)}, see {out_dir}/failures/"), markup=False)
         if self.records:
             self.console.print(time_line(self.records, time.monotonic() - self.started, self.probe_seconds),
                                highlight=False, markup=False)

@@ -138,7 +138,7 @@ def step_cost(suite: Suite, variant: str, data: Any, seed: int | None = None) ->
                       [*model.parameters(), *model.buffers()])
     return {"variant": variant, "device": trainer.device.type, "dtype": trainer.dtype,
             "autocast": trainer.autocast is not None, "execution": "eager", "optimizer": OPTIMIZER_NOTE,
-            "shape": suite.model.shape(), "batch_size": len(x), **cost,
+            "shape": suite.model.shape(), "batch_size": len(x), "positions": model.positions, **cost,
             "compiled_forward": compile_graph(model, (x, y), trainer.autocast)}
 
 

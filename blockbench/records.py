@@ -12,14 +12,15 @@ import hashlib
 import json
 import math
 import os
-import stat
 import tempfile
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from blockbench.blocks.zoo import name_problem
 from blockbench.errors import BlockbenchError
+from blockbench.safeio import UnsafeFileError, atomic_write_bytes, parse_json_strict, read_text_guarded
 
 if TYPE_CHECKING:
     from blockbench.data import TokenData
@@ -92,6 +93,8 @@ MFU_PEAK_SOURCES = ("table", "measured", None)
 INT_LIMIT = 2**63
 # A record is tens of kilobytes; far larger is not one, and must not be read into memory whole.
 MAX_RECORD_BYTES = 64 * 2**20
+# A record nests a handful of levels (config.overrides.override_file...); far deeper is not one.
+MAX_RECORD_DEPTH = 64
 # Keys of config.overrides that only choose which runs were made, not how a run is measured.
 SELECTION_OVERRIDES = ("variants", "seeds")
 
@@ -226,6 +229,7 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
     _check_optional(record, OPTIONAL_TOP_LEVEL, source)
     for section, spec in SECTIONS.items():
         _check(record[section], spec, f"{source}: {section}")
+    _check_names(record, source)
     _check(record["config"]["model"], MODEL_KEYS, f"{source}: config.model")
     for key, value in record["config"]["budget"].items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -248,6 +252,20 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
             raise RecordError(f"{source}: integrity check failed: its content does not match its sha256 "
                               "(edited after it was written)")
     return record
+
+
+def _check_names(record: dict[str, Any], source: str) -> None:
+    """The names a record carries obey the rule they obeyed on the way in (blocks.zoo.name_problem): they become
+    file names, table cells and plot labels, so one from a forged record (a newline, a '/', markup) is refused
+    here, like any other malformed field."""
+    names = {"variant": record.get("variant"), "suite.name": record["suite"]["name"],
+             "suite.version": record["suite"]["version"]}
+    if isinstance(record.get("config"), dict) and "baseline" in record["config"]:
+        names["config.baseline"] = record["config"]["baseline"]
+    for field, name in names.items():
+        problem = name_problem(name)
+        if problem:
+            raise RecordError(f"{source}: {field} {problem}")
 
 
 def _check_optional(mapping: dict, spec: dict[str, Any], where: str) -> None:
@@ -336,7 +354,7 @@ def write_record(record: dict[str, Any], path: str | os.PathLike) -> Path:
     record = validate_record(seal(record), str(path))
     path = Path(path)
     exists = RecordError(f"{path}: a record already exists there; records are never overwritten")
-    if path.exists():
+    if os.path.lexists(path):  # a link there (even a dangling one) is refused, never written through
         raise exists
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _write_temp(record, path)
@@ -355,50 +373,15 @@ def write_record(record: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # 1e999 parses as inf: as good as an Infinity literal
-        raise ValueError(f"number {text[:20]} is out of range")
-    return value
-
-
-def _bounded_int(text: str) -> int:
-    if len(text) > 20:  # no int() of a long digit string: Python's own limit is 4300 digits, slow before that
-        raise ValueError(f"integer {text[:20]}... is too large")
-    value = int(text)
-    if abs(value) >= INT_LIMIT:
-        raise ValueError(f"integer {text} is too large")
-    return value
-
-
 def read_json(path: Path, what: str = "record") -> Any:
     """A JSON file, or a RecordError naming it for whatever is wrong: unreadable (a directory, a symlink loop,
-    permissions), not UTF-8, not JSON, NaN/Infinity literals, nesting too deep, numbers too long."""
+    permissions, a FIFO), too large, not UTF-8, not JSON, NaN/Infinity literals, nesting too deep, numbers too
+    long. Read through the one guarded loader (blockbench.safeio)."""
     try:
-        info = path.stat()
-        if stat.S_ISDIR(info.st_mode):
-            raise RecordError(f"{path}: is a directory, not a blockbench {what}")
-        if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
-            raise RecordError(f"{path}: not a regular file; not a blockbench {what}")
-        if info.st_size > MAX_RECORD_BYTES:
-            raise RecordError(f"{path}: {info.st_size:,} bytes, too large for a blockbench {what}")
-        text = path.read_bytes().decode("utf-8")
-    except OSError as exc:
-        raise RecordError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
-    except UnicodeDecodeError as exc:
-        raise RecordError(f"{path}: not UTF-8 text (byte {exc.start}); not a blockbench {what}") from None
-    try:
-        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_bounded_int)
-    except json.JSONDecodeError as exc:
-        raise RecordError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    except RecursionError:
-        raise RecordError(f"{path}: JSON nested too deeply; not a blockbench {what}") from None
-    except ValueError as exc:  # NaN/Infinity literals, integers past Python's digit limit
-        raise RecordError(f"{path}: not valid JSON ({exc})") from None
+        text = read_text_guarded(path, MAX_RECORD_BYTES, f"blockbench {what}")
+        return parse_json_strict(text, path, f"blockbench {what}", MAX_RECORD_DEPTH)
+    except UnsafeFileError as exc:
+        raise RecordError(str(exc)) from None
 
 
 def load_record(path: str | os.PathLike) -> dict[str, Any]:
@@ -474,6 +457,7 @@ def validate_failure(failure: Any, source: str = "failure") -> dict[str, Any]:
         raise RecordError(f"{source}: not a blockbench failure file of version {FAILURE_SCHEMA_VERSION}")
     _check(failure, FAILURE_KEYS, source)
     _check(failure["suite"], SECTIONS["suite"], f"{source}: suite")
+    _check_names(failure, source)
     return failure
 
 
@@ -493,13 +477,13 @@ def _write_temp(data: dict[str, Any], path: Path) -> str:
     return tmp
 
 
-def _write_json_atomic(data: dict[str, Any], path: Path) -> None:
-    tmp = _write_temp(data, path)
-    try:
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def _json_bytes(data: dict[str, Any]) -> bytes:
+    return (json.dumps(data, indent=1, sort_keys=True) + "\n").encode()
+
+
+def _write_json_atomic(data: dict[str, Any], path: Path, what: str = "file") -> None:
+    """Temp file + rename (safeio): never through a link at `path`, never a partial file left behind."""
+    atomic_write_bytes(path, _json_bytes(data), what)
 
 
 def write_failure(failure: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -507,7 +491,7 @@ def write_failure(failure: dict[str, Any], path: str | os.PathLike) -> Path:
     path = Path(path)
     failure = validate_failure(failure, str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(failure, path)
+    _write_json_atomic(failure, path, "failure file")
     return path
 
 
@@ -542,12 +526,14 @@ def remove_stale_temp_files(directory: str | os.PathLike) -> list[Path]:
 PROBE_SCHEMA_VERSION = 1
 
 
-def write_probe(probe: dict[str, Any], path: str | os.PathLike) -> Path:
+def write_probe(probe: dict[str, Any], path: str | os.PathLike, *, replace: bool = False) -> Path:
+    """Write the probe file atomically; an existing one is replaced only when asked (a re-probe), never by a
+    first probe. A link at `path` is refused either way."""
     path = Path(path)
-    if path.exists():
+    if not replace and os.path.lexists(path):
         raise RecordError(f"{path}: a probe file already exists there; it is never overwritten")
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(_finite_or_none({"probe_schema_version": PROBE_SCHEMA_VERSION, **probe}), path)
+    _write_json_atomic(_finite_or_none({"probe_schema_version": PROBE_SCHEMA_VERSION, **probe}), path, "probe file")
     return path
 
 
@@ -558,6 +544,9 @@ def load_probe(path: str | os.PathLike) -> dict[str, Any]:
         raise RecordError(f"{path}: not a blockbench probe file of version {PROBE_SCHEMA_VERSION}")
     _check(data, {"suite": dict, "overrides": dict, "variants": list, "probes": dict}, str(path))
     _check(data["suite"], SECTIONS["suite"], f"{path}: suite")
+    for i, variant in enumerate(data["variants"]):
+        if name_problem(variant):
+            raise RecordError(f"{path}: variants[{i}] {name_problem(variant)}")
     for device, prepared in data["probes"].items():
         if not isinstance(prepared, dict) or any(
                 not isinstance(p, dict) or not isinstance(p.get("static"), (dict, type(None)))

@@ -26,7 +26,7 @@ import torch
 
 from blockbench.distributed import SINGLE, DistInfo, barrier, init
 from blockbench.errors import BlockbenchError
-from blockbench.executors import Event, Executor, Job
+from blockbench.executors import Event, Executor, Job, ProbeDied
 from blockbench.measure.throughput import NO_PROBE
 from blockbench.records import (
     FAILURE_SCHEMA_VERSION,
@@ -46,6 +46,7 @@ from blockbench.records import (
     write_probe,
     write_record,
 )
+from blockbench.safeio import atomic_write_bytes, file_size_limit, open_nofollow, write_error_text
 from blockbench.suite import Suite, check_fits
 from blockbench.train import resolve_device
 
@@ -104,21 +105,33 @@ RECORD_BYTES_ESTIMATE = 64 * 1024  # a record with a few hundred curve points is
 DISK_MARGIN_BYTES = 1024 * 1024
 
 
-def rescue_record(record: dict[str, Any], name: str) -> Path | None:
+def rescue_places() -> list[Path]:
     """Where a finished run's record goes when OUT cannot take it: the system's temp directory, then home."""
-    for base in (Path(tempfile.gettempdir()), Path.home()):
-        target = base / "blockbench-rescued" / f"{record.get('run_id', 'run')}-{name}"
+    return [Path(tempfile.gettempdir()) / "blockbench-rescued", Path.home() / "blockbench-rescued"]
+
+
+def rescue_record(record: dict[str, Any], name: str) -> Path | None:
+    """The record, written whole (atomically: a temp file renamed into place, so a write cut short by a full disk
+    or a file-size limit leaves nothing, never a truncated file named like a record) to the first of
+    `rescue_places` that takes it; None when none does."""
+    data = (json.dumps(seal(record), indent=1, sort_keys=True) + "\n").encode()
+    for directory in rescue_places():
+        target = directory / f"{record.get('run_id', 'run')}-{name}"
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(json.dumps(seal(record), indent=1, sort_keys=True) + "\n")
-            return target
-        except OSError:
+            directory.mkdir(parents=True, exist_ok=True)
+            return atomic_write_bytes(target, data, "rescued record")
+        except (OSError, BlockbenchError):
             continue
     return None
 
 
 def check_free_space(out: Path, runs: int) -> None:
-    """Fail before training, not after it, when OUT cannot hold the records of the runs to make."""
+    """Fail before training, not after it, when OUT cannot hold the records of the runs to make: too little free
+    space, or a file-size limit (`ulimit -f`) below a record's size (every write past it fails with EFBIG)."""
+    limit = file_size_limit()
+    if runs and limit is not None and limit < RECORD_BYTES_ESTIMATE:
+        raise BlockbenchError(f"--out {out}: the file-size limit (ulimit -f) is {limit // 1024} KiB, a record "
+                              f"needs up to about {RECORD_BYTES_ESTIMATE // 1024} KiB; raise the limit")
     try:
         stat = os.statvfs(out)
     except OSError:
@@ -132,36 +145,117 @@ def check_free_space(out: Path, runs: int) -> None:
 
 class OutLock:
     """An exclusive lock on OUT for one driver at a time (OUT/.lock, flock: released by the kernel when the process
-    dies, so a killed run never leaves it stale). A second run into the same directory is refused at once."""
+    dies, so a killed run never leaves it stale). A second run into the same directory is refused at once.
+
+    The lock is the first thing made in OUT, opened without following a link (a `.lock` received in someone's run
+    directory that links elsewhere is refused, its target untouched). A run that ends in an error (exit 2) removes
+    what it made and left empty, the lock included: OUT is as it was before (records, probe and failure files
+    are never removed)."""
 
     def __init__(self, out: Path) -> None:
-        self.path, self.file = out / ".lock", None
+        self.out, self.path, self.fd = out, out / ".lock", -1
+        self.made_dirs: list[Path] = []  # OUT and the ancestors this run created, deepest first
+        self.before: set[str] = set()
+        self.made_lock = False
+        self.old_holder = b""  # an existing lock's content, put back by a run that ends in error
+        self.foreign = False  # another run holds OUT: undo nothing there
 
     def __enter__(self) -> OutLock:
         import fcntl
 
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+            missing = [p for p in (self.out, *self.out.parents) if not os.path.lexists(p)]
+            self.before = set() if missing else set(os.listdir(self.out))
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.made_dirs = missing
         except OSError as exc:
-            raise BlockbenchError(f"--out {self.path.parent}: not writable ({exc.strerror})") from None
+            raise BlockbenchError(f"--out {self.out}: not writable ({exc.strerror})") from None
         try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.file.seek(0)
-            holder = self.file.read().strip() or "another process"
-            self.file.close()
-            raise BlockbenchError(f"--out {self.path.parent}: in use by another blockbench run ({holder}); wait for "
-                                  "it or choose another --out") from None
-        self.file.seek(0)
-        self.file.truncate()
-        self.file.write(f"pid {os.getpid()} on {socket.gethostname()}")
-        self.file.flush()
+            for _ in range(3):  # the lock file is replaced by a driver ending in error: lock the current one
+                self.made_lock = not os.path.lexists(self.path)
+                self.fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT, what="run lock")
+                try:
+                    fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    holder = os.pread(self.fd, 200, 0).decode(errors="replace").strip() or "another process"
+                    os.close(self.fd)
+                    self.fd = -1
+                    self.foreign = True  # OUT is another run's: nothing in it is touched (its records/ is theirs)
+                    raise BlockbenchError(f"--out {self.out}: in use by another blockbench run ({holder}); wait "
+                                          "for it or choose another --out") from None
+                if _same_file(self.fd, self.path):
+                    break
+                os.close(self.fd)  # unlinked by its last holder after we opened it: a lock on nothing
+                self.fd = -1
+            else:
+                raise BlockbenchError(f"--out {self.out}: its lock file keeps changing; another blockbench run is "
+                                      "starting or ending there (try again)")
+            self.old_holder = b"" if self.made_lock else os.pread(self.fd, 4096, 0)
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        except OSError as exc:
+            self._undo()
+            raise BlockbenchError(f"--out {self.out}: not writable ({exc.strerror})") from None
+        except BaseException:
+            self._undo()
+            raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        if self.file is not None:
-            self.file.close()
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        # An error is exit 2 (unusable input): undo what this run made and left empty. An interrupt (130/143) or
+        # a clean end keeps OUT as it is, for --resume.
+        if kind is not None and issubclass(kind, Exception):
+            self._undo()
+        elif self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def _undo(self) -> None:
+        """Remove what this run made in OUT and left empty (directories, its own lock), then OUT and its
+        ancestors if this run made them; any file with content other than the lock stays. The directories go
+        while the lock is still held (no other run can be using them), OUT itself after (rmdir of a directory
+        another run has meanwhile started to fill fails, and leaves it)."""
+        if self.foreign:
+            return
+        try:
+            made = sorted(set(os.listdir(self.out)) - self.before - {self.path.name})
+        except OSError:
+            made = []
+        for name in made:
+            _remove_empty_tree(self.out / name)
+        if self.fd >= 0:
+            if self.made_lock:
+                self.path.unlink(missing_ok=True)  # unlinked while still locked: no one else holds it meanwhile
+            else:
+                try:  # an earlier run's lock file: its content as it was
+                    os.ftruncate(self.fd, 0)
+                    os.pwrite(self.fd, self.old_holder, 0)
+                except OSError:
+                    pass
+            os.close(self.fd)
+            self.fd = -1
+        for directory in self.made_dirs:  # deepest first
+            _remove_empty_tree(directory)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        a, b = os.fstat(fd), os.lstat(path)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _remove_empty_tree(path: Path) -> None:
+    """rmdir `path` and its subdirectories that are (then) empty; files and links are never touched."""
+    if path.is_symlink() or not path.is_dir():
+        return
+    for child in path.iterdir():
+        _remove_empty_tree(child)
+    try:
+        path.rmdir()
+    except OSError:  # not empty: something worth keeping is in it
+        pass
 
 
 def _record_path(out: Path, variant: str, seed: int) -> Path:
@@ -236,6 +330,12 @@ def _finished_runs(suite: Suite, out: Path, resume: bool) -> dict[tuple[str, int
     for path in find_record_files(out / "records"):
         try:
             record = load_record(path)
+            expected = record_filename(record["variant"], record["seed"])
+            if path.name != expected or path.parent != out / "records":
+                # Resuming goes by file name (what to skip) and by content (what was run): a record saved under
+                # another run's name would have that run trained again, and refused at its write, forever.
+                raise RecordError(f"{path}: holds the record of {record['variant']} seed {record['seed']}, which "
+                                  f"belongs in records/{expected}")
         except RecordError as exc:
             if resume:
                 raise BlockbenchError(f"--resume: {exc} (move the file away to rerun that run)") from None
@@ -341,7 +441,41 @@ def probe_failures(probe: dict[str, Any] | None, variants: set[str]) -> dict[str
     return out
 
 
-def _reprobe(plan: Plan, executor: Executor, block_paths: list[str], on_event: EventFn, dist: DistInfo) -> None:
+def _probe(suite: Suite, executor: Executor, block_paths: list[str], on_event: EventFn, label: str,
+           max_retries: int) -> dict[str, dict[str, dict[str, Any]]]:
+    """The executor's probe, retried like a run when its process dies (up to `max_retries` times). When it dies
+    every time, each variant's entry says so: with a speed probe in the suite, each run that needed it fails with
+    that failure (a failure file, exit 3; `--resume` probes again); without one, the runs measure their static
+    figures themselves and go on."""
+    for attempt in range(1, max_retries + 2):
+        try:
+            return executor.probe(suite, block_paths)
+        except ProbeDied as exc:
+            payload = exc.payload
+            if attempt <= max_retries:
+                on_event("probe_retry", {"message": payload["message"], "attempt": attempt,
+                                         "max_retries": max_retries, "label": label})
+    failure = {"error_type": payload["error_type"], "traceback": payload.get("traceback", ""),
+               "message": f"{payload['message']} ({max_retries + 1} attempt(s))"}
+    if suite.speed.rounds:
+        entry = {"static": None, "speed": None, "error": f"{failure['error_type']}: {failure['message']}",
+                 "failure": failure}
+    else:
+        entry = {"static": None, "speed": None}
+    return {_probe_device(suite, executor): {variant: dict(entry) for variant in suite.variants}}
+
+
+def _probe_device(suite: Suite, executor: Executor) -> str:
+    """The device type a probe that never reported would have run on: this machine's for a local executor."""
+    if executor.remote:
+        return "unknown (the speed probe died)"
+    from blockbench.measure.env import device_name
+
+    return device_name(resolve_device(suite.runtime.device))
+
+
+def _reprobe(plan: Plan, executor: Executor, block_paths: list[str], on_event: EventFn, dist: DistInfo,
+             max_retries: int = 1) -> None:
     """A resumed suite whose probe saw some variants fail (a user block since fixed): probe those again, with the
     baseline interleaved so that their speed ratios are measured as the others' were, and record them in
     probe.json in place of the errors (replaced atomically; the other variants' entries stay as they were)."""
@@ -350,16 +484,15 @@ def _reprobe(plan: Plan, executor: Executor, block_paths: list[str], on_event: E
     failed = sorted(probe_failures(probe, {v for v, _ in plan.todo}))
     names = [v for v in suite.variants if v in failed or v == suite.baseline]
     on_event("probe", {"variants": names, "rounds": suite.speed.rounds, "label": plan.label})
-    again = executor.probe(dataclasses.replace(suite, variants={v: suite.variants[v] for v in names}), block_paths)
+    again = _probe(dataclasses.replace(suite, variants={v: suite.variants[v] for v in names}), executor,
+                   block_paths, on_event, plan.label, max_retries)
     for device, prepared in json.loads(json.dumps(again)).items():
         for variant in failed:
             probe["probes"].setdefault(device, {})[variant] = prepared[variant]
     if dist.is_main:
-        temp = plan.out / ".probe-reprobe.json"
-        try:
-            temp.unlink(missing_ok=True)
-            write_probe({k: v for k, v in probe.items() if k != "probe_schema_version"}, temp)
-            os.replace(temp, plan.out / PROBE_FILE)
+        try:  # atomic (temp file + rename), never through a link at probe.json
+            write_probe({k: v for k, v in probe.items() if k != "probe_schema_version"}, plan.out / PROBE_FILE,
+                        replace=True)
         except OSError as exc:
             raise BlockbenchError(f"--out {plan.out}: cannot write {PROBE_FILE} ({exc.strerror or exc})") from None
 
@@ -377,7 +510,7 @@ def execute(plans: list[Plan], executor: Executor, *, block_paths: list[str] | N
     plans = [plan for plan in plans if plan.todo]
     _load_data(plans, on_event)
     for plan in plans:
-        _ensure_probe(plan, executor, block_paths, on_event, dist)
+        _ensure_probe(plan, executor, block_paths, on_event, dist, max_retries)
     jobs, probe_failed = _make_jobs(plans, block_paths)
     on_event("queued", {"queued": len(jobs), "skipped": len(result.skipped)})
     not_submitted = {job.key for job, _ in probe_failed}
@@ -418,7 +551,7 @@ def _load_data(plans: list[Plan], on_event: EventFn) -> None:
 
 
 def _ensure_probe(plan: Plan, executor: Executor, block_paths: list[str], on_event: EventFn,
-                  dist: DistInfo) -> None:
+                  dist: DistInfo, max_retries: int = 1) -> None:
     """The plan's speed probe: made (and saved) when it has none or one that lacks a variant, made again for the
     variants that failed in a saved one."""
     suite = plan.suite
@@ -426,7 +559,7 @@ def _ensure_probe(plan: Plan, executor: Executor, block_paths: list[str], on_eve
         on_event("probe", {"variants": list(suite.variants), "rounds": suite.speed.rounds, "label": plan.label})
         identity, overrides = suite_identity(suite)
         probe = {"suite": identity, "overrides": overrides, "variants": list(suite.variants),
-                 "probes": executor.probe(suite, block_paths)}
+                 "probes": _probe(suite, executor, block_paths, on_event, plan.label, max_retries)}
         if dist.is_main and plan.probe is None:
             try:
                 write_probe(probe, plan.out / PROBE_FILE)
@@ -435,7 +568,7 @@ def _ensure_probe(plan: Plan, executor: Executor, block_paths: list[str], on_eve
                                       f"({exc.strerror or exc})") from None
         plan.probe = json.loads(json.dumps(probe))  # what a resume will read back
     elif probe_failures(plan.probe, {v for v, _ in plan.todo}):
-        _reprobe(plan, executor, block_paths, on_event, dist)
+        _reprobe(plan, executor, block_paths, on_event, dist, max_retries)
 
 
 def _make_jobs(plans: list[Plan], block_paths: list[str]
@@ -491,28 +624,41 @@ class _Handler:
             try:
                 path = _record_path(plan.out, job.variant, job.seed)  # checked by plan_run; again, as written
                 write_record(record, path)
-            except (OSError, BlockbenchError) as exc:  # a full disk, a vanished directory: the result survives
-                rescued = rescue_record(record, path.name)
-                where = f"kept at {rescued}" if rescued else "and nowhere else it could be kept"
-                message = f"could not write {path} ({getattr(exc, 'strerror', None) or exc}); the record is {where}"
-                self.result.failures.append({"variant": job.variant, "seed": job.seed, "message": message,
-                                             "path": str(rescued or path)})
-                self.on_event("failed", {**info, "error_type": "RecordWriteError", "message": message,
-                                         "path": str(rescued or path)})
+            except (OSError, BlockbenchError) as exc:  # a full disk, a file-size limit: the result survives
+                self.record_not_written(job, plan, record, path, exc)
                 return
             _failure_path(plan.out, job.variant, job.seed).unlink(missing_ok=True)
         self.result.written.append(path)
         self.on_event("done", {**info, "record": record, "path": str(path)})
 
+    def record_not_written(self, job: Job, plan: Plan, record: dict[str, Any], path: Path,
+                           exc: BaseException) -> None:
+        """A finished run whose record OUT would not take: the record kept whole elsewhere (or, where nothing can
+        hold it, a message that says so), and a failure file in OUT that says where it went."""
+        rescued = rescue_record(record, path.name)
+        why = write_error_text(exc)
+        if rescued:
+            where = f"the record is kept at {rescued}"
+        else:
+            tried = " and ".join(str(p) for p in rescue_places())
+            where = f"the record could not be kept whole anywhere (tried {tried}); it is lost"
+        payload = {"error_type": "RecordWriteError", "message": f"could not write {path} ({why}); {where}",
+                   "traceback": "", "retryable": False}
+        info = {"variant": job.variant, "seed": job.seed, "label": job.label, "attempt": job.attempt}
+        self.write_failure(job, plan, payload, info)
+
     def write_failure(self, job: Job, plan: Plan, payload: dict[str, Any], info: dict[str, Any]) -> None:
         failure = _failure(job, payload, self.executor)
         path = _failure_path(plan.out, job.variant, job.seed)
+        written = True
         if self.dist.is_main:
             try:
                 write_failure(failure, path)
-            except OSError as exc:
-                failure["message"] += f" (its failure file could not be written: {exc.strerror or exc})"
-        self.result.failures.append({**failure, "path": str(path)})
+            except (OSError, BlockbenchError) as exc:
+                written = False
+                why = write_error_text(exc)
+                failure["message"] += f" (its failure file {path} could not be written: {why})"
+        self.result.failures.append({**failure, "path": str(path), "failure_file": written})
         self.outstanding.discard(job.key)
         self.on_event("failed", {**info, "error_type": failure["error_type"], "message": failure["message"],
                                  "path": str(path)})

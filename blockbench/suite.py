@@ -25,6 +25,7 @@ from blockbench.blocks.spec import BlockSpec, Gain, SpecError
 from blockbench.blocks.zoo import name_problem
 from blockbench.data import DataConfig
 from blockbench.errors import BlockbenchError
+from blockbench.safeio import UnsafeFileError, atomic_write_text, read_guarded
 from blockbench.workloads import DEFAULT_WORKLOAD, Workload, WorkloadError, get_workload
 
 SUITES_DIR = Path(str(resources.files("blockbench") / "suites"))
@@ -32,6 +33,8 @@ LOCK_FILE = SUITES_DIR / "LOCK.json"
 SCHEDULES = ("linear", "cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda")
 CUDA_GRAPHS = ("auto", "on", "off")
+# A suite or override file is a few KiB; far larger is not one, and must not be read whole.
+MAX_SUITE_BYTES = 2**20
 DTYPES = ("auto", "fp32", "bf16", "fp16")
 
 
@@ -200,6 +203,9 @@ class Suite:
         runtime = {}
         if device is not None:
             runtime["device"] = _choice(device, DEVICES, "--device")
+            problem = cuda_graphs_problem(self.runtime.cuda_graphs, device, self.runtime.dtype)
+            if problem:
+                raise SuiteError(f"--device {device}: {self.source}: runtime.cuda_graphs {problem}")
         if threads is not None:
             _positive(threads, "threads", "--threads", integer=True)
             runtime["threads"] = threads
@@ -454,6 +460,8 @@ def parse_suite(data: dict[str, Any], source: str) -> Suite:
         _check_schedule(r, dataclasses.replace(optim, **entry.optim), budget, evaluation, model.seq_len, name)
     if head["baseline"] not in variants:
         raise r.error("suite.baseline", f"{head['baseline']!r} is not one of the suite's variants")
+    for name, entry in variants.items():
+        _check_shape(r, name, entry, model)
     return Suite(name=head["name"], version=head["version"], description=head.get("description", ""),
                  baseline=head["baseline"], seeds=tuple(seeds), model=model, data=data_cfg, optim=optim,
                  budget=budget, eval=evaluation, runtime=runtime, speed=speed, variants=variants,
@@ -529,8 +537,24 @@ def _read_runtime(r: _Reader, data: dict[str, Any]) -> RuntimeConfig:
         raise r.error("runtime.dtype", f"{runtime.dtype!r} is not one of {', '.join(DTYPES)}")
     if runtime.cuda_graphs not in CUDA_GRAPHS:
         raise r.error("runtime.cuda_graphs", f"{runtime.cuda_graphs!r} is not one of {', '.join(CUDA_GRAPHS)}")
+    problem = cuda_graphs_problem(runtime.cuda_graphs, runtime.device, runtime.dtype)
+    if problem:  # knowable from the file alone: refused now, not as a failure of every run after the probe
+        raise r.error("runtime.cuda_graphs", problem)
     _check_ranges(r, "runtime", runtime, "runtime")
     return runtime
+
+
+def cuda_graphs_problem(setting: str, device: str, dtype: str) -> str:
+    """Why `cuda_graphs = "on"` cannot hold for this device and dtype ('' when it may: `auto` resolves to a CUDA
+    device or not only on the machine, which the runner checks before any run)."""
+    if setting != "on":
+        return ""
+    if device == "cpu":
+        return '"on" with runtime.device = "cpu": a CUDA graph needs a CUDA device (use "auto" or "off")'
+    if dtype == "fp16":
+        return '"on" with runtime.dtype = "fp16": its GradScaler reads its overflow flag on the host, which a ' \
+               'captured step cannot (use "auto", "off" or bf16)'
+    return ""
 
 
 def _read_variants(r: _Reader, data: dict[str, Any], optim: OptimConfig) -> dict[str, VariantEntry]:
@@ -568,6 +592,18 @@ def _read_variant(r: _Reader, name: str, entry: Any, optim: OptimConfig) -> Vari
              for k, v in entry.items()}
     _check_optim(r, dataclasses.replace(optim, **typed), f"variants.{name}")
     return VariantEntry(name, preset, typed, spec)
+
+
+def _check_shape(r: _Reader, name: str, entry: VariantEntry, model: ModelConfig) -> None:
+    """A spec that cannot be built at the suite's width (RoPE on an odd head dimension, an odd GEGLU width) is
+    refused here, naming the variant, before any data is loaded or anything written."""
+    spec = get_variant(entry.preset).spec
+    if spec is None:
+        return
+    try:
+        spec.replace(**entry.spec).check_shape(model.d_model, model.n_heads)
+    except SpecError as exc:
+        raise r.error(f"variants.{name}.spec", str(exc)) from None
 
 
 def _check_optim(r: _Reader, optim: OptimConfig, where: str) -> None:
@@ -708,11 +744,15 @@ def check_fits(suite: Suite, data: Any) -> None:
 
 
 def _read_toml(path: Path) -> tuple[str, dict[str, Any]]:
-    """A TOML file's text and content, or a one-line SuiteError naming it for whatever is wrong with it."""
+    """A TOML file's text and content, or a one-line SuiteError naming it for whatever is wrong with it. Read
+    through the guarded reader: a FIFO does not block, a huge file is refused before it is read."""
     try:
-        if not path.is_dir() and path.exists() and not path.is_file():  # a FIFO or device would block or never end
-            raise SuiteError(f"{path}: not a regular file")
-        text = path.read_bytes().decode("utf-8")
+        if path.is_dir():
+            raise SuiteError(f"{path}: cannot read (Is a directory)")
+        try:
+            text = read_guarded(path, MAX_SUITE_BYTES, "suite file").decode("utf-8")
+        except UnsafeFileError as exc:
+            raise SuiteError(str(exc)) from None
         return text, tomllib.loads(text)
     except OSError as exc:
         raise SuiteError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
@@ -771,7 +811,7 @@ def write_lock() -> dict[str, dict[str, str]]:
         if versions.get(suite.version, suite.hash) != suite.hash:
             raise SuiteError(f"suite {name!r} version {suite.version} is locked with another hash: bump its version")
         versions[suite.version] = suite.hash
-    LOCK_FILE.write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(LOCK_FILE, json.dumps(lock, indent=2, sort_keys=True) + "\n", "suite lock")
     return lock
 
 

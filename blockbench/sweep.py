@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import os
 import shlex
+import shutil
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +28,7 @@ from blockbench import stats
 from blockbench.errors import BlockbenchError, Terminated
 from blockbench.measure.env import git_state
 from blockbench.records import load_records, tokenization_difference
+from blockbench.safeio import atomic_write_text, check_writable_target
 from blockbench.suite import Suite
 
 METRIC = ("summary.final_eval_loss, mean over seeds (a diverged, unevaluated or plateaued run counts as +inf: "
@@ -292,13 +295,15 @@ def _provenance(suite: Suite, grid: dict[str, list[Any]], points: list[dict[str,
 
 def _write_choice(out: Path, text: str) -> None:
     """out/sweep.toml, replaced atomically; an earlier one is kept as sweep.N.toml."""
-    target = out / "sweep.toml"
-    tmp = target.with_suffix(".toml.tmp")
-    tmp.write_text(text)
+    target = check_writable_target(out / "sweep.toml", "sweep choice")  # a link there is refused, not followed
     if target.exists():  # a widened sweep: runs made with the old choice name its sha256, so it stays readable
-        kept = next(out / f"sweep.{n}.toml" for n in range(1, 10_000) if not (out / f"sweep.{n}.toml").exists())
-        target.rename(kept)
-    tmp.replace(target)
+        kept = next(out / f"sweep.{n}.toml" for n in range(1, 10_000)
+                    if not os.path.lexists(out / f"sweep.{n}.toml"))
+        try:  # a second name for the old file, which stays at sweep.toml until the new one replaces it whole
+            os.link(target, kept)
+        except OSError:
+            shutil.copy2(target, kept)
+    atomic_write_text(target, text, "sweep choice")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

@@ -25,7 +25,8 @@ step 90 pytest-cuda python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py
 # paper-gpu-quick whole: its first GPU run checks its <= 6-minute claim and its ranking (README: unverified).
 step 330 suite python3 -m blockbench run --suite paper-gpu-quick --device cuda --out "$OUT/run" --quiet
 # Whole-model compile with the fused ops handing inductor their formula: is SAS-P's compiled step still host-bound?
-step 150 compiled python3 ci/gpu_check.py --device cuda --variants pre_ln,sas_p --modes eager,compiled,compiled+graphs \
+step 150 compiled python3 ci/gpu_check.py --device cuda --variants pre_ln,sas_p,transformer_pp,sas_p_pp \
+  --modes eager,compiled,compiled+graphs \
   --rounds 3 --skip memory,attention,bound,predicted --json "$OUT/gpu-check-compiled.json"
 tar czf "$OUT/records.tgz" -C "$OUT" run 2>/dev/null || true
 for f in "$OUT"/gpu-check*.json; do [ -f "$f" ] && python3 ci/gpu_table.py "$f" > "${f%.json}.md" 2>&1; done

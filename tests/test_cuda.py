@@ -9,7 +9,7 @@ from blockbench.blocks import shaped
 from blockbench.data import load_data
 from blockbench.suite import load_suite
 from blockbench.train import Trainer, run_trial
-from tests.tiny_suite import with_runtime, write_suite
+from tests.tiny_suite import TINY_SUITE, with_runtime, write_suite
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -107,9 +107,17 @@ def test_bf16_autocast_on_cuda(tiny):
     assert seen == [torch.bfloat16] and loss.dtype == torch.float32 and torch.isfinite(loss)
 
 
-@pytest.mark.parametrize("variant", ["pre_ln", "sas_p"])
-def test_cuda_graphs_train_as_eager_does(tiny, variant):
-    suite, data = tiny
+@pytest.fixture(scope="module")
+def tiny_modern(tmp_path_factory):
+    """The tiny suite with today's baseline and SAS-P on it beside the paper's two blocks."""
+    text = TINY_SUITE + "[variants.transformer_pp]\n[variants.sas_p_pp]\nlr = 1e-2\n"
+    suite = load_suite(str(write_suite(tmp_path_factory.mktemp("suite"), text))).with_overrides(device="cuda")
+    return suite, load_data(suite.data)
+
+
+@pytest.mark.parametrize("variant", ["pre_ln", "sas_p", "transformer_pp", "sas_p_pp"])
+def test_cuda_graphs_train_as_eager_does(tiny_modern, variant):
+    suite, data = tiny_modern
     graphed = run_trial(with_runtime(suite, dtype="bf16", cuda_graphs="on"), variant, 0, data)
     eager = run_trial(with_runtime(suite, dtype="bf16", cuda_graphs="off"), variant, 0, data)
     assert graphed["config"]["execution"]["mode"] == "graphs"

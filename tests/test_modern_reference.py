@@ -186,7 +186,8 @@ def test_wrong_rope_layout_fails_the_reference() -> None:
 
     original = rope.Rotary.rotate
     try:
-        rope.Rotary.rotate = lambda self, x: interleaved_rope(x)
+        rope.Rotary.rotate = lambda self, x, tokens_dim=-2: (
+            interleaved_rope(x) if tokens_dim == -2 else interleaved_rope(x.transpose(-3, -2)).transpose(-3, -2))
         with pytest.raises(AssertionError):
             run_both("llama", "transformer_pp")
     finally:

@@ -172,7 +172,60 @@ def test_records_without_pre_ln_are_refused(tmp_path, capsys):
     for path in (out / "records").glob("pre_ln-*.json"):
         path.unlink()
     assert main(["report", str(out)]) == 2
-    assert "relative to Pre-LN" in capsys.readouterr().err
+    assert "the claims are relative to pre_ln" in capsys.readouterr().err
+
+
+def modern_records(tmp_path: Path) -> Path:
+    """The three-seed records relabelled as a suite whose baseline is transformer_pp (their losses and counts are
+    the paper blocks', which is all the claim machinery reads): pre_ln -> transformer_pp, sas_p -> sas_p_pp,
+    sas -> transformer_pp_qknorm, post_ln -> pre_ln, parallel -> sas_p."""
+    rename = {"pre_ln": "transformer_pp", "sas_p": "sas_p_pp", "sas": "transformer_pp_qknorm", "post_ln": "pre_ln",
+              "parallel": "sas_p"}
+    out = three_seeds(tmp_path, {"post_ln": 0.3, "parallel": 0.31})
+    records = []
+    for path in sorted((out / "records").glob("*.json")):
+        records.append(json.loads(path.read_text()))
+        path.unlink()  # records are never overwritten: all go before the renamed ones are written
+    for record in records:
+        if record["variant"] not in rename:
+            continue
+        record["variant"] = rename[record["variant"]]
+        record["config"]["baseline"] = "transformer_pp"
+        for r in (record.get("speed") or {},):
+            if r.get("baseline"):
+                r["baseline"] = "transformer_pp"
+        write_record(record, out / "records" / record_filename(record["variant"], record["seed"]))
+    return out
+
+
+def test_a_transformer_pp_baseline_checks_todays_claims(tmp_path):
+    records = load_records(modern_records(tmp_path) / "records")
+    claims, figure = report.check_claims(records)
+    titles = [c.title for c in claims]
+    assert figure["claims"] is report.MODERN_CLAIMS
+    assert titles[:5] == ["SAS-P on the Transformer++ base removes (2L-1)d² parameters from its blocks",
+                          "Transformer++ beats the paper's Pre-LN", "QK-norm helps Transformer++",
+                          "SAS-P on the Transformer++ base matches Transformer++ per step",
+                          "SAS-P matches Pre-LN per step (the paper's claim, on its own base)"]
+    by_title = {c.title: c for c in claims}
+    assert by_title[titles[0]].verdict == report.REPRODUCED  # the paper blocks' counts: exactly (2L-1)d² fewer
+    assert by_title[titles[1]].pair.candidate == "pre_ln" and by_title[titles[1]].pair.reference == "transformer_pp"
+    assert by_title[titles[1]].pair.mean == pytest.approx(0.3, abs=0.05)
+    assert by_title[titles[3]].pair.candidate == "sas_p_pp" and by_title[titles[3]].threshold == 0.05
+    speed = [c for c in claims if "throughput" in c.title]
+    assert all(c.magnitude.startswith(report.NOT_APPLICABLE) for c in speed)
+    assert report.power_section(records, 0.05)[1].text.startswith("For each pair")
+
+
+def test_a_baseline_without_claims_is_refused(tmp_path, capsys):
+    out = three_seeds(tmp_path, {})
+    for path in (out / "records").glob("*.json"):
+        record = json.loads(path.read_text())
+        record["config"]["baseline"] = "sas"
+        path.unlink()
+        write_record(record, path)
+    assert main(["report", str(out)]) == 2
+    assert "no claims are defined against baseline 'sas'" in capsys.readouterr().err
 
 
 def test_published_reports_are_what_the_records_give(tmp_path):

@@ -141,9 +141,9 @@ class Attention(nn.Module):
         joint: (B, T, 2d), the storage q and k are the halves of, when nothing was applied to them yet."""
         if self.rotary is not None and joint is not None:
             batch, seq, _ = joint.shape
-            with scope("rope"):
-                rotated = self.rotary.rotate(joint.view(batch, seq, 2 * self.heads, -1).transpose(1, 2))
-            q, k = rotated.split(self.heads, dim=1)  # split: its backward is one cat, not two zero-filled copies
+            with scope("rope"):  # rotated as (B, T, 2H, D), the projection's layout, then split into heads
+                rotated = self.rotary.rotate(joint.view(batch, seq, 2 * self.heads, -1), tokens_dim=-3)
+            q, k = rotated.transpose(1, 2).split(self.heads, dim=1)  # split: its backward is one cat
             return q, k
         if self.qk_norm == "whole":
             with scope("qk_norm"):

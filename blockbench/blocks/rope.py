@@ -23,7 +23,7 @@ def rope_tables(seq: int, head_dim: int, theta: float = ROPE_THETA,
                 device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin, each (seq, head_dim), in float32: angle[t, i] = t / theta^(2(i mod D/2)/D)."""
     if head_dim % 2:
-        raise SpecError(f"positions='rope' needs an even head dimension (d_model / n_heads), got {head_dim}")
+        raise SpecError(f"positions='rope' needs an even head dimension; d_model / n_heads = {head_dim}")
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device=device).float() / head_dim)
     angles = torch.outer(torch.arange(seq, device=device, dtype=torch.float32), inv_freq)
     angles = torch.cat((angles, angles), dim=-1)
@@ -55,16 +55,30 @@ class Rotary(nn.Module):
         # three launches (mul, roll, addcmul) instead of apply_rope's six; the products are the same numbers.
         half = head_dim // 2
         self.register_buffer("signed_sin", torch.cat((-sin[:, :half], sin[:, half:]), dim=-1), persistent=False)
+        self._cast: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def tables(self, seq: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and the signed sin for `seq` positions in `dtype`. Under autocast (bf16 queries, float32 tables) the
+        cast copies are kept, outside compilation, so that each layer does not cast them again every step (two
+        launches per layer); they are deterministic functions of the buffers, so a CUDA graph may read them."""
         if seq > self.cos.shape[0]:
             raise ValueError(f"sequence of {seq} tokens exceeds the rotary tables' {self.cos.shape[0]}")
-        cos, signed_sin = self.cos[:seq], self.signed_sin[:seq]
-        return (cos, signed_sin) if cos.dtype == dtype else (cos.to(dtype), signed_sin.to(dtype))
+        if self.cos.dtype == dtype:
+            return self.cos[:seq], self.signed_sin[:seq]
+        if torch.compiler.is_compiling():  # inductor fuses the cast into the rotation
+            return self.cos[:seq].to(dtype), self.signed_sin[:seq].to(dtype)
+        cast = self._cast.get(dtype)
+        if cast is None or cast[0].device != self.cos.device:
+            cast = self._cast[dtype] = (self.cos.to(dtype), self.signed_sin.to(dtype))
+        return cast[0][:seq], cast[1][:seq]
 
-    def rotate(self, x: torch.Tensor) -> torch.Tensor:
-        """apply_rope(x) for (..., T, D) x, in x's dtype."""
-        cos, signed_sin = self.tables(x.shape[-2], x.dtype)
+    def rotate(self, x: torch.Tensor, tokens_dim: int = -2) -> torch.Tensor:
+        """apply_rope(x) in x's dtype, for x of shape (..., T, D) or, with tokens_dim=-3, (..., T, H, D): the
+        layout the fused QKV projection leaves, so that the rotated heads keep it (a head merge after attention is
+        then a view, not a copy)."""
+        cos, signed_sin = self.tables(x.shape[tokens_dim], x.dtype)
+        if tokens_dim == -3:
+            cos, signed_sin = cos.unsqueeze(-2), signed_sin.unsqueeze(-2)
         return torch.addcmul(x * cos, x.roll(self.head_dim // 2, dims=-1), signed_sin)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

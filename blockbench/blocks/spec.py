@@ -199,6 +199,14 @@ class BlockSpec:
             raise SpecError(f"a GEGLU MLP splits its hidden width in two halves; {hidden} is odd (mlp_ratio * d)")
         return hidden // 2 if self.activation == "geglu" else hidden
 
+    def check_shape(self, dim: int, heads: int) -> None:
+        """Raise SpecError, naming the field, if this spec cannot be built at width `dim` with `heads` heads."""
+        for layer in (self, self.for_layer(0)):
+            if layer.positions == "rope" and (dim // heads) % 2:
+                raise SpecError(f"positions='rope' needs an even head dimension; d_model / n_heads = {dim} / "
+                                f"{heads} = {dim // heads}")
+            layer.mlp_hidden(dim)
+
     def mlp_rule(self, dim: int) -> str:
         """The MLP's hidden-width rule in words, with its value at width `dim` (for `blockbench show`)."""
         hidden = self.mlp_hidden(dim)

@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from blockbench.errors import BlockbenchError
-from blockbench.executors.base import EmitFn, Event, Executor, Job
+from blockbench.executors.base import EmitFn, Event, Executor, Job, ProbeDied
 from blockbench.executors.worker import (
     SignalInterrupt,
     died_payload,
@@ -43,7 +43,8 @@ from blockbench.executors.worker import (
 EXECUTORS = ("local", "ray")
 PREWARM = ("auto", "on", "off")
 
-__all__ = ["EXECUTORS", "PREWARM", "EmitFn", "Event", "Executor", "Job", "SignalInterrupt", "add_executor_args",
+__all__ = ["EXECUTORS", "PREWARM", "EmitFn", "Event", "Executor", "Job", "ProbeDied", "SignalInterrupt",
+           "add_executor_args",
            "check_executor_args", "default_executor", "died_payload", "executor_from_args", "failure_payload",
            "make_executor", "probe_job", "run_job", "stalled_payload", "standby_setup", "telling_signals",
            "user_failure"]

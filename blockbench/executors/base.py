@@ -11,7 +11,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from blockbench.errors import BlockbenchError
 from blockbench.suite import Suite
+
+
+class ProbeDied(BlockbenchError):
+    """The speed probe's process (or its node) died before it reported: like a run's worker dying, retryable.
+    `payload` is a failure payload (error_type, message, traceback, host, retryable) for the runs that needed it."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        super().__init__(f"speed probe: {payload['message']}")
+        self.payload = payload
 
 
 @dataclass(frozen=True)

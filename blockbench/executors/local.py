@@ -22,7 +22,7 @@ from collections import deque
 from typing import Any
 
 from blockbench.errors import BlockbenchError
-from blockbench.executors.base import EmitFn, Event, Executor, Job
+from blockbench.executors.base import EmitFn, Event, Executor, Job, ProbeDied
 from blockbench.executors.worker import (
     died_payload,
     failure_payload,
@@ -122,6 +122,8 @@ class _Process:
         self.last_message = time.monotonic()
         self.longest_gap = 0.0
         self.progressed = False
+        self.prewarmed = what == "standby"
+        self.job_started = what != "standby"  # a standby has started nothing until it says "started"
 
     def hand(self, job: Job) -> bool:
         """Give a standby its job; False when it cannot take it (it died), and the job needs a fresh process."""
@@ -241,8 +243,8 @@ class LocalExecutor(Executor):
                         return {payload["device_name"]: payload["prepared"]}
                     if kind == "error":
                         raise BlockbenchError(f"speed probe: {payload['error_type']}: {payload['message']}")
-                    if kind == "died":
-                        raise BlockbenchError(f"speed probe: its process died (exit code {payload})")
+                    if kind == "died":  # like a run's worker dying: the runner retries it (--max-retries)
+                        raise ProbeDied(died_payload(f"the speed probe's process died (exit code {payload})"))
                     if kind == "interrupted":
                         raise KeyboardInterrupt
         finally:
@@ -269,8 +271,12 @@ class LocalExecutor(Executor):
         job, child = self.current
         for kind, payload in child.messages(timeout):
             if kind in ("started", "progress"):
+                child.job_started = True
                 emit(Event(kind, job, payload))
                 continue
+            if kind == "died" and not child.job_started:
+                self._fresh_process(job, child)  # a standby that died before it started the run
+                return
             self.current = None
             if kind == "result":
                 child.finish()
@@ -285,10 +291,18 @@ class LocalExecutor(Executor):
                 emit(Event("failed", job, died_payload(f"the run's process died (exit code {payload})")))
             return
         silent = child.stalled_for(self.stall_seconds or job.suite.runtime.stall_seconds)
-        if silent is not None:
+        if silent is not None and not child.job_started:
+            # A pre-warmed standby that stalled before it started the run (stuck in its set-up, stopped): the run
+            # never began, so it is no failure of the run: it gets a fresh process, as it would without a standby.
+            self._fresh_process(job, child)
+        elif silent is not None:
             child.kill()
             self.current = None
             emit(Event("failed", job, stalled_payload(silent)))
+
+    def _fresh_process(self, job: Job, standby: _Process) -> None:
+        standby.kill()
+        self.current = (job, _Process("trial", (job,)).start())
 
     def cancel(self) -> None:
         self.queue.clear()

@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from blockbench.errors import BlockbenchError
-from blockbench.executors.base import EmitFn, Event, Executor, Job
+from blockbench.executors.base import EmitFn, Event, Executor, Job, ProbeDied
 from blockbench.executors.worker import (
     died_payload,
     failure_payload,
@@ -218,8 +218,10 @@ class RayExecutor(Executor):
         for ref in refs:
             try:
                 kind, payload = self.ray.get(ref)
-            except self.ray.exceptions.RayError as exc:
-                raise BlockbenchError(f"speed probe: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+            except self.ray.exceptions.RayError as exc:  # its worker or node died: retryable, as a run's is
+                first = (str(exc).splitlines() or [""])[0]
+                raise ProbeDied(died_payload(f"the speed probe's Ray task failed ({type(exc).__name__}: "
+                                             f"{first})")) from None
             if kind == "error":
                 raise BlockbenchError(f"speed probe: {payload['error_type']}: {payload['message']}")
             probes[payload["device_name"]] = payload["prepared"]

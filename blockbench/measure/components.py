@@ -32,11 +32,12 @@ from torch.utils.flop_counter import flop_registry
 from blockbench.blocks import ranges
 
 # Component order in tables; every range name the model emits maps to one of these.
-COMPONENTS = ("embed", "norm", "qkv", "attn_kernel", "shaped", "attn_layout", "proj", "mlp_up", "act",
-              "mlp_down", "residual", "final_norm", "head", "loss", "backward", "optimizer", "other")
+COMPONENTS = ("embed", "norm", "qkv", "qk_norm", "rope", "attn_kernel", "shaped", "attn_layout", "proj", "mlp_up",
+              "act", "mlp_down", "residual", "final_norm", "head", "loss", "backward", "optimizer", "other")
 DESCRIPTIONS = {
     "embed": "token + position embeddings", "norm": "block norms",
-    "qkv": "Q/K(/V) GEMM (+ Q/K bias)",
+    "qkv": "Q/K(/V) GEMM (+ Q/K bias)", "qk_norm": "RMSNorm on queries and keys",
+    "rope": "rotary position embedding of Q and K",
     "attn_kernel": "softmax attention kernel (SDPA)", "shaped": "shaped-attention extras (alpha V, gamma CV)",
     "attn_layout": "head split/merge, value map", "proj": "output projection W^P", "mlp_up": "MLP W_1 GEMM",
     "act": "activation", "mlp_down": "MLP W_2 GEMM", "residual": "residual adds and block gains",

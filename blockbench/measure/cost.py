@@ -116,6 +116,9 @@ def format_cost_table(result: dict[str, Any]) -> str:
                  for m, label in (("ops", "ops"), ("casts", "casts"), ("saved_bytes", "saved bytes"),
                                   ("bytes", "non-matmul bytes"), ("flops", "FLOPs"))]
         lines.append(f"{name} vs {baseline}: " + ", ".join(parts))
+    schemes = [f"{name} {cost['positions']}" for name, cost in zip(names, costs) if "positions" in cost]
+    if schemes:  # RoPE's rotations are counted in the `rope` row; a learned embedding's add in `embed`
+        lines.append("positions: " + ", ".join(schemes))
     for name, cost in zip(names, costs):
         t = cost["totals"]
         top = ", ".join(f"{op.removeprefix('aten::')} {k}" for op, k in _top(cost, 6))
@@ -129,8 +132,13 @@ def format_cost_table(result: dict[str, Any]) -> str:
         elif graph:
             why = f" (first: {graph['break_reasons'][0]})" if graph["break_reasons"] else ""
             ops = f" ({', '.join(graph['opaque_ops'])})" if graph["opaque_ops"] else ""
+            gave_up = ""
+            if graph.get("frames_given_up"):  # those frames run eagerly: no graph, and no break in the counts
+                first = graph.get("given_up_reasons") or ["reason not given"]
+                gave_up = (f"; dynamo gave up on {graph['frames_given_up']} frame(s), which run eagerly (first: "
+                           f"{first[0]})")
             lines.append(f"{name}: compiled forward in {graph['graphs']} graph(s), {graph['graph_breaks']} "
-                         f"break(s){why}, {graph['opaque_calls']} opaque call(s){ops}")
+                         f"break(s){why}, {graph['opaque_calls']} opaque call(s){ops}{gave_up}")
     for name, reason in result["errors"].items():
         lines.append(f"{name}: not counted: {reason}")
     return "\n".join(lines)

@@ -33,9 +33,16 @@ def compile_graph(model: torch.nn.Module, inputs: tuple[Any, ...], autocast: Any
     graphs, graph breaks, the first `reasons` break reasons, and opaque calls per forward. explain resets
     dynamo's caches, so call it before, not between, compiled steps of other models. A model dynamo cannot
     trace gives {"error": reason} instead."""
+    from torch._dynamo.utils import counters
+
     dynamo_log = logging.getLogger("torch._dynamo")
     level = dynamo_log.level
     dynamo_log.setLevel(logging.ERROR)  # each break's traceback is dynamo's warning; the reasons are returned
+    # A frame dynamo gives up on (skip_frame, an unsupported construct it cannot break at) runs eagerly and is no
+    # graph and no break in explain's counts: a forward skipped whole around one traced submodule would read as
+    # "1 graph, 0 breaks". dynamo's frame counters tell: every frame it was asked to convert, and those it did.
+    frames_before = dict(counters["frames"])
+    unimplemented_before = dict(counters["unimplemented"])
     try:
         with autocast or contextlib.nullcontext():
             explanation = torch._dynamo.explain(model)(*inputs)
@@ -46,7 +53,14 @@ def compile_graph(model: torch.nn.Module, inputs: tuple[Any, ...], autocast: Any
         dynamo_log.setLevel(level)
     opaque_calls = [node.target for graph in explanation.graphs for node in graph.graph.nodes
                     if node.op == "call_function" and opaque(node.target)]
+    given_up = ((counters["frames"].get("total", 0) - frames_before.get("total", 0))
+                - (counters["frames"].get("ok", 0) - frames_before.get("ok", 0)))
+    why = [str(k).strip().splitlines()[0] for k, n in counters["unimplemented"].items()
+           if n > unimplemented_before.get(k, 0)]
     torch._dynamo.reset()
-    return {"graphs": explanation.graph_count, "graph_breaks": explanation.graph_break_count,
-            "break_reasons": [str(r.reason).splitlines()[0] for r in explanation.break_reasons[:reasons]],
-            "opaque_calls": len(opaque_calls), "opaque_ops": sorted({str(t) for t in opaque_calls})}
+    result = {"graphs": explanation.graph_count, "graph_breaks": explanation.graph_break_count,
+              "break_reasons": [str(r.reason).splitlines()[0] for r in explanation.break_reasons[:reasons]],
+              "opaque_calls": len(opaque_calls), "opaque_ops": sorted({str(t) for t in opaque_calls})}
+    if given_up > 0:  # only then: a forward dynamo took whole keeps its counts as they always read
+        result.update(frames_given_up=given_up, given_up_reasons=why[:reasons])
+    return result

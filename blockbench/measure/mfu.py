@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from blockbench.errors import BlockbenchError
+from blockbench.safeio import atomic_write_text, load_json_guarded
 
 PEAK_TABLE_VERSION = "1"
 
@@ -96,27 +100,33 @@ def cpu_peak_flops(cache_dir: Path | None = None, achieved: float | None = None)
     unwritable cache only means probing again."""
     threads = torch.get_num_threads()
     path = _cpu_cache_path(threads, cache_dir)
-    cached: dict[str, Any] = {}
-    try:
-        cached = json.loads(path.read_text())
-        if isinstance(cached.get("peak_flops"), (int, float)) and cached["peak_flops"] > 0:
-            if achieved is None or achieved <= PLAUSIBLE_CPU_MFU * cached["peak_flops"]:
-                return cached
-        else:
-            cached = {}
-    except (OSError, ValueError, AttributeError):
-        cached = {}
+    cached = _read_cached_peak(path)
+    if cached and (achieved is None or achieved <= PLAUSIBLE_CPU_MFU * cached["peak_flops"]):
+        return cached
     result = probe_cpu_peak()
     if cached and cached["peak_flops"] > result["peak_flops"]:
         result = cached
-    try:
+    try:  # atomic, never through a link at the cache's name; a cache that cannot be written is probed again
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(result))
-        os.replace(tmp, path)
-    except OSError:
+        atomic_write_text(path, json.dumps(result), "cached peak")
+    except (OSError, BlockbenchError):
         pass
     return result
+
+
+def _read_cached_peak(path: Path) -> dict[str, Any]:
+    """The cached probe, or {} when there is none usable: not a regular file, too large, not JSON, or a peak that
+    is not a finite positive number (an `Infinity` or 1e999 there would make every MFU 0: ignored, re-measured)."""
+    if not os.path.lexists(path):
+        return {}
+    try:
+        cached = load_json_guarded(path, 1 << 16, 4, "cached peak")
+    except BlockbenchError:
+        return {}
+    peak = cached.get("peak_flops") if isinstance(cached, dict) else None
+    if isinstance(peak, bool) or not isinstance(peak, (int, float)) or not math.isfinite(peak) or peak <= 0:
+        return {}
+    return cached
 
 
 def mfu_fields(flops_per_token: int, tokens_per_second: float, device_type: str, device_name: str,

@@ -18,6 +18,8 @@ from typing import Any
 
 from blockbench import stats
 from blockbench.stats import bootstrap_speedup, t_interval
+from blockbench.untrusted import csv as csv_text
+from blockbench.untrusted import md
 from blockbench.views import page
 from blockbench.viewspec import ExtraColumn
 
@@ -235,7 +237,8 @@ def _ttt_cell(r, view: View) -> str:
 
 def _memory_header(view: View) -> str:
     kinds = sorted({k for k in view.table["peak_memory_kind"] if k})
-    return "peak mem MiB" + (f" ({MEMORY_KINDS.get(kinds[0], kinds[0])})" if len(kinds) == 1 else "")
+    # An unknown kind is a record's own text: escaped like every such text.
+    return "peak mem MiB" + (f" ({MEMORY_KINDS.get(kinds[0], md(kinds[0]))})" if len(kinds) == 1 else "")
 
 
 def _static(key: str) -> RunField:
@@ -277,8 +280,10 @@ COLUMNS: list[Column] = [
     Column(("ranking",), stability=lambda v, st: "settled" if st.settled else "unsettled"),
     Column(("tau_50_final",), stability=lambda v, st: st.taus.get(0.5, math.nan)),
     Column(("tau_75_final",), stability=lambda v, st: st.taus.get(0.75, math.nan)),
-    Column(("variant",), compute=lambda v: v.variant, ranking=Cell("variant", lambda r, view: r["variant"], words=True),
-           target=Cell("variant", lambda r, view: r["variant"], words=True)),
+    # Variant, device and commit come from the records: their page cells are escaped (untrusted.md).
+    Column(("variant",), compute=lambda v: v.variant,
+           ranking=Cell("variant", lambda r, view: md(r["variant"]), words=True),
+           target=Cell("variant", lambda r, view: md(r["variant"]), words=True)),
     Column(("status",), compute=lambda v: "failed" if v.failed else "diverged" if v.diverged else "ok"),
     Column(("n_seeds",), compute=lambda v: v.n),
     Column(("n_diverged",), compute=lambda v: v.diverged),
@@ -325,9 +330,9 @@ COLUMNS: list[Column] = [
                         lambda view: view.table["mfu"].notna().any())),
     Column(("train_seconds",), (_summary("train_seconds"),), lambda v: float(v.g["train_seconds"].median())),
     Column(("device",), (RunField("device", lambda r: r["env"]["device_name"]),), lambda v: _join(v.g["device"]),
-           ranking=Cell("device", lambda r, view: r["device"], _varies("device"), words=True)),
+           ranking=Cell("device", lambda r, view: md(r["device"]), _varies("device"), words=True)),
     Column(("commit",), (RunField("commit", _commit),), lambda v: _join(v.g["commit"]),
-           ranking=Cell("commit", lambda r, view: r["commit"], _varies("commit"), words=True)),
+           ranking=Cell("commit", lambda r, view: md(r["commit"]), _varies("commit"), words=True)),
     Column(("n_plateau",), (RunField("plateau", lambda r: stats.plateau_steps(r) is not None, False),),
            lambda v: int(v.g["plateau"].sum())),
 ]
@@ -440,8 +445,17 @@ def add_stability(table, st: stats.Stability, columns: Sequence[Column] | None =
 # Rendering: the CSV, and the pages' tables
 
 def render_csv(table, columns: Sequence[Column]) -> str:
+    """The CSV: every number unrounded; every text cell (variant, device, commit... from the records) made inert
+    for spreadsheet programs (untrusted.csv). Only str cells are touched: a negative number stays a number."""
+    import pandas as pd
+
     buf = io.StringIO()
-    table[csv_columns(table, columns)].to_csv(buf, index=False, float_format="%.8g", lineterminator="\n")
+    frame = table[csv_columns(table, columns)].copy()
+    for name in frame.columns:
+        # Text columns only (object or pandas' str dtype); a numeric column is never touched.
+        if not pd.api.types.is_numeric_dtype(frame[name]) and not pd.api.types.is_bool_dtype(frame[name]):
+            frame[name] = frame[name].map(lambda v: csv_text(v) if isinstance(v, str) else v)
+    frame.to_csv(buf, index=False, float_format="%.8g", lineterminator="\n")
     return buf.getvalue()
 
 

@@ -12,8 +12,9 @@ Verdicts, per variant present on both sides:
   its seeds than the baseline (a change that stops a block from learning is a regression);
 - speed: only through each side's interleaved probe ratio to its own baseline variant, measured in the same run
   (`speed.speedup_vs_baseline`), so machine drift cancels; raw seconds and tokens/s are shown, never judged.
-  Ratios measured on different device types or in different execution modes (records.execution_mode) are not
-  compared; an untrusted probe (stats.probe_disturbed_note) shows `untrusted (IQR x)`, no ratio.
+  Ratios measured on different device types, in different execution modes (records.execution_mode) or in
+  different dtypes (selection.training_dtype) are not compared; an untrusted probe (stats.probe_disturbed_note)
+  shows `untrusted (IQR x)`, no ratio.
   A ratio that dropped by more than --max-slowdown fails only if the drop also stands out from the two probes'
   own round-to-round noise (--speed-z standard errors, from the recorded IQR); else it is `inconclusive`.
   The baseline variant has no speed verdict;
@@ -36,7 +37,8 @@ from typing import Any
 from blockbench import stats
 from blockbench.errors import BlockbenchError
 from blockbench.records import comparable_overrides, device_types, execution_modes, tokenization_difference
-from blockbench.views.selection import check_one_version, group_key, load_entries
+from blockbench.untrusted import plain
+from blockbench.views.selection import check_one_version, group_key, load_entries, training_dtypes
 from blockbench.workloads import workload_of
 
 FAILING = {"regression"}
@@ -252,6 +254,12 @@ def speed_row(variant: str, baseline_variant: str, b: list[dict], c: list[dict],
         # Nor across execution modes: compiling or graph-capturing changes launches and fusion, not the blocks.
         return _row(variant, metric, cells["baseline"], cells["candidate"], "n/a", "speed ratios measured in "
                     f"different execution modes ({', '.join(modes)}) are not compared", "x")
+    dtypes = sorted(training_dtypes([*b, *c]))
+    if len(dtypes) > 1:
+        # Nor across dtypes: a bf16 step runs other kernels at another peak rate than an fp32 one, and the ratio
+        # to the baseline variant moves with them (the baseline runs faster too, by another factor).
+        return _row(variant, metric, cells["baseline"], cells["candidate"], "n/a", "speed ratios measured in "
+                    f"different dtypes ({', '.join(dtypes)}) are not compared", "x")
     if untrusted:
         return _row(variant, metric, cells["baseline"], cells["candidate"], "n/a",
                     "; ".join(f"{side}: {note}" for side, note in untrusted.items()), "x")
@@ -379,32 +387,39 @@ STYLES = {"regression": "bold red", "improved": "green", "changed": "yellow", "m
 
 
 def print_table(result: dict[str, Any]) -> None:
+    """The comparison as a rich table. Every text in it comes from the records (variant names, devices, paths,
+    details quoting them): each cell is a rich Text, which is never parsed as markup, made one printable line
+    (untrusted.plain: no ESC or other control character reaches the terminal)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    def text(value: Any, style: str = "") -> Text:
+        return Text(plain(value), style=style)
 
     console = Console(width=None if Console().is_terminal else 160)
     b, c = result["baseline"], result["candidate"]
-    table = Table(title=f"blockbench compare: suite {b['suite']} v{b['version']}")
+    table = Table(title=text(f"blockbench compare: suite {b['suite']} v{b['version']}"))
     for column in ("variant", "metric", "baseline", "candidate", "delta", "ratio", "verdict", "detail"):
         table.add_column(column, justify="right" if column in ("baseline", "candidate", "delta", "ratio")
                          else "left")
     for row in result["rows"]:
         verdict = row["verdict"] + (" (fail)" if row["failure"] and row["verdict"] != "regression" else "")
         style = STYLES.get(row["verdict"], "")
-        table.add_row(row["variant"], row["metric"], _cell(row["baseline"], row["unit"]),
-                      _cell(row["candidate"], row["unit"]), _delta_cell(row),
-                      "-" if row["ratio"] is None else f"{row['ratio']:.3f}",
-                      f"[{style}]{verdict}[/{style}]" if style else verdict, row["detail"])
+        table.add_row(text(row["variant"]), text(row["metric"]), text(_cell(row["baseline"], row["unit"])),
+                      text(_cell(row["candidate"], row["unit"])), _delta_cell(row),
+                      "-" if row["ratio"] is None else f"{row['ratio']:.3f}", text(verdict, style),
+                      text(row["detail"]))
     for word, side in (("baseline: ", b), ("candidate:", c)):
-        console.print(f"{word} {side['path']} ({side['records']} records, commit {', '.join(side['commits'])}, "
-                      f"{', '.join(side['devices'])}, {', '.join(side['execution_modes'])})", highlight=False)
+        console.print(text(f"{word} {side['path']} ({side['records']} records, commit {', '.join(side['commits'])}, "
+                           f"{', '.join(side['devices'])}, {', '.join(side['execution_modes'])})"), highlight=False)
     console.print(table)
     for note in result["notes"]:
-        console.print(f"note: {note}", highlight=False)
+        console.print(text(f"note: {note}"), highlight=False)
     if result["regressions"]:
         console.print(f"[bold red]REGRESSION[/bold red] ({len(result['regressions'])}):", highlight=False)
         for line in result["regressions"]:
-            console.print(f"  {line}", highlight=False)
+            console.print(text(f"  {line}"), highlight=False)
     else:
         console.print("no regression", highlight=False)
 

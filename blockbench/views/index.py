@@ -10,11 +10,14 @@ Like a leaderboard, the page is a pure view: the same files give the same bytes 
 
 from __future__ import annotations
 
-import tomllib
+import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+from blockbench.safeio import UnsafeFileError, expect_type, load_toml_guarded
 from blockbench.stats import TAU_HALF_MIN, TAU_THREE_QUARTERS_MIN
+from blockbench.untrusted import md, md_code
 from blockbench.views import page
 from blockbench.views.columns import _join, _loss_cell
 from blockbench.views.leaderboard import header_items, write_outputs
@@ -57,15 +60,36 @@ READING_GUIDE = (
 )
 
 
+PROVENANCE_FIELDS = ("what", "how")
+MAX_PROVENANCE_BYTES = 1 << 20
+
+
 def load_provenance(root: Path) -> dict[str, Any]:
-    """The hand-kept part of the page: {"notes": [...], "<dir>": {"what": ..., "how": ...}}; empty without a file."""
+    """The hand-kept part of the page: {"notes": [...], "<dir>": {"what": ..., "how": ...}}; empty without a file.
+    Read through the guarded loader (a regular file, size and depth caps) and type-checked: a results folder may
+    come from someone else, and a string where a table belongs must be one line naming the field, not a traceback
+    (nor, for `notes`, one paragraph per character)."""
     path = root / PROVENANCE
-    if not path.is_file():
+    if not os.path.lexists(path):
         return {}
     try:
-        return tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise LeaderboardError(f"{path}: not valid TOML ({exc})") from None
+        data = load_toml_guarded(path, MAX_PROVENANCE_BYTES, max_depth=4, what="provenance file")
+        for i, note in enumerate(expect_type(data.get("notes", []), list, "notes", path)):
+            expect_type(note, str, f"notes[{i}]", path)
+        for key, entry in data.items():
+            if key == "notes":
+                continue
+            expect_type(entry, dict, f"[{key!r}]", path)
+            unknown = sorted(set(entry) - set(PROVENANCE_FIELDS))
+            if unknown:
+                raise UnsafeFileError(f"{path}: [{key!r}].{unknown[0]}: unknown field (valid: "
+                                      f"{', '.join(PROVENANCE_FIELDS)})")
+            for field in PROVENANCE_FIELDS:
+                if field in entry:
+                    expect_type(entry[field], str, f"[{key!r}].{field}", path)
+    except UnsafeFileError as exc:
+        raise LeaderboardError(str(exc)) from None
+    return data
 
 
 def scan(root: Path) -> tuple[dict[str, list[Path]], list[Path]]:
@@ -104,9 +128,9 @@ def headline(table) -> str:
     """The ranking in one line, as the leaderboard ranks it: tied ranks share a range (`2-3 sas_p, vskipinit`),
     unranked variants say why, and the stability word closes it."""
     ranked = table[table["status"] == "ok"]
-    groups = ranked.groupby("rank_range", sort=False)["variant"].agg(", ".join)
+    groups = ranked.groupby("rank_range", sort=False)["variant"].agg(lambda names: ", ".join(md(n) for n in names))
     text = " · ".join(f"{ranks} {names}" for ranks, names in groups.items())
-    unranked = [f"{row['variant']} ({_loss_cell(row)})" for _, row in table[table["status"] != "ok"].iterrows()]
+    unranked = [f"{md(row['variant'])} ({_loss_cell(row)})" for _, row in table[table["status"] != "ok"].iterrows()]
     if unranked:
         text += " · not ranked: " + ", ".join(unranked)
     return f"{text} (**{table['ranking'].iloc[0]}**)"
@@ -116,11 +140,13 @@ def _dates(records: list[dict[str, Any]]) -> str:
     days = sorted({r["created_at"][:10] for r in records if r.get("created_at")})
     if not days:
         return "-"
-    return days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
+    return md(days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}")
 
 
 def _link(label: str, path: Path, root: Path) -> str:
-    return f"[{label}]({path.relative_to(root).as_posix()})"
+    """A Markdown link to `path` relative to the results root. Directory names are a stranger's text: the label
+    is escaped and the target percent-encoded, so a name like `javascript:x` or `a)b` is a relative path."""
+    return f"[{md(label)}]({quote(path.relative_to(root).as_posix())})"
 
 
 def result_row(directory: Path, root: Path, newer: str | None) -> list[str]:
@@ -143,15 +169,15 @@ def result_row(directory: Path, root: Path, newer: str | None) -> list[str]:
                      + _link("md", directory / "REPORT.md", root) + ")")
     elif (directory / "REPORT.md").is_file():
         pages.append(_link("report", directory / "REPORT.md", root))
-    return [f"`{directory.relative_to(root).as_posix()}`", current, _dates(records), facts["device"],
-            _join(table["commit"]), facts["seeds"], facts["budget"], headline(table), "; ".join(pages) or "-"]
+    return [md_code(directory.relative_to(root).as_posix()), current, _dates(records), facts["device"],
+            md(_join(table["commit"])), facts["seeds"], facts["budget"], headline(table), "; ".join(pages) or "-"]
 
 
 def artefact_files(directory: Path, root: Path) -> str:
     """Links to the files of an artefact directory, and its subdirectories by name (a sweep's grid points)."""
     entries = sorted(p for p in directory.iterdir() if not p.name.startswith("."))
     files = [_link(p.name, p, root) for p in entries if p.is_file()]
-    dirs = [f"`{p.name}/`" for p in entries if p.is_dir()]
+    dirs = [md_code(f"{p.name}/") for p in entries if p.is_dir()]
     return "; ".join(files + ([f"{len(dirs)} directories: " + ", ".join(dirs)] if dirs else [])) or "-"
 
 
@@ -170,7 +196,8 @@ def build_index(root: Path) -> page.Page:
         raise LeaderboardError(f"{root / PROVENANCE}: entries for directories that do not exist: {', '.join(stale)}")
 
     def said(key: str, field: str) -> str:
-        return provenance.get(key, {}).get(field, "-")
+        # provenance.toml's text is Markdown, but a stranger's: kept only when every link in it is allowed.
+        return page.vetted_markdown(provenance.get(key, {}).get(field, "-"))
 
     doc = page.Page("Published results")
     doc.add(page.Para("[How to read this](#how-to-read-this): the measures in short, at the bottom of this page; "
@@ -187,16 +214,16 @@ def build_index(root: Path) -> page.Page:
     results = [p.relative_to(root).as_posix() for versions in suites.values() for p in versions]
     doc.add(page.Heading("What each is and how it was made"),
             _words_table(["result", "what", "how it was made"],
-                         [[f"`{k}`", said(k, "what"), said(k, "how")] for k in results]))
+                         [[md_code(k), said(k, "what"), said(k, "how")] for k in results]))
     if others:
         names = [p.relative_to(root).as_posix() for p in others]
         doc.add(page.Heading("Other artefacts"),
                 page.Para("Directories that are not a suite version: learning-rate sweeps (each grid point a "
                           "directory of records) and raw GPU-check output."),
                 _words_table(["artefact", "what", "how it was made", "files"],
-                             [[f"`{k}`", said(k, "what"), said(k, "how"), artefact_files(p, root)]
+                             [[md_code(k), said(k, "what"), said(k, "how"), artefact_files(p, root)]
                               for k, p in zip(names, others)]))
-    doc.add(*(page.Para(note) for note in provenance.get("notes", [])))
+    doc.add(*(page.Para(page.vetted_markdown(note)) for note in provenance.get("notes", [])))
     doc.add(page.Heading("How to read this"),
             page.Para("A leaderboard in short (each leaderboard page ends with the full guide, its \"How to read "
                       "this\"; each report ends with how its verdicts are reached):"),

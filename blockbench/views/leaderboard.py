@@ -24,6 +24,8 @@ from typing import Any
 
 from blockbench import stats
 from blockbench.records import comparable_overrides, execution_modes
+from blockbench.safeio import UnsafeFileError, check_writable_target
+from blockbench.untrusted import md, md_code, plain
 from blockbench.views import columns as C
 from blockbench.views import page
 from blockbench.views.columns import _join
@@ -48,13 +50,15 @@ def budget_text(record: dict[str, Any]) -> str:
 
 
 def header_items(kept: list[dict[str, Any]], left_out: int, failed: int = 0) -> list[tuple[str, str]]:
+    """The setup table's (item, value) rows, as page Markdown: every value read from the records is escaped
+    (untrusted.md), the hashes are code spans."""
     first = kept[0]
     config = first["config"]
     budget = budget_text(first)
     overrides = comparable_overrides(first)
-    return [
+    items = [
         ("suite", f"{first['suite']['name']} v{first['suite']['version']}"),
-        ("suite hash", f"`{first['suite']['hash']}`"),
+        ("suite hash", first["suite"]["hash"]),
         ("blockbench version", _join(r["blockbench_version"] for r in kept)),
         ("baseline variant", config.get("baseline", "-")),
         ("target", target_text(kept)),
@@ -62,8 +66,9 @@ def header_items(kept: list[dict[str, Any]], left_out: int, failed: int = 0) -> 
         ("seeds", _join(r["seed"] for r in kept)),
         ("corpus", f"{first['data']['corpus']}, {first['data']['tokenizer']} tokenizer, "
                    f"vocab {first['data']['vocab_size']}"),
-        ("corpus fingerprint", f"`{first['data']['fingerprint']}`"),
+        ("corpus fingerprint", first["data"]["fingerprint"]),
         ("model", ", ".join(f"{k}={v}" for k, v in config["model"].items())),
+        *position_items(kept),
         ("overrides", json.dumps(overrides, sort_keys=True) if overrides else "none"),
         ("device", _join(f"{r['env']['device_name']} ({r['env']['device']}, {r['env']['threads']} threads)"
                          for r in kept)),
@@ -75,6 +80,26 @@ def header_items(kept: list[dict[str, Any]], left_out: int, failed: int = 0) -> 
                                                                       if failed else "")),
     ] + ([("speed", f"speed ratios (interleaved probe) not shown: {note}")]
          if (note := speed_not_comparable(kept) or stats.probe_disturbed_note(kept)) is not None else [])
+    # Every value above is plain text built from record fields: escaped as a whole. The hashes go in as code.
+    return [(k, md_code(v) if k in CODE_ITEMS else md(v)) for k, v in items]
+
+
+def position_items(kept: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """How each variant knows positions, when not every variant learns an absolute embedding (records made
+    before positions belonged to the variant all did, and their pages stay as they were)."""
+    schemes: dict[str, str] = {}
+    for r in kept:
+        spec = r.get("block_spec")
+        scheme = "user block" if spec is None else spec.get("positions", "learned")
+        if scheme == "rope":
+            scheme = f"RoPE (theta {spec.get('rope_theta', 10000):g})"
+        schemes[r["variant"]] = scheme
+    if set(schemes.values()) <= {"learned"}:
+        return []
+    return [("positions", "; ".join(f"{v}: {scheme}" for v, scheme in sorted(schemes.items())))]
+
+
+CODE_ITEMS = frozenset({"suite hash", "corpus fingerprint"})  # setup items shown as code
 
 
 
@@ -127,7 +152,7 @@ def seconds_caveat(records: list[dict[str, Any]]) -> str:
     """Why seconds do not compare across variants, naming the device the records trained on: what drifts between
     runs made one after another differs between a shared CPU and a GPU."""
     kinds = {r["env"]["device"] for r in records}
-    devices = _join(f"{r['env']['device_name']} ({r['env']['device']})" for r in records)
+    devices = md(_join(f"{r['env']['device_name']} ({r['env']['device']})" for r in records))
     if kinds == {"cpu"}:
         drift = "on a CPU the other work on its cores moves the step time, a lot on a shared machine"
     elif "cpu" not in kinds:
@@ -229,7 +254,7 @@ def build_page(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]
     baseline = first["config"].get("baseline")
     target = first["to_target"]["target"]
     multi = int(table["n_seeds"].max()) >= 2
-    doc = page.Page(f"Leaderboard: suite {suite['name']} v{suite['version']}")
+    doc = page.Page(f"Leaderboard: suite {md(suite['name'])} v{md(suite['version'])}")
 
     # What a reader looks for first, at the top: the guide to the columns (at the bottom) and the claims report.
     top = ["[How to read this](#how-to-read-this): every column and line explained, at the bottom of this page"]
@@ -259,7 +284,7 @@ def build_page(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]
         doc.add(page.Para(f"**{stability_line}**"))
     absent = []
     if "MFU" not in shown:
-        devices = _join(f"{r['env']['device_name']} ({r['env']['device']})" for r in kept)
+        devices = md(_join(f"{r['env']['device_name']} ({r['env']['device']})" for r in kept))
         absent.append(f"MFU is not shown: it needs the device's peak FLOP/s, and none is known for {devices}.")
     if "MFU" in shown:
         absent.append("MFU's peak FLOP/s: see the setup table.")
@@ -269,7 +294,7 @@ def build_page(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]
         doc.add(page.Para(" ".join(absent)))
 
     if target is not None:
-        reached = target_text(kept)
+        reached = md(target_text(kept))
         missed = (f" **{reached.split(': ', 1)[1]}**: the target lies below what this budget reached, so this table "
                   "ranks nothing." if "target not reached by any variant" in reached else "")
         doc.add(page.Heading(f"Time to target: eval loss ≤ {target} nats/token"),
@@ -291,7 +316,7 @@ def build_page(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]
               for name, caption in FIGURES.items()))
     doc.add(page.Heading("How to read this"), page.Bullets(READING_GUIDE))
     if left_out:
-        doc.add(page.Heading("Left out"), page.Bullets(tuple(f"`{p}`: {why}" for p, why in left_out)))
+        doc.add(page.Heading("Left out"), page.Bullets(tuple(f"{md_code(p)}: {md(why)}" for p, why in left_out)))
     doc.add(page.Para("Regenerate with `blockbench leaderboard DIR`; every number comes from the files in "
                       "records/."))
     return doc
@@ -345,6 +370,11 @@ def write_outputs(out_dir: Path, files: dict[str, bytes]) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise LeaderboardError(f"{out_dir}: cannot create output directory ({exc.strerror})") from None
+    for name in files:  # a link or a FIFO named like a page is refused, never written through nor replaced
+        try:
+            check_writable_target(out_dir / name, "page")
+        except UnsafeFileError as exc:
+            raise LeaderboardError(f"{exc}; existing files were left unchanged") from None
     temps: list[tuple[Path, Path]] = []
     try:
         for name, data in files.items():
@@ -367,7 +397,8 @@ def write_outputs(out_dir: Path, files: dict[str, bytes]) -> None:
 def generate(target: str | os.PathLike, out: str | os.PathLike | None = None,
              warn: Callable[[str], None] | None = None) -> tuple[Path, list[str]]:
     """Regenerate a leaderboard; return (output dir, names written). `warn` gets one message per left-out file."""
-    warn = warn or (lambda message: print(message, file=sys.stderr))
+    # A left-out file's name and reason quote a stranger's text: one printable line (no ESC) on the terminal.
+    warn = warn or (lambda message: print(plain(message), file=sys.stderr))
     results, current_hash = resolve_target(str(target))
     kept, left = ranked_records(results, current_hash)
     out_dir = Path(out) if out is not None else results

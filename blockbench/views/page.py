@@ -1,15 +1,26 @@
 """One page, two renderings: the views build a `Page` once and write it as Markdown and as HTML.
 
 Writing the text once is what keeps leaderboard.md and index.html saying the same thing: the same headings, the
-same reading guide, the same captions and caveats. Text is a small Markdown subset (`**bold**`, `` `code` ``,
-`[label](href)`) that reads as-is in the Markdown file and is converted for the HTML one.
+same reading guide, the same captions and caveats. Text is Markdown (the views use `**bold**`, `*italic*`,
+`` `code` `` and `[label](href)`) that reads as-is in the Markdown file and is converted for the HTML one.
+
+The HTML is escaped by construction, not by care: Markdown goes through markdown-it-py (CommonMark, raw HTML off,
+so a `<script>` in any text is shown as text) with links allowed only to relative paths, `#anchors` and http(s)
+(`javascript:`, `data:`, `vbscript:` and every other scheme stay text), and the page is a Jinja2 template with
+autoescape on, so nothing reaches the page unescaped except markdown-it's own output. Text from a record, a suite,
+provenance.toml or a directory name is escaped by the views with blockbench.untrusted before it joins the page's
+text, so the Markdown file shows it as written too.
 """
 
 from __future__ import annotations
 
-import html
 import re
 from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+from urllib.parse import urlsplit
+
+from blockbench.untrusted import md, plain
 
 LEFT, RIGHT = "left", "right"
 
@@ -68,7 +79,8 @@ def table(header: list[str], rows: list[list[str]], text_columns: frozenset[str]
 # Markdown
 
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|")
+    # A cell is one line, and a pipe in it is text, not the next column (GFM tables unescape `\|` themselves).
+    return " ".join(text.splitlines()).replace("|", "\\|")
 
 
 def to_markdown(page: Page) -> str:
@@ -95,26 +107,74 @@ def to_markdown(page: Page) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # HTML
 
-_INLINE = re.compile(r"`([^`]+)`|\*\*(.+?)\*\*|\*([^*\s][^*]*?)\*|\[([^\]]+)\]\(([^)\s]+)\)")
+LINK_SCHEMES = frozenset({"http", "https"})
+
+
+def link_allowed(url: str) -> bool:
+    """Whether a page may link `url`: a relative path, an `#anchor`, or an http(s) address. Anything else
+    (`javascript:`, `data:`, `file:`, a protocol-relative `//host`) is refused and its Markdown stays text."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:  # e.g. an unbalanced IPv6 bracket: not a link worth making
+        return False
+    if parts.scheme:
+        return parts.scheme.lower() in LINK_SCHEMES and bool(parts.netloc)
+    return not parts.netloc and not url.strip().startswith("//")
+
+
+def _converter():
+    from markdown_it import MarkdownIt
+
+    class Converter(MarkdownIt):
+        def validateLink(self, url: str) -> bool:  # noqa: N802 - markdown-it's name
+            # markdown-it's own check (no javascript:, vbscript:, file:, most data:) and ours on top of it.
+            return super().validateLink(url) and link_allowed(url)
+
+    # CommonMark without raw HTML: every `<` in any text is escaped, never a tag.
+    return Converter("commonmark", {"html": False})
+
+
+@cache
+def _md():
+    return _converter()
+
+
+@cache
+def _permissive():
+    """A parser that keeps every link and raw HTML as tokens, to inspect a stranger's Markdown before using it."""
+    from markdown_it import MarkdownIt
+
+    parser = MarkdownIt("commonmark", {"html": True})
+    parser.validateLink = lambda url: True  # type: ignore[method-assign] - see everything, judge below
+    return parser
+
+
+def vetted_markdown(text: str) -> str:
+    """Markdown that someone else wrote (results/provenance.toml), on one line: kept as Markdown when it is one
+    paragraph of inline text without raw HTML whose every link is allowed (link_allowed); anything else (a
+    `javascript:` link, a `<script>`, a heading, a link definition) is shown as written, escaped (untrusted.md),
+    in the Markdown file as in the HTML one."""
+    line = plain(text)
+    if not line.strip():
+        return line
+    tokens = _permissive().parse(line)
+    ok = [t.type for t in tokens] == ["paragraph_open", "inline", "paragraph_close"]
+    for child in (tokens[1].children or []) if ok else []:
+        url = child.attrGet("href") if child.type == "link_open" else child.attrGet("src")
+        if child.type == "html_inline" or (url is not None and not _md().validateLink(str(url))):
+            ok = False
+    return line if ok else md(line)
 
 
 def inline_html(text: str) -> str:
-    """The Markdown subset of `text` as escaped HTML."""
-    out, pos = [], 0
-    for m in _INLINE.finditer(text):
-        out.append(html.escape(text[pos:m.start()], quote=False))
-        code, bold, italic, label, href = m.groups()
-        if code is not None:
-            out.append(f"<code>{html.escape(code, quote=False)}</code>")
-        elif bold is not None:
-            out.append(f"<strong>{inline_html(bold)}</strong>")
-        elif italic is not None:
-            out.append(f"<em>{inline_html(italic)}</em>")
-        else:
-            out.append(f'<a href="{html.escape(href)}">{inline_html(label)}</a>')
-        pos = m.end()
-    out.append(html.escape(text[pos:], quote=False))
-    return "".join(out)
+    """The Markdown of `text` as escaped HTML (inline: no paragraph around it)."""
+    return _md().renderInline(text)
+
+
+def inline_text(text: str) -> str:
+    """The Markdown of `text` as plain text (what a `<title>` holds): code, emphasis and link labels unwrapped."""
+    tokens = _md().parseInline(text)
+    return "".join(t.content for tok in tokens for t in tok.children or [] if t.type in ("text", "code_inline"))
 
 
 STYLE = """\
@@ -133,6 +193,55 @@ img { max-width: 100%; }
 code { background: #f3f3f3; }
 """
 
+# The page's skeleton. Autoescape is on: a value is escaped unless it is markdown-it's output (marked safe in
+# `_context`), so no text can open a tag or an attribute.
+TEMPLATE = """\
+<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{{ title }}</title>
+<style>
+{{ style }}</style>
+</head>
+<body>
+<h1>{{ title_html }}</h1>
+{% for b in blocks %}
+{% if b.kind == "heading" %}
+<h{{ b.level }} id="{{ b.id }}">{{ b.html }}</h{{ b.level }}>
+{% elif b.kind == "para" %}
+<p{% if b.css %} class="{{ b.css }}"{% endif %}>{{ b.html }}</p>
+{% elif b.kind == "bullets" %}
+<ul>
+{% for item in b.entries %}
+<li>{{ item }}</li>
+{% endfor %}
+</ul>
+{% elif b.kind == "table" %}
+<table>
+<tr>{% for cell, align in b.header %}<th class="{{ align }}">{{ cell }}</th>{% endfor %}</tr>
+{% for row in b.rows %}
+<tr>{% for cell, align in row %}<td class="{{ align }}">{{ cell }}</td>{% endfor %}</tr>
+{% endfor %}
+</table>
+{% elif b.kind == "figure" %}
+<figure><img src="{{ b.src }}" alt="{{ b.alt }}">{% if b.caption %}<figcaption><code>{{ b.src }}</code>: \
+{{ b.caption }}</figcaption>{% endif %}</figure>
+{% endif %}
+{% endfor %}
+</body>
+</html>
+"""
+
+
+@cache
+def _template():
+    from jinja2 import Environment
+
+    # trim_blocks/lstrip_blocks: a tag alone on its line leaves no blank line, so the page reads as hand-written.
+    env = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    return env.from_string(TEMPLATE)
+
 
 def anchor(heading: str) -> str:
     """The id a heading gets, as GitHub makes it for Markdown (`How to read this` -> `how-to-read-this`), so one
@@ -140,27 +249,33 @@ def anchor(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
 
 
-def to_html(page: Page) -> str:
-    parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-             f"<title>{html.escape(page.title)}</title>", f"<style>\n{STYLE}</style>", "</head>", "<body>",
-             f"<h1>{inline_html(page.title)}</h1>"]
+def _context(page: Page) -> dict[str, Any]:
+    """What the template shows of each block; Markup marks markdown-it's (already escaped) HTML as safe."""
+    from markupsafe import Markup
+
+    def rendered(text: str) -> Markup:
+        return Markup(inline_html(text))  # noqa: S704 - markdown-it escaped it, raw HTML off
+
+    blocks: list[dict[str, Any]] = []
     for block in page.blocks:
         if isinstance(block, Heading):
-            parts.append(f'<h{block.level} id="{anchor(block.text)}">{inline_html(block.text)}</h{block.level}>')
+            blocks.append({"kind": "heading", "level": block.level, "id": anchor(block.text),
+                           "html": rendered(block.text)})
         elif isinstance(block, Para):
-            css = f' class="{block.css}"' if block.css else ""
-            parts.append(f"<p{css}>{inline_html(block.text)}</p>")
+            blocks.append({"kind": "para", "css": block.css, "html": rendered(block.text)})
         elif isinstance(block, Bullets):
-            parts.append("<ul>\n" + "\n".join(f"<li>{inline_html(i)}</li>" for i in block.items) + "\n</ul>")
+            blocks.append({"kind": "bullets", "entries": [rendered(i) for i in block.items]})
         elif isinstance(block, Table):
-            head = "".join(f'<th class="{a}">{inline_html(h)}</th>' for h, a in zip(block.header, block.align))
-            body = "".join("<tr>" + "".join(f'<td class="{a}">{inline_html(c)}</td>'
-                                            for c, a in zip(row, block.align)) + "</tr>\n" for row in block.rows)
-            parts.append(f"<table>\n<tr>{head}</tr>\n{body}</table>")
+            blocks.append({"kind": "table", "header": list(zip([rendered(h) for h in block.header], block.align)),
+                           "rows": [list(zip([rendered(c) for c in row], block.align)) for row in block.rows]})
         elif isinstance(block, Figure):
-            src, alt = html.escape(block.src), html.escape(block.alt or block.src)
-            caption = (f"<figcaption><code>{src}</code>: {inline_html(block.caption)}</figcaption>"
-                       if block.caption else "")
-            parts.append(f'<figure><img src="{src}" alt="{alt}">{caption}</figure>')
-    parts += ["</body>", "</html>"]
-    return "\n".join(parts) + "\n"
+            # A figure's file is named by the view; one that is no relative path is not shown at all.
+            src = block.src if link_allowed(block.src) else ""
+            blocks.append({"kind": "figure", "src": src, "alt": block.alt or src,
+                           "caption": rendered(block.caption) if block.caption else ""})
+    return {"title": inline_text(page.title), "title_html": rendered(page.title), "style": Markup(STYLE),
+            "blocks": blocks}
+
+
+def to_html(page: Page) -> str:
+    return _template().render(_context(page))

@@ -7,6 +7,7 @@ import math
 import textwrap
 from typing import Any
 
+from blockbench.untrusted import mpl
 from blockbench.views import plotstyle
 
 
@@ -122,8 +123,9 @@ def plot_curves(curves, order: list[str], x: str, xlabel: str, title: str, targe
         style = plotstyle.variant_style(variant, names)
         line = "--" if diverged else "-"
         words = [w for w in ("diverged" if diverged else "", notes.get(variant, "")) if w]
-        # A long note wraps, so that the legend does not take the panels' width.
-        label = "\n".join(textwrap.wrap(f"{variant} ({'; '.join(words)})", 34)) if words else variant
+        # A long note wraps, so that the legend does not take the panels' width. Names come from the records:
+        # escaped for mathtext (a `$...$` in one is shown, not parsed).
+        label = "\n".join(textwrap.wrap(mpl(f"{variant} ({'; '.join(words)})"), 34)) if words else mpl(variant)
         ax.plot(xs, g["eval_loss"], markersize=4, linestyle=line, label=label, **style)
         tail.plot(tx, t["eval_loss"], markersize=5, linestyle=line, **style)
         if (t["n"] > 1).any():
@@ -136,7 +138,7 @@ def plot_curves(curves, order: list[str], x: str, xlabel: str, title: str, targe
         tail.set_ylim(y_low, y_high)
         shown = [v for v in order if v in off_scale and not curves[curves["variant"] == v].empty]
         if shown:  # in the title, where it can cover no curve
-            tail_title += f"\noff scale (unigram plateau): {', '.join(shown)}"
+            tail_title += f"\noff scale (unigram plateau): {mpl(', '.join(shown))}"
     tail.set_xlim(tail_start, tail_end)
     for a in (ax, tail):
         a.grid(True, alpha=0.3)
@@ -159,7 +161,10 @@ def plot_bars(table, column: str, xlabel: str, title: str, note: str = "") -> by
     values = [float(v) for v in rows[column]][::-1]
     scale, unit = axis_scale(max(values, default=0.0))
     # Each bar in its variant's colour, as in the curves, so a variant is found by colour on every plot.
-    ax.barh(names, [v / scale for v in values], color=[plotstyle.variant_style(n, names)["color"] for n in names])
+    ax.barh(range(len(names)), [v / scale for v in values],
+            color=[plotstyle.variant_style(n, names)["color"] for n in names])
+    # Labelled by position, not as categories: the names are record text, shown mathtext-escaped.
+    ax.set_yticks(range(len(names)), [mpl(n) for n in names])
     for i, v in enumerate(values):
         ax.annotate(f"{v:,.0f}", (v / scale, i), xytext=(3, 0), textcoords="offset points", va="center",
                     fontsize="small")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from typing import Any
 
 from blockbench import stats
 from blockbench.errors import BlockbenchError
+from blockbench.untrusted import md, md_code, mpl
 from blockbench.views import page, plotstyle
 from blockbench.views.leaderboard import seconds_caveat, setup_facts, target_text, write_outputs
 from blockbench.views.plots import _png
@@ -186,44 +188,114 @@ def speed_magnitude(low: float, high: float) -> str:
     return f"{REPRODUCED}: the paper's {PAPER_SPEEDUP}x is inside the range {low:.3f}-{high:.3f}"
 
 
+@dataclass(frozen=True)
+class LossClaim:
+    """One per-step loss claim: candidate against reference, "parity" (no worse than, within the margin) or "worse"
+    (the candidate's loss above the reference's by more than `threshold`)."""
+
+    candidate: str
+    reference: str
+    title: str
+    paper: str
+    kind: str
+    threshold: float | None = 0.0  # None: the report's parity margin
+    stuck_is_the_claim: bool = False
+
+
+@dataclass(frozen=True)
+class ClaimSet:
+    """The claims a report checks, chosen by the records' baseline: the paper's against Pre-LN, or today's
+    baseline's against Transformer++."""
+
+    baseline: str
+    source: str  # what the claims are taken from, for the opening paragraph
+    params: tuple[str, str, tuple[str, ...]]  # (title, reference, candidates): exactly (2L-1)d^2 fewer
+    loss: tuple[LossClaim, ...]
+    speed: tuple[str, str]  # (candidate, title): its probe speed-up against the baseline
+    speed_paper: str
+    paper_speedup: float | None  # a published figure the magnitude is judged against (None: none exists)
+    pairs: tuple[tuple[str, str], ...]  # (reference, candidate): the power table's pairs
+    names: tuple[str, str] = ("Pre-LN", "SAS-P")  # the baseline and the speed claim's candidate, in words
+
+
+_PARITY_PAPER = "\"essentially match\" Pre-LN per update (Fig. 23); GLUE 78.4 (SAS), 78.3 (SAS-P) vs 78.9"
+PAPER_CLAIMS = ClaimSet(
+    "pre_ln",
+    "He & Hofmann, *Simplifying Transformer Blocks* (ICLR 2024), checked claim by claim against the run records "
+    "in `records/` (spec section 8).",
+    ("SAS / SAS-P remove (2L-1)d² parameters from the blocks", "pre_ln", ("sas", "sas_p")),
+    (LossClaim("sas", "pre_ln", "SAS matches Pre-LN per step", _PARITY_PAPER, "parity", None),
+     LossClaim("sas_p", "pre_ln", "SAS-P matches Pre-LN per step", _PARITY_PAPER, "parity", None),
+     LossClaim("naive_skipless", "pre_ln", "naive skipless trains far worse than Pre-LN",
+               "\"trains far slower\": rank collapse without shaped attention (section 4.1)", "worse", None, True),
+     LossClaim("vskipinit", "sas", "V-SkipInit is slower per step than SAS",
+               "markedly slower per step (Fig. 2); ~1.50 vs ~1.15 for Pre-LN (figure reading, unreliable)", "worse"),
+     LossClaim("sas_p_nonorm", "sas_p", "SAS-P without norm is slightly worse per step than SAS-P",
+               "slightly worse per step; ~1.245 vs Pre-LN ~1.155 at 40K steps (repo README)", "worse")),
+    ("sas_p", "SAS-P trains faster than Pre-LN (throughput)"),
+    f"{PAPER_SPEEDUP}x per iteration (BERT, Table 1)", PAPER_SPEEDUP,
+    (("pre_ln", "sas"), ("pre_ln", "sas_p"), ("sas", "vskipinit"), ("sas_p", "sas_p_nonorm")))
+MODERN_CLAIMS = ClaimSet(
+    "transformer_pp",
+    "Today's baseline, the Transformer++ recipe (LLaMA: RMSNorm pre-norm, RoPE, SwiGLU, no biases), against the "
+    "paper's GPT-2-style Pre-LN, with QK-norm, and with the paper's SAS-P block on the Transformer++ base, checked "
+    "claim by claim against the run records in `records/`. The claims are the field's expectations (the Mamba "
+    "paper calls Transformer++ the strongest recipe it knows; OLMo 2 and Qwen3 train with QK-norm) and the "
+    "question whether He & Hofmann's simplification (ICLR 2024) survives on the modern base.",
+    ("SAS-P on the Transformer++ base removes (2L-1)d² parameters from its blocks", "transformer_pp",
+     ("sas_p_pp",)),
+    (LossClaim("pre_ln", "transformer_pp", "Transformer++ beats the paper's Pre-LN",
+               "the strongest recipe known (Mamba paper, Gu & Dao 2023: Transformer++); LLaMA, OLMo 2 train it",
+               "worse"),
+     LossClaim("transformer_pp", "transformer_pp_qknorm", "QK-norm helps Transformer++",
+               "QK-norm in OLMo 2, Qwen3, Gemma 3 and the modded-nanogpt speedrun (stability and loss)", "worse"),
+     LossClaim("sas_p_pp", "transformer_pp", "SAS-P on the Transformer++ base matches Transformer++ per step",
+               "not published: He & Hofmann's SAS-P matches a GPT-2-style Pre-LN per step", "parity", None),
+     LossClaim("sas_p", "pre_ln", "SAS-P matches Pre-LN per step (the paper's claim, on its own base)",
+               _PARITY_PAPER, "parity", None)),
+    ("sas_p_pp", "SAS-P on the Transformer++ base trains faster than Transformer++ (throughput)"),
+    f"not published for this pair; the paper: SAS-P {PAPER_SPEEDUP}x Pre-LN per iteration (BERT)", None,
+    (("transformer_pp", "pre_ln"), ("transformer_pp_qknorm", "transformer_pp"), ("transformer_pp", "sas_p_pp"),
+     ("pre_ln", "sas_p")), ("Transformer++", "sas_p_pp"))
+CLAIM_SETS = {c.baseline: c for c in (PAPER_CLAIMS, MODERN_CLAIMS)}
+
+
+def claim_set(records: list[dict[str, Any]]) -> ClaimSet:
+    """The claim set for the records' baseline; ReportError when blockbench has none for it."""
+    baseline = records[0]["config"].get("baseline") or "pre_ln"
+    if baseline not in CLAIM_SETS:
+        raise ReportError(f"no claims are defined against baseline {baseline!r}: a report checks the paper's claims "
+                          "(baseline pre_ln) or today's baseline's (baseline transformer_pp)")
+    return CLAIM_SETS[baseline]
+
+
 def check_claims(records: list[dict[str, Any]], margin: float = DEFAULT_MARGIN) -> tuple[list[Claim], dict]:
-    """Every claim the records can speak to, plus the numbers the figure needs."""
+    """Every claim of the records' claim set they can speak to, plus the numbers the figure needs."""
     by_variant: dict[str, dict[str, Any]] = {}
     for r in records:
         by_variant.setdefault(r["variant"], r)
-    baseline = records[0]["config"].get("baseline") or "pre_ln"
-    figure: dict[str, Any] = {"speed": {}, "baseline": baseline, "margin": margin}
-    if baseline != "pre_ln" or "pre_ln" not in by_variant:
-        raise ReportError("the paper's claims are relative to Pre-LN: the records need variant pre_ln as baseline")
-    claims = [c for c in (params_claim(by_variant),) if c is not None]
+    claims_of = claim_set(records)
+    baseline = claims_of.baseline
+    figure: dict[str, Any] = {"speed": {}, "baseline": baseline, "margin": margin, "claims": claims_of}
+    if baseline not in by_variant:
+        raise ReportError(f"the claims are relative to {baseline}: the records need variant {baseline} as baseline")
+    claims = [c for c in (params_claim(by_variant, claims_of.params),) if c is not None]
     pairs = LossPairs(records)
-    # 2. Per-step parity with Pre-LN (final loss after the same number of steps and tokens).
-    for v, name in (("sas", "SAS"), ("sas_p", "SAS-P")):
-        claims.append(pairs.claim(v, "pre_ln", f"{name} matches Pre-LN per step", "\"essentially match\" Pre-LN "
-                                  "per update (Fig. 23); GLUE 78.4 (SAS), 78.3 (SAS-P) vs 78.9", "parity", margin))
-    # 3. Naive skip removal fails.
-    claims.append(pairs.claim("naive_skipless", "pre_ln", "naive skipless trains far worse than Pre-LN",
-                              "\"trains far slower\": rank collapse without shaped attention (section 4.1)", "worse",
-                              margin, stuck_is_the_claim=True))
-    # 4. V-SkipInit (trainable orthogonal V/P) is slower per step than SAS (identity V/P).
-    claims.append(pairs.claim("vskipinit", "sas", "V-SkipInit is slower per step than SAS",
-                              "markedly slower per step (Fig. 2); ~1.50 vs ~1.15 for Pre-LN (figure reading, "
-                              "unreliable)", "worse", 0.0))
-    # 5. SAS-P without normalisation is slightly worse per step.
-    claims.append(pairs.claim("sas_p_nonorm", "sas_p", "SAS-P without norm is slightly worse per step than SAS-P",
-                              "slightly worse per step; ~1.245 vs Pre-LN ~1.155 at 40K steps (repo README)", "worse",
-                              0.0))
-    # 6. Throughput: SAS-P / Pre-LN, interleaved, against the analytic bounds.
+    for c in claims_of.loss:
+        claims.append(pairs.claim(c.candidate, c.reference, c.title, c.paper, c.kind,
+                                  margin if c.threshold is None else c.threshold, c.stuck_is_the_claim))
     claims.append(speed_claim(records, by_variant, figure))
     return [c for c in claims if c is not None], figure
 
 
-def params_claim(by_variant: dict[str, dict[str, Any]]) -> Claim | None:
-    """1. Parameters: SAS and SAS-P remove exactly (2L-1)d^2 block-matrix parameters."""
-    pre = by_variant["pre_ln"]
+def params_claim(by_variant: dict[str, dict[str, Any]], params: tuple[str, str, tuple[str, ...]]) -> Claim | None:
+    """1. Parameters: the simplified blocks remove exactly (2L-1)d^2 block-matrix parameters (W^V and W^P in every
+    block, W^V reparametrised in the first)."""
+    title, reference, candidates = params
+    pre = by_variant[reference]
     model = pre["config"]["model"]
     layers, width = model["n_layers"], model["d_model"]
-    simplified = [v for v in ("sas", "sas_p") if v in by_variant]
+    simplified = [v for v in candidates if v in by_variant]
     if not simplified:
         return None
     expected = (2 * layers - 1) * width * width
@@ -233,7 +305,7 @@ def params_claim(by_variant: dict[str, dict[str, Any]]) -> Claim | None:
     measured = "; ".join(f"{v}: {removed[v]:,} removed ({total[v]:.1%} of all parameters)" for v in simplified)
     exact = REPRODUCED if all(n == expected for n in removed.values()) else NOT_REPRODUCED
     return Claim(
-        "SAS / SAS-P remove (2L-1)d² parameters from the blocks",
+        title,
         "(2L-1)d² fewer; 146M vs 167M (-13%) at L=18, d=768, V=50K",
         f"expected {expected:,} (L={layers}, d={width}); {measured}",
         exact, "exact: the recorded block-matrix counts must differ by exactly (2L-1)d²",
@@ -305,16 +377,22 @@ def speed_claim(records: list[dict[str, Any]], by_variant: dict[str, dict[str, A
             figure["speed"][v] = speed
     if untrusted:
         figure["speed_disturbed"] = untrusted
-    if "sas_p" not in by_variant or "sas_p" not in figure["speed"]:
+    claims_of: ClaimSet = figure["claims"]
+    candidate, title = claims_of.speed
+    if candidate not in by_variant or candidate not in figure["speed"]:
         return None
-    pre = by_variant["pre_ln"]
-    ratio, iqr = figure["speed"]["sas_p"]
-    r = float(pre["block_spec"]["mlp_ratio"]) if pre["block_spec"] else 4.0
-    bound = (4 + 2 * r) / (2 + 2 * r)
-    flops_ratio = pre["static"]["flops_train_per_token"] / by_variant["sas_p"]["static"]["flops_train_per_token"]
+    pre = by_variant[claims_of.baseline]
+    ratio, iqr = figure["speed"][candidate]
+    if claims_of.paper_speedup is not None:  # the paper's ReLU MLP of width r d: (4+2r)/(2+2r), as it states it
+        r = float(pre["block_spec"]["mlp_ratio"]) if pre["block_spec"] else 4.0
+        bound, bound_text = (4 + 2 * r) / (2 + 2 * r), f"matmul bound (4+2r)/(2+2r) = {(4 + 2 * r) / (2 + 2 * r):.2f}"
+    else:  # any MLP: the ratio of the blocks' matrix parameters, which the blocks' matmul FLOPs follow
+        bound = pre["static"]["params_block_matrices"] / by_variant[candidate]["static"]["params_block_matrices"]
+        bound_text = f"matmul bound (ratio of the blocks' matrix parameters) = {bound:.2f}"
+    flops_ratio = pre["static"]["flops_train_per_token"] / by_variant[candidate]["static"]["flops_train_per_token"]
     figure["bound"], figure["flops_ratio"] = bound, flops_ratio
     low, high = ratio - iqr / 2, ratio + iqr / 2
-    rounds = by_variant["sas_p"]["speed"]["rounds"]
+    rounds = by_variant[candidate]["speed"]["rounds"]
     verdict = (UNRESOLVED if math.isnan(iqr) or untrusted else REPRODUCED if low > 1 else
                NOT_REPRODUCED if high < 1 else UNRESOLVED)
     if untrusted:
@@ -324,16 +402,17 @@ def speed_claim(records: list[dict[str, Any]], by_variant: dict[str, dict[str, A
         share = stats.share_of_bound(ratio, bound)
         measured = (f"{ratio:.3f}x (median of {rounds} interleaved rounds, ± half their IQR: {low:.3f}-{high:.3f}"
                     f"); whole-model FLOP ratio {flops_ratio:.3f}" + (f"; {share}" if share else ""))
+    paper = claims_of.paper_speedup
     claim = Claim(
-        "SAS-P trains faster than Pre-LN (throughput)",
-        f"{PAPER_SPEEDUP}x per iteration (BERT, Table 1); matmul bound (4+2r)/(2+2r) = {bound:.2f}",
+        title, f"{claims_of.speed_paper}; {bound_text}",
         measured,
         verdict, "faster: median ± half the interquartile range of the probe's per-round ratios entirely "
-                 f"above 1.0; entirely below: not reproduced; from an untrusted probe, or ratios measured on "
-                 f"several device types or in several execution modes: no ratio and no verdict. Magnitude: "
-                 f"the paper's {PAPER_SPEEDUP}x inside that range; outside it: not reproduced (smaller or "
-                 "larger)",
-        magnitude=(f"{NOT_APPLICABLE}: probe not trusted" if untrusted else speed_magnitude(low, high)))
+                 "above 1.0; entirely below: not reproduced; from an untrusted probe, or ratios measured on "
+                 "several device types or in several execution modes: no ratio and no verdict. Magnitude: "
+                 + (f"the paper's {paper}x inside that range; outside it: not reproduced (smaller or larger)"
+                    if paper is not None else "none: no published figure for this pair"),
+        magnitude=(f"{NOT_APPLICABLE}: probe not trusted" if untrusted
+                   else speed_magnitude(low, high) if paper is not None else f"{NOT_APPLICABLE}: no published figure"))
     figure["speed_verdicts"] = (verdict, claim.magnitude.split(":")[0])
     return claim
 
@@ -363,8 +442,8 @@ def plot_claims(claims: list[Claim], figure: dict[str, Any]) -> bytes:
     fig.legend(*right.get_legend_handles_labels(), loc="outside lower right", fontsize="small", ncols=3)
     shown = [c.verdict for c in loss]
     words = ", ".join(f"{VERDICT_COLOURS[w].removeprefix('tab:')} {w}" for w in VERDICTS if w in shown)
-    fig.suptitle(f"the paper's claims at this scale; loss points coloured by verdict: {words or 'none'}",
-                 fontsize="medium")
+    whose = "the paper's claims" if figure["claims"] is PAPER_CLAIMS else "today's baseline's claims"
+    fig.suptitle(f"{whose} at this scale; loss points coloured by verdict: {words or 'none'}", fontsize="medium")
     return _png(fig)
 
 
@@ -373,7 +452,7 @@ def _plot_loss_claims(left, loss: list[Claim]) -> None:
     for i, c in enumerate(loss):
         d, colour = c.pair, VERDICT_COLOURS.get(c.verdict, "tab:grey")
         if not d.survivors:
-            left.annotate(d.divergence(), (0, i), va="center", color=colour)
+            left.annotate(mpl(d.divergence()), (0, i), va="center", color=colour)
         elif math.isnan(d.low):
             left.plot([d.mean], [i], "o", color=colour)
         else:
@@ -381,10 +460,10 @@ def _plot_loss_claims(left, loss: list[Claim]) -> None:
                           capsize=4, markersize=7)
         # The line this claim's interval must clear: its own, since parity and "worse" claims differ.
         left.plot([c.threshold] * 2, [i - 0.35, i + 0.35], color="black", linewidth=2.5, solid_capstyle="butt")
-        left.annotate(c.verdict + (f" ({c.note})" if c.note else ""), (1.0, i), xycoords=("axes fraction", "data"),
+        left.annotate(mpl(c.verdict + (f" ({c.note})" if c.note else "")), (1.0, i), xycoords=("axes fraction", "data"),
                       xytext=(-4, -12),
                       textcoords="offset points", ha="right", va="center", fontsize="small", color=colour)
-    left.set_yticks(range(len(loss)), [f"{c.pair.candidate} − {c.pair.reference}\n{c.title}" for c in loss],
+    left.set_yticks(range(len(loss)), [f"{mpl(c.pair.candidate)} − {mpl(c.pair.reference)}\n{c.title}" for c in loss],
                    fontsize="small")
     left.set_ylim(-0.6, len(loss) - 0.4)
     left.axvline(0, color="grey", linewidth=0.8)
@@ -399,6 +478,8 @@ def _plot_speed(right, figure: dict[str, Any]) -> None:
     # An untrusted probe's ratios are no points: the panel keeps its lines and says why it has none.
     speed = {} if figure.get("speed_disturbed") else figure["speed"]
     names = sorted(speed)[::-1]
+    claims_of: ClaimSet = figure["claims"]
+    claimed, (reference, candidate_name) = claims_of.speed[0], claims_of.names
     if figure.get("speed_disturbed"):
         import textwrap
 
@@ -410,37 +491,40 @@ def _plot_speed(right, figure: dict[str, Any]) -> None:
     for i, v in enumerate(names):
         ratio, iqr = speed[v]
         # Each variant in its colour and marker on every page (plotstyle); the claim's point is larger.
-        style = {**plotstyle.variant_style(v, names), "markersize": 9 if v == "sas_p" else 6}
+        style = {**plotstyle.variant_style(v, names), "markersize": 9 if v == claimed else 6}
         if math.isnan(iqr):
             right.plot([ratio], [i], linestyle="none", **style)
         else:
             right.errorbar([ratio], [i], xerr=[[iqr / 2], [iqr / 2]], capsize=3, **style)
-    right.set_yticks(range(len(names)), [f"{v} (the claim)" if v == "sas_p" else v for v in names])
+    # Variant names come from the records: mathtext-escaped (untrusted.mpl), so `$...$` in one is text.
+    right.set_yticks(range(len(names)), [f"{mpl(v)} (the claim)" if v == claimed else mpl(v) for v in names])
     # Reference lines in black and grey, told apart by their dashes: the colours belong to the variants.
     right.axvline(1.0, color="grey", linewidth=0.8)
-    right.axvline(PAPER_SPEEDUP, color="black", linestyle="-.", linewidth=1.2,
-                  label=f"paper: SAS-P {PAPER_SPEEDUP}x (BERT)")
+    if claims_of.paper_speedup is not None:
+        right.axvline(claims_of.paper_speedup, color="black", linestyle="-.", linewidth=1.2,
+                      label=f"paper: SAS-P {claims_of.paper_speedup}x (BERT)")
     if "bound" in figure:
         right.axvline(figure["bound"], color="dimgrey", linestyle="--", linewidth=1,
-                      label=f"SAS-P blocks' matmul bound {figure['bound']:.2f}")
+                      label=f"{candidate_name} blocks' matmul bound {figure['bound']:.2f}")
         # Thick and grey: it often lies on the paper's line (1.159 vs 1.16), and both must show.
         right.axvline(figure["flops_ratio"], color="darkgrey", linestyle=":", linewidth=2.5,
-                      label=f"SAS-P whole-model FLOP ratio {figure['flops_ratio']:.3f}")
-    if "speed_verdicts" in figure and "sas_p" in names and not figure.get("speed_disturbed"):
+                      label=f"{candidate_name} whole-model FLOP ratio {figure['flops_ratio']:.3f}")
+    if "speed_verdicts" in figure and claimed in names and not figure.get("speed_disturbed"):
         direction, magnitude = figure["speed_verdicts"]
-        row = names.index("sas_p")
-        colour = plotstyle.variant_style("sas_p", names)["color"]
+        row = names.index(claimed)
+        colour = plotstyle.variant_style(claimed, names)["color"]
         # Beside the point, the text ran into the tick labels. It goes inside the axes, from the left edge, half
         # a row off the claim's row (between two rows, where no point lies), with a line to the point.
         gap = row + 0.5 if row + 1 < len(names) else row - 0.5
-        right.annotate(f"faster: {direction}\n{PAPER_SPEEDUP}x: {magnitude}", (speed["sas_p"][0], row),
+        paper = "" if claims_of.paper_speedup is None else f"\n{claims_of.paper_speedup}x: {magnitude}"
+        right.annotate(f"faster: {direction}{paper}", (speed[claimed][0], row),
                        xytext=(0.02, gap), textcoords=("axes fraction", "data"), ha="left", va="center",
                        fontsize="small", color=colour, zorder=6,
                        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1},
                        arrowprops={"arrowstyle": "-", "color": colour, "linewidth": 0.8, "shrinkB": 6})
         right.set_ylim(min(-0.6, gap - 0.5), len(names) - 0.4)
-    right.set_xlabel("step speed-up vs Pre-LN (median ± IQR/2)")
-    right.set_title("throughput vs Pre-LN (higher is faster)" + (
+    right.set_xlabel(f"step speed-up vs {reference} (median ± IQR/2)")
+    right.set_title(f"throughput vs {reference} (higher is faster)" + (
         "\nPROBE NOT TRUSTED: no ratio shown" if figure.get("speed_disturbed") else ""),
         fontsize="medium", **({"color": "tab:red"} if figure.get("speed_disturbed") else {}))
     right.grid(True, axis="x", alpha=0.3)
@@ -451,16 +535,12 @@ def _table(header: list[str], rows: list[list[str]], text: int = 1) -> page.Tabl
     return page.table(header, rows, frozenset(header[:text]))
 
 
-# The pairs the per-step claims rest on: (reference, candidate).
-CLAIM_PAIRS = (("pre_ln", "sas"), ("pre_ln", "sas_p"), ("sas", "vskipinit"), ("sas_p", "sas_p_nonorm"))
-
-
 def power_section(records: list[dict[str, Any]], margin: float) -> list[page.Block]:
     """How many seeds (and how many steps) the per-step claims need for a 95% interval of +-margin, from these
     records' own per-seed paired differences at 50%, 75% and 100% of the budget (none with one seed)."""
     seeds = sorted({r["seed"] for r in records})
     rows = []
-    for reference, candidate in CLAIM_PAIRS:
+    for reference, candidate in claim_set(records).pairs:  # the pairs the per-step claims rest on
         for row in stats.power_rows(records, reference, candidate, margin):
             rows.append([f"{candidate} - {reference}", f"{row.step:g} ({row.fraction:.0%})", str(row.n),
                          f"{row.mean:+.3f}", f"{row.sd:.3f}", f"±{row.halfwidth_now:.3f}",
@@ -498,7 +578,7 @@ def escape_section(records: list[dict[str, Any]]) -> list[page.Block]:
         escaped = [s for s in steps if s is not None]
         spread = (statistics.median(escaped), min(escaped), max(escaped)) if escaped else ("-",) * 3
         stuck, _ = stats.plateaued(records, v)
-        rows.append([v, *(x if x == "-" else f"{x:.0f}" for x in spread), str(len(steps) - len(escaped)),
+        rows.append([md(v), *(x if x == "-" else f"{x:.0f}" for x in spread), str(len(steps) - len(escaped)),
                      str(stuck)])
     return [page.Heading("When each run left the unigram plateau"), intro,
             _table(["variant", "median", "earliest", "latest", "never", "stuck at the end"], rows)]
@@ -515,8 +595,10 @@ def workload_sections(records: list[dict[str, Any]]) -> list[page.Block]:
 
     blocks: list[page.Block] = []
     for section in workload_class(workload_of(records[0])).report_sections(records, speed_cell):
+        # A section's text columns are words read from the records (the variant): escaped like every such text.
+        rows = [[md(c) if i < section.text_columns else c for i, c in enumerate(r)] for r in section.rows]
         blocks += [page.Heading(section.heading), page.Para(section.text),
-                   _table(list(section.header), [list(r) for r in section.rows], section.text_columns)]
+                   _table(list(section.header), rows, section.text_columns)]
     return blocks
 
 
@@ -524,7 +606,7 @@ def report_page(claims: list[Claim], records: list[dict[str, Any]], margin: floa
                 has_leaderboard: bool, diagnosis: dict[str, Any] | None = None) -> page.Page:
     """Everything the report says, once: REPORT.md and REPORT.html are two renderings of this."""
     first = records[0]
-    doc = page.Page(f"Claims report: {first['suite']['name']} v{first['suite']['version']}")
+    doc = page.Page(f"Claims report: {md(first['suite']['name'])} v{md(first['suite']['version'])}")
     _add_opening(doc, records, left_out, has_leaderboard)
     _add_claims(doc, claims)
     doc.add(*workload_sections(records))
@@ -542,9 +624,11 @@ def _add_opening(doc: page.Page, records: list[dict[str, Any]], left_out: int, h
     cfg = first["config"]
     model, budget = cfg["model"], cfg["budget"]
     seeds = sorted({r["seed"] for r in records})
-    variants = sorted({r["variant"] for r in records})
-    commits = sorted({(r["git"]["commit"] or "unknown")[:12] + ("-dirty" if r["git"]["dirty"] else "")
-                      for r in records})
+    # What the records say is escaped (untrusted.md) before it joins the report's own Markdown.
+    variants = [md(v) for v in sorted({r["variant"] for r in records})]
+    commits = [md(c) for c in sorted({(r["git"]["commit"] or "unknown")[:12] + ("-dirty" if r["git"]["dirty"] else "")
+                                      for r in records})]
+    devices = [md(d) for d in sorted({r["env"]["device_name"] for r in records})]
     tokens = first["summary"]["tokens"]
     # The way in, at the top as on the leaderboard pages: the verdict rules, and the leaderboard's guide.
     guide = ("[How to read this](#how-the-verdicts-are-reached): how each verdict is reached, at the bottom of this "
@@ -555,23 +639,22 @@ def _add_opening(doc: page.Page, records: list[dict[str, Any]], left_out: int, h
     doc.add(page.Para(guide + ". This report as a web page: [REPORT.html](REPORT.html); as Markdown: "
                       "[REPORT.md](REPORT.md)."))
     doc.add(page.Para(
-        "He & Hofmann, *Simplifying Transformer Blocks* (ICLR 2024), checked claim by claim against the run "
-        "records in `records/` (spec section 8). Written by `blockbench report`; regenerate it with "
-        f"`blockbench report results/{first['suite']['name']}/{first['suite']['version']}`."))
+        claim_set(records).source + " Written by `blockbench report`; regenerate it with "
+        + md_code(f"blockbench report results/{first['suite']['name']}/{first['suite']['version']}") + "."))
     doc.add(page.Bullets((
-        f"**Scale:** L={model['n_layers']}, d={model['d_model']}, H={model['n_heads']}, T={model['seq_len']}, "
-        f"{first['data']['tokenizer']} tokens (V={first['data']['vocab_size']}) of corpus "
-        f"`{first['data']['corpus']}`; budget {budget}, {tokens:,} training tokens per run. The paper trains "
+        f"**Scale:** L={md(model['n_layers'])}, d={md(model['d_model'])}, H={md(model['n_heads'])}, "
+        f"T={md(model['seq_len'])}, {md(first['data']['tokenizer'])} tokens (V={md(first['data']['vocab_size'])}) "
+        f"of corpus {md_code(first['data']['corpus'])}; budget {md(budget)}, {tokens:,} training tokens per run. "
+        "The paper trains "
         "100-300M-parameter models on 0.7-2B tokens.",
         f"**Runs:** {len(records)} records, variants {', '.join(variants)}; seeds {seeds}; suite hash "
-        f"`{first['suite']['hash'][:12]}`; commit {', '.join(commits)}; device "
-        f"{', '.join(sorted({r['env']['device_name'] for r in records}))}; "
-        + "; ".join(f"{k} {v}" for k, v in setup_facts(records) if k in ("execution mode", "dtype")) + "."
+        f"{md_code(first['suite']['hash'][:12])}; commit {', '.join(commits)}; device {', '.join(devices)}; "
+        + "; ".join(f"{k} {md(v)}" for k, v in setup_facts(records) if k in ("execution mode", "dtype")) + "."
         + (f" {left_out} record(s) in the directory were left out (see the leaderboard)." if left_out else ""),
         "**Learning rates** (per variant, as the paper tunes them): "
-        + ", ".join(f"{v} {lr:g}" for v, lr in sorted({r['variant']: r['config']['optim']['lr']
+        + ", ".join(f"{md(v)} {lr:g}" for v, lr in sorted({r['variant']: r['config']['optim']['lr']
                                                       for r in records}.items())) + ".",
-        f"**Target:** {target_text(records)}")))
+        f"**Target:** {md(target_text(records))}")))
 
 
 def _add_claims(doc: page.Page, claims: list[Claim]) -> None:
@@ -598,11 +681,13 @@ def _add_figures(doc: page.Page, records: list[dict[str, Any]], has_leaderboard:
                  diagnosis: dict[str, Any] | None) -> None:
     """The claims figure, the leaderboard's loss plots, and the diagnosis at initialisation."""
     variants = sorted({r["variant"] for r in records})
+    claims_of = claim_set(records)
     doc.add(page.Figure(
         "report_claims.png", "left, each loss claim on the pair of variants its verdict reads (candidate "
         "minus reference, 95% interval), the black bar marking the line the interval must clear, points "
-        "coloured by verdict; right, every variant's speed-up against Pre-LN by the interleaved probe, with the "
-        f"paper's {PAPER_SPEEDUP}x for SAS-P and the analytic bounds.", alt="claims"))
+        f"coloured by verdict; right, every variant's speed-up against {claims_of.names[0]} by the interleaved "
+        "probe, with " + (f"the paper's {claims_of.paper_speedup}x for SAS-P and " if claims_of.paper_speedup else "")
+        + "the analytic bounds.", alt="claims"))
     if has_leaderboard:
         doc.add(page.Para("Eval loss against steps and training seconds (means over seeds; from the leaderboard):"),
                 page.Figure("loss_vs_steps.png", "", alt="loss vs steps"),
@@ -614,10 +699,10 @@ def _add_figures(doc: page.Page, records: list[dict[str, Any]], has_leaderboard:
         # Only the variants these records cover: a diagnosis of every preset says nothing of blocks not run here.
         last = {v: d["cosine"][-1] for v, d in diagnosis["variants"].items() if v in variants}
         doc.add(page.Heading("Why: signal propagation at initialisation"), page.Para(
-            f"`blockbench diagnose` on real batches, L={diagnosis['model']['n_layers']}, "
-            f"d={diagnosis['model']['d_model']} (`diagnose.json`): the mean cosine similarity between "
+            f"`blockbench diagnose` on real batches, L={md(diagnosis['model']['n_layers'])}, "
+            f"d={md(diagnosis['model']['d_model'])} (`diagnose.json`): the mean cosine similarity between "
             "different tokens' representations after the last block is "
-            + ", ".join(f"{v} {c:.3f}" for v, c in sorted(last.items()))
+            + ", ".join(f"{md(v)} {c:.3f}" for v, c in sorted(last.items()))
             + ". Near 1 is rank collapse (every token looks alike), the paper's explanation of why naive "
               "skip removal fails and shaped attention does not."),
             page.Figure("diagnose.png", "", alt="signal propagation"))
@@ -642,10 +727,11 @@ def _add_rules(doc: page.Page, claims: list[Claim], records: list[dict[str, Any]
         f"ran the same seeds (same data order and initialisation seed). With {len(seeds)} seed(s) an interval is "
         "wide: a claim the interval cannot decide is reported as not resolvable rather than guessed. Throughput "
         "comes from the interleaved speed probe (every variant in one process, round-robin), whose per-round "
-        "ratio to Pre-LN is robust to the drift of a shared machine; separate runs' tokens/s are not "
+        f"ratio to {claim_set(records).names[0]} is robust to the drift of a shared machine; separate runs' "
+        "tokens/s are not "
         "compared."))
     losses = _losses(records)
-    rows = [[v] + [("diverged" if losses[v].get(s, math.nan) is None else
+    rows = [[md(v)] + [("diverged" if losses[v].get(s, math.nan) is None else
                     "-" if s not in losses[v] else f"{losses[v][s]:.4f}") for s in seeds] for v in sorted(losses)]
     doc.add(page.Heading("Per-seed final eval loss"), _table(["variant"] + [f"seed {s}" for s in seeds], rows))
 
@@ -665,14 +751,13 @@ def generate_report(target: str, out: str | None = None, margin: float = DEFAULT
     claims, figure = check_claims(records, margin)
     out_dir = Path(out) if out is not None else results
     diagnosis = None
-    if (results / "diagnose.json").exists() and (results / "diagnose.png").exists():
-        import json
+    if os.path.lexists(results / "diagnose.json") and (results / "diagnose.png").exists():
+        from blockbench.views.diagnosis import load_diagnosis
 
-        try:
-            diagnosis = json.loads((results / "diagnose.json").read_text())
-            diagnosis["variants"], diagnosis["model"]["n_layers"]  # noqa: B018 - the keys the report reads
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ReportError(f"{results / 'diagnose.json'}: malformed ({exc}); rerun blockbench diagnose") from None
+        try:  # the guarded loader: a FIFO, a 1 GiB or a deeply nested file is refused in one line
+            diagnosis = load_diagnosis(results / "diagnose.json")
+        except BlockbenchError as exc:
+            raise ReportError(f"{exc}; rerun blockbench diagnose") from None
     text = report_page(claims, records, margin, len(left), (results / "loss_vs_steps.png").exists(), diagnosis)
     write_outputs(out_dir, {"REPORT.md": page.to_markdown(text).encode(), "REPORT.html": page.to_html(text).encode(),
                             "report_claims.png": plot_claims(claims, figure)})

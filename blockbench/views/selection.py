@@ -141,15 +141,33 @@ def group_failures(results: Path, kept: list[tuple[Path, dict[str, Any]]]) -> li
 
 
 
+def training_dtype(record: dict[str, Any]) -> str:
+    """The dtype a run trained in (`config.dtype`; older records kept it under `config.runtime`; fp32 when
+    neither says, as those runs trained)."""
+    config = record["config"]
+    runtime = config.get("runtime") if isinstance(config.get("runtime"), dict) else {}
+    return str(config.get("dtype") or runtime.get("dtype") or "fp32")
+
+
+def training_dtypes(records: list[dict[str, Any]]) -> set[str]:
+    """The dtypes runs trained in. Like device types and execution modes, speed compares only within one: bf16
+    and fp32 steps run different kernels at different peak rates."""
+    return {training_dtype(r) for r in records}
+
+
 def speed_not_comparable(records: list[dict[str, Any]]) -> str | None:
     """Why the records' speed ratios do not compare with each other, else None: a ratio means something only on
-    the device type and in the execution mode it was measured in (kernels, launches and fusion differ)."""
+    the device type, in the execution mode and in the dtype it was measured in (kernels, launches, fusion and
+    peak rates differ)."""
     if len(device_types(records)) > 1:
         return "the runs trained on several device types, and a ratio compares only within one"
     modes = execution_modes(records)
     if len(modes) > 1:
         return (f"the runs trained in several execution modes ({', '.join(sorted(modes))}), and a ratio compares "
                 "only within one")
+    dtypes = training_dtypes(records)
+    if len(dtypes) > 1:
+        return f"the runs trained in several dtypes ({', '.join(sorted(dtypes))}), and a ratio compares only within one"
     return None
 
 

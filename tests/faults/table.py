@@ -32,6 +32,8 @@ def fault(what: str, exit: int | str, message: str, on_disk: str, ci: bool = Tru
 def render() -> str:
     import tests.faults.test_faults  # noqa: F401 - registers the rows
     import tests.faults.test_hostile  # noqa: F401
+    import tests.faults.test_received_files  # noqa: F401
+    import tests.faults.test_untrusted_text  # noqa: F401
     from tests.faults.table import FAULTS as faults  # the imported module's registry, also when run as __main__
 
     def cell(text: str) -> str:
