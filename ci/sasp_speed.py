@@ -5,7 +5,7 @@ probe's own timing path), so machine drift common to a round cancels. Prints, pe
 rounds of pre_ln_time / sas_p_time and nanogpt_time / pre_ln_time with their IQR; never absolute seconds as a
 verdict.
 
-    python ci/sasp_speed.py --width 256 --width 512 --rounds 12 [--json out.json]
+    python ci/sasp_speed.py --width 256 --width 512 --rounds 12 [--modern] [--json out.json]
 
 The nanoGPT-style reference is the same Pre-LN model (RMSNorm, fused QKV, SDPA, ReLU MLP, no biases, tied
 head) written as one plain module and trained by a bare loop (AdamW, grad clip, zero_grad): if blockbench's
@@ -15,6 +15,7 @@ pre_ln step is slower than it, the harness or the block code costs something a h
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 import torch
@@ -22,8 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from blockbench.data import load_data
+from blockbench.measure.flops import count_flops
 from blockbench.profile import harness_step, speed_ratio, suite_at_shape
-from blockbench.suite import load_suite
+from blockbench.suite import VariantEntry, load_suite
 
 
 class NanoBlock(nn.Module):
@@ -116,15 +118,21 @@ def unfused(step):
     return step
 
 
+MODERN = ("transformer_pp", "sas_p_pp")
+
+
 def measure(width: int, args: argparse.Namespace, data) -> dict:
-    suite = suite_at_shape(load_suite(args.suite), ["pre_ln", "sas_p"], n_layers=args.layers, d_model=width,
+    base = load_suite(args.suite)
+    names = ["pre_ln", "sas_p", *(MODERN if args.modern else ())]
+    # Today's baseline and SAS-P on it are timed with the suite's default optimiser where the suite lacks them.
+    base = dataclasses.replace(base, variants={**base.variants, **{v: VariantEntry(v, v) for v in names
+                                                                   if v not in base.variants}})
+    suite = suite_at_shape(base, names, n_layers=args.layers, d_model=width,
                            n_heads=args.heads, seq_len=args.seq_len, batch_size=args.batch, threads=args.threads)
-    steps = {name: harness_step(suite, name, data) for name in ("pre_ln", "sas_p")}
+    steps = {name: harness_step(suite, name, data) for name in names}
     if args.before:
         steps["sas_p_before"] = unfused(harness_step(suite, "sas_p", data))
     if args.compile_shaped:
-        import dataclasses
-
         compiled = dataclasses.replace(suite, runtime=dataclasses.replace(suite.runtime, compile_shaped=True))
         steps["sas_p_compiled_mix"] = harness_step(compiled, "sas_p", data)
         steps["sas_p_compiled_mix"]()  # compiles here, before the timed rounds
@@ -157,6 +165,14 @@ def measure(width: int, args: argparse.Namespace, data) -> dict:
         out[f"{name}_compiled_over_eager"] = _ratio({"ratios": [c / e for c, e in
                                                                  zip(result[f"{name}_compiled"]["ratios"], eager)]})
         out[f"{name}_compile_seconds"] = compile_seconds[name]
+    if args.modern:
+        flops = {n: count_flops(steps[n].trainer.model, use_fvcore=False)["flops_train_per_token"] for n in names}
+        # transformer_pp against pre_ln, and sas_p_pp against transformer_pp: per round, the ratio of ratios
+        for name, ref in (("transformer_pp", "pre_ln"), ("sas_p_pp", "transformer_pp")):
+            ref_ratios = result[ref]["ratios"] if ref != "pre_ln" else [1.0] * len(result[name]["ratios"])
+            out[f"{name}_over_{ref}"] = {**_ratio({"ratios": [a / b for a, b in zip(result[name]["ratios"],
+                                                                                    ref_ratios)]}),
+                                         "flop_ratio": flops[ref] / flops[name]}
     if "nanogpt" in result:
         # nanogpt_time / pre_ln_time: the inverse of the probe's ratio, per round
         inv = [1 / r for r in result["nanogpt"]["ratios"]]
@@ -190,6 +206,9 @@ def main() -> None:
                         help="also time SAS-P with runtime.compile_shaped (only the shaped mix compiled)")
     parser.add_argument("--compile", action="store_true",
                         help="also time torch.compile'd pre_ln and sas_p (compiled once, before the rounds)")
+    parser.add_argument("--modern", action="store_true",
+                        help="also time transformer_pp (against pre_ln) and sas_p_pp (against transformer_pp), "
+                             "each beside its training-FLOP ratio")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -211,6 +230,11 @@ def main() -> None:
                 c = r[f"{name}_compiled_over_eager"]
                 line += (f"; {name} compiled/eager {c['median']:.3f} (IQR {c['q1']:.3f}-{c['q3']:.3f}, compile "
                          f"{r[f'{name}_compile_seconds']:.0f} s)")
+        for key in ("transformer_pp_over_pre_ln", "sas_p_pp_over_transformer_pp"):
+            if key in r:
+                o = r[key]
+                line += (f"; {key.replace('_over_', '/')} {o['median']:.3f} (IQR {o['q1']:.3f}-{o['q3']:.3f}; "
+                         f"FLOP ratio {o['flop_ratio']:.3f})")
         if "pre_ln_over_nanogpt" in r:
             n = r["pre_ln_over_nanogpt"]
             line += f"; Pre-LN vs nanoGPT loop {n['median']:.3f} (IQR {n['q1']:.3f}-{n['q3']:.3f})"

@@ -88,15 +88,6 @@ def snapshot(directory: Path) -> dict[str, bytes]:
             if p.is_file() and p.name != ".lock"}
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    """A finished tiny run (two records) to damage copies of."""
-    base = tmp_path_factory.mktemp("finished")
-    suite = write_suite(base)
-    assert main(["run", "--suite", str(suite), "--out", str(base / "run"), "--quiet", "--in-process"]) == 0
-    return base / "run"
-
-
 def mount_tmpfs(path: Path, options: str) -> None:
     if os.geteuid() != 0 or not shutil.which("mount"):
         pytest.skip("needs root to mount a small tmpfs")

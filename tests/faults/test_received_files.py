@@ -29,15 +29,6 @@ from tests.faults.test_faults import ENV, REPO, cli, finish, intact, last_line, 
 from tests.tiny_suite import TINY_SUITE, write_suite
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    """A finished tiny run (two records and a probe) to copy and damage."""
-    base = tmp_path_factory.mktemp("received")
-    suite = write_suite(base)
-    assert main(["run", "--suite", str(suite), "--out", str(base / "run"), "--quiet", "--in-process"]) == 0
-    return base / "run"
-
-
 def tree(directory: Path) -> dict[str, bytes | str]:
     """Every entry under `directory`, the lock included: a file's bytes (a large one's size), a link's target, a
     directory's or FIFO's kind."""
