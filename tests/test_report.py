@@ -125,8 +125,9 @@ def test_report_is_written_and_regenerates_identically(tmp_path, capsys):
     out = three_seeds(tmp_path, {"naive_skipless": 0.5})
     for name in ("loss_vs_steps.png", "loss_vs_seconds.png"):
         shutil.copy(DEFAULT / name, out / name)
-    diagnosis = {"model": {"n_layers": 4, "d_model": 128},
-                 "variants": {"pre_ln": {"cosine": [0.1, 0.5]}, "naive_skipless": {"cosine": [0.1, 0.99]}}}
+    diagnosis = {"suite": "default", "model": {"n_layers": 4, "d_model": 128},
+                 "variants": {"pre_ln": {"cosine": [0.1, 0.5], "rms_norm": [1.0, 1.0]},
+                              "naive_skipless": {"cosine": [0.1, 0.99], "rms_norm": [1.0, 1.0]}}}
     (out / "diagnose.json").write_text(json.dumps(diagnosis))
     shutil.copy(DEFAULT / "params.png", out / "diagnose.png")
     assert main(["report", str(out)]) == 0
@@ -153,7 +154,7 @@ def test_malformed_diagnosis_exits_2_and_keeps_the_old_report(tmp_path, capsys):
     (out / "diagnose.json").write_text("{not json")
     (out / "diagnose.png").write_bytes(b"")
     assert main(["report", str(out)]) == 2
-    assert "diagnose.json: malformed" in capsys.readouterr().err
+    assert "diagnose.json: not valid JSON" in capsys.readouterr().err
     assert (out / "REPORT.md").read_bytes() == before
 
 

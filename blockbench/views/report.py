@@ -377,7 +377,7 @@ def speed_claim(records: list[dict[str, Any]], by_variant: dict[str, dict[str, A
             figure["speed"][v] = speed
     if untrusted:
         figure["speed_disturbed"] = untrusted
-    claims_of: ClaimSet = figure["claims"]
+    claims_of: ClaimSet = figure.get("claims", PAPER_CLAIMS)
     candidate, title = claims_of.speed
     if candidate not in by_variant or candidate not in figure["speed"]:
         return None
@@ -442,7 +442,7 @@ def plot_claims(claims: list[Claim], figure: dict[str, Any]) -> bytes:
     fig.legend(*right.get_legend_handles_labels(), loc="outside lower right", fontsize="small", ncols=3)
     shown = [c.verdict for c in loss]
     words = ", ".join(f"{VERDICT_COLOURS[w].removeprefix('tab:')} {w}" for w in VERDICTS if w in shown)
-    whose = "the paper's claims" if figure["claims"] is PAPER_CLAIMS else "today's baseline's claims"
+    whose = "the paper's claims" if figure.get("claims", PAPER_CLAIMS) is PAPER_CLAIMS else "today's baseline's claims"
     fig.suptitle(f"{whose} at this scale; loss points coloured by verdict: {words or 'none'}", fontsize="medium")
     return _png(fig)
 
@@ -478,7 +478,7 @@ def _plot_speed(right, figure: dict[str, Any]) -> None:
     # An untrusted probe's ratios are no points: the panel keeps its lines and says why it has none.
     speed = {} if figure.get("speed_disturbed") else figure["speed"]
     names = sorted(speed)[::-1]
-    claims_of: ClaimSet = figure["claims"]
+    claims_of: ClaimSet = figure.get("claims", PAPER_CLAIMS)
     claimed, (reference, candidate_name) = claims_of.speed[0], claims_of.names
     if figure.get("speed_disturbed"):
         import textwrap
