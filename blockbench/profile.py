@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from blockbench.blocks import ranges
+from blockbench.blocks import get_variant, ranges
 from blockbench.measure.components import (
     COMPONENTS,
     DESCRIPTIONS,
@@ -39,7 +39,7 @@ from blockbench.measure.components import (
 from blockbench.measure.cost import RATIO_METRICS, count_cost, format_cost_table
 from blockbench.measure.graph import compile_graph
 from blockbench.measure.throughput import interleaved_step_times, round_ratios, speed_summary
-from blockbench.suite import Suite
+from blockbench.suite import Suite, VariantEntry
 
 OPTIMIZER_NOTE = "AdamW fused=True (the kernel the harness uses on CUDA)"
 
@@ -48,17 +48,19 @@ def suite_at_shape(base: Suite, variants: list[str], *, n_layers: int | None = N
                    n_heads: int | None = None, seq_len: int | None = None, batch_size: int | None = None,
                    threads: int | None = None, dtype: str | None = None) -> Suite:
     """`base` with another model shape, batch, thread count, dtype and a subset of its variants (for measurement
-    only: the result keeps the base suite's hash, so it must never write records)."""
+    only: the result keeps the base suite's hash, so it must never write records). A zoo variant the suite does not
+    list joins with the suite's default optimiser (e.g. transformer_pp timed at a paper suite's shape)."""
     shape = {k: v for k, v in (("n_layers", n_layers), ("d_model", d_model), ("n_heads", n_heads),
                                 ("seq_len", seq_len)) if v is not None}
     missing = [v for v in variants if v not in base.variants]
-    if missing:
-        raise ValueError(f"suite {base.name!r} has no variant(s) {', '.join(missing)}")
+    for name in missing:
+        get_variant(name)  # an unknown name is an error naming the known ones
+    entries = {**base.variants, **{v: VariantEntry(v, v) for v in missing}}
     optim = base.optim if batch_size is None else dataclasses.replace(base.optim, batch_size=batch_size)
     runtime = dataclasses.replace(base.runtime, **{k: v for k, v in (("threads", threads), ("dtype", dtype))
                                                    if v is not None})
     return dataclasses.replace(base, model=dataclasses.replace(base.model, **shape), optim=optim, runtime=runtime,
-                               variants={v: base.variants[v] for v in variants})
+                               variants={v: entries[v] for v in variants})
 
 
 def harness_step(suite: Suite, variant: str, data: Any, seed: int | None = None) -> Callable[[], Any]:

@@ -30,7 +30,7 @@ from blockbench.measure.flops import count_flops
 from blockbench.measure.memory import PeakMemory
 from blockbench.measure.mfu import peak_flops
 from blockbench.profile import harness_step, speed_ratio, suite_at_shape
-from blockbench.suite import VariantEntry, load_suite
+from blockbench.suite import load_suite
 
 # Today's baseline and SAS-P on it run at the paper's shape too, with the suite's default optimiser (the paper's
 # suites do not list them).
@@ -123,9 +123,7 @@ def matmul_bound(suite: Any, variant: str, data: Any, device: torch.device, iter
 def suite_for(base: Any, variants: list[str], mode: str, batch: int | None) -> Any:
     runtime = dataclasses.replace(base.runtime, cuda_graphs="auto" if "graphs" in mode else "off",
                                   compile="compiled" in mode)
-    listed = {v: VariantEntry(v, v) for v in variants if v not in base.variants}
-    suite = dataclasses.replace(base, runtime=runtime, variants={**base.variants, **listed})
-    return suite_at_shape(suite, variants, batch_size=batch)
+    return suite_at_shape(dataclasses.replace(base, runtime=runtime), variants, batch_size=batch)
 
 
 def step_profile(step: Any, device: torch.device, steps: int = 3, top: int = 12) -> dict[str, Any]:

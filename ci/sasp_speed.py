@@ -25,7 +25,7 @@ from torch import nn
 from blockbench.data import load_data
 from blockbench.measure.flops import count_flops
 from blockbench.profile import harness_step, speed_ratio, suite_at_shape
-from blockbench.suite import VariantEntry, load_suite
+from blockbench.suite import load_suite
 
 
 class NanoBlock(nn.Module):
@@ -122,12 +122,8 @@ MODERN = ("transformer_pp", "sas_p_pp")
 
 
 def measure(width: int, args: argparse.Namespace, data) -> dict:
-    base = load_suite(args.suite)
     names = ["pre_ln", "sas_p", *(MODERN if args.modern else ())]
-    # Today's baseline and SAS-P on it are timed with the suite's default optimiser where the suite lacks them.
-    base = dataclasses.replace(base, variants={**base.variants, **{v: VariantEntry(v, v) for v in names
-                                                                   if v not in base.variants}})
-    suite = suite_at_shape(base, names, n_layers=args.layers, d_model=width,
+    suite = suite_at_shape(load_suite(args.suite), names, n_layers=args.layers, d_model=width,
                            n_heads=args.heads, seq_len=args.seq_len, batch_size=args.batch, threads=args.threads)
     steps = {name: harness_step(suite, name, data) for name in names}
     if args.before:
