@@ -167,12 +167,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_out_dir(suite)
     in_process = args.in_process or not isolate_default()
     check_executor_args(args, in_process, dist)
+    if suite.ladder is not None and dist.enabled:
+        raise BlockbenchError(f"{suite.name} is a ladder: run it with the local or Ray executor, not under torchrun")
     display = RunDisplay(suite, quiet=args.quiet or not dist.is_main, silent=not dist.is_main)
     try:
         with display:
-            result = run(suite, out, make_executor=lambda: executor_from_args(args, in_process, dist),
-                         block_paths=args.block, on_event=display.event, dist=dist, resume=args.resume,
-                         max_retries=args.max_retries)
+            if suite.ladder is not None:
+                result = _run_ladder(suite, out, args, in_process, display)
+            else:
+                result = run(suite, out, make_executor=lambda: executor_from_args(args, in_process, dist),
+                             block_paths=args.block, on_event=display.event, dist=dist, resume=args.resume,
+                             max_retries=args.max_retries)
     except KeyboardInterrupt as exc:
         display.summary(str(out))
         code, what = (143, "terminated") if isinstance(exc, Terminated) else (130, "interrupted")
@@ -182,6 +187,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     display.summary(str(out))
     distributed.shutdown(dist)
     return failed_exit(result, out)
+
+
+def _run_ladder(suite: Any, out: Any, args: argparse.Namespace, in_process: bool, display: Any) -> Any:
+    """Every rung of a ladder suite into OUT/RUNG/ through one executor (blockbench/ladder.py)."""
+    from blockbench.executors import executor_from_args
+    from blockbench.ladder import run_ladder
+
+    executor = executor_from_args(args, in_process)
+    try:
+        return run_ladder(suite, out, executor=executor, block_paths=args.block, on_event=display.event,
+                          resume=args.resume, max_retries=args.max_retries)
+    finally:
+        executor.close()
 
 
 def add_shape_args(parser: argparse.ArgumentParser) -> None:

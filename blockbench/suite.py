@@ -144,6 +144,9 @@ class Suite:
     # [suite].workload and the [workload] table of its options; the default workload when a suite names none.
     workload: str = DEFAULT_WORKLOAD
     workload_options: dict[str, Any] = field(default_factory=dict)
+    # A ladder suite's rungs (blockbench/ladder.py), and, in the suite one rung runs, that rung (config.ladder).
+    ladder: Any = None
+    rung: dict[str, Any] | None = None
 
     def get_workload(self) -> Workload:
         return get_workload(self.workload, self.workload_options)
@@ -168,6 +171,7 @@ class Suite:
             # Absent for the default workload, so that its runs' configuration reads as it always has.
             **({"workload": {"name": self.workload, **workload.options()}}
                if not (workload := self.get_workload()).is_default else {}),
+            **({"ladder": self.rung} if self.rung is not None else {}),
         }
 
     def with_overrides(self, *, budget: dict[str, float] | None = None, target_loss: float | None = None,
@@ -180,6 +184,9 @@ class Suite:
         """
         changes: dict[str, Any] = {}
         overrides = dict(self.overrides)
+        if budget and self.ladder is not None:
+            raise SuiteError(f"--budget-{next(iter(budget))}: {self.name} is a ladder; each rung's budget comes from "
+                             "its [ladder] table (tokens per parameter or tokens)")
         if budget:
             for kind, value in budget.items():
                 if kind not in BUDGET_KINDS:
@@ -441,7 +448,8 @@ def content_hash(data: dict[str, Any]) -> str:
 
 def parse_suite(data: dict[str, Any], source: str) -> Suite:
     r = _Reader(source)
-    known = {"suite", "model", "data", "optim", "budget", "eval", "runtime", "speed", "variants", "workload"}
+    known = {"suite", "model", "data", "optim", "budget", "eval", "runtime", "speed", "variants", "workload",
+             "ladder"}
     unknown = set(data) - known
     if unknown:
         raise r.error(sorted(unknown)[0], f"unknown table (valid: {', '.join(sorted(known))})")
@@ -462,10 +470,15 @@ def parse_suite(data: dict[str, Any], source: str) -> Suite:
         raise r.error("suite.baseline", f"{head['baseline']!r} is not one of the suite's variants")
     for name, entry in variants.items():
         _check_shape(r, name, entry, model)
-    return Suite(name=head["name"], version=head["version"], description=head.get("description", ""),
-                 baseline=head["baseline"], seeds=tuple(seeds), model=model, data=data_cfg, optim=optim,
-                 budget=budget, eval=evaluation, runtime=runtime, speed=speed, variants=variants,
-                 hash=content_hash(data), source=source, workload=workload, workload_options=workload_options)
+    suite = Suite(name=head["name"], version=head["version"], description=head.get("description", ""),
+                  baseline=head["baseline"], seeds=tuple(seeds), model=model, data=data_cfg, optim=optim,
+                  budget=budget, eval=evaluation, runtime=runtime, speed=speed, variants=variants,
+                  hash=content_hash(data), source=source, workload=workload, workload_options=workload_options)
+    if "ladder" in data:
+        from blockbench.ladder import read_ladder
+
+        suite = dataclasses.replace(suite, ladder=read_ladder(r, data, suite))
+    return suite
 
 
 def _read_head(r: _Reader, data: dict[str, Any]) -> tuple[dict[str, Any], Any]:

@@ -14,6 +14,7 @@ records it came from.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import math
 import os
@@ -354,6 +355,8 @@ def _sweep_suite(args: argparse.Namespace) -> tuple[Suite, dict[str, list[Any]],
     from blockbench.suite import load_suite
 
     suite = load_suite(args.suite)
+    # A ladder's learning rates are chosen at its reference shape ([model]); the rungs follow by its rule.
+    suite = dataclasses.replace(suite, ladder=None)
     budget = {kind: value for kind, value in (("steps", args.budget_steps), ("tokens", args.budget_tokens),
                                               ("seconds", args.budget_seconds), ("flops", args.budget_flops))
               if value is not None}
