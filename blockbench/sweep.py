@@ -238,7 +238,9 @@ def run_sweep(suite: Suite, grid: dict[str, list[Any]], out: Path, *, isolate: b
                          executor=executor, resume=resume, max_retries=max_retries)
     if result.failures:  # a failed run is not a measurement: no choice until --resume has rerun it
         return {}, target, result
-    records = _point_records(out, points)
+    # Only the variants this sweep runs: a widened sweep narrowed with --variants reuses points that also hold
+    # other variants' records, whose choice stays in the earlier sweep.N.toml.
+    records = [r for r in _point_records(out, points) if r["variant"] in suite.variants]
     choice = select(records, points, rule)
     for variant, c in choice.items():
         c["spec"] = suite.with_overrides(fields=c["best"]).variants[variant].spec

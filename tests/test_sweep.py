@@ -188,6 +188,19 @@ def test_widened_sweep_reuses_finished_points_and_refuses_foreign_records(tmp_pa
     assert "made with other overrides" in capsys.readouterr().err
 
 
+def test_a_sweep_widened_for_one_variant_chooses_for_that_variant(tmp_path, monkeypatch):
+    """Widening one variant's grid (--variants) reuses points holding the other variants' records too; the new
+    choice covers the variant swept, the earlier one stays in sweep.1.toml (it raised a KeyError once)."""
+    monkeypatch.setenv("BLOCKBENCH_IN_PROCESS", "1")
+    suite_path = write_suite(tmp_path)
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--suite", str(suite_path), "--grid", "lr=1e-3", "--out", str(out)]) == 0
+    assert main(["sweep", "--suite", str(suite_path), "--grid", "lr=1e-3,1e-2", "--variants", "sas_p", "--out",
+                 str(out), "--resume"]) == 0
+    assert set(tomllib.loads((out / "sweep.toml").read_text())["variants"]) == {"sas_p"}
+    assert set(tomllib.loads((out / "sweep.1.toml").read_text())["variants"]) == {"pre_ln", "sas_p"}
+
+
 def test_a_choice_next_to_a_diverged_point_is_flagged():
     """The encoder sweep's recorded scores: SAS-P without norm won at 1e-2 next to a diverged 3e-2 (and then
     diverged on seed 2 in paper-bert-cpu/1); V-SkipInit's 3e-3 sits next to a diverged 1e-2; Pre-LN's 1e-3 has
