@@ -190,9 +190,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_ladder(suite: Any, out: Any, args: argparse.Namespace, in_process: bool, display: Any) -> Any:
-    """Every rung of a ladder suite into OUT/RUNG/ through one executor (blockbench/ladder.py)."""
+    """Every rung of a ladder suite into OUT/RUNG/ through one executor (runner.run_ladder)."""
     from blockbench.executors import executor_from_args
-    from blockbench.ladder import run_ladder
+    from blockbench.runner import run_ladder
 
     executor = executor_from_args(args, in_process)
     try:
@@ -263,8 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-loss", type=float, metavar="X",
                    help="eval loss (nats/token) for the to-target metrics (default: the suite's eval.target_loss)")
     p.add_argument("--speed-rounds", type=int, metavar="N",
-                   help="rounds of the interleaved probe before training (default: the suite's [speed] rounds; "
-                        "0: no probe)")
+                   help="the interleaved probe's minimum of rounds before training: 0 (no probe) or at least 3; it "
+                        "goes on until its intervals are tight or its time cap (default: the suite's [speed] rounds)")
     p.add_argument("--overrides", metavar="FILE",
                    help="a suite-override file, e.g. the sweep.toml that `blockbench sweep` writes (default: none)")
     p.add_argument("--out", help="output directory (default: runs/SUITE/VERSION/TIMESTAMP)")
@@ -277,9 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
     # Subcommands defined next to their implementation register here (each module's add_parser(sub)).
     from blockbench import diagnose, profile, sweep
-    from blockbench.views import compare, leaderboard_command, report
+    from blockbench.views import compare, ladder, leaderboard_command, report
 
-    for module in (sweep, leaderboard_command, compare, report, diagnose, profile):
+    for module in (sweep, leaderboard_command, ladder, compare, report, diagnose, profile):
         module.add_parser(sub)
     return parser
 

@@ -19,6 +19,12 @@ from blockbench.suite import Suite
 from blockbench.untrusted import plain, rich
 
 
+def _run_name(record: dict[str, Any]) -> str:
+    """The variant, prefixed by its rung in a ladder's run."""
+    rung = (record["config"].get("ladder") or {}).get("rung")
+    return f"{rung}: {record['variant']}" if rung else record["variant"]
+
+
 def _fmt(value: Any, spec: str = ".4f") -> str:
     return "-" if value is None else format(value, spec)
 
@@ -73,10 +79,13 @@ class RunDisplay:
         elif kind == "probe":
             self.probe_started = time.monotonic()
             if info["rounds"]:
-                self.log(f"speed probe: {len(info['variants'])} variants x {info['rounds']} interleaved rounds")
+                speed = self.suite.speed
+                what = (f"{len(info['variants'])} variants and an A/A control, at least {info['rounds']} interleaved "
+                        f"rounds, until every ratio's 95% interval is within ±{speed.target_half_width:.0%} or the "
+                        "time cap")
+                self.log(f"speed probe: {what}")
                 if not self.quiet:
-                    self.console.print(f"[dim]speed probe: {len(info['variants'])} variants, {info['rounds']} "
-                                       "interleaved rounds...[/dim]")
+                    self.console.print(f"[dim]speed probe: {what}...[/dim]")
         elif kind == "queued":
             if self.probe_started is not None:
                 self.probe_seconds += time.monotonic() - self.probe_started
@@ -174,29 +183,40 @@ class RunDisplay:
         untrusted = stats.probe_disturbed_note(self.records)
         for r in self.records:
             s = r["summary"]
-            ratio = r["speed"]["speedup_vs_baseline"]
-            speed = (stats.untrusted_cell(r["speed"].get("speedup_iqr")) if untrusted and ratio is not None
-                     else _fmt(ratio, ".3f"))
+            # The one rule of every view (stats.speed_verdict): a ratio, its interval and the A/A floor in words.
+            speed = stats.speed_verdict(r["speed"], baseline=r["variant"] == r["speed"].get("baseline"),
+                                        untrusted=untrusted is not None).text
             mem = s["peak_memory_bytes"]
             status = r["status"] + (" (plateau)" if stats.plateau_steps(r) is not None else "")
-            table.add_row(Text(plain(r["variant"])), str(r["seed"]), Text(plain(status)), str(s["steps"]),
+            table.add_row(Text(plain(_run_name(r))), str(r["seed"]), Text(plain(status)), str(s["steps"]),
                           _fmt(s["final_eval_loss"]),
                           _fmt(s["final_eval_bpb"], ".3f"), f"{s['tokens_per_second']:,.0f}", speed,
                           _fmt(r["to_target"]["steps"], ".1f"), f"{r['static']['params_total']:,}",
                           "-" if mem is None else f"{mem / 2**20:.1f}")
         for f in self.failures:
             table.add_row(Text(plain(f["variant"])), str(f["seed"]), "failed", *["-"] * 8)
+        probe = next((r["speed"] for r in self.records if r["speed"].get("control")), None)
+        if probe is not None and untrusted is None:  # the A/A control's row: the floor, never a speed-up
+            table.add_row(Text(plain(f"{probe['control']['name']} (A/A control)")), "-", "-", "-", "-", "-", "-",
+                          Text(plain(stats.floor_words(probe).split(" (")[0])), "-", "-", "-")
         self.console.print(table)
         kind = self.records[0]["summary"]["peak_memory_kind"] if self.records else "-"
-        self.console.print(plain(f"records: {out_dir}/records  (peak memory: {kind})"), markup=False)
+        where = f"{out_dir}/RUNG/records" if self.suite.ladder is not None else f"{out_dir}/records"
+        self.console.print(plain(f"records: {where}  (peak memory: {kind})"), markup=False)
         if untrusted:
             self.console.print(f"speed: {untrusted}", highlight=False, markup=False)
+        elif (line := stats.probe_facts(self.records)) is not None:
+            self.console.print(plain(f"speed: {line}"), highlight=False, markup=False)
         if self.failures:
             self.console.print(plain(f"failed runs: {len(self.failures)}, see {out_dir}/failures/"), markup=False)
         if self.records:
             self.console.print(time_line(self.records, time.monotonic() - self.started, self.probe_seconds),
                                highlight=False, markup=False)
-        if self.records:  # the table's order is a verdict only if it had stopped moving: say which
+        if self.records and self.suite.ladder is not None:  # rungs are not ranked together: the ladder view fits them
+            self.console.print(plain(f"ladder: one directory per rung under {out_dir}; `blockbench ladder {out_dir}` "
+                                     "fits the loss-compute law and gives each variant's compute multiplier"),
+                               highlight=False, markup=False)
+        elif self.records:  # the table's order is a verdict only if it had stopped moving: say which
             variants = {r["variant"] for r in self.records}
             ranked = [v for v in variants if all(r["status"] == "ok" for r in self.records if r["variant"] == v)]
             line = stats.stability(self.records, f"{self.suite.name}/{self.suite.version}", ranked).line()

@@ -6,9 +6,11 @@ sweeps at that shape). Each rung replaces the shape (layers, width, heads; optio
 budget (a number of tokens per non-embedding parameter of the suite's baseline, or explicit tokens) and, per
 variant, a learning rate: an explicit list in `[ladder.lr]`, else the reference rate moved by the ladder's rule.
 
-`blockbench run` on a ladder suite expands it into one suite per rung (`rung_suites`) and runs them all through
-the runner, each into OUT/RUNG/ with its own probe, records and failures, so executors, resume and failure rules are
-those of any suite. Each record names its rung in config.ladder. `blockbench ladder OUT` (views/ladder.py) fits them.
+This module reads and checks the table (suite.py calls `read_ladder` while parsing, so it imports nothing of the
+suite module). `blockbench run` on a ladder suite expands it into one suite per rung (rungs.py) and runs them all
+through the runner (runner.run_ladder), each into OUT/RUNG/ with its own probe, records and failures, so executors,
+resume and failure rules are those of any suite. Each record names its rung in config.ladder. `blockbench ladder
+OUT` (views/ladder.py) fits them.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from typing import Any
 import torch
 
 from blockbench.blocks import get_variant
-from blockbench.blocks.args import ModelConfig
 from blockbench.blocks.spec import SpecError
 from blockbench.blocks.zoo import name_problem
 
@@ -161,9 +162,9 @@ def _check_rungs(r: Any, ladder: Ladder, suite: Any) -> None:
     """Every variant buildable at every rung, and training compute growing from rung to rung."""
     previous: tuple[str, float] | None = None
     for i, rung in enumerate(ladder.rungs):
-        shaped = rung_suite(suite, ladder, i, check=False)
+        shaped = shaped_like(suite, rung)
         where = f"ladder.rungs[{i}] ({rung.name})"
-        for name, entry in shaped.variants.items():
+        for name, entry in suite.variants.items():
             spec = get_variant(entry.preset).spec
             if spec is None:
                 continue
@@ -171,18 +172,30 @@ def _check_rungs(r: Any, ladder: Ladder, suite: Any) -> None:
                 spec.replace(**entry.spec).check_shape(rung.d_model, rung.n_heads)
             except SpecError as exc:
                 raise r.error(where, f"{name}: {exc}") from None
-        compute = rung_compute(shaped, suite.baseline)
+        tokens, _ = rung_tokens(ladder, rung, meta_model(shaped, suite.baseline), tokens_per_step(shaped))
+        compute = estimated_compute(shaped, suite.baseline, tokens)
         if previous is not None and compute <= previous[1]:
             raise r.error(where, f"training compute {compute:.3g} FLOPs is not above rung {previous[0]!r}'s "
                                  f"{previous[1]:.3g}: rungs must grow in compute")
         previous = (rung.name, compute)
 
 
+def shaped_like(suite: Any, rung: Rung) -> Any:
+    """The suite at the rung's shape and batch (budget, cadence and learning rates still the suite's)."""
+    model = dataclasses.replace(suite.model, n_layers=rung.n_layers, d_model=rung.d_model, n_heads=rung.n_heads)
+    optim = dataclasses.replace(suite.optim, batch_size=rung.batch_size or suite.optim.batch_size)
+    return dataclasses.replace(suite, model=model, optim=optim)
+
+
+def tokens_per_step(suite: Any) -> int:
+    return suite.optim.batch_size * suite.model.seq_len
+
+
 def nominal_vocab(suite: Any) -> int:
     return BYTES_VOCAB if suite.data.tokenizer == "bytes" else suite.data.vocab_size
 
 
-def _meta_model(suite: Any, variant: str) -> Any:
+def meta_model(suite: Any, variant: str) -> Any:
     """The variant at the suite's shape, built without memory (meta tensors): what counting needs."""
     from blockbench.model import build_model
 
@@ -198,12 +211,12 @@ def _meta_model(suite: Any, variant: str) -> Any:
 def non_embedding_params(model: Any) -> int:
     """Parameters outside the token/position embeddings and the output head: Kaplan's N, which a vocabulary does not
     change (a byte model's embedding is a third of a tiny rung, none of what scales)."""
-    from blockbench.measure.params import count_params
-
-    counts = count_params(model)
-    head = getattr(model, "head", None)
-    head_params = 0 if head is None else sum(p.numel() for p in head.parameters())
-    return counts["params_total"] - counts["params_embedding"] - head_params
+    outside = {id(p) for p in model.tok_emb.parameters()}
+    for name in ("pos_emb", "head"):
+        module = getattr(model, name, None)
+        if module is not None:
+            outside |= {id(p) for p in module.parameters()}
+    return sum(p.numel() for p in model.parameters() if id(p) not in outside)
 
 
 def rung_tokens(ladder: Ladder, rung: Rung, baseline_model: Any, tokens_per_step: int) -> tuple[int, str]:
@@ -218,16 +231,13 @@ def rung_tokens(ladder: Ladder, rung: Rung, baseline_model: Any, tokens_per_step
     return steps * tokens_per_step, rule
 
 
-def rung_compute(suite: Any, variant: str) -> float:
-    """Training FLOPs of `variant` over the rung's budget (3x the analytic forward per token), for validation."""
-    from blockbench.measure.flops import analytic_flops_fwd_per_token
-
-    model = _meta_model(suite, variant)
-    per_token = analytic_flops_fwd_per_token(model)
-    if per_token is None:  # a user factory block: the baseline of a ladder is a preset in practice
-        per_token = 6 * sum(p.numel() for p in model.parameters())
-    tokens = suite.budget.steps * suite.optim.batch_size * suite.model.seq_len
-    return 3.0 * per_token * tokens
+def estimated_compute(suite: Any, variant: str, tokens: int) -> float:
+    """Training FLOPs of `variant` over `tokens`, estimated as 6 x its matrix parameters outside the embeddings x
+    tokens (attention scores left out): enough to check that rungs grow; records carry the FLOPs counted."""
+    model = meta_model(suite, variant)
+    embeddings = {id(p) for p in model.tok_emb.parameters()}
+    matrices = sum(p.numel() for p in model.parameters() if p.ndim >= 2 and id(p) not in embeddings)
+    return 6.0 * matrices * tokens
 
 
 def rung_lr(ladder: Ladder, rung_index: int, variant: str, reference_lr: float, reference_width: int) -> float:
@@ -236,81 +246,3 @@ def rung_lr(ladder: Ladder, rung_index: int, variant: str, reference_lr: float, 
     if ladder.lr_rule == "inverse-width":
         return reference_lr * reference_width / ladder.rungs[rung_index].d_model
     return reference_lr
-
-
-def rung_suite(suite: Any, ladder: Ladder, index: int, check: bool = True) -> Any:
-    """The suite one rung runs: its shape, batch, budget (in steps), evaluation cadence and learning rates, and
-    config.ladder naming the rung. The hash stays the ladder suite's (one file, one identity)."""
-    from blockbench.suite import Budget, SuiteError, evaluations_per_run, resolve_eval, warmup_applied
-
-    rung = ladder.rungs[index]
-    model: ModelConfig = dataclasses.replace(suite.model, n_layers=rung.n_layers, d_model=rung.d_model,
-                                             n_heads=rung.n_heads)
-    optim = dataclasses.replace(suite.optim, batch_size=rung.batch_size or suite.optim.batch_size)
-    tokens_per_step = optim.batch_size * model.seq_len
-    shaped = dataclasses.replace(suite, model=model, optim=optim)
-    tokens, rule = rung_tokens(ladder, rung, _meta_model(shaped, suite.baseline), tokens_per_step)
-    budget = Budget(steps=tokens // tokens_per_step)
-    evaluation = suite.eval
-    if evaluation.evaluations is not None:
-        evaluation = resolve_eval(evaluation, budget, optim.batch_size, model.seq_len, f"{suite.source}: {rung.name}")
-    elif check and evaluations_per_run(budget.steps, tokens_per_step, evaluation.every_tokens) < 3:
-        raise SuiteError(f"{suite.source}: ladder rung {rung.name!r}: eval.every_tokens gives fewer than 3 "
-                         f"evaluations in its {budget.steps} steps (set eval.evaluations)")
-    variants = {}
-    for name, entry in suite.variants.items():
-        reference = suite.variant_optim(name).lr
-        lr = rung_lr(ladder, index, name, reference, suite.model.d_model)
-        extra = {"batch_size": rung.batch_size} if rung.batch_size else {}
-        variants[name] = dataclasses.replace(entry, optim={**entry.optim, "lr": lr, **extra})
-    info = {"rung": rung.name, "index": index, "rungs": [x.name for x in ladder.rungs],
-            "shape": {"n_layers": rung.n_layers, "d_model": rung.d_model, "n_heads": rung.n_heads},
-            "tokens": tokens, "tokens_rule": rule, "lr_rule": f"{ladder.lr_rule}: {LR_RULES[ladder.lr_rule]}",
-            "lr_reference_width": suite.model.d_model, "lr_source": ladder.lr_source,
-            "references": list(ladder.references)}
-    result = dataclasses.replace(shaped, budget=budget, eval=evaluation, variants=variants, rung=info)
-    if check:
-        for name in variants:
-            warmup_applied(result.variant_optim(name), budget, model.seq_len)
-    return result
-
-
-def rung_suites(suite: Any) -> list[Any]:
-    """One suite per rung of a ladder suite, smallest first."""
-    if suite.ladder is None:
-        raise ValueError(f"{suite.name} has no [ladder] table")
-    return [rung_suite(suite, suite.ladder, i) for i in range(len(suite.ladder.rungs))]
-
-
-def describe(suite: Any) -> list[dict[str, Any]]:
-    """Per rung: its shape, tokens, steps, the baseline's parameters and compute (what the suite file states)."""
-    rows = []
-    for shaped in rung_suites(suite):
-        model = _meta_model(shaped, suite.baseline)
-        rows.append({"rung": shaped.rung["rung"], **shaped.rung["shape"], "steps": shaped.budget.steps,
-                     "tokens": shaped.rung["tokens"], "non_embedding_params": non_embedding_params(model),
-                     "baseline_flops": rung_compute(shaped, suite.baseline),
-                     "lr": {name: shaped.variant_optim(name).lr for name in shaped.variants}})
-    return rows
-
-
-def run_ladder(suite: Any, out: Any, *, executor: Any, block_paths: list[str] | None = None,
-               on_event: Any = None, resume: bool = False, max_retries: int = 1) -> Any:
-    """Every rung's suite into OUT/RUNG/, all through one executor (the runner's RunResult): what `blockbench run`
-    does with a ladder suite. Nothing else forks: each rung is planned, probed, run and resumed as a suite is."""
-    from blockbench.errors import BlockbenchError
-    from blockbench.runner import OutLock, execute, plan_run
-
-    suites = rung_suites(suite)
-    if resume and not out.is_dir():
-        raise BlockbenchError(f"--resume {out}: nothing to resume there (no such directory); run without --resume")
-    if not resume and out.is_dir() and any(p.name != ".lock" for p in out.iterdir()):
-        raise BlockbenchError(f"--out {out}: already holds files; --resume finishes a ladder there, or choose "
-                              "another --out")
-    with OutLock(out):
-        plans = [plan_run(shaped, out / shaped.rung["rung"], resume=resume, must_exist=False,
-                          label=shaped.rung["rung"]) for shaped in suites]
-        if on_event:
-            for plan in plans:
-                on_event("point", {"point": plan.label, "skipped": not plan.todo})
-        return execute(plans, executor, block_paths=block_paths, on_event=on_event, max_retries=max_retries)

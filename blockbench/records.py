@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from blockbench.blocks.zoo import name_problem
 from blockbench.errors import BlockbenchError
+from blockbench.measure.throughput import CONTROL_SUFFIX
 from blockbench.safeio import UnsafeFileError, atomic_write_bytes, parse_json_strict, read_text_guarded
 
 if TYPE_CHECKING:
@@ -76,6 +77,14 @@ OVERRIDE_TYPES: dict[str, Any] = {
 # Top-level keys that are optional (older records lack them) but typed when present. `workload` names what the
 # run trained on (blockbench.workloads); a record without one is causal_lm (workloads.workload_of).
 OPTIONAL_TOP_LEVEL: dict[str, Any] = {"workload": str}
+# speed: the interleaved probe's interval of the median ratio (measure/throughput.interval_fields), how many rounds
+# it ran and why it stopped, and its A/A control (None: the control failed; absent: a probe before issue 36).
+SPEED_OPTIONAL: dict[str, Any] = {"ci_low": _OPT_NUM, "ci_high": _OPT_NUM, "confidence": _OPT_NUM,
+                                  "half_width": _OPT_NUM, "min_rounds": int, "stop_reason": str,
+                                  "target_half_width": _NUM, "time_cap_seconds": _OPT_NUM, "time_cap": str,
+                                  "probe_seconds": _OPT_NUM, "control": (dict, type(None))}
+SPEED_CONTROL: dict[str, Any] = {"name": str, "rounds": int, "speedup_vs_baseline": _NUM, "ci_low": _OPT_NUM,
+                                 "ci_high": _OPT_NUM, "confidence": _OPT_NUM, "half_width": _OPT_NUM}
 # Keys that are optional (older records lack them) but typed when present.
 OPTIONAL_KEYS: dict[str, dict[str, Any]] = {"data": {"tokenizer_sha256": str, "tokenizer_id": str},
                                             # steps on the unigram plateau (stats.py); views recompute it if absent
@@ -86,7 +95,10 @@ OPTIONAL_KEYS: dict[str, dict[str, Any]] = {"data": {"tokenizer_sha256": str, "t
                                                         "final_eval_accuracy": _OPT_NUM,
                                                         # MFU's denominator and its origin (measure/mfu.py)
                                                         "mfu_peak_flops": _OPT_NUM,
-                                                        "mfu_peak_source": _OPT_STR}}
+                                                        "mfu_peak_source": _OPT_STR},
+                                            # the probe's interval, stopping rule and A/A control (issue 36);
+                                            # a record without `control` had none ("no A/A control in this probe")
+                                            "speed": SPEED_OPTIONAL}
 # Where an MFU's peak came from: the GPU table, the CPU GEMM probe, or nowhere (absent in older records).
 MFU_PEAK_SOURCES = ("table", "measured", None)
 # Integers beyond 64 bits are no count or size a run can produce, and break the views' numeric columns.
@@ -303,6 +315,27 @@ def _check_views_fields(record: dict[str, Any], source: str) -> None:
         value = speed[key]
         if value is not None and (value < 0 or (value == 0 and key == "speedup_vs_baseline")):
             raise RecordError(f"{source}: speed: '{key}' is {value!r}, out of range")
+    _check_interval(speed, f"{source}: speed")
+    control = speed.get("control")
+    if control is not None:
+        _check(control, SPEED_CONTROL, f"{source}: speed.control")
+        name = control["name"]
+        if not name.endswith(CONTROL_SUFFIX) or name_problem(name.removesuffix(CONTROL_SUFFIX)):
+            raise RecordError(f"{source}: speed.control: 'name' {name[:60]!r} is not a baseline's name + "
+                              f"'{CONTROL_SUFFIX}'")
+        if control["speedup_vs_baseline"] <= 0:
+            raise RecordError(f"{source}: speed.control: 'speedup_vs_baseline' is out of range")
+        _check_interval(control, f"{source}: speed.control")
+
+
+def _check_interval(speed: dict[str, Any], where: str) -> None:
+    """A speed interval the views turn into words: both ends or neither, positive, in order, around the ratio."""
+    low, high = speed.get("ci_low"), speed.get("ci_high")
+    if (low is None) != (high is None):
+        raise RecordError(f"{where}: 'ci_low' and 'ci_high' are given together or not at all")
+    ratio = speed.get("speedup_vs_baseline")
+    if low is not None and not (0 < low <= high and (ratio is None or low <= ratio <= high)):
+        raise RecordError(f"{where}: interval [{low!r}, {high!r}] is not a positive interval around the ratio")
 
 
 def _check_summary_matches_curve(record: dict[str, Any], source: str) -> None:

@@ -720,3 +720,21 @@ def run_suite(suite: Suite, out: Path, **options: Any) -> list[Path]:
 
 def isolate_default() -> bool:
     return os.environ.get("BLOCKBENCH_IN_PROCESS", "") not in ("1", "true")
+
+
+def run_ladder(suite: Suite, out: Path, *, executor: Executor, block_paths: list[str] | None = None,
+               on_event: EventFn | None = None, resume: bool = False, max_retries: int = 1) -> RunResult:
+    """A ladder suite: every rung's suite (rungs.py) into OUT/RUNG/, all through one executor. Nothing else forks:
+    each rung is planned, probed, run and resumed as a suite is."""
+    from blockbench.rungs import rung_suites
+
+    suites = rung_suites(suite)
+    if resume and not out.is_dir():
+        raise BlockbenchError(f"--resume {out}: nothing to resume there (no such directory); run without --resume")
+    if not resume and out.is_dir() and any(p.name != ".lock" for p in out.iterdir()):
+        raise BlockbenchError(f"--out {out}: already holds files; --resume finishes a ladder there, or choose "
+                              "another --out")
+    with OutLock(out):
+        plans = [plan_run(shaped, out / shaped.rung["rung"], resume=resume, must_exist=False,
+                          label=shaped.rung["rung"]) for shaped in suites]
+        return execute(plans, executor, block_paths=block_paths, on_event=on_event, max_retries=max_retries)

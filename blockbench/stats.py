@@ -217,6 +217,124 @@ def share_of_bound(ratio: float, bound: float) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Speed verdicts: the interleaved probe's ratio in words, one rule for every view (issue 36)
+#
+# A probe times an A/A control beside the variants (measure/throughput.py): the baseline built again, whose true
+# ratio to the baseline is 1. How far the control's 95% interval reaches from 1, either way, is the probe's floor
+# (`A/A floor ±x%`): the band of ratios this probe could not tell from no difference. A variant is faster
+# (slower) only when its own 95% interval of the median ratio lies entirely above (below) that band (and so also
+# excludes 1): then its words are the ratio and the interval, `1.120x [1.090, 1.150]`. Otherwise there is `no
+# measurable difference (within ±x%)`, x the farthest either interval reaches from 1. A record made before the
+# control existed has no interval and says so (NO_CONTROL).
+
+NO_CONTROL = "no A/A control in this probe"
+SPEED_CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class SpeedVerdict:
+    """One variant's speed in words. kind: "faster", "slower", "no difference", "baseline", "no control" (a record
+    without an interval), "untrusted" or "none" (no probe); text: what every view prints; low and high: the
+    interval the words rest on (None without one); within: the ±fraction of a "no difference"."""
+
+    kind: str
+    text: str
+    low: float | None = None
+    high: float | None = None
+    within: float | None = None
+
+    @property
+    def differs(self) -> bool:
+        return self.kind in ("faster", "slower")
+
+
+def _percent(fraction: float) -> str:
+    return f"{100 * fraction:.1f}%" if fraction < 0.1 else f"{100 * fraction:.0f}%"
+
+
+def speed_floor(speed: Mapping[str, Any] | None) -> tuple[float, float] | None:
+    """The probe's floor from a speed section: 1 ± the farthest the A/A control's interval reaches from 1 (either
+    way: a copy that came out 2% slow says a copy could as well come out 2% fast); None when the probe had no
+    control (or its control failed, or had no interval)."""
+    control = (speed or {}).get("control")
+    if not isinstance(control, Mapping) or control.get("ci_low") is None or control.get("ci_high") is None:
+        return None
+    reach = max(float(control["ci_high"]) - 1, 1 - float(control["ci_low"]), 0.0)
+    return 1 - reach, 1 + reach
+
+
+def floor_words(speed: Mapping[str, Any] | None) -> str:
+    """How a view shows the A/A control's own row: the floor, never a speed-up."""
+    floor = speed_floor(speed)
+    if floor is None:
+        return NO_CONTROL
+    control = speed["control"]  # type: ignore[index] - speed_floor found it
+    reach = max(floor[1] - 1, 1 - floor[0])
+    return (f"A/A floor ±{_percent(reach)} ({control['name']}: {control['speedup_vs_baseline']:.3f} "
+            f"[{control['ci_low']:.3f}, {control['ci_high']:.3f}] over {control['rounds']} rounds)")
+
+
+def speed_verdict(speed: Mapping[str, Any] | None, *, baseline: bool = False,
+                  untrusted: bool = False) -> SpeedVerdict:
+    """The words for a variant's speed section (a record's `speed`): the one rule every view prints (above).
+    `baseline`: the variant the ratios are relative to; `untrusted`: the probe is disturbed
+    (probe_disturbed_note), so no ratio is shown at all."""
+    speed = speed or {}
+    ratio = speed.get("speedup_vs_baseline")
+    if ratio is None:
+        return SpeedVerdict("none", "-")
+    iqr = speed.get("speedup_iqr")
+    if untrusted:
+        return SpeedVerdict("untrusted", untrusted_cell(iqr))
+    floor = speed_floor(speed)
+    low, high = speed.get("ci_low"), speed.get("ci_high")
+    if baseline:
+        if floor is None:
+            return SpeedVerdict("baseline", f"1.000 (baseline; {NO_CONTROL})")
+        return SpeedVerdict("baseline", f"1.000 (baseline; {floor_words(speed).split(' (')[0]})")
+    if low is None or high is None:  # a record made before issue 36: the median and its IQR, no verdict
+        spread = f"IQR {iqr:.2f}; " if iqr is not None and iqr > 0 else ""
+        return SpeedVerdict("no control", f"{ratio:.3f} ({spread}{NO_CONTROL})")
+    band_low, band_high = floor if floor is not None else (1.0, 1.0)
+    tail = "" if floor is not None else f"; {NO_CONTROL}"
+    confidence = speed.get("confidence")
+    if confidence is not None and confidence < SPEED_CONFIDENCE - 1e-9:
+        tail = f"; a {confidence:.0%} interval: {speed.get('rounds')} rounds" + tail
+    if low > band_high or high < band_low:
+        return SpeedVerdict("faster" if low > band_high else "slower",
+                            f"{ratio:.3f}x [{low:.3f}, {high:.3f}]" + (f" ({tail[2:]})" if tail else ""),
+                            low, high)
+    within = max(high - 1, 1 - low, band_high - 1, 1 - band_low)
+    return SpeedVerdict("no difference", f"no measurable difference (within ±{_percent(within)}{tail})",
+                        low, high, within)
+
+
+def probe_facts(records: Iterable[Mapping[str, Any]]) -> str | None:
+    """How the records' speed probe went: its rounds, why it stopped and its A/A floor, or that it had no control;
+    None when no record has a ratio."""
+    speeds = [r["speed"] for r in records if (r.get("speed") or {}).get("speedup_vs_baseline") is not None]
+    if not speeds:
+        return None
+    speed = max(speeds, key=lambda s: s["rounds"])
+    if "stop_reason" not in speed:
+        return (f"{NO_CONTROL} (recorded before the probe measured its floor): its ratios are medians over "
+                f"{speed['rounds']} rounds with their IQR, not verdicts")
+    cap = speed.get("time_cap_seconds")
+    return (f"{speed['rounds']} interleaved rounds (at least {speed.get('min_rounds', '?')}), stopped: "
+            f"{speed['stop_reason']} (target ±{_percent(speed.get('target_half_width') or 0)}"
+            + (f", time cap {cap:.3g} s" if cap is not None else "") + f"); {floor_words(speed)}")
+
+
+def variant_speed(records: Iterable[Mapping[str, Any]], variant: str) -> Mapping[str, Any] | None:
+    """The speed section a variant's records carry (one probe for all its seeds; with several, the one of median
+    ratio); None when none of them has a ratio."""
+    sections = sorted((r["speed"] for r in records if r["variant"] == variant
+                       and (r.get("speed") or {}).get("speedup_vs_baseline") is not None),
+                      key=lambda s: s["speedup_vs_baseline"])
+    return sections[len(sections) // 2] if sections else None
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Convergence of a pair: plateaus and divergences
 
 def plateaued(records: Iterable[Mapping[str, Any]], variant: str) -> tuple[int, int]:

@@ -86,10 +86,18 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class SpeedConfig:
-    """The interleaved speed probe (measure/throughput.py); rounds = 0 turns it off."""
+    """The interleaved speed probe (measure/throughput.py); rounds = 0 turns it off.
+
+    `rounds` is the minimum (at least 3): the probe goes on until every variant's and the A/A control's 95%
+    interval of the median ratio has a relative half-width of at most `target_half_width`, or until its timed
+    rounds have taken the time cap: `max_seconds` when set, else `max_share` of the suite's training time
+    (every run's budgeted steps at the probe's own step times)."""
 
     rounds: int = 6
     steps_per_round: int = 2
+    target_half_width: float = 0.02
+    max_share: float = 0.05
+    max_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -207,15 +215,7 @@ class Suite:
                 raise SuiteError(f"--seeds: {problem}")
             changes["seeds"] = tuple(seeds)
             overrides["seeds"] = seeds
-        runtime = {}
-        if device is not None:
-            runtime["device"] = _choice(device, DEVICES, "--device")
-            problem = cuda_graphs_problem(self.runtime.cuda_graphs, device, self.runtime.dtype)
-            if problem:
-                raise SuiteError(f"--device {device}: {self.source}: runtime.cuda_graphs {problem}")
-        if threads is not None:
-            _positive(threads, "threads", "--threads", integer=True)
-            runtime["threads"] = threads
+        runtime = self._runtime_overrides(device, threads)
         if runtime:
             changes["runtime"] = dataclasses.replace(self.runtime, **runtime)
             overrides.update(runtime)
@@ -226,9 +226,10 @@ class Suite:
                                    for name, entry in entries.items()}
             overrides["fields"] = {**overrides.get("fields", {}), **fields}
         if speed_rounds is not None:
-            if isinstance(speed_rounds, bool) or not isinstance(speed_rounds, int) or speed_rounds < 0:
-                raise SuiteError(f"--speed-rounds: interleaved probe rounds must be an integer >= 0, "
-                                 f"got {speed_rounds!r}")
+            if (isinstance(speed_rounds, bool) or not isinstance(speed_rounds, int)
+                    or not _PROBE_ROUNDS[0](speed_rounds)):
+                raise SuiteError(f"--speed-rounds: the interleaved probe's minimum of rounds must be 0 (no probe) "
+                                 f"or an integer >= {MIN_PROBE_ROUNDS}, got {speed_rounds!r}")
             changes["speed"] = dataclasses.replace(self.speed, rounds=speed_rounds)
             overrides["speed_rounds"] = speed_rounds
         suite = dataclasses.replace(self, overrides=overrides, **changes)
@@ -236,6 +237,18 @@ class Suite:
             suite = dataclasses.replace(suite, eval=resolve_eval(suite.eval, suite.budget, suite.optim.batch_size,
                                                                  suite.model.seq_len, "--budget"))
         return suite
+
+    def _runtime_overrides(self, device: str | None, threads: int | None) -> dict[str, Any]:
+        runtime: dict[str, Any] = {}
+        if device is not None:
+            runtime["device"] = _choice(device, DEVICES, "--device")
+            problem = cuda_graphs_problem(self.runtime.cuda_graphs, device, self.runtime.dtype)
+            if problem:
+                raise SuiteError(f"--device {device}: {self.source}: runtime.cuda_graphs {problem}")
+        if threads is not None:
+            _positive(threads, "threads", "--threads", integer=True)
+            runtime["threads"] = threads
+        return runtime
 
     def _selected_variants(self, names: list[str]) -> dict[str, VariantEntry]:
         """--variants: the suite's own entries, or a preset (its defaults) for a name the suite lacks."""
@@ -317,6 +330,11 @@ _POSITIVE_INT = (_is_positive, "must be positive")
 _NON_NEGATIVE = (lambda v: _is_finite(v) and v >= 0, "must be finite and >= 0")
 _FRACTION = (lambda v: 0 <= v < 1, "must be in [0, 1)")
 _RATIO = (lambda v: 0 <= v <= 1, "must be in [0, 1]")
+_OPEN_FRACTION = (lambda v: 0 < v < 1, "must be in (0, 1)")
+# The speed probe's minimum of rounds: fewer than 3 give no interval worth the name (and none at 95% below 6).
+MIN_PROBE_ROUNDS = 3
+_PROBE_ROUNDS = (lambda v: v == 0 or v >= MIN_PROBE_ROUNDS,
+                 f"must be 0 (no probe) or at least {MIN_PROBE_ROUNDS} (the probe's minimum of rounds)")
 
 # The range of every numeric field of a suite, per table (None: the field is absent, so its default applies).
 FIELD_RANGES: dict[str, dict[str, tuple[Any, str]]] = {
@@ -332,7 +350,8 @@ FIELD_RANGES: dict[str, dict[str, tuple[Any, str]]] = {
              "plateau_loss": _POSITIVE, "evaluations": _POSITIVE_INT},
     "runtime": {"threads": _POSITIVE_INT, "warmup_steps": _NON_NEGATIVE, "divergence_loss": _POSITIVE,
                 "stall_seconds": _POSITIVE},
-    "speed": {"rounds": _NON_NEGATIVE, "steps_per_round": _POSITIVE_INT},
+    "speed": {"rounds": _PROBE_ROUNDS, "steps_per_round": _POSITIVE_INT, "target_half_width": _OPEN_FRACTION,
+              "max_share": (lambda v: 0 < v <= 1, "must be in (0, 1]"), "max_seconds": _POSITIVE},
 }
 BUDGET_KINDS = tuple(FIELD_RANGES["budget"])
 # TOML integers have no size limit; tensor sizes, step counters and seeds are 64-bit.

@@ -11,6 +11,7 @@ import dataclasses
 import itertools
 import math
 import time
+import traceback
 import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -28,7 +29,13 @@ from blockbench.measure.env import environment
 from blockbench.measure.flops import count_flops
 from blockbench.measure.memory import PeakMemory
 from blockbench.measure.params import count_params
-from blockbench.measure.throughput import NO_PROBE, interleaved_step_times, speed_summary
+from blockbench.measure.throughput import (
+    NO_PROBE,
+    control_name,
+    interleaved_step_times,
+    speed_summary,
+    stop_rule,
+)
 from blockbench.measure.timing import StepTimer
 from blockbench.model import Model, build_model
 from blockbench.records import build_record, to_target  # noqa: F401 - to_target: records', re-exported
@@ -422,13 +429,12 @@ def prepare_variants(suite: Suite, data: TokenData, dist: DistInfo = SINGLE,
     variants' rounds go on, so that it fails as its own runs, not as the whole suite. `fails` says which
     exceptions are such a failure (any Exception by default; the executors add a KeyboardInterrupt or SystemExit
     that user code raised itself). Under torchrun ranks must agree, so it raises."""
-    import traceback
-
     fails = fails or (lambda exc: isinstance(exc, Exception))
     check_fits(suite, data)  # before any model is built: a seq_len the data cannot fill is the suite's error
     seed = suite.seeds[0]
     prepared: dict[str, dict[str, Any]] = {}
     steps = {}
+    horizons: dict[str, int | None] = {}
 
     def failed(name: str, exc: BaseException) -> None:
         text = (str(exc).strip().splitlines() or [""])[0]
@@ -442,10 +448,8 @@ def prepare_variants(suite: Suite, data: TokenData, dist: DistInfo = SINGLE,
             trainer.compile_model()  # the probe times the step in the mode the runs train in
             prepared[name] = {"static": trainer.static, "speed": None}
             if suite.speed.rounds:
-                optimizer, scheduler = trainer.new_optimizer()
-                batch = next(trainer.batches())
-                steps[name] = (lambda t=trainer, o=optimizer, s=scheduler, b=batch: t.train_step(o, s, *b))
-                steps[name]()  # a block that raises in forward or backward is found here, before any timing
+                horizons[name] = trainer.horizon
+                steps[name] = _probe_step(trainer)  # a block that raises in forward or backward is found here
         except BaseException as exc:
             if dist.enabled or not fails(exc):
                 raise
@@ -458,13 +462,94 @@ def prepare_variants(suite: Suite, data: TokenData, dist: DistInfo = SINGLE,
             trainer = None  # a failed variant's model and optimizer go now, not when the next one is built
     if suite.speed.rounds == 0 or not steps:
         return prepared
+    control = control_name(suite.baseline)
+    if suite.baseline in steps:
+        # The A/A control (measure/throughput.py): the baseline built again from another initialisation draw,
+        # with its own parameters and optimiser state, timed in the same rounds as a variant. A control that
+        # cannot be built leaves the probe without one (its records say so), never fails the suite.
+        try:
+            twin = Trainer(suite, suite.baseline, seed + 1, data, None, dist=dist,
+                           static=prepared[suite.baseline]["static"])
+            twin.compile_model()
+            steps[control] = _probe_step(twin)
+        except BaseException as exc:
+            if dist.enabled or not fails(exc):
+                raise
+            traceback.clear_frames(exc.__traceback__)
+            if torch.cuda.is_initialized():
+                torch.cuda.empty_cache()
+        finally:
+            twin = None
     device = resolve_device(suite.runtime.device, dist)
     dropped: dict[str, BaseException] = {}
+    stopped: dict[str, Any] = {}
+    cap = probe_time_cap(suite, horizons)
+    until = stop_rule(suite.baseline, suite.speed.target_half_width, lambda times: cap(times)[0],
+                      agree=_agreement(dist, device) if dist.enabled else None)
     times = interleaved_step_times(steps, suite.speed.rounds, suite.speed.steps_per_round,
                                    warmup=max(0, suite.runtime.warmup_steps - 1), cuda=device.type == "cuda",
-                                   failed=None if dist.enabled else dropped, fails=fails)
+                                   failed=None if dist.enabled else dropped, fails=fails, until=until,
+                                   stopped=stopped)
     for name, exc in dropped.items():
-        failed(name, exc)
-    for name, summary in speed_summary(times, suite.baseline).items():
+        if name != control:
+            failed(name, exc)
+    seconds, basis = cap(times)
+    facts = {"min_rounds": suite.speed.rounds, "stop_reason": stopped["reason"],
+             "target_half_width": suite.speed.target_half_width, "time_cap_seconds": seconds, "time_cap": basis,
+             "probe_seconds": stopped["seconds"]}
+    for name, summary in speed_summary(times, suite.baseline, control, facts).items():
         prepared[name]["speed"] = summary
+        prepared[name]["round_seconds"] = times[name]  # probe.json keeps them; a record keeps the summary
+    if control in times and suite.baseline in prepared:
+        prepared[suite.baseline]["control_round_seconds"] = times[control]
     return prepared
+
+
+def _probe_step(trainer: Trainer) -> Callable[[], Any]:
+    """The probe's step of one model: its own optimiser, one fixed batch; stepped once here, so that a block that
+    raises in forward or backward is found before any timing."""
+    optimizer, scheduler = trainer.new_optimizer()
+    batch = next(trainer.batches())
+
+    def step() -> torch.Tensor:
+        return trainer.train_step(optimizer, scheduler, *batch)
+
+    step()
+    return step
+
+
+def probe_time_cap(suite: Suite, horizons: dict[str, int | None]
+                   ) -> Callable[[dict[str, list[float]]], tuple[float, str]]:
+    """The speed probe's time cap, in seconds of timed rounds, and how it was set: [speed] max_seconds when given,
+    else max_share of the suite's training time, estimated from the probe's own median step time of each variant
+    times its runs' budgeted steps (the schedule's length; a seconds budget bounds it) and the number of seeds."""
+    speed = suite.speed
+    if speed.max_seconds is not None:
+        return lambda times: (speed.max_seconds, f"max_seconds = {speed.max_seconds:g}")
+
+    def cap(times: dict[str, list[float]]) -> tuple[float, str]:
+        total = 0.0
+        for name, values in times.items():
+            if name not in suite.variants or not values:
+                continue
+            horizon = horizons.get(name)
+            run = math.inf if horizon is None else horizon * sorted(values)[len(values) // 2]
+            if suite.budget.seconds is not None:
+                run = min(run, suite.budget.seconds)
+            total += 0.0 if math.isinf(run) else run
+        total *= len(suite.seeds)
+        return speed.max_share * total, (f"max_share = {speed.max_share:g} of the suite's training time, "
+                                         f"estimated at {total:.3g} s")
+
+    return cap
+
+
+def _agreement(dist: DistInfo, device: torch.device) -> Callable[[bool, bool], tuple[bool, bool]]:
+    """Ranks time in step, so they stop together: tight when every rank's intervals are, capped when any rank's
+    clock is."""
+
+    def agree(done: bool, capped: bool) -> tuple[bool, bool]:
+        flags = all_reduce(torch.tensor([float(not done), float(capped)], device=device), dist, op="max")
+        return not bool(flags[0].item()), bool(flags[1].item())
+
+    return agree

@@ -66,7 +66,7 @@ threads = 1
 warmup_steps = 1
 
 [speed]
-rounds = 2
+rounds = 3
 steps_per_round = 1
 
 [variants.pre_ln]

@@ -50,7 +50,9 @@ def slower(factor: float):
     def change(record):
         speed = record["speed"]
         if record["variant"] != speed["baseline"] and speed["speedup_vs_baseline"] is not None:
-            speed["speedup_vs_baseline"] /= factor
+            for key in ("speedup_vs_baseline", "ci_low", "ci_high"):
+                if speed.get(key) is not None:
+                    speed[key] /= factor
         return record
     return change
 
@@ -99,12 +101,27 @@ def test_small_loss_change_under_the_threshold_passes(tiny_run, tmp_path, capsys
     assert code == 1
 
 
-def clean_probe(record):
-    """A quiet machine's probe (ratio 0.9, small round-to-round spread), fixed so the verdicts do not depend on
-    how loaded the machine was when the session's records were made."""
+def clean_probe(record, spread: float = 0.02):
+    """A quiet machine's probe (ratio 0.9, small round-to-round spread, its 95% interval ± `spread` and an A/A
+    floor of ±1%), fixed so the verdicts do not depend on how loaded the machine was when the session's records
+    were made."""
     baseline = record["variant"] == record["speed"]["baseline"]
-    record["speed"].update(speedup_vs_baseline=1.0 if baseline else 0.9, speedup_iqr=0.0 if baseline else 0.03,
-                           rounds=6, step_time_median=record["summary"]["step_time_median"])
+    ratio = 1.0 if baseline else 0.9
+    low, high = (1.0, 1.0) if baseline else (ratio * (1 - spread), ratio * (1 + spread))
+    record["speed"].update(speedup_vs_baseline=ratio, speedup_iqr=0.0 if baseline else 0.03, rounds=12,
+                           step_time_median=record["summary"]["step_time_median"], ci_low=low, ci_high=high,
+                           confidence=0.96, half_width=(high - low) / 2 / ratio,
+                           control={"name": "pre_ln~copy", "rounds": 12, "speedup_vs_baseline": 1.0, "ci_low": 0.99,
+                                    "ci_high": 1.01, "confidence": 0.96, "half_width": 0.01})
+    return record
+
+
+def legacy_probe(record):
+    """clean_probe as a record made before the A/A control: no interval, no control (the IQR rule decides)."""
+    record = clean_probe(record)
+    for key in ("ci_low", "ci_high", "confidence", "half_width", "control", "min_rounds", "stop_reason",
+                "target_half_width", "time_cap_seconds", "time_cap", "probe_seconds"):
+        record["speed"].pop(key, None)
     return record
 
 
@@ -119,9 +136,30 @@ def test_slowdown_of_15_percent_is_a_regression(tiny_run, tmp_path, capsys):
     assert any(line.startswith("sas speedup vs pre_ln") for line in result["regressions"])
 
 
+def test_slowdown_without_a_control_is_judged_by_the_iqr(tiny_run, tmp_path, capsys):
+    base = copy_records(tiny_run, tmp_path / "base", change=legacy_probe)
+    cand = copy_records(base, tmp_path / "cand", change=slower(1.15))
+    code, result = run_compare(capsys, str(base), str(cand))
+    assert code == 1 and verdicts(result, "speedup")["sas"] == "regression"
+    row = next(r for r in result["rows"] if r["variant"] == "sas" and r["metric"].startswith("speedup"))
+    assert "no A/A control in this probe (baseline and candidate)" in row["detail"]
+
+
+def test_slowdown_inside_the_probes_intervals_is_inconclusive(tiny_run, tmp_path, capsys):
+    """The gate uses the interval, not the median alone: a 15% drop whose interval reaches the A/A floors."""
+    base = copy_records(tiny_run, tmp_path / "base", change=lambda r: clean_probe(r, spread=0.12))
+    cand = copy_records(base, tmp_path / "cand", change=slower(1.15))
+    code, result = run_compare(capsys, str(base), str(cand))
+    row = next(r for r in result["rows"] if r["variant"] == "sas" and r["metric"].startswith("speedup"))
+    assert code == 0 and row["verdict"] == "inconclusive" and "reaches into the probes' floors" in row["detail"]
+    assert "baseline no measurable difference (within ±" in row["detail"] and "candidate 0.783x [" in row["detail"]
+    code, result = run_compare(capsys, str(base), str(cand), "--speed-z", "0")  # the noise guard off
+    assert code == 1
+
+
 def test_slowdown_within_a_noisy_probe_is_inconclusive_not_a_failure(tiny_run, tmp_path, capsys):
     def noisy(record):
-        record = clean_probe(record)
+        record = legacy_probe(record)
         if record["variant"] != "pre_ln":
             record["speed"]["speedup_iqr"] = 0.5
         return record

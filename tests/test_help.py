@@ -82,16 +82,19 @@ def test_diagnose_defaults_to_the_suites_depth(tmp_path, monkeypatch):
     assert result["model"]["n_layers"] == depth and len(result["variants"]["pre_ln"]["cosine"]) == depth + 1
 
 
-@pytest.mark.parametrize("rounds", [3, 0])
+@pytest.mark.parametrize("rounds", [4, 0])
 def test_run_speed_rounds_reaches_the_probe(tmp_path, rounds):
-    suite = write_suite(tmp_path)  # its [speed] rounds = 2
+    suite = write_suite(tmp_path)  # its [speed] rounds = 3
     out = tmp_path / "out"
     assert main(["run", "--suite", str(suite), "--out", str(out), "--variants", "pre_ln,sas_p", "--speed-rounds",
                  str(rounds), "--quiet", "--in-process"]) == 0
     record = load_record(out / "records" / "sas_p-seed0.json")
     assert record["config"]["overrides"]["speed_rounds"] == rounds
     if rounds:
-        assert record["speed"]["method"] == "interleaved" and record["speed"]["rounds"] == rounds
+        # the minimum of rounds; the probe goes on until its intervals are tight or its time cap
+        assert record["speed"]["method"] == "interleaved" and record["speed"]["min_rounds"] == rounds
+        assert record["speed"]["rounds"] >= rounds and record["speed"]["stop_reason"] in ("interval tight",
+                                                                                         "time cap")
     else:
         assert record["speed"]["method"] is None  # 0 turns the probe off, as in the suite file
 
@@ -100,3 +103,7 @@ def test_run_speed_rounds_must_be_a_count(tmp_path, capsys):
     assert main(["run", "--suite", str(write_suite(tmp_path)), "--speed-rounds", "-1", "--out",
                  str(tmp_path / "o")]) == 2
     assert "--speed-rounds" in capsys.readouterr().err
+    assert main(["run", "--suite", str(write_suite(tmp_path)), "--speed-rounds", "2", "--out",
+                 str(tmp_path / "o")]) == 2  # below the probe's minimum of 3 rounds
+    err = capsys.readouterr().err
+    assert "--speed-rounds" in err and len(err.strip().splitlines()) == 1

@@ -52,8 +52,8 @@ def test_index_states_each_ranking_as_its_leaderboard_does():
 
 def test_every_published_directory_says_what_it_is_and_how_it_was_made():
     provenance = index.load_provenance(RESULTS)
-    suites, others = index.scan(RESULTS)
-    dirs = [p for versions in suites.values() for p in versions] + others
+    suites, ladders, others = index.scan(RESULTS)
+    dirs = [p for versions in suites.values() for p in versions] + ladders + others
     for d in dirs:
         entry = provenance.get(d.relative_to(RESULTS).as_posix(), {})
         assert entry.get("what") and entry.get("how"), f"{d}: no entry in results/{index.PROVENANCE}"

@@ -80,7 +80,7 @@ BAD_SUITE_VALUES = [
     (_set("runtime", "divergence_loss = inf"), "runtime.divergence_loss"),
     (_set("runtime", "stall_seconds = inf"), "runtime.stall_seconds"),
     # [speed]
-    (("rounds = 2", "rounds = -1"), "speed.rounds"),
+    (("rounds = 3", "rounds = -1"), "speed.rounds"),
     (("steps_per_round = 1", "steps_per_round = 0"), "speed.steps_per_round"),
     # [suite] seeds
     (("seeds = [0]", "seeds = [-1]"), "suite.seeds"),
@@ -110,7 +110,7 @@ def test_good_budget_values_load(tmp_path, line):
 def test_edge_values_that_are_in_range_load(tmp_path):
     text = TINY_SUITE.replace(*_set("optim", "betas = [0.0, 0.999]\ngrad_clip = 0.0\nmin_lr_ratio = 1.0\n"
                                               "warmup_fraction = 0.0\nweight_decay = 0.0"))
-    text = text.replace("warmup_steps = 1", "warmup_steps = 0").replace("rounds = 2", "rounds = 0")
+    text = text.replace("warmup_steps = 1", "warmup_steps = 0").replace("rounds = 3", "rounds = 0")
     suite = load_suite(str(write_suite(tmp_path, text)))
     assert suite.optim.grad_clip == 0.0 and suite.speed.rounds == 0  # 0: clipping and the probe off
 

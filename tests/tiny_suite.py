@@ -36,7 +36,7 @@ threads = 2
 warmup_steps = 1
 
 [speed]
-rounds = 2
+rounds = 3
 steps_per_round = 1
 
 [variants.pre_ln]

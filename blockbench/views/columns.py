@@ -90,14 +90,38 @@ def _ci_cell(point: Any, low: Any, high: Any) -> str:
     return f"{point:.3f} [{_bound(low)}, {_bound(high)}]"
 
 
-def _probe_cell(row, baseline: str | None) -> str:
-    if row["variant"] == baseline and not _is_missing(row["speedup_vs_baseline"]):
-        return "1.000 (baseline)"
-    iqr = row["speedup_iqr"]
-    if _is_missing(row["speedup_vs_baseline"]) and not _is_missing(iqr):  # an untrusted probe (aggregate)
-        return "baseline (untrusted probe)" if row["variant"] == baseline else stats.untrusted_cell(float(iqr))
-    return fmt(row["speedup_vs_baseline"], ".3f", "∞") + (
-        f" (IQR {iqr:.2f})" if not _is_missing(iqr) and iqr > 0 else "")
+def _speed_numbers(v: Runs) -> tuple[float, ...]:
+    """The speed column's numbers: median ratio and IQR as before, and (issue 36) the interval of the median ratio
+    and the A/A floor of the probe, from the section of the variant's median-ratio run. Ratios that do not compare
+    (several device types or modes) are left out with their spread; an untrusted probe's ratio and interval are
+    left out, its spread kept, so the cell can say why."""
+    shown = v.speed_comparable and v.speed_trusted
+    section = stats.variant_speed([{"variant": v.variant, "speed": s} for s in v.g["speed"] if isinstance(s, dict)],
+                                  v.variant) if shown else None
+    floor = stats.speed_floor(section) or (math.nan, math.nan)
+
+    def end(key: str) -> float:
+        return math.nan if section is None or section.get(key) is None else float(section[key])
+
+    return (v.g["speedup_vs_baseline"].astype(float).median() if shown else math.nan,
+            v.g["speedup_iqr"].astype(float).median() if v.speed_comparable else math.nan,
+            end("ci_low"), end("ci_high"), *floor)
+
+
+def _speed_words(v: Runs) -> str:
+    """The speed cell (stats.speed_verdict, the words of every view)."""
+    if not v.speed_comparable:
+        return "-"
+    sections = [s for s in v.g["speed"] if isinstance(s, dict)]
+    if not v.speed_trusted:
+        if not any(s.get("speedup_vs_baseline") is not None for s in sections):
+            return "-"
+        if v.variant == v.baseline:
+            return "baseline (untrusted probe)"
+        iqr = v.g["speedup_iqr"].astype(float).median()
+        return stats.untrusted_cell(None if _is_missing(iqr) else float(iqr))
+    section = stats.variant_speed([{"variant": v.variant, "speed": s} for s in sections], v.variant)
+    return stats.speed_verdict(section, baseline=v.variant == v.baseline).text
 
 
 def _mib(value: Any) -> str:
@@ -299,11 +323,15 @@ COLUMNS: list[Column] = [
     Column(ranking=Cell("seeds", lambda r, view: str(r["n_seeds"]))),
     Column(("speedup_vs_baseline", "speedup_iqr"),
            (RunField("speedup_vs_baseline", lambda r: r["speed"].get("speedup_vs_baseline")),
-            RunField("speedup_iqr", lambda r: r["speed"].get("speedup_iqr"))),
-           lambda v: (v.g["speedup_vs_baseline"].astype(float).median()
-                      if v.speed_comparable and v.speed_trusted else math.nan,
-                      v.g["speedup_iqr"].astype(float).median() if v.speed_comparable else math.nan),
-           ranking=Cell("speedup, interleaved probe (IQR)", lambda r, view: _probe_cell(r, view.baseline))),
+            RunField("speedup_iqr", lambda r: r["speed"].get("speedup_iqr")),
+            RunField("speed", lambda r: r["speed"])),
+           lambda v: _speed_numbers(v)[:2]),
+    # The interval of the median ratio and the probe's A/A floor: blank (and so left out) for records made before
+    # the probe measured them (issue 36).
+    Column(("speedup_ci_low", "speedup_ci_high", "speed_floor_low", "speed_floor_high"),
+           compute=lambda v: _speed_numbers(v)[2:], optional=True),
+    Column(("speed_words",), compute=_speed_words, in_csv=False,
+           ranking=Cell("speedup, interleaved probe", lambda r, view: r["speed_words"])),
     Column(("ttt_speedup", "ttt_speedup_ci_low", "ttt_speedup_ci_high"), compute=_ttt,
            ranking=Cell(lambda view: _TTT_HEADER.format(" [95% CI]" if view.multi else ""), _ttt_cell,
                         lambda view: view.has_target)),

@@ -16,8 +16,11 @@ Verdicts, per variant present on both sides:
   different dtypes (selection.training_dtype) are not compared; an untrusted probe (stats.probe_disturbed_note)
   shows `untrusted (IQR x)`, no ratio.
   A ratio that dropped by more than --max-slowdown fails only if the drop also stands out from the two probes'
-  own round-to-round noise (--speed-z standard errors, from the recorded IQR); else it is `inconclusive`.
-  The baseline variant has no speed verdict;
+  own noise, else it is `inconclusive`: where both probes measured an interval of the median ratio and an A/A
+  floor (issue 36, stats.speed_verdict), the interval of the change (candidate's interval over baseline's) must
+  lie wholly outside the band the two floors allow (speed_change); for records without an A/A control, by
+  --speed-z standard errors from the recorded IQRs. The detail gives each side's speed in the words of every
+  view. The baseline variant has no speed verdict;
 - peak memory: relative increase against --max-memory-increase, when both sides measured the same kind.
 
 Exit code 0: no regression; 1: a regression; 2: unusable input (a one-line reason on stderr).
@@ -232,6 +235,17 @@ def _probe_se(records: list[dict]) -> float | None:
     return 0.929 * iqr / math.sqrt(rounds)
 
 
+def speed_change(base: dict[str, Any], cand: dict[str, Any]) -> tuple[float, float, float, float] | None:
+    """The change of a variant's speed ratio from one probe to another, as an interval, and the band of changes the
+    two probes' A/A floors allow: (low, high, band low, band high), conservatively (the candidate's low end over
+    the baseline's high end, and so on). None unless both probes measured an interval and a floor."""
+    floors = stats.speed_floor(base), stats.speed_floor(cand)
+    if None in floors or any(s.get("ci_low") is None or s.get("ci_high") is None for s in (base, cand)):
+        return None
+    (fbl, fbh), (fcl, fch) = floors  # type: ignore[misc] - neither is None
+    return (cand["ci_low"] / base["ci_high"], cand["ci_high"] / base["ci_low"], fcl / fbh, fch / fbl)
+
+
 def speed_row(variant: str, baseline_variant: str, b: list[dict], c: list[dict], t: Thresholds) -> dict[str, Any]:
     metric = f"speedup vs {baseline_variant}"
     sb = _median([r["speed"].get("speedup_vs_baseline") for r in b])
@@ -267,6 +281,24 @@ def speed_row(variant: str, baseline_variant: str, b: list[dict], c: list[dict],
     detail = f"interleaved probe; slowdown limit {t.max_slowdown:.0%}"
     verdict = ("regression" if ratio < 1 - t.max_slowdown else "improved" if ratio > 1 + t.max_slowdown
                else "ok")
+    sections = (stats.variant_speed(b, variant), stats.variant_speed(c, variant))
+    change = speed_change(*sections)  # type: ignore[arg-type] - both sides have a ratio (above)
+    if change is not None:
+        # Both probes measured an interval and an A/A floor (issue 36): a change beyond the limit counts only when
+        # the interval of the change lies outside the band the two floors allow; else it is inconclusive.
+        low, high, band_low, band_high = change
+        words = "; ".join(f"{side} {stats.speed_verdict(section).text}"
+                          for side, section in zip(("baseline", "candidate"), sections, strict=True))
+        detail += (f"; change {ratio:.3f}x [{low:.3f}, {high:.3f}], the A/A floors allow [{band_low:.3f}, "
+                   f"{band_high:.3f}] ({words})")
+        clear = high < band_low if verdict == "regression" else low > band_high
+        if verdict != "ok" and not clear and t.speed_z > 0:
+            verdict = "inconclusive"
+            detail += ": the change's interval reaches into the probes' floors, too noisy to tell, rerun"
+        return _row(variant, metric, sb, sc, verdict, detail, "x")
+    lacking = [side for side, section in zip(("baseline", "candidate"), sections, strict=True)
+               if stats.speed_floor(section) is None or (section or {}).get("ci_low") is None]
+    detail += f"; {stats.NO_CONTROL} ({' and '.join(lacking)}): the IQRs decide"
     se_b, se_c = _probe_se(b), _probe_se(c)
     if verdict != "ok" and t.speed_z > 0 and se_b is not None and se_c is not None:
         # One probe per run: a change beyond the limit still has to stand out from that probe's own round-to-
@@ -485,8 +517,10 @@ def add_parser(sub: Any) -> None:
                    help="largest allowed relative increase of peak memory (default 0.25)")
     p.add_argument("--alpha", type=float, default=0.01, help="significance level of the t-test (default 0.01)")
     p.add_argument("--speed-z", type=_fraction, default=2.0, metavar="Z",
-                   help="a speed change beyond --max-slowdown fails only if it is Z standard errors of the two "
-                        "probes' medians (from their IQRs) away, else it is 'inconclusive' (default 2; 0: off)")
+                   help="for probes without an A/A control (records made before it): a speed change beyond "
+                        "--max-slowdown fails only if it is Z standard errors of the two probes' medians (from "
+                        "their IQRs) away, else it is 'inconclusive' (default 2); with a control, the interval "
+                        "of the change must clear the probes' A/A floors; 0: neither check, the limit alone decides")
     p.add_argument("--strict", action="store_true",
                    help="also fail on changed params/FLOPs and on variants missing from the candidate")
     p.set_defaults(func=cmd_compare)

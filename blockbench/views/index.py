@@ -43,9 +43,12 @@ READING_GUIDE = (
     "CSV); mean and 95% t-interval over seeds. Lower is better. With one seed there is no interval: differences of "
     "a few hundredths are within seed-to-seed noise.",
     "**speedup, interleaved probe**: the training-step speed of a variant relative to the baseline variant, "
-    "measured round-robin in one process before training, so drift of the shared machine cancels; the bracket is "
-    "the IQR over rounds. This is the speed number to trust here. Absolute tokens/s of runs made minutes apart are "
-    "shown but are not comparable on a shared machine.",
+    "measured round-robin in one process before training, so drift of the shared machine cancels. A probe beside "
+    "an A/A control (the baseline built twice) says `1.120x [1.090, 1.150]` when the 95% interval of the median "
+    "lies outside the control's floor and `no measurable difference (within ±x%)` when it does not; the directories "
+    "published before that control say `no A/A control in this probe` beside the median and the IQR over rounds. "
+    "This is the speed number to trust here. Absolute tokens/s of runs made minutes apart are shown but are not "
+    "comparable on a shared machine.",
     "**to target**: steps, tokens, FLOPs and training seconds until the eval loss first reaches the suite's target, "
     "interpolated between evaluations; `miss` when never reached (counted as infinite in medians). The "
     "time-to-target speedup in the ranking is wall-clock, so it carries the machine's drift: see each page's caveat.",
@@ -92,18 +95,40 @@ def load_provenance(root: Path) -> dict[str, Any]:
     return data
 
 
-def scan(root: Path) -> tuple[dict[str, list[Path]], list[Path]]:
-    """{suite: its numbered version dirs, highest (current) first} and every other directory one level below a
+def scan(root: Path) -> tuple[dict[str, list[Path]], list[Path], list[Path]]:
+    """{suite: its numbered version dirs, highest (current) first}, the ladders' version dirs (a ladder keeps one
+    records/ per rung, RUNG/records/, and no records/ of its own) and every other directory one level below a
     suite or top-level directory (sweeps, GPU checks)."""
     suites: dict[str, list[Path]] = {}
+    ladders: list[Path] = []
     others: list[Path] = []
     for top in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         children = sorted(p for p in top.iterdir() if p.is_dir() and not p.name.startswith("."))
         versions = [p for p in children if p.name.isdigit()]
+        ladders += [p for p in versions if is_ladder(p)]
+        versions = [p for p in versions if not is_ladder(p)]
         if versions:
             suites[top.name] = sorted(versions, key=lambda p: int(p.name), reverse=True)
         others += [p for p in children if not p.name.isdigit()]
-    return suites, others
+    return suites, ladders, others
+
+
+def is_ladder(directory: Path) -> bool:
+    return not (directory / "records").is_dir() and any(directory.glob("*/records"))
+
+
+def ladder_row(directory: Path, root: Path) -> list[str]:
+    """One published ladder: its verdicts in one line, from its records as `blockbench ladder` reads them."""
+    from blockbench.views.ladder import headline, ladder_json, load_ladder
+
+    runs = load_ladder(directory)
+    data = ladder_json(runs)
+    records = [r for rs in runs.records.values() for r in rs]
+    facts = dict(header_items(records, 0))
+    pages = [_link(name, directory / name, root) for name in ("ladder.html", "ladder.md", "ladder.png")
+             if (directory / name).exists()]
+    return [md_code(directory.relative_to(root).as_posix()), _dates(records), facts["device"], headline(data),
+            "; ".join(pages) or "-"]
 
 
 def shipped_suite_text(name: str, version: str, record_hash: str) -> str:
@@ -188,9 +213,9 @@ def _words_table(header: list[str], rows: list[list[str]]) -> page.Table:
 def build_index(root: Path) -> page.Page:
     """Everything the landing page says, once: index.html and README.md are two renderings of this."""
     provenance = load_provenance(root)
-    suites, others = scan(root)
+    suites, ladders, others = scan(root)
     known = {p.relative_to(root).as_posix() for versions in suites.values() for p in versions}
-    known |= {p.relative_to(root).as_posix() for p in others}
+    known |= {p.relative_to(root).as_posix() for p in [*ladders, *others]}
     stale = sorted(k for k, v in provenance.items() if isinstance(v, dict) and k not in known)
     if stale:  # a hand-kept entry whose directory went away: say so rather than publish a row for nothing
         raise LeaderboardError(f"{root / PROVENANCE}: entries for directories that do not exist: {', '.join(stale)}")
@@ -211,7 +236,14 @@ def build_index(root: Path) -> page.Page:
                       "**ranking**: the leaderboard's ranks, best first, tied ranks shared, and its stability word."),
             _words_table(["result", "current", "date", "device", "commit", "seeds", "budget", "ranking", "pages"],
                          rows))
-    results = [p.relative_to(root).as_posix() for versions in suites.values() for p in versions]
+    if ladders:
+        doc.add(page.Heading("Ladders: does a win hold with scale?"),
+                page.Para("Each variant trained at several model sizes; the baseline's loss-compute law fitted and "
+                          "each variant's compute multiplier against it, with its interval (`blockbench ladder`)."),
+                _words_table(["ladder", "date", "device", "verdicts", "pages"],
+                             [ladder_row(p, root) for p in ladders]))
+    results = [p.relative_to(root).as_posix() for versions in suites.values() for p in [*versions]]
+    results += [p.relative_to(root).as_posix() for p in ladders]
     doc.add(page.Heading("What each is and how it was made"),
             _words_table(["result", "what", "how it was made"],
                          [[md_code(k), said(k, "what"), said(k, "how")] for k in results]))

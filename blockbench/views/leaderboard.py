@@ -78,8 +78,10 @@ def header_items(kept: list[dict[str, Any]], left_out: int, failed: int = 0) -> 
                          for r in kept)),
         ("records", f"{len(kept)} ranked, {left_out} left out" + (f", {failed} failed runs (failures/)"
                                                                       if failed else "")),
-    ] + ([("speed", f"speed ratios (interleaved probe) not shown: {note}")]
-         if (note := speed_not_comparable(kept) or stats.probe_disturbed_note(kept)) is not None else [])
+    ] + ([("speed probe", facts)]
+         if (facts := stats.probe_facts(kept)) is not None and speed_not_comparable(kept) is None else []) + (
+        [("speed", f"speed ratios (interleaved probe) not shown: {note}")]
+        if (note := speed_not_comparable(kept) or stats.probe_disturbed_note(kept)) is not None else [])
     # Every value above is plain text built from record fields: escaped as a whole. The hashes go in as code.
     return [(k, md_code(v) if k in CODE_ITEMS else md(v)) for k, v in items]
 
@@ -185,9 +187,18 @@ READING_GUIDE = (
     "With one seed a pair is resolved when it is in the same order at 50%, 75% and 100% of the budget. "
     "**P(rank)** (>= 2 seeds only): the bootstrap's probability that the variant is at its listed position.",
     "**speedup, interleaved probe**: baseline step time / variant step time (> 1 is faster), measured before "
-    "training by one process that times all variants round-robin; the median over rounds, with the interquartile "
-    "range over rounds in parentheses (a large one means a noisy machine). Machine drift cancels in this ratio: "
-    "compare these, not tokens/s.",
+    "training by one process that times all variants round-robin, beside an A/A control (the baseline built "
+    "again, from another initialisation draw) whose ratio is 1 by construction: how far the control's 95% interval "
+    "reaches from 1, either way, is the probe's floor (`A/A floor ±x%`, the baseline's row and the setup table). "
+    "The probe "
+    "runs at least the suite's `[speed] rounds`, then more, until every ratio's 95% interval of its median (order "
+    "statistics of the per-round ratios, distribution-free) is within the suite's target half-width (±2% by "
+    "default), or until its time cap (5% of the suite's estimated training time by default); the setup table says "
+    "how many rounds ran and why it stopped. `1.120x [1.090, 1.150]`: the interval lies outside the floor, a "
+    "measured difference; `no measurable difference (within ±x%)`: it does not, and x is how far from 1 either "
+    "interval reaches; `untrusted (IQR x)`: the probe was disturbed, no ratio. Records made before the control "
+    "existed say `no A/A control in this probe` beside their median and IQR, and are no verdict. Machine drift "
+    "cancels in this ratio: compare these, not tokens/s.",
     "**time-to-target speedup**: the baseline's median training seconds to the target / the variant's, with a "
     "percentile-bootstrap 95% interval over seeds (10,000 seeded resamples; two or more seeds only). A miss "
     "counts as infinite: `miss` when the variant's median run missed the target (`[miss, x]`: censored, in over "

@@ -15,8 +15,10 @@ this scale / not converged / diverged) reached by a rule stated in the report:
 - a variant that diverged on some seeds is judged on the seeds that survived on both sides (paired), with the
   divergence reported beside the verdict: a divergence never counts as "worse" by itself. With no seed left on
   both sides the verdict is "diverged";
-- the throughput claim reads the interleaved speed probe's per-round ratios (median and interquartile range),
-  only from a trusted probe (stats.probe_disturbed_note) on one device type in one execution mode;
+- the throughput claim reads the interleaved speed probe's per-round ratios, only from a trusted probe
+  (stats.probe_disturbed_note) on one device type in one execution mode: the 95% interval of their median against
+  the probe's A/A floor (stats.speed_verdict), or, in records made before the probe had an A/A control, their
+  median ± half their interquartile range;
 - the parameter claim is exact arithmetic on the recorded counts.
 
 Like a leaderboard, the report is a pure view of the records: the same records give the same bytes.
@@ -370,51 +372,84 @@ def speed_claim(records: list[dict[str, Any]], by_variant: dict[str, dict[str, A
     """6. SAS-P / Pre-LN by the interleaved probe, against the analytic bounds; fills the figure's speed numbers.
     An untrusted probe, or ratios from several device types or execution modes, give no number at all: not in
     the table, not on the figure, not as a share of a bound."""
-    untrusted = speed_untrusted(records)
-    for v in by_variant:
-        speed = _speed(records, v)
-        if speed is not None:
-            figure["speed"][v] = speed
-    if untrusted:
-        figure["speed_disturbed"] = untrusted
+    untrusted = _fill_speed_figure(records, by_variant, figure)
     claims_of: ClaimSet = figure.get("claims", PAPER_CLAIMS)
     candidate, title = claims_of.speed
     if candidate not in by_variant or candidate not in figure["speed"]:
         return None
     pre = by_variant[claims_of.baseline]
     ratio, iqr = figure["speed"][candidate]
-    if claims_of.paper_speedup is not None:  # the paper's ReLU MLP of width r d: (4+2r)/(2+2r), as it states it
-        r = float(pre["block_spec"]["mlp_ratio"]) if pre["block_spec"] else 4.0
-        bound, bound_text = (4 + 2 * r) / (2 + 2 * r), f"matmul bound (4+2r)/(2+2r) = {(4 + 2 * r) / (2 + 2 * r):.2f}"
-    else:  # any MLP: the ratio of the blocks' matrix parameters, which the blocks' matmul FLOPs follow
-        bound = pre["static"]["params_block_matrices"] / by_variant[candidate]["static"]["params_block_matrices"]
-        bound_text = f"matmul bound (ratio of the blocks' matrix parameters) = {bound:.2f}"
+    bound, bound_text = _matmul_bound(claims_of, pre, by_variant[candidate])
     flops_ratio = pre["static"]["flops_train_per_token"] / by_variant[candidate]["static"]["flops_train_per_token"]
     figure["bound"], figure["flops_ratio"] = bound, flops_ratio
     low, high = ratio - iqr / 2, ratio + iqr / 2
     rounds = by_variant[candidate]["speed"]["rounds"]
-    verdict = (UNRESOLVED if math.isnan(iqr) or untrusted else REPRODUCED if low > 1 else
-               NOT_REPRODUCED if high < 1 else UNRESOLVED)
+    section = stats.variant_speed(records, candidate)
+    words = stats.speed_verdict(section)
+    if words.low is not None and words.high is not None:  # a probe with an interval (issue 36): its words decide
+        low, high = words.low, words.high
+        verdict = (UNRESOLVED if untrusted else REPRODUCED if words.kind == "faster" else
+                   NOT_REPRODUCED if words.kind == "slower" else UNRESOLVED)
+        rule = ("faster: the probe's 95% interval of the median per-round ratio lies above 1 and above its A/A "
+                "floor (`1.120x [1.090, 1.150]`); below both: not reproduced; otherwise `no measurable difference`,"
+                " not resolvable")
+    else:  # a record without the A/A control: median ± half the IQR, as before
+        verdict = (UNRESOLVED if math.isnan(iqr) or untrusted else REPRODUCED if low > 1 else
+                   NOT_REPRODUCED if high < 1 else UNRESOLVED)
+        rule = (f"faster ({stats.NO_CONTROL}): median ± half the interquartile range of the probe's per-round "
+                "ratios entirely above 1.0; entirely below: not reproduced")
     if untrusted:
         measured = (f"{stats.untrusted_cell(iqr)} ({rounds} interleaved rounds); whole-model FLOP ratio "
                     f"{flops_ratio:.3f}; not a verdict: {untrusted}")
+    elif words.low is not None:
+        share = stats.share_of_bound(ratio, bound)
+        measured = (f"{words.text} (median of {rounds} interleaved rounds and its 95% interval "
+                    f"{low:.3f}-{high:.3f}; {stats.floor_words(section)}); whole-model FLOP ratio {flops_ratio:.3f}"
+                    + (f"; {share}" if share and words.differs else ""))
     else:
         share = stats.share_of_bound(ratio, bound)
         measured = (f"{ratio:.3f}x (median of {rounds} interleaved rounds, ± half their IQR: {low:.3f}-{high:.3f}"
-                    f"); whole-model FLOP ratio {flops_ratio:.3f}" + (f"; {share}" if share else ""))
+                    f"; {stats.NO_CONTROL}); whole-model FLOP ratio {flops_ratio:.3f}"
+                    + (f"; {share}" if share else ""))
     paper = claims_of.paper_speedup
     claim = Claim(
         title, f"{claims_of.speed_paper}; {bound_text}",
         measured,
-        verdict, "faster: median ± half the interquartile range of the probe's per-round ratios entirely "
-                 "above 1.0; entirely below: not reproduced; from an untrusted probe, or ratios measured on "
-                 "several device types or in several execution modes: no ratio and no verdict. Magnitude: "
+        verdict, f"{rule}; from an untrusted probe, or ratios measured on several device types or in several "
+                 "execution modes: no ratio and no verdict. Magnitude: "
                  + (f"the paper's {paper}x inside that range; outside it: not reproduced (smaller or larger)"
                     if paper is not None else "none: no published figure for this pair"),
         magnitude=(f"{NOT_APPLICABLE}: probe not trusted" if untrusted
                    else speed_magnitude(low, high) if paper is not None else f"{NOT_APPLICABLE}: no published figure"))
     figure["speed_verdicts"] = (verdict, claim.magnitude.split(":")[0])
     return claim
+
+
+def _fill_speed_figure(records: list[dict[str, Any]], by_variant: dict[str, dict[str, Any]],
+                       figure: dict[str, Any]) -> str | None:
+    """The figure's speed ratios and intervals per variant; returns why the probe is not trusted, if it is not."""
+    untrusted = speed_untrusted(records)
+    for v in by_variant:
+        speed = _speed(records, v)
+        if speed is not None:
+            figure["speed"][v] = speed
+        section = stats.variant_speed(records, v)
+        if section is not None and section.get("ci_low") is not None and section.get("ci_high") is not None:
+            figure.setdefault("speed_ci", {})[v] = (section["ci_low"], section["ci_high"])
+    if untrusted:
+        figure["speed_disturbed"] = untrusted
+    return untrusted
+
+
+def _matmul_bound(claims_of: ClaimSet, pre: dict[str, Any], candidate: dict[str, Any]) -> tuple[float, str]:
+    """The speed-up the blocks' matmuls allow, and how it was worked out."""
+    if claims_of.paper_speedup is not None:  # the paper's ReLU MLP of width r d: (4+2r)/(2+2r), as it states it
+        r = float(pre["block_spec"]["mlp_ratio"]) if pre["block_spec"] else 4.0
+        bound = (4 + 2 * r) / (2 + 2 * r)
+        return bound, f"matmul bound (4+2r)/(2+2r) = {bound:.2f}"
+    # any MLP: the ratio of the blocks' matrix parameters, which the blocks' matmul FLOPs follow
+    bound = pre["static"]["params_block_matrices"] / candidate["static"]["params_block_matrices"]
+    return bound, f"matmul bound (ratio of the blocks' matrix parameters) = {bound:.2f}"
 
 
 def speed_untrusted(records: list[dict[str, Any]]) -> str | None:
@@ -492,7 +527,10 @@ def _plot_speed(right, figure: dict[str, Any]) -> None:
         ratio, iqr = speed[v]
         # Each variant in its colour and marker on every page (plotstyle); the claim's point is larger.
         style = {**plotstyle.variant_style(v, names), "markersize": 9 if v == claimed else 6}
-        if math.isnan(iqr):
+        if v in figure.get("speed_ci", {}):  # the 95% interval of the median (issue 36)
+            low, high = figure["speed_ci"][v]
+            right.errorbar([ratio], [i], xerr=[[ratio - low], [high - ratio]], capsize=3, **style)
+        elif math.isnan(iqr):
             right.plot([ratio], [i], linestyle="none", **style)
         else:
             right.errorbar([ratio], [i], xerr=[[iqr / 2], [iqr / 2]], capsize=3, **style)
@@ -523,7 +561,8 @@ def _plot_speed(right, figure: dict[str, Any]) -> None:
                        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1},
                        arrowprops={"arrowstyle": "-", "color": colour, "linewidth": 0.8, "shrinkB": 6})
         right.set_ylim(min(-0.6, gap - 0.5), len(names) - 0.4)
-    right.set_xlabel(f"step speed-up vs {reference} (median ± IQR/2)")
+    right.set_xlabel(f"step speed-up vs {reference} " + ("(median, 95% interval)" if figure.get("speed_ci")
+                                                          else "(median ± IQR/2)"))
     right.set_title(f"throughput vs {reference} (higher is faster)" + (
         "\nPROBE NOT TRUSTED: no ratio shown" if figure.get("speed_disturbed") else ""),
         fontsize="medium", **({"color": "tab:red"} if figure.get("speed_disturbed") else {}))
@@ -588,10 +627,10 @@ def workload_sections(records: list[dict[str, Any]]) -> list[page.Block]:
     """The sections the records' workload adds after the claims table (Workload.report_sections)."""
     untrusted = speed_untrusted(records)
 
-    def speed_cell(variant: str) -> str:
-        speed = _speed(records, variant)
-        return ("-" if speed is None else stats.untrusted_cell(speed[1]) if untrusted
-                else f"{speed[0]:.3f} (IQR {speed[1]:.3f})")
+    def speed_cell(variant: str) -> str:  # the words of every view (stats.speed_verdict)
+        section = stats.variant_speed(records, variant)
+        return stats.speed_verdict(section, baseline=variant == records[0]["config"].get("baseline"),
+                                   untrusted=untrusted is not None).text
 
     blocks: list[page.Block] = []
     for section in workload_class(workload_of(records[0])).report_sections(records, speed_cell):
