@@ -19,6 +19,10 @@ from blockbench.suite import Suite
 from blockbench.untrusted import plain, rich
 
 
+def _rung_of(record: dict[str, Any]) -> Any:
+    return (record["config"].get("ladder") or {}).get("rung")
+
+
 def _run_name(record: dict[str, Any]) -> str:
     """The variant, prefixed by its rung in a ladder's run."""
     rung = (record["config"].get("ladder") or {}).get("rung")
@@ -180,12 +184,18 @@ class RunDisplay:
                        "speedup (interleaved probe)", "steps to target", "params", "peak mem MB"):
             table.add_column(column, justify="left" if column in ("variant", "status") else "right")
         # The views' rule for the speed probe, here too: a ratio from an untrusted probe is no number at all.
-        untrusted = stats.probe_disturbed_note(self.records)
+        # A ladder's rungs each have their own probe: one rung's probe step is no measure of another's training.
+        by_rung: dict[Any, list[dict[str, Any]]] = {}
+        for r in self.records:
+            by_rung.setdefault(_rung_of(r), []).append(r)
+        notes = {rung: stats.probe_disturbed_note(group) for rung, group in by_rung.items()}
+        untrusted = "; ".join(f"rung {plain(str(rung))}: {note}" if rung is not None else note
+                              for rung, note in notes.items() if note) or None
         for r in self.records:
             s = r["summary"]
             # The one rule of every view (stats.speed_verdict): a ratio, its interval and the A/A floor in words.
             speed = stats.speed_verdict(r["speed"], baseline=r["variant"] == r["speed"].get("baseline"),
-                                        untrusted=untrusted is not None).text
+                                        untrusted=notes[_rung_of(r)] is not None).text
             mem = s["peak_memory_bytes"]
             status = r["status"] + (" (plateau)" if stats.plateau_steps(r) is not None else "")
             table.add_row(Text(plain(_run_name(r))), str(r["seed"]), Text(plain(status)), str(s["steps"]),
@@ -196,7 +206,8 @@ class RunDisplay:
         for f in self.failures:
             table.add_row(Text(plain(f["variant"])), str(f["seed"]), "failed", *["-"] * 8)
         probe = next((r["speed"] for r in self.records if r["speed"].get("control")), None)
-        if probe is not None and untrusted is None:  # the A/A control's row: the floor, never a speed-up
+        ladder = len(by_rung) > 1  # each rung has its probe and its floor: `blockbench ladder` shows them per rung
+        if probe is not None and untrusted is None and not ladder:  # the A/A control's row: the floor, no speed-up
             table.add_row(Text(plain(f"{probe['control']['name']} (A/A control)")), "-", "-", "-", "-", "-", "-",
                           Text(plain(stats.floor_words(probe).split(" (")[0])), "-", "-", "-")
         self.console.print(table)
@@ -205,7 +216,7 @@ class RunDisplay:
         self.console.print(plain(f"records: {where}  (peak memory: {kind})"), markup=False)
         if untrusted:
             self.console.print(f"speed: {untrusted}", highlight=False, markup=False)
-        elif (line := stats.probe_facts(self.records)) is not None:
+        elif not ladder and (line := stats.probe_facts(self.records)) is not None:
             self.console.print(plain(f"speed: {line}"), highlight=False, markup=False)
         if self.failures:
             self.console.print(plain(f"failed runs: {len(self.failures)}, see {out_dir}/failures/"), markup=False)

@@ -5,11 +5,14 @@ import json
 import math
 
 import pytest
+from rich.console import Console
 
 from blockbench.cli import main
+from blockbench.display import RunDisplay
 from blockbench.ladder import LR_RULES, non_embedding_params
 from blockbench.rungs import describe, rung_suites
 from blockbench.suite import SuiteError, load_suite
+from blockbench.views.ladder import headline, multiplier_rows
 from tests.tiny_suite import TINY_SUITE, write_suite
 
 RUNGS = """
@@ -214,3 +217,42 @@ def test_resume_reruns_only_the_missing_run_of_a_rung(ladder_run, tmp_path):
                  "--in-process"]) == 0
     assert missing.exists()
     assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
+
+
+def test_a_failed_baseline_law_gives_one_headline_and_no_multiplier_cells():
+    rung = lambda a, b: {"rung": "r", "shape": {"n_layers": 2, "d_model": 64},  # noqa: E731
+                         "variants": {"pre_ln": {"seeds": 3, "mean_loss": a}, "sas_p": {"seeds": 3, "mean_loss": b}}}
+    data = {"baseline": "pre_ln", "level": 0.9, "law": {"failed": "lack-of-fit F test: F=115, p=3.9e-07"},
+            "rungs": [rung(2.5, 2.6), rung(2.0, 2.2), rung(1.5, 1.6)],
+            "variants": {"sas_p": {"verdict": "fit failed (lack-of-fit F test: F=115, p=3.9e-07)",
+                                   "failed": "lack-of-fit F test: F=115, p=3.9e-07", "flops_multiplier": 40.0}}}
+    text = headline(data, escape=str)
+    assert text.startswith("no multiplier: the law L(C) = E + A*C^-alpha does not describe pre_ln's rungs")
+    assert "every rung orders the mean losses pre_ln < sas_p" in text
+    assert "40" not in " ".join(multiplier_rows(data)[0])  # a failed fit shows no number that reads as a result
+    data["rungs"][1] = rung(2.3, 2.2)  # the rungs disagree: no order claimed
+    assert "orders" not in headline(data, escape=str)
+
+
+def test_the_run_table_judges_each_rungs_probe_by_that_rungs_training(ladder_run):
+    """A small rung's probe steps are far shorter than a large rung's training steps: no sign of overload. Only a
+    rung whose probe was slow against its own training is untrusted, and the line names it."""
+    _, out = ladder_run
+    records = [json.loads(p.read_text()) for p in sorted(out.glob("*/records/*.json"))]
+    for r in records:  # rung c's steps, probed and trained alike, take 50x those of a and b (a bigger model, say)
+        slow = 50.0 if r["config"]["ladder"]["rung"] == "c" else 1.0
+        r["summary"]["step_time_median"] = r["speed"]["step_time_median"] = slow
+    display = RunDisplay(load_suite("ladder-smoke"), console=Console(record=True, width=250))
+    display.records = records
+    display.summary("out")
+    assert "untrusted" not in display.console.export_text()
+    for r in records:
+        if r["config"]["ladder"]["rung"] == "a":
+            r["speed"]["step_time_median"] = 5.0  # rung a's probe: 5x its own training steps
+    display = RunDisplay(load_suite("ladder-smoke"), console=Console(record=True, width=250))
+    display.records = records
+    display.summary("out")
+    shown = display.console.export_text()
+    assert "speed: rung a: the interleaved probe's steps took 5x" in shown
+    assert sum("untrusted" in line for line in shown.splitlines() if line.startswith("│ a: ")) > 0
+    assert not any("untrusted" in line for line in shown.splitlines() if line.startswith(("│ b: ", "│ c: ")))

@@ -293,9 +293,15 @@ def _nats(value: float | None) -> str:
 
 def headline(data: dict[str, Any], escape: Any = md) -> str:
     """One sentence per variant: its verdict against the baseline (`escape`: for a page, md; for a terminal, plain)."""
-    verdicts = [escape(e["verdict"] if e["verdict"].startswith(name) else f"{name}: {e['verdict']}")
-                for name, e in data["variants"].items()]
     rungs = data["rungs"]
+    law_failed = (data.get("law") or {}).get("failed")
+    if law_failed:  # one cause for every variant: say it once
+        order = _order_words(data)
+        verdicts = [escape(f"no multiplier: the law L(C) = E + A*C^-alpha does not describe {data['baseline']}'s "
+                           f"rungs ({law_failed})") + (f"; {order}" if order else "")]
+    else:
+        verdicts = [escape(e["verdict"] if e["verdict"].startswith(name) else f"{name}: {e['verdict']}")
+                    for name, e in data["variants"].items()]
     seeds = max((v["seeds"] for r in rungs for v in r["variants"].values()), default=0)
     shape = lambda r: f"L={r['shape']['n_layers']} d={r['shape']['d_model']}" if r.get("shape") else r["rung"]  # noqa: E731
     scale = (f"{len(rungs)} rungs ({shape(rungs[0])} to {shape(rungs[-1])}), {seeds} seed"
@@ -303,9 +309,23 @@ def headline(data: dict[str, Any], escape: Any = md) -> str:
     return "; ".join(verdicts) + f". ({scale}; {int(data['level'] * 100)}% intervals.)"
 
 
+def _order_words(data: dict[str, Any]) -> str:
+    """The rungs' order of mean losses when every rung agrees on it (what a ladder says without a law)."""
+    orders = set()
+    for r in data["rungs"]:
+        means = {v: x["mean_loss"] for v, x in r["variants"].items() if x.get("mean_loss") is not None}
+        orders.add(tuple(sorted(means, key=means.get)))
+    if len(orders) != 1 or len(next(iter(orders))) < 2:
+        return ""
+    return "every rung orders the mean losses " + " < ".join(next(iter(orders)))
+
+
 def multiplier_rows(data: dict[str, Any]) -> list[list[str]]:
     rows = []
     for name, e in data["variants"].items():
+        if e.get("failed") or e["verdict"].startswith("not converged"):  # a number here would read as a result
+            rows.append([md(name), md(e["verdict"]), *["-"] * (len(MULTIPLIER_HEADER) - 2)])
+            continue
         top = e.get("top_rung") or {}
         wall = e.get("wallclock_multiplier")
         rows.append([md(name), md(e["verdict"]), _x(e.get("flops_multiplier")), _ci(e.get("flops_multiplier_ci")),
@@ -336,9 +356,12 @@ def build_page(data: dict[str, Any], title: str) -> Page:
         page.add(Para(f"**{headline({**other, 'rungs': data['rungs'], 'level': data['level']})}**"))
         page.add(table(MULTIPLIER_HEADER, multiplier_rows(other), frozenset({"variant", "verdict",
                                                                                "wall-clock multiplier"})))
-    page.add(Figure("ladder.png", "final eval loss against training FLOPs (log-log): every seed's run as a point, "
-                                  "the baseline's fitted law and each variant's pinned-exponent law as lines, "
-                                  f"their {int(LEVEL * 100)}% bootstrap bands shaded."))
+    lines = ("no lines: the baseline's law failed its checks (below), so no fitted curve is drawn"
+             if data["law"].get("failed") else
+             f"the baseline's fitted law and each variant's pinned-exponent law as lines, their {int(LEVEL * 100)}% "
+             "bootstrap bands shaded")
+    page.add(Figure("ladder.png", "final eval loss against training FLOPs (log-log): every seed's run as a point; "
+                                  f"{lines}."))
     page.add(Heading("Rungs"))
     variants = [data["baseline"], *data["variants"]]
     rows = []
@@ -352,7 +375,7 @@ def build_page(data: dict[str, Any], title: str) -> Page:
             cells.append("-" if e.get("mean_loss") is None else f"{e['mean_loss']:.4f}{sd} ({e['seeds']})")
         cells.append(f"{r['variants'][data['baseline']]['flops']:.3g}")
         rows.append(cells)
-    page.add(table(["rung", "shape", "tokens", *[f"{md(v)} loss (seeds)" for v in variants],
+    page.add(table(["rung", "shape", "tokens", *[f"{md(v)} loss, mean ± sd (seeds)" for v in variants],
                     f"{md(data['baseline'])} FLOPs"], rows, frozenset({"rung", "shape"})))
     page.add(Heading("The fit"))
     page.add(Bullets(tuple(fit_lines(data))))
@@ -369,7 +392,9 @@ def build_page(data: dict[str, Any], title: str) -> Page:
 def fit_lines(data: dict[str, Any]) -> list[str]:
     law = data["law"]
     if "E" in law:
-        lines = [f"baseline law: L(C) = {law['E']:.3f} + {law['A']:.3f} (C / {law['C0']:.3g})^-{law['alpha']:.3f}"]
+        caveat = " (it fails its checks below)" if law.get("failed") else ""
+        lines = [f"baseline law{caveat}: L(C) = {law['E']:.3f} + {law['A']:.3f} (C / {law['C0']:.3g})"
+                 f"^-{law['alpha']:.3f}"]
     else:
         lines = [f"baseline law: not fitted ({md(str(law.get('failed')))})"]
     for check in law.get("checks", []):
@@ -413,16 +438,17 @@ def plot(data: dict[str, Any], points: list[Any]) -> bytes:
     ax.set_yscale("log")
     names = sorted({p.variant for p in points})
     law = data["law"]
+    failed = law.get("failed")  # a law that does not describe the points is not drawn as if it did
     for name in names:
         style = plotstyle.variant_style(name, names)
         mine = [p for p in points if p.variant == name]
         ax.scatter([p.flops for p in mine], [p.loss for p in mine], s=14, alpha=0.7, label=mpl(name), **style)
         c = np.geomspace(min(p.flops for p in mine), max(p.flops for p in mine), 60)
         a = law["A"] if name == data["baseline"] else (data["variants"].get(name, {}).get("pinned_fit") or {}).get("A")
-        if a is not None:
+        if a is not None and not failed:
             ax.plot(c, law["E"] + a * (c / law["C0"]) ** -law["alpha"], color=style["color"], lw=1.2)
         band = (data.get("bands") or {}).get(name)
-        if band:
+        if band and not failed:
             ax.fill_between(band["c"], band["lo"], band["hi"], color=style["color"], alpha=0.15, lw=0)
     from matplotlib.ticker import FormatStrFormatter
 
@@ -430,7 +456,8 @@ def plot(data: dict[str, Any], points: list[Any]) -> bytes:
     ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2f"))
     ax.set_xlabel("training FLOPs")
     ax.set_ylabel("final eval loss (nats/token)")
-    ax.set_title(mpl(f"{data['suite']['name']} v{data['suite']['version']}: loss against compute"))
+    ax.set_title(mpl(f"{data['suite']['name']} v{data['suite']['version']}: loss against compute")
+                 + ("\nno law drawn: the baseline's law fails its checks" if failed else ""))
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")
     return _png(fig)
