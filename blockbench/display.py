@@ -25,7 +25,7 @@ def _rung_of(record: dict[str, Any]) -> Any:
 
 def _run_name(record: dict[str, Any]) -> str:
     """The variant, prefixed by its rung in a ladder's run."""
-    rung = (record["config"].get("ladder") or {}).get("rung")
+    rung = _rung_of(record)
     return f"{rung}: {record['variant']}" if rung else record["variant"]
 
 
@@ -206,13 +206,13 @@ class RunDisplay:
         for f in self.failures:
             table.add_row(Text(plain(f["variant"])), str(f["seed"]), "failed", *["-"] * 8)
         probe = next((r["speed"] for r in self.records if r["speed"].get("control")), None)
-        ladder = len(by_rung) > 1  # each rung has its probe and its floor: `blockbench ladder` shows them per rung
+        ladder = self.suite.ladder is not None  # a probe and a floor per rung: `blockbench ladder` shows them
         if probe is not None and untrusted is None and not ladder:  # the A/A control's row: the floor, no speed-up
             table.add_row(Text(plain(f"{probe['control']['name']} (A/A control)")), "-", "-", "-", "-", "-", "-",
                           Text(plain(stats.floor_words(probe).split(" (")[0])), "-", "-", "-")
         self.console.print(table)
         kind = self.records[0]["summary"]["peak_memory_kind"] if self.records else "-"
-        where = f"{out_dir}/RUNG/records" if self.suite.ladder is not None else f"{out_dir}/records"
+        where = f"{out_dir}/RUNG/records" if ladder else f"{out_dir}/records"
         self.console.print(plain(f"records: {where}  (peak memory: {kind})"), markup=False)
         if untrusted:
             self.console.print(f"speed: {untrusted}", highlight=False, markup=False)
@@ -223,7 +223,7 @@ class RunDisplay:
         if self.records:
             self.console.print(time_line(self.records, time.monotonic() - self.started, self.probe_seconds),
                                highlight=False, markup=False)
-        if self.records and self.suite.ladder is not None:  # rungs are not ranked together: the ladder view fits them
+        if self.records and ladder:  # rungs are not ranked together: the ladder view fits them
             self.console.print(plain(f"ladder: one directory per rung under {out_dir}; `blockbench ladder {out_dir}` "
                                      "fits the loss-compute law and gives each variant's compute multiplier"),
                                highlight=False, markup=False)

@@ -532,15 +532,14 @@ def rollout_check(points: Sequence[Point], baseline: str) -> dict[str, Any]:
 def rank_agreement(means: Mapping[str, Mapping[int, float]]) -> dict[str, Any]:
     """Kendall tau between each rung's ranking of the variants (by mean loss) and the largest rung's, and between
     consecutive rungs, over the variants both rungs have; the lists and their means (NaN taus left out)."""
-    from scipy import stats
+    from blockbench.stats import kendall_tau
 
     rungs = sorted({int(r) for m in means.values() for r in m})
 
     def tau(a: int, b: int) -> dict[str, Any]:
         common = sorted(v for v, m in means.items() if a in m and b in m
                         and math.isfinite(m[a]) and math.isfinite(m[b]))
-        t = float(stats.kendalltau([means[v][a] for v in common], [means[v][b] for v in common]).statistic) \
-            if len(common) >= 2 else math.nan
+        t = kendall_tau([means[v][a] for v in common], [means[v][b] for v in common])
         return {"rungs": [a, b], "tau": t, "n": len(common)}
 
     if not rungs:
