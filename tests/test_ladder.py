@@ -12,6 +12,7 @@ from blockbench.display import RunDisplay
 from blockbench.ladder import LR_RULES, non_embedding_params
 from blockbench.rungs import describe, rung_suites
 from blockbench.suite import SuiteError, load_suite
+from blockbench.untrusted import md
 from blockbench.views.ladder import headline, multiplier_rows
 from tests.tiny_suite import TINY_SUITE, write_suite
 
@@ -256,3 +257,13 @@ def test_the_run_table_judges_each_rungs_probe_by_that_rungs_training(ladder_run
     assert "speed: rung a: the interleaved probe's steps took 5x" in shown
     assert sum("untrusted" in line for line in shown.splitlines() if line.startswith("│ a: ")) > 0
     assert not any("untrusted" in line for line in shown.splitlines() if line.startswith(("│ b: ", "│ c: ")))
+
+
+def test_a_failed_law_headline_escapes_the_variant_names_it_orders():
+    name = "[x](javascript:alert(1))"
+    rung = lambda a, b: {"rung": "r", "variants": {"pre_ln": {"seeds": 2, "mean_loss": a},  # noqa: E731
+                                                   name: {"seeds": 2, "mean_loss": b}}}
+    data = {"baseline": "pre_ln", "level": 0.9, "law": {"failed": "lack-of-fit F test"},
+            "rungs": [rung(2.5, 2.6), rung(2.0, 2.2), rung(1.5, 1.6)], "variants": {}}
+    text = headline(data, escape=md)
+    assert name not in text and md(name) in text

@@ -298,7 +298,7 @@ def headline(data: dict[str, Any], escape: Any = md) -> str:
     if law_failed:  # one cause for every variant: say it once
         order = _order_words(data)
         verdicts = [escape(f"no multiplier: the law L(C) = E + A*C^-alpha does not describe {data['baseline']}'s "
-                           f"rungs ({law_failed})") + (f"; {order}" if order else "")]
+                           f"rungs ({law_failed})" + (f"; {order}" if order else ""))]
     else:
         verdicts = [escape(e["verdict"] if e["verdict"].startswith(name) else f"{name}: {e['verdict']}")
                     for name, e in data["variants"].items()]
