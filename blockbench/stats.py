@@ -5,11 +5,21 @@ leaderboard, compare, report, sweep and display import these; nothing here reads
 deterministic: a bootstrap small enough is enumerated exactly (no RNG at all), a larger one draws from an RNG
 seeded from a key, so the same records give the same numbers and the published views regenerate byte for byte.
 
-The stability rule (stated again in the leaderboard's reading notes):
-- a ranking is **settled** when Kendall's tau-b between the ranking at 50% of the budget and the final one is
-  >= TAU_HALF_MIN (0.8: at most 10% of pairs swap in the second half) and between 75% and the end is
-  >= TAU_THREE_QUARTERS_MIN (0.9: at most 5% swap in the last quarter); otherwise it is **unsettled**: the order
-  is still moving when the budget ends, so the final order is a snapshot, not a verdict;
+The stability rule (stated again in the leaderboard's reading notes) judges the order between the ranking's
+groups, the runs of adjacent variants whose order is not resolved (their shared rank range, `tied_ranks`):
+- with >= 2 seeds a ranking is **settled** when no pair of variants in different groups was the other way round
+  (the later group's variant strictly ahead by mean eval loss) at 50% or at 75% of the budget. No tolerance:
+  the groups are already separated at the end by a resolved difference, so a pair that was the other way round
+  at a checkpoint crossed within the last half of the budget, and the gap that separates them is younger than
+  the run: the final order is a snapshot, not a verdict (**unsettled**). A near tie at a checkpoint that kept
+  its sign (or an exact tie) is no crossing and does not unsettle. Swaps inside a group do not unsettle: their
+  order is not resolved at the end either. One group only: **all tied**, nothing to order;
+- with one seed there is no interval test, so ties cannot be judged and neither can the order between groups:
+  the word is **not judged** (the line still gives the taus below and the one-seed curve rule);
+- Kendall's tau-b between the ranking at 50% (75%) of the budget and the final one is given beside the word as
+  supporting information (`curve_settled` keeps the older rule on it: tau(50%) >= TAU_HALF_MIN, tau(75%) >=
+  TAU_THREE_QUARTERS_MIN), but no longer decides it: it counts swaps inside tied groups, which the interval test
+  says nothing about;
 - a **pair's order** is resolved with >= 2 seeds when the bootstrap over seeds puts it in that order with
   probability >= ORDER_PROB_MIN (0.9) *and* the 95% Student-t interval of the difference of final losses (paired
   by seed when both ran the same seeds, else Welch) excludes zero: with 2-3 seeds the bootstrap has only 3-10
@@ -25,9 +35,11 @@ from __future__ import annotations
 import itertools
 import math
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from blockbench.untrusted import md
 
 BOOTSTRAP_RESAMPLES = 10_000
 EXACT_BOOTSTRAP_MAX = 10_000  # resample multisets: up to 8 seeds (6,435) the bootstrap is enumerated exactly
@@ -206,6 +218,21 @@ def probe_disturbed_note(records: Iterable[Mapping[str, Any]]) -> str | None:
 def untrusted_cell(iqr: float | None) -> str:
     """How a view shows a ratio from an untrusted probe: the word and the spread that makes it so, no ratio."""
     return "untrusted" if iqr is None or not math.isfinite(iqr) else f"untrusted (IQR {iqr:.2f})"
+
+
+def probe_untrusted_words(records: Iterable[Mapping[str, Any]]) -> str | None:
+    """Why the probe is untrusted (probe_disturbed_note's two tests) in a few words, for a verdict's cause:
+    `probe untrusted (IQR 1.80)`, `probe untrusted (its steps took 44x as long as in training)`, or both causes
+    in one bracket; None when it is trusted."""
+    records = list(records)
+    why = []
+    ratio = probe_disturbance(records)
+    if ratio is not None and ratio > PROBE_DISTURBED_RATIO:
+        why.append(f"its steps took {ratio:.0f}x as long as in training")
+    spread = probe_spread(records)
+    if spread is not None and spread > PROBE_IQR_MAX:
+        why.append(f"IQR {spread:.2f}")
+    return f"probe untrusted ({'; '.join(why)})" if why else None
 
 
 def share_of_bound(ratio: float, bound: float) -> str | None:
@@ -431,6 +458,42 @@ def bootstrap_weights(n: int, key: str) -> tuple[Any, Any]:
     return counts, np.full(BOOTSTRAP_RESAMPLES, 1 / BOOTSTRAP_RESAMPLES)
 
 
+def _bootstrap_means(losses: Mapping[str, Mapping[int, float]], key: str) -> tuple[list[str], Any, Any]:
+    """(variants best first, their mean loss in each resample: variants x resamples, NaN where a resample drew
+    none of a variant's seeds, the resamples' probabilities); no resamples (None) without variants or seeds."""
+    import numpy as np
+
+    variants = order(means(losses))
+    seeds = sorted({s for v in variants for s in losses[v]})
+    if not variants or not seeds:
+        return variants, None, None
+    counts, probs = bootstrap_weights(len(seeds), key)
+    mean_rows = []
+    for v in variants:
+        have = np.array([s in losses[v] for s in seeds], dtype=float)
+        values = np.array([losses[v].get(s, 0.0) for s in seeds], dtype=float)
+        weight = counts @ have
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean_rows.append(np.where(weight > 0, (counts @ values) / weight, np.nan))
+    return variants, np.array(mean_rows), probs
+
+
+def _resample_ranks(m: Any, probs: Any) -> tuple[Any, Any] | None:
+    """(each variant's 0-based rank in each resample that drew a seed of every variant, those resamples'
+    probabilities renormalised); None when there is no such resample. The rank is how many have a lower mean,
+    ties broken by the point order, as the leaderboard breaks them by name."""
+    import numpy as np
+
+    complete = ~np.isnan(m).any(axis=0)
+    total = float(probs[complete].sum())
+    if total <= 0:
+        return None
+    sub = m[:, complete]
+    ranks = np.array([(sub < sub[i]).sum(axis=0) + sum((sub[k] == sub[i]) for k in range(i))
+                      for i in range(len(sub))])
+    return ranks, probs[complete] / total
+
+
 def bootstrap_orders(losses: Mapping[str, Mapping[int, float]], key: str
                      ) -> tuple[dict[str, float], dict[tuple[str, str], float]]:
     """Resampling seeds jointly (the same seed means the same data order and init seed for every variant, so the
@@ -441,19 +504,9 @@ def bootstrap_orders(losses: Mapping[str, Mapping[int, float]], key: str
     count for its pairs (nor for rank probabilities)."""
     import numpy as np
 
-    variants = order(means(losses))
-    seeds = sorted({s for v in variants for s in losses[v]})
-    if not variants or not seeds:
+    variants, m, probs = _bootstrap_means(losses, key)
+    if m is None:
         return {}, {}
-    counts, probs = bootstrap_weights(len(seeds), key)
-    mean_rows = []
-    for v in variants:
-        have = np.array([s in losses[v] for s in seeds], dtype=float)
-        values = np.array([losses[v].get(s, 0.0) for s in seeds], dtype=float)
-        weight = counts @ have
-        with np.errstate(divide="ignore", invalid="ignore"):
-            mean_rows.append(np.where(weight > 0, (counts @ values) / weight, np.nan))
-    m = np.array(mean_rows)  # variants x resamples
     defined = ~np.isnan(m)
     pairs: dict[tuple[str, str], float] = {}
     for i, j in itertools.combinations(range(len(variants)), 2):
@@ -465,21 +518,39 @@ def bootstrap_orders(losses: Mapping[str, Mapping[int, float]], key: str
         wins = (m[i] < m[j]) & both
         ties = (m[i] == m[j]) & both
         pairs[(variants[i], variants[j])] = float((probs[wins].sum() + 0.5 * probs[ties].sum()) / total)
-    ranks: dict[str, float] = {}
-    complete = defined.all(axis=0)
-    total = float(probs[complete].sum())
-    if total > 0:
-        # rank of variant i in a resample: 1 + how many have a lower mean (ties by the point order, as the
-        # leaderboard breaks them by name)
-        sub = m[:, complete]
-        for i, v in enumerate(variants):
-            better = (sub < sub[i]).sum(axis=0) + sum((sub[k] == sub[i]) for k in range(i))
-            ranks[v] = float(probs[complete][better == i].sum() / total)
-    return ranks, pairs
+    resampled = _resample_ranks(m, probs)
+    if resampled is None:
+        return {}, pairs
+    ranks, weights = resampled
+    return {v: float(weights[ranks[i] == i].sum()) for i, v in enumerate(variants)}, pairs
+
+
+def bootstrap_rank_ranges(losses: Mapping[str, Mapping[int, float]], key: str,
+                          ranges: Mapping[str, tuple[int, int]]) -> dict[str, float]:
+    """Each variant's bootstrap probability (the resamples of bootstrap_orders) of a rank inside its listed rank
+    range `ranges[v]` (1-based, both ends included): for a tied range `1-3`, landing anywhere in 1-3, which is
+    what the range claims; for a rank of its own, being at it."""
+    variants, m, probs = _bootstrap_means(losses, key)
+    resampled = None if m is None else _resample_ranks(m, probs)
+    if resampled is None:
+        return {}
+    ranks, weights = resampled
+    out = {}
+    for i, v in enumerate(variants):
+        if v in ranges:
+            lo, hi = ranges[v]
+            inside = float(weights[(ranks[i] >= lo - 1) & (ranks[i] <= hi - 1)].sum())
+            out[v] = min(1.0, max(0.0, inside))  # a sum of renormalised weights can come out as 1 + 2e-16
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Stability of a ranking
+
+SETTLED, UNSETTLED, NOT_JUDGED, ALL_TIED, NOTHING_TO_ORDER = (
+    "settled", "unsettled", "not judged", "all tied", "nothing to order")
+SWAPS_NAMED = 3  # the stability line names this many cross-group swaps, then counts the rest
+
 
 @dataclass
 class Stability:
@@ -490,10 +561,48 @@ class Stability:
     pair_prob: dict[tuple[str, str], float] = field(default_factory=dict)
     pair_resolved: dict[tuple[str, str], bool] = field(default_factory=dict)
     rank_range: dict[str, tuple[int, int]] = field(default_factory=dict)
+    rank_range_prob: dict[str, float] = field(default_factory=dict)  # P(rank inside its listed range)
+    checkpoint_means: dict[float, dict[str, float]] = field(default_factory=dict)  # fraction -> variant -> mean
+
+    @property
+    def word(self) -> str:
+        """The ranking's stability word (the module's rule): settled, unsettled, not judged (one seed), all tied
+        (one group) or nothing to order (fewer than two ranked variants)."""
+        if len(self.order) < 2:
+            return NOTHING_TO_ORDER
+        if self.n_seeds < 2:
+            return NOT_JUDGED
+        if len(self.groups()) < 2:
+            return ALL_TIED
+        return UNSETTLED if self.group_swaps() else SETTLED
 
     @property
     def settled(self) -> bool:
-        return curve_settled(self.taus)
+        """Whether nothing between the groups the interval test forms was still moving: the word is settled, all
+        tied or nothing to order (no order between groups to move). False when unsettled, and with one seed (not
+        judged: no interval test, so no groups to judge); `word` tells those two apart."""
+        return self.word in (SETTLED, ALL_TIED, NOTHING_TO_ORDER)
+
+    def groups(self) -> list[list[str]]:
+        """The ranking's groups, best first: variants sharing a rank range (their order is not resolved)."""
+        ranges = self.rank_range or tied_ranks(self.order, self.pair_resolved)
+        out: dict[tuple[int, int], list[str]] = {}
+        for v in self.order:
+            out.setdefault(ranges[v], []).append(v)
+        return list(out.values())
+
+    def group_swaps(self) -> list[tuple[str, str, list[float]]]:
+        """(a, b, checkpoints) for each pair in different groups, a's group ahead at the end, where b's mean eval
+        loss was below a's at those checkpoints (a variant without a mean there drops out)."""
+        groups = self.groups()
+        swaps = []
+        for i, j in itertools.combinations(range(len(groups)), 2):
+            for a, b in itertools.product(groups[i], groups[j]):
+                at = [f for f, m in sorted(self.checkpoint_means.items())
+                      if math.isfinite(m.get(a, math.nan)) and math.isfinite(m.get(b, math.nan)) and m[b] < m[a]]
+                if at:
+                    swaps.append((a, b, at))
+        return swaps
 
     def range_text(self, variant: str) -> str:
         lo, hi = self.rank_range[variant]
@@ -502,12 +611,14 @@ class Stability:
     def resolved(self, a: str, b: str) -> bool:
         return self.pair_resolved.get((a, b), self.pair_resolved.get((b, a), True))
 
-    def line(self) -> str:
-        """One line: settled or unsettled, the taus, and what the bootstrap could say."""
+    def line(self, escape: Callable[[Any], str] = md) -> str:
+        """One line: the word and why (the groups and whether they kept their order), the taus, and what the
+        bootstrap (or, with one seed, the curves) could say. Variant names go through `escape` (the leaderboard
+        puts the line in Markdown; a terminal passes untrusted.plain)."""
         if len(self.order) < 2:
-            return "rank stability: one ranked variant, nothing to order"
+            return "rank stability: one ranked variant, nothing to order" if self.order else (
+                "rank stability: no ranked variant, nothing to order")
         taus = ", ".join(f"tau({int(f * 100)}%->final) = {fmt_tau(t)}" for f, t in sorted(self.taus.items()))
-        word = "settled" if self.settled else "UNSETTLED"
         adjacent = list(itertools.pairwise(self.order))
         unresolved = sum(not self.resolved(a, b) for a, b in adjacent)
         if self.n_seeds >= 2:
@@ -516,8 +627,30 @@ class Stability:
         else:
             how = (f"one seed, no bootstrap: {len(adjacent) - unresolved} of {len(adjacent)} adjacent pairs keep "
                    "their order at 50%, 75% and 100% of the budget")
-        tail = "" if self.settled else " (the order was still changing when the budget ended: not a verdict)"
-        return f"rank stability: {word}{tail}; {taus}; {how}"
+        return f"rank stability: {self._verdict_words(escape)}; {taus}; {how}"
+
+    def _verdict_words(self, escape: Callable[[Any], str]) -> str:
+        """The line's first part: the word and its cause."""
+        word = self.word
+        if word == NOT_JUDGED:
+            return ("not judged: one seed: ties cannot be judged (no interval test), so neither can the order "
+                    "between groups")
+        groups = self.groups()
+        listed = " | ".join(", ".join(escape(v) for v in g) for g in groups)
+        if word == ALL_TIED:
+            return (f"all tied: no adjacent pair's order is resolved, so all {len(self.order)} variants tie "
+                    f"({listed}): nothing to order between groups")
+        checkpoints = " and ".join(f"{int(f * 100)}%" for f in sorted(self.checkpoint_means)) or "no checkpoint"
+        head = f"{len(groups)} groups ({listed})"
+        inside = "; inside a group the order is not resolved" if any(len(g) > 1 for g in groups) else ""
+        if word == SETTLED:
+            return f"settled: {head}, kept their order at {checkpoints} of the budget{inside}"
+        swaps = self.group_swaps()
+        named = ", ".join(f"{escape(b)} ahead of {escape(a)} at "
+                          + " and ".join(f"{int(f * 100)}%" for f in at) for a, b, at in swaps[:SWAPS_NAMED])
+        more = f" and {len(swaps) - SWAPS_NAMED} more" if len(swaps) > SWAPS_NAMED else ""
+        return (f"UNSETTLED: {head}, did not keep their order: {named}{more} of the budget (the order between "
+                f"groups was still changing when the budget ended: not a verdict){inside}")
 
 
 def fmt_tau(tau: float) -> str:
@@ -525,7 +658,9 @@ def fmt_tau(tau: float) -> str:
 
 
 def curve_settled(taus: Mapping[float, float]) -> bool:
-    """The rule on the curves: NaN (fewer than two variants, or a constant ranking) does not unsettle."""
+    """The older rule on the taus alone (tau(50%) >= TAU_HALF_MIN and tau(75%) >= TAU_THREE_QUARTERS_MIN), kept
+    as supporting information: it counts swaps inside tied groups too, so it no longer decides the stability
+    word (Stability.word). NaN (fewer than two variants, or a constant ranking) does not unsettle."""
     half, three = taus.get(0.5, math.nan), taus.get(0.75, math.nan)
     # tau is a ratio of pair counts: 8/10 comes out of scipy as 0.7999999999999999, which is the threshold itself.
     return not (half < TAU_HALF_MIN - TAU_ROUNDING or three < TAU_THREE_QUARTERS_MIN - TAU_ROUNDING)
@@ -574,7 +709,7 @@ def stability(records: Sequence[Mapping[str, Any]], key: str, ranked: Iterable[s
     checkpoints = {f: {v: s for v, s in seed_losses(records, f).items() if v in final} for f in CHECKPOINTS}
     taus = {f: tau_between(means(c), point) for f, c in checkpoints.items()}
     n_seeds = min((len(s) for s in final.values()), default=0)
-    st = Stability(ordered, taus, n_seeds)
+    st = Stability(ordered, taus, n_seeds, checkpoint_means={f: means(c) for f, c in checkpoints.items()})
     if n_seeds >= 2:
         st.rank_prob, st.pair_prob = bootstrap_orders(final, key)
     for a, b in itertools.pairwise(ordered):
@@ -585,6 +720,8 @@ def stability(records: Sequence[Mapping[str, Any]], key: str, ranked: Iterable[s
                                         {f: c.get(b, {}) for f, c in checkpoints.items()}, f"{key}/{a}/{b}")
             st.pair_resolved[(a, b)] = ok
     st.rank_range = tied_ranks(ordered, st.pair_resolved)
+    if n_seeds >= 2:
+        st.rank_range_prob = bootstrap_rank_ranges(final, key, st.rank_range)
     return st
 
 

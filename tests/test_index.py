@@ -18,9 +18,12 @@ def test_published_index_is_current(tmp_path):
     """results/index.html and results/README.md are exactly what the generator makes of results/ now: regenerate
     with `blockbench leaderboard --index results/` after publishing anything (or changing a suite file)."""
     out, names = index.write_index(RESULTS, tmp_path)
-    assert sorted(names) == sorted(index.OUTPUT_FILES)
-    for name in index.OUTPUT_FILES:
+    assert set(index.OUTPUT_FILES) <= set(names) and "cross_suite.png" in names
+    assert "variants/sas_p.html" in names and "gpu-check/2026-12-04-h200/index.html" in names
+    for name in names:  # the landing page, the cross-suite figure, every variant page and the GPU check's page
         assert (out / name).read_bytes() == (RESULTS / name).read_bytes(), f"results/{name} is stale"
+    published = {f"variants/{p.name}" for p in (RESULTS / "variants").iterdir()}
+    assert published == {n for n in names if n.startswith("variants/")}, "a variant page nothing writes any more"
 
 
 def test_index_reaches_every_leaderboard_and_report_in_one_click():
@@ -69,6 +72,24 @@ def _results_tree(tmp_path: Path) -> Path:
     (root / index.PROVENANCE).write_text('notes = ["A **note**."]\n\n["smoke/2"]\nwhat = "the second"\n'
                                          'how = "`blockbench run`"\n')
     return root
+
+
+def test_the_landing_page_opens_with_the_flagship_result_and_a_page_per_variant(tmp_path):
+    root = _results_tree(tmp_path)
+    (root / index.PROVENANCE).write_text('flagship = ["smoke"]\n')
+    _, names = index.write_index(root)
+    md = (root / "README.md").read_text()
+    # The first paragraph is the flagship's headline; the current results come before every other section.
+    first = md.split("\n\n")[1]
+    assert first.startswith("**smoke/2**: ") and "(baseline)" in first and "2 seeds x 60 steps" in first
+    assert md.index("## Current results") < md.index("## Across suites") < md.index("## Every published version")
+    assert "variants/pre_ln.html" in names and "cross_suite.png" in names
+    variant = (root / "variants" / "sas_p.md").read_text()
+    assert variant.startswith("# Variant: sas_p\n") and "[smoke/2](../smoke/2/index.html)" in variant
+    assert "| `value` | identity |" in variant  # its recipe, from the zoo
+    (root / index.PROVENANCE).write_text('flagship = ["nope"]\n')
+    with pytest.raises(index.LeaderboardError, match="flagship nope"):
+        index.write_index(root)
 
 
 def test_index_of_a_results_tree(tmp_path, capsys):

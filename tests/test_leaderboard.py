@@ -342,10 +342,13 @@ def test_html_carries_the_guide_headings_and_a_link_to_every_artefact(tiny_run, 
     leaderboard.generate(results)
     html = (results / "index.html").read_text()
     md = (results / "leaderboard.md").read_text()
-    headings = ("Setup", "Ranking: final eval loss at the budget", "Time to target: eval loss ≤ 4.5 nats/token",
+    # The setup is collapsed below the plots: a <details> in the page, a section in the Markdown.
+    assert '<details id="setup"><summary>Setup</summary>' in html and "## Setup\n" in md
+    headings = ("Ranking: final eval loss at the budget", "Time to target: eval loss ≤ 4.5 nats/token",
                 "The paper's claims", "Plots", "How to read this")
     for heading in headings:
-        assert f'<h2 id="{page.anchor(heading)}">{heading}</h2>' in html and f"## {heading}\n" in md, heading
+        assert f'id="{page.anchor(heading)}"' in html and f">{heading}</h2>" in html and f"## {heading}\n" in md, \
+            heading
     # The guide and the claims report are linked from the top, before the first section.
     for text in (html.split("<h2")[0], md.split("\n## ")[0]):
         assert "#how-to-read-this" in text and "REPORT.html" in text
@@ -360,8 +363,13 @@ def test_html_carries_the_guide_headings_and_a_link_to_every_artefact(tiny_run, 
     for name in artefacts:
         assert f'href="{name}"' in html or f'src="{name}"' in html, name
         assert f"]({name})" in md, name
-    assert html.count("Seconds do not compare across variants") >= 3  # the to-target table and both figures
+    # CPU runs made one after another: the seconds caveat once (the to-target table), and no seconds plots.
+    assert html.count("Seconds do not compare across variants") == 1
+    assert "No seconds plots: these runs trained one after another on a shared CPU" in html
+    assert "loss_vs_seconds.png" not in html and not (results / "loss_vs_seconds.png").exists()
     assert 'class="caveat"' in html
+    # The headline opens the page, and the ranking carries each variant's paired difference to the baseline.
+    assert html.split("<h2")[0].count('<p class="headline">') == 1 and ">Δ vs pre_ln, nats [95% CI]</th>" in html
 
 
 def test_published_leaderboards_regenerate_byte_identically(tmp_path):
@@ -398,3 +406,23 @@ def test_the_seconds_plots_caveat_names_the_device():
     assert seconds_plot_note([{"env": {"device": "cuda"}}] * 2) == GPU_SECONDS_PLOT_NOTE
     assert seconds_plot_note([{"env": {"device": "cpu"}}]) == SECONDS_PLOT_NOTE
     assert "shared machine" not in GPU_SECONDS_PLOT_NOTE
+
+
+def test_a_superseded_version_says_why_at_the_top(tmp_path):
+    results = tmp_path / "smoke1"
+    shutil.copytree(REPO / "results" / "smoke" / "1" / "records", results / "records")
+    (results / leaderboard.SUPERSEDED).write_text("Replaced by [v2](../2/index.html):\nits budget is longer.\n")
+    leaderboard.generate(results, warn=lambda message: None)
+    md = (results / "leaderboard.md").read_text()
+    assert md.split("\n\n")[1] == "**Superseded:** Replaced by [v2](../2/index.html): its budget is longer."
+    # A stranger's note keeps no javascript: link: it is shown as text.
+    (results / leaderboard.SUPERSEDED).write_text("see [x](javascript:alert(1))")
+    leaderboard.generate(results, warn=lambda message: None)
+    assert 'href="javascript' not in (results / "index.html").read_text()
+
+
+def test_overrides_are_setup_rows_not_json():
+    assert leaderboard.override_items({}) == [("overrides", "none")]
+    assert leaderboard.override_items({"override_file": {"path": "s.toml", "sha256": "ab"}, "speed_rounds": 0}) == [
+        ("override override_file.path", "s.toml"), ("override override_file.sha256", "ab"),
+        ("override speed_rounds", "0")]

@@ -4,6 +4,7 @@ import copy
 import json
 import math
 import shutil
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -137,8 +138,10 @@ def test_report_is_written_and_regenerates_identically(tmp_path, capsys):
     assert "![loss vs steps](loss_vs_steps.png)" in text and "paired over seeds 0, 1, 2" in text
     # REPORT.html is the same text as a page: plots inline, and the guide to the verdicts linked from the top.
     html = (out / "REPORT.html").read_text()
-    for src in ("report_claims.png", "loss_vs_steps.png", "loss_vs_seconds.png", "diagnose.png"):
+    for src in ("report_claims.png", "loss_vs_steps.png", "diagnose.png"):
         assert f'<img src="{src}"' in html, src
+    # CPU runs one after another: their seconds plot is left out, and the report says why.
+    assert '<img src="loss_vs_seconds.png"' not in html and "No seconds plot: these runs trained" in html
     assert '<td class="left">naive skipless trains far worse than Pre-LN</td>' in html
     assert 'href="#how-the-verdicts-are-reached"' in html.split("<h2")[0]
     assert '<h2 id="how-the-verdicts-are-reached">' in html and "<em>Simplifying Transformer Blocks</em>" in html
@@ -258,3 +261,89 @@ def test_each_claim_carries_its_pair_and_numeric_claims_a_magnitude(tmp_path):
     assert report.speed_magnitude(1.10, 1.20).startswith(report.REPRODUCED)
     assert report.speed_magnitude(1.20, 1.30).startswith(f"{report.NOT_REPRODUCED}: larger")
     assert all(c.magnitude.startswith(report.NOT_APPLICABLE) for c in claims.values() if c.pair is not None)
+
+
+SHIFTS = {"sas": 0.01, "sas_p": 0.3, "naive_skipless": 0.5, "vskipinit": 0.2, "sas_p_nonorm": 0.25}
+
+
+def disturbed(records: list[dict]) -> list[dict]:
+    """The same records with a probe whose rounds disagree (IQR 1.80 on every ratio but the baseline's)."""
+    records = copy.deepcopy(records)
+    for r in records:
+        if r["variant"] != "pre_ln":
+            r["speed"]["speedup_iqr"] = 1.8
+    return records
+
+
+def test_the_report_opens_with_one_headline_sentence(tmp_path):
+    from blockbench.views import page
+
+    records = load_records(three_seeds(tmp_path, SHIFTS) / "records")
+    claims, _ = report.check_claims(records)
+    doc = report.report_page(claims, records, 0.05, 0, False)
+    assert doc.blocks[0] == page.Para(
+        "Of the paper's 7 claims at this scale: 4 reproduced, 2 not reproduced, 1 not resolvable at this scale; "
+        "speed: not resolvable at this scale.", "headline")
+    html = page.to_html(doc)
+    assert html.index('<p class="headline">Of the paper') < html.index("How to read this")
+    busy = disturbed(records)
+    claims, _ = report.check_claims(busy)
+    assert report.headline(claims, busy) == (
+        "Of the paper's 7 claims at this scale: 4 reproduced, 2 not reproduced, 0 not resolvable at this scale, "
+        "1 no verdict; speed: no verdict, probe untrusted (IQR 1.80).")
+    text = page.to_markdown(report.report_page(claims, busy, 0.05, 0, False))
+    row = next(line for line in text.splitlines() if line.startswith("| SAS-P trains faster than Pre-LN"))
+    assert "| **no verdict**: probe untrusted (IQR 1.80) |" in row and report.UNRESOLVED not in row
+    assert "**Summary:** 4 reproduced, 2 not reproduced, 0 not resolvable at this scale, 1 no verdict" in text
+
+
+def drawn_colours(monkeypatch) -> list[tuple[str, str]]:
+    """(text or 'point', colour) of everything plot_claims writes or draws on its axes, and its title."""
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    seen: list[tuple[str, str]] = []
+    for name in ("plot", "errorbar", "annotate", "text"):
+        original = getattr(Axes, name)
+
+        def spy(self, *args, _original=original, _name=name, **kwargs):
+            words = args[0] if _name in ("annotate",) else args[2] if _name == "text" else "point"
+            if kwargs.get("color") is not None:
+                seen.append((str(words), kwargs["color"]))
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(Axes, name, spy)
+    original_title = Figure.suptitle
+    monkeypatch.setattr(Figure, "suptitle", lambda self, t, **kw: seen.append((t, "title")) or original_title(
+        self, t, **kw))
+    return seen
+
+
+def test_the_claims_figure_colours_each_claim_by_its_verdict(tmp_path, monkeypatch):
+    """The speed claim's point and note were drawn in SAS-P's own colour, green, while the title reserves green
+    for "reproduced" and the claim was not resolvable. Every claim now takes its verdict's colour."""
+    records = load_records(three_seeds(tmp_path, SHIFTS) / "records")
+    claims, figure = report.check_claims(records)
+    seen = drawn_colours(monkeypatch)
+    report.plot_claims(claims, figure)
+    notes = [(t, c) for t, c in seen if t not in ("point",) and c != "title"]
+    assert ("faster: not resolvable at this scale\n1.16x: not reproduced", "tab:grey") in notes
+    for verdict, colour in report.VERDICT_COLOURS.items():  # every verdict note in its verdict's colour
+        assert all(c == colour for t, c in notes if t.split(" (")[0] == verdict), verdict
+    assert ("point", "tab:grey") in seen and ("point", "tab:green") in seen and ("point", "tab:red") in seen
+    points = [c for t, c in seen if t == "point"]
+    assert set(points) <= set(report.VERDICT_COLOURS.values()) | {"black"}  # no variant's own colour
+    [title] = [t for t, c in seen if c == "title"]
+    assert title == ("the paper's claims at this scale; each claim coloured by its verdict: green reproduced, "
+                     "red not reproduced, grey not resolvable at this scale")
+
+    busy = disturbed(records)
+    claims, figure = report.check_claims(busy)
+    seen.clear()
+    report.plot_claims(claims, figure)
+    [(box, colour)] = [(t, c) for t, c in seen if t.startswith("no verdict, no speed ratios shown")]
+    assert colour == report.VERDICT_COLOURS[report.NO_VERDICT] == "tab:brown"
+    assert [t for t, c in seen if c == "title"] == [
+        "the paper's claims at this scale; each claim coloured by its verdict: green reproduced, red not reproduced, "
+        "brown no verdict"]
+    assert box == "no verdict, no speed ratios shown:\n" + textwrap.fill(figure["speed_disturbed"], 48)

@@ -85,7 +85,11 @@ def test_no_view_shows_a_ratio_from_a_disturbed_probe(tmp_path, monkeypatch):
         monkeypatch.setattr(Axes, name, spy)
     claims, figure = report.check_claims(records)
     throughput = next(c for c in claims if "throughput" in c.title)
-    assert throughput.verdict == report.UNRESOLVED and "untrusted (IQR 1.80)" in throughput.measured
+    # Nothing was measured: no verdict, with its cause (not "not resolvable", which is a measurement that could not
+    # decide), and the magnitude says the same.
+    assert throughput.verdict == report.NO_VERDICT and "untrusted (IQR 1.80)" in throughput.measured
+    assert throughput.words == "no verdict: probe untrusted (IQR 1.80)"
+    assert throughput.magnitude == "n/a: probe untrusted (IQR 1.80)"
     assert not any(n in throughput.measured for n in numbers) and "bound" not in throughput.measured.split(";")[2]
     report.plot_claims(claims, figure)
     speedups = {round(r["speed"]["speedup_vs_baseline"], 6) for r in records if r["variant"] != "pre_ln"}
@@ -173,6 +177,9 @@ def test_execution_mode_is_named_and_speed_never_compares_across_modes(tmp_path)
     assert "several execution modes" in selection.speed_not_comparable(records)
     claims, figure = report.check_claims(records)
     assert "several execution modes" in figure["speed_disturbed"]
+    throughput = next(c for c in claims if "throughput" in c.title)
+    assert throughput.words == "no verdict: ratios from several execution modes (compiled, eager)"
+    assert throughput.measured.startswith("no ratio shown (")  # not "untrusted (IQR x)": the probe was fine
 
 
 def test_mfu_peak_is_named_with_dtype_and_source():

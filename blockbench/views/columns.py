@@ -94,14 +94,17 @@ def _speed_numbers(v: Runs) -> tuple[float, ...]:
     """The speed column's numbers: median ratio and IQR as before, and (issue 36) the interval of the median ratio
     and the A/A floor of the probe, from the section of the variant's median-ratio run. Ratios that do not compare
     (several device types or modes) are left out with their spread; an untrusted probe's ratio and interval are
-    left out, its spread kept, so the cell can say why."""
+    left out, its spread kept, so the cell can say why. The baseline has no interval: its ratio to itself is 1 by
+    construction (the A/A control is what measures the probe's noise)."""
     shown = v.speed_comparable and v.speed_trusted
     section = stats.variant_speed([{"variant": v.variant, "speed": s} for s in v.g["speed"] if isinstance(s, dict)],
                                   v.variant) if shown else None
     floor = stats.speed_floor(section) or (math.nan, math.nan)
 
     def end(key: str) -> float:
-        return math.nan if section is None or section.get(key) is None else float(section[key])
+        if section is None or section.get(key) is None or v.variant == v.baseline:
+            return math.nan
+        return float(section[key])
 
     return (v.g["speedup_vs_baseline"].astype(float).median() if shown else math.nan,
             v.g["speedup_iqr"].astype(float).median() if v.speed_comparable else math.nan,
@@ -238,6 +241,10 @@ def _target_status(v: Runs) -> str:
 
 
 def _ttt(v: Runs) -> tuple[float, float, float]:
+    """The time-to-target speedup against the baseline with its bootstrap interval; the baseline's own is 1 by
+    definition (NaN when it missed), with no interval: resampling it against itself measures nothing."""
+    if v.has_target and v.variant == v.baseline:
+        return (math.nan if math.isinf(float(v.g["seconds_to_target"].median())) else 1.0, math.nan, math.nan)
     if v.has_target and v.base_seconds:
         return bootstrap_speedup(v.base_seconds, list(v.g["seconds_to_target"]), f"{v.baseline}/{v.variant}")
     return (math.nan,) * 3
@@ -252,11 +259,24 @@ def _eval_loss(v: Runs) -> tuple[float, float, float, float]:
 
 
 def _ttt_cell(r, view: View) -> str:
+    """A variant's time-to-target speedup against the baseline; the baseline's own row says `baseline` (an
+    interval of the baseline against itself would be a resampling artefact, not a measurement)."""
     base = view.table[view.table["variant"] == view.baseline]
     base_missed = view.has_target and not base.empty and math.isinf(float(base["seconds_to_target"].iloc[0]))
+    if r["variant"] == view.baseline:
+        return "baseline (missed)" if base_missed else "baseline"
     if base_missed and math.isinf(r["seconds_to_target"]) and _is_missing(r["ttt_speedup"]):
         return "both missed"
     return _ci_cell(r["ttt_speedup"], r["ttt_speedup_ci_low"], r["ttt_speedup_ci_high"])
+
+
+def _rank_probability_cell(r, view: View) -> str:
+    """`0.93 (in 1-3)`: the probability that the variant's rank lies in its listed range; `0.97 (at 4)` for a
+    rank of its own."""
+    if _is_missing(r["rank_range_probability"]) or not r["rank_range"]:
+        return "-"
+    where = f"in {r['rank_range']}" if "-" in r["rank_range"] else f"at {r['rank_range']}"
+    return f"{r['rank_range_probability']:.2f} ({where})"
 
 
 def _memory_header(view: View) -> str:
@@ -299,9 +319,11 @@ COLUMNS: list[Column] = [
     Column(("rank",)),  # filled when ranked: 1, 2, ... by mean eval loss among the variants that ended ok
     Column(("rank_range",), stability=lambda v, st: st.range_text(v) if v in st.rank_range else "",
            ranking=Cell("rank", lambda r, view: r["rank_range"] or "-")),
-    Column(("rank_probability",), stability=lambda v, st: st.rank_prob.get(v, math.nan),
-           ranking=Cell("P(rank)", lambda r, view: fmt(r["rank_probability"], ".2f"), lambda view: view.multi)),
-    Column(("ranking",), stability=lambda v, st: "settled" if st.settled else "unsettled"),
+    # The bootstrap's probability that the variant lands inside its listed rank range (for `1-3`, anywhere in 1-3;
+    # for a rank of its own, at it): the cell names the range it is the probability of.
+    Column(("rank_range_probability",), stability=lambda v, st: st.rank_range_prob.get(v, math.nan),
+           ranking=Cell("P(rank)", _rank_probability_cell, lambda view: view.multi)),
+    Column(("ranking",), stability=lambda v, st: st.word),
     Column(("tau_50_final",), stability=lambda v, st: st.taus.get(0.5, math.nan)),
     Column(("tau_75_final",), stability=lambda v, st: st.taus.get(0.75, math.nan)),
     # Variant, device and commit come from the records: their page cells are escaped (untrusted.md).
@@ -458,8 +480,9 @@ def _hidden(columns: Sequence[Column]) -> list[str]:
 
 
 def add_stability(table, st: stats.Stability, columns: Sequence[Column] | None = None):
-    """The stability columns: shared rank ranges, each variant's bootstrap probability of its rank, and the
-    ranking's verdict and taus (the same on every row, so the CSV carries the stability line)."""
+    """The stability columns: shared rank ranges, each variant's bootstrap probability of landing in its rank
+    range, and the ranking's stability word and taus (the same on every row, so the CSV carries the stability
+    line's verdict)."""
     columns = list(columns if columns is not None else COLUMNS)
     table = table.copy()
     for column in columns:

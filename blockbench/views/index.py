@@ -11,14 +11,14 @@ Like a leaderboard, the page is a pure view: the same files give the same bytes 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from blockbench.safeio import UnsafeFileError, expect_type, load_toml_guarded
-from blockbench.stats import TAU_HALF_MIN, TAU_THREE_QUARTERS_MIN
 from blockbench.untrusted import md, md_code
-from blockbench.views import page
+from blockbench.views import crosssuite, headline, page
 from blockbench.views.columns import _join, _loss_cell
 from blockbench.views.leaderboard import header_items, write_outputs
 from blockbench.views.selection import LeaderboardError, group_failures, ranked_records, ranked_table
@@ -29,8 +29,9 @@ OUTPUT_FILES = ("index.html", "README.md")
 INTRO = (
     "Every directory `<suite>/<suite-version>/` holds the run records of one run of that suite (`records/`, one "
     "immutable JSON file per variant and seed, schema in `blockbench/records.py`) and the views regenerated from "
-    "them alone: `leaderboard.md`, `leaderboard.csv`, the plots (`loss_vs_steps.png`, `loss_vs_seconds.png`, "
-    "`loss_vs_flops.png`, `params.png`, `tokens_per_second.png`) and `index.html`; the paper suites add the claims "
+    "them alone: `leaderboard.md`, `leaderboard.csv`, the plots (`loss_vs_steps.png`, `loss_vs_flops.png`, "
+    "`params.png`; runs on a GPU add `loss_vs_seconds.png` and `tokens_per_second.png`) and `index.html`; a "
+    "superseded version may hold `SUPERSEDED.md`, which its pages show; the paper suites add the claims "
     "report (`REPORT.md`, `REPORT.html`, `report_claims.png`). `blockbench leaderboard <suite>` and `blockbench "
     "report <dir>` rewrite them byte-identically. This page is generated too, by `blockbench leaderboard --index "
     f"results/`, from the records and from `{PROVENANCE}` (what each directory is and how it was made): edit that "
@@ -57,9 +58,9 @@ READING_GUIDE = (
     "**masked-token accuracy** (encoder suites only): the share of masked evaluation tokens whose argmax is the "
     "original token, mean over seeds; the eval loss there is nats per masked token.",
     "**ranking** (this page): each leaderboard's ranks, best first, shared where a pair's order is not resolved "
-    "(`2-3`), and its stability word: **settled** when Kendall's tau between the ranking at 50% of the budget and "
-    f"the final one is >= {TAU_HALF_MIN} and at 75% >= {TAU_THREE_QUARTERS_MIN}, else **unsettled** (the order "
-    "was still moving: a snapshot, not a verdict).",
+    "(`2-3`), and its stability word: **settled** when no pair of variants in different rank groups was the other "
+    "way round at 50% or 75% of the budget, **unsettled** when one was (a snapshot, not a verdict), **all tied** "
+    "when no pair is resolved, **not judged** with one seed (no interval test, so ties cannot be judged).",
 )
 
 
@@ -68,7 +69,8 @@ MAX_PROVENANCE_BYTES = 1 << 20
 
 
 def load_provenance(root: Path) -> dict[str, Any]:
-    """The hand-kept part of the page: {"notes": [...], "<dir>": {"what": ..., "how": ...}}; empty without a file.
+    """The hand-kept part of the page: {"notes": [...], "flagship": [suite, ...], "<dir>": {"what": ..., "how":
+    ...}}; empty without a file.
     Read through the guarded loader (a regular file, size and depth caps) and type-checked: a results folder may
     come from someone else, and a string where a table belongs must be one line naming the field, not a traceback
     (nor, for `notes`, one paragraph per character)."""
@@ -79,8 +81,10 @@ def load_provenance(root: Path) -> dict[str, Any]:
         data = load_toml_guarded(path, MAX_PROVENANCE_BYTES, max_depth=4, what="provenance file")
         for i, note in enumerate(expect_type(data.get("notes", []), list, "notes", path)):
             expect_type(note, str, f"notes[{i}]", path)
+        for i, name in enumerate(expect_type(data.get("flagship", []), list, "flagship", path)):
+            expect_type(name, str, f"flagship[{i}]", path)
         for key, entry in data.items():
-            if key == "notes":
+            if key in ("notes", "flagship"):
                 continue
             expect_type(entry, dict, f"[{key!r}]", path)
             unknown = sorted(set(entry) - set(PROVENANCE_FIELDS))
@@ -149,7 +153,7 @@ def shipped_suite_text(name: str, version: str, record_hash: str) -> str:
     return "matches the package's suite file"
 
 
-def headline(table) -> str:
+def ranking_line(table) -> str:
     """The ranking in one line, as the leaderboard ranks it: tied ranks share a range (`2-3 sas_p, vskipinit`),
     unranked variants say why, and the stability word closes it."""
     ranked = table[table["status"] == "ok"]
@@ -195,7 +199,8 @@ def result_row(directory: Path, root: Path, newer: str | None) -> list[str]:
     elif (directory / "REPORT.md").is_file():
         pages.append(_link("report", directory / "REPORT.md", root))
     return [md_code(directory.relative_to(root).as_posix()), current, _dates(records), facts["device"],
-            md(_join(table["commit"])), facts["seeds"], facts["budget"], headline(table), "; ".join(pages) or "-"]
+            md(_join(table["commit"])), str(len({r["seed"] for r in records})), facts["budget"], ranking_line(table),
+            "; ".join(pages) or "-"]
 
 
 def artefact_files(directory: Path, root: Path) -> str:
@@ -210,13 +215,96 @@ def _words_table(header: list[str], rows: list[list[str]]) -> page.Table:
     return page.table(header, rows, frozenset(header))  # every column is words here: all left-aligned
 
 
-def build_index(root: Path) -> page.Page:
-    """Everything the landing page says, once: index.html and README.md are two renderings of this."""
+def ordered_suites(suites: dict[str, list[Path]], provenance: dict[str, Any]) -> list[str]:
+    """Suite names, the flagship ones (provenance.toml's `flagship`, in its order) first, then the rest A-Z."""
+    flagship = [s for s in provenance.get("flagship", []) if s in suites]
+    return flagship + sorted(s for s in suites if s not in flagship)
+
+
+def gpu_checks(others: list[Path], root: Path) -> list[dict[str, Any]]:
+    """Each GPU check's summary (gpu_page.gpu_summary) with its directory, newest first."""
+    from blockbench.views.gpu_page import gpu_summary
+
+    checks = []
+    for directory in sorted((p for p in others if p.parent.name == "gpu-check"), reverse=True):
+        summary = dict(gpu_summary(directory))
+        summary["key"] = directory.relative_to(root).as_posix()
+        checks.append(summary)
+    return checks
+
+
+def gpu_line(check: dict[str, Any]) -> str:
+    """A GPU check in one line: each variant's speed against Pre-LN in each execution mode."""
+    modes = []
+    for mode, ratios in sorted(check.get("speed", {}).items()):
+        shown = ", ".join(f"{md(v)} {r:.2f}x" for v, r in ratios.items() if v != "pre_ln")
+        modes.append(f"{md(mode)}: {shown}")
+    return (f"[{md(check['key'])}]({quote(check['key'])}/index.html), {md(check.get('card', '-'))}: speed against "
+            f"Pre-LN per training step, " + "; ".join(modes) + ".")
+
+
+def current_row(result: crosssuite.SuiteResult, root: Path) -> list[str]:
+    directory = result.directory
+    pages = [_link(result.key, directory / "index.html", root)]
+    if (directory / "REPORT.html").is_file():
+        pages.append(_link("claims report", directory / "REPORT.html", root))
+    return [" · ".join(pages), headline.sentence(result.summary)]
+
+
+def _opening(doc: page.Page, current: list[crosssuite.SuiteResult], checks: list[dict[str, Any]],
+             root: Path) -> None:
+    if current:
+        first = current[0]
+        doc.add(page.Para(f"**{md(first.key)}**: {headline.sentence(first.summary)}", "headline"))
+    doc.add(page.Para("Each suite's current result in one line, flagship suites first: who wins, by how much "
+                      "(each variant's eval-loss difference to the suite's baseline with its 95% interval; a tied "
+                      "group is named as tied) and at what scale. Then the GPU check, every variant across suites, "
+                      "a page per variant, and every published version with how it was made. "
+                      "[How to read this](#how-to-read-this)."))
+    doc.add(page.Heading("Current results", css="ranking"),
+            _words_table(["result", "who wins, by how much, at what scale"],
+                         [current_row(r, root) for r in current]))
+    if checks:
+        doc.add(page.Heading("On a GPU"), page.Bullets(tuple(gpu_line(c) for c in checks)))
+
+
+@dataclass
+class Published:
+    """What the landing page and the pages beside it read: the scan, and each suite's current result."""
+
+    provenance: dict[str, Any]
+    suites: dict[str, list[Path]]
+    ladders: list[Path]
+    others: list[Path]
+    order: list[str]
+    current: list[crosssuite.SuiteResult]
+    checks: list[dict[str, Any]]
+
+
+def gather(root: Path) -> Published:
     provenance = load_provenance(root)
     suites, ladders, others = scan(root)
+    order = ordered_suites(suites, provenance)
+    return Published(provenance, suites, ladders, others, order,
+                     [crosssuite.load_result(suites[s][0], root) for s in order], gpu_checks(others, root))
+
+
+def across(published: Published) -> list[crosssuite.SuiteResult]:
+    """The results the cross-suite view compares: the flagship suites' current ones (every suite's without a
+    flagship list); the CI's smoke baselines would only add noise there."""
+    flagship = set(published.provenance.get("flagship", []))
+    return [r for r, s in zip(published.current, published.order, strict=True) if not flagship or s in flagship]
+
+
+def build_index(root: Path, published: Published | None = None) -> page.Page:
+    """Everything the landing page says, once: index.html and README.md are two renderings of this."""
+    published = published or gather(root)
+    provenance, suites, ladders, others = (published.provenance, published.suites, published.ladders,
+                                           published.others)
     known = {p.relative_to(root).as_posix() for versions in suites.values() for p in versions}
     known |= {p.relative_to(root).as_posix() for p in [*ladders, *others]}
     stale = sorted(k for k, v in provenance.items() if isinstance(v, dict) and k not in known)
+    stale += sorted(f"flagship {s}" for s in provenance.get("flagship", []) if s not in suites)
     if stale:  # a hand-kept entry whose directory went away: say so rather than publish a row for nothing
         raise LeaderboardError(f"{root / PROVENANCE}: entries for directories that do not exist: {', '.join(stale)}")
 
@@ -224,37 +312,30 @@ def build_index(root: Path) -> page.Page:
         # provenance.toml's text is Markdown, but a stranger's: kept only when every link in it is allowed.
         return page.vetted_markdown(provenance.get(key, {}).get(field, "-"))
 
+    order, current, checks = published.order, published.current, published.checks
     doc = page.Page("Published results")
-    doc.add(page.Para("[How to read this](#how-to-read-this): the measures in short, at the bottom of this page; "
-                      "every leaderboard page ends with its full guide."), page.Para(INTRO))
-    rows = []
-    for versions in suites.values():
-        for i, directory in enumerate(versions):
-            rows.append(result_row(directory, root, versions[0].name if i else None))
-    doc.add(page.Heading("Results"),
-            page.Para("One row per published suite version, the current (highest) version of each suite first. "
-                      "**ranking**: the leaderboard's ranks, best first, tied ranks shared, and its stability word."),
-            _words_table(["result", "current", "date", "device", "commit", "seeds", "budget", "ranking", "pages"],
-                         rows))
+    _opening(doc, current, checks, root)
     if ladders:
         doc.add(page.Heading("Ladders: does a win hold with scale?"),
                 page.Para("Each variant trained at several model sizes; the baseline's loss-compute law fitted and "
                           "each variant's compute multiplier against it, with its interval (`blockbench ladder`)."),
                 _words_table(["ladder", "date", "device", "verdicts", "pages"],
                              [ladder_row(p, root) for p in ladders]))
-    results = [p.relative_to(root).as_posix() for versions in suites.values() for p in [*versions]]
+    _across(doc, across(published), checks[0] if checks else None)
+    rows = [result_row(d, root, suites[s][0].name if i else None)
+            for s in order for i, d in enumerate(suites[s])]
+    doc.add(page.Heading("Every published version"),
+            page.Para("One row per published suite version, the current (highest) version of each suite first. "
+                      "**ranking**: the leaderboard's ranks, best first, tied ranks shared, and its stability word."),
+            _words_table(["result", "current", "date", "device", "commit", "seeds", "budget", "ranking", "pages"],
+                         rows))
+    results = [p.relative_to(root).as_posix() for s in order for p in suites[s]]
     results += [p.relative_to(root).as_posix() for p in ladders]
     doc.add(page.Heading("What each is and how it was made"),
             _words_table(["result", "what", "how it was made"],
                          [[md_code(k), said(k, "what"), said(k, "how")] for k in results]))
-    if others:
-        names = [p.relative_to(root).as_posix() for p in others]
-        doc.add(page.Heading("Other artefacts"),
-                page.Para("Directories that are not a suite version: learning-rate sweeps (each grid point a "
-                          "directory of records) and raw GPU-check output."),
-                _words_table(["artefact", "what", "how it was made", "files"],
-                             [[md_code(k), said(k, "what"), said(k, "how"), artefact_files(p, root)]
-                              for k, p in zip(names, others)]))
+    _other_artefacts(doc, others, root, said)
+    doc.add(page.Heading("Files"), page.Para(INTRO))
     doc.add(*(page.Para(page.vetted_markdown(note)) for note in provenance.get("notes", [])))
     doc.add(page.Heading("How to read this"),
             page.Para("A leaderboard in short (each leaderboard page ends with the full guide, its \"How to read "
@@ -263,14 +344,70 @@ def build_index(root: Path) -> page.Page:
     return doc
 
 
+def _across(doc: page.Page, current: list[crosssuite.SuiteResult], gpu: dict[str, Any] | None) -> None:
+    if not current:
+        return
+    doc.add(page.Heading("Across suites"),
+            page.Para("Each variant's difference in final eval loss to its suite's baseline (nats, paired over seeds, "
+                      "95% interval; below 0 is better), in the current result of each flagship suite, and its "
+                      "speed against Pre-LN on the GPU. Suites differ in baseline, budget, shape and data: read a "
+                      "column on its own, and a row for whether a block's standing holds across them."),
+            page.Figure(crosssuite.FIGURE, "each variant's difference to its suite's baseline, one marker per "
+                        "suite; a marker on the grey line is the baseline itself."),
+            crosssuite.cross_table(current, gpu, _variant_link))
+    names = crosssuite.variants_of(current)
+    links = [_variant_link(v) for v in names]
+    doc.add(page.Heading("Variants"), page.Para("A page per variant: every published result for it, its speed on "
+                                                "every device measured, its recipe. " + " · ".join(links)))
+
+
+def _variant_link(variant: str) -> str:
+    name = crosssuite.variant_page_name(variant)
+    if name is None:
+        return md(variant)
+    return f"[{md(variant)}]({crosssuite.VARIANTS_DIR}/{quote(name)})"
+
+
+def _other_artefacts(doc: page.Page, others: list[Path], root: Path, said: Any) -> None:
+    if not others:
+        return
+    names = [p.relative_to(root).as_posix() for p in others]
+    doc.add(page.Heading("Other artefacts"),
+            page.Para("Directories that are not a suite version: learning-rate sweeps (each grid point a "
+                      "directory of records) and GPU checks (each with its page)."),
+            _words_table(["artefact", "what", "how it was made", "files"],
+                         [[md_code(k), said(k, "what"), said(k, "how"), artefact_files(p, root)]
+                          for k, p in zip(names, others)]))
+
+
 def write_index(root: str | Path, out: str | Path | None = None) -> tuple[Path, list[str]]:
-    """Write index.html and README.md for the results dir `root` (into `out` if given; links stay relative to
-    `root`); return (output dir, names written)."""
+    """Write index.html, README.md, the cross-suite figure, a page per variant and each GPU check's page for the
+    results dir `root` (the landing page into `out` if given; links stay relative to `root`); return (output dir,
+    names written)."""
     root = Path(root)
     if not root.is_dir():
         raise LeaderboardError(f"{root}: no such directory (expected the results directory)")
-    doc = build_index(root)
+    published = gather(root)
+    doc = build_index(root, published)
     out_dir = Path(out) if out is not None else root
+    current, checks = published.current, published.checks
     files = {"index.html": page.to_html(doc).encode(), "README.md": page.to_markdown(doc).encode()}
+    if across(published):
+        files[crosssuite.FIGURE] = crosssuite.plot_cross_suite(across(published))
     write_outputs(out_dir, files)
-    return out_dir, list(files)
+    written = list(files)
+    variant_files = {}
+    for variant in crosssuite.variants_of(current):
+        name = crosssuite.variant_page_name(variant)
+        if name is not None:
+            doc_v = crosssuite.variant_page(variant, current, checks[0] if checks else None, "../")
+            variant_files[name] = page.to_html(doc_v).encode()
+            variant_files[name.removesuffix(".html") + ".md"] = page.to_markdown(doc_v).encode()
+    if variant_files:
+        write_outputs(out_dir / crosssuite.VARIANTS_DIR, variant_files)
+        written += [f"{crosssuite.VARIANTS_DIR}/{n}" for n in variant_files]
+    from blockbench.views.gpu_page import write_gpu_page
+
+    for check in checks:
+        written += [f"{check['key']}/{n}" for n in write_gpu_page(root / check["key"], out_dir / check["key"])]
+    return out_dir, written

@@ -342,9 +342,9 @@ MULTIPLIER_HEADER = ["variant", "verdict", "FLOPs multiplier (pooled)", f"{int(L
 
 def build_page(data: dict[str, Any], title: str) -> Page:
     page = Page(title)
-    page.add(Para(f"**{headline(data)}**"))
+    page.add(Para(headline(data), "headline"))
     page.add(table(MULTIPLIER_HEADER, multiplier_rows(data), frozenset({"variant", "verdict",
-                                                                          "wall-clock multiplier"})))
+                                                                          "wall-clock multiplier"}), css="ranking"))
     page.add(Para("A multiplier is the baseline's training compute that reaches the variant's final loss, over the "
                   "compute the variant used: above 1 the variant needs less compute for the same loss. **Pooled** "
                   "fits the variant's law with the baseline's exponent and floor pinned over every rung; **at the "
@@ -430,7 +430,7 @@ def plot(data: dict[str, Any], points: list[Any]) -> bytes:
     from matplotlib.figure import Figure as MplFigure
 
     from blockbench.views import plotstyle
-    from blockbench.views.plots import _png
+    from blockbench.views.plots import png_bytes
 
     fig = MplFigure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
@@ -460,7 +460,7 @@ def plot(data: dict[str, Any], points: list[Any]) -> bytes:
                  + ("\nno law drawn: the baseline's law fails its checks" if failed else ""))
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def write_ladder(out: str | Path, dest: str | Path | None = None, n_boot: int = 400) -> tuple[Path, dict[str, Any]]:

@@ -24,10 +24,10 @@ from typing import Any
 
 from blockbench import stats
 from blockbench.records import comparable_overrides, execution_modes
-from blockbench.safeio import UnsafeFileError, check_writable_target
+from blockbench.safeio import UnsafeFileError, check_writable_target, read_guarded
 from blockbench.untrusted import md, md_code, plain
 from blockbench.views import columns as C
-from blockbench.views import page
+from blockbench.views import headline, page
 from blockbench.views.columns import _join
 from blockbench.views.plots import curves_frame, plot_bars, plot_curves, seconds_plot_note
 from blockbench.views.selection import (
@@ -40,8 +40,9 @@ from blockbench.views.selection import (
 )
 
 TEXT_COLUMNS = frozenset({"item", "value"})  # the setup table's words
-OUTPUT_FILES = ("leaderboard.md", "leaderboard.csv", "loss_vs_steps.png", "loss_vs_seconds.png",
-                "loss_vs_flops.png", "params.png", "tokens_per_second.png", "index.html")
+# Every leaderboard's files; runs on a GPU add SECONDS_FIGURES (on a shared CPU seconds do not compare: no plot).
+OUTPUT_FILES = ("leaderboard.md", "leaderboard.csv", "loss_vs_steps.png", "loss_vs_flops.png", "params.png",
+                "index.html")
 
 
 def budget_text(record: dict[str, Any]) -> str:
@@ -69,7 +70,7 @@ def header_items(kept: list[dict[str, Any]], left_out: int, failed: int = 0) -> 
         ("corpus fingerprint", first["data"]["fingerprint"]),
         ("model", ", ".join(f"{k}={v}" for k, v in config["model"].items())),
         *position_items(kept),
-        ("overrides", json.dumps(overrides, sort_keys=True) if overrides else "none"),
+        *override_items(overrides),
         ("device", _join(f"{r['env']['device_name']} ({r['env']['device']}, {r['env']['threads']} threads)"
                          for r in kept)),
         *setup_facts(kept),
@@ -84,6 +85,24 @@ def header_items(kept: list[dict[str, Any]], left_out: int, failed: int = 0) -> 
         if (note := speed_not_comparable(kept) or stats.probe_disturbed_note(kept)) is not None else [])
     # Every value above is plain text built from record fields: escaped as a whole. The hashes go in as code.
     return [(k, md_code(v) if k in CODE_ITEMS else md(v)) for k, v in items]
+
+
+def override_items(overrides: dict[str, Any]) -> list[tuple[str, str]]:
+    """One setup row per override, its dotted key beside its value (never a JSON blob)."""
+    if not overrides:
+        return [("overrides", "none")]
+    rows: list[tuple[str, str]] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for key, inner in sorted(value.items()):
+                walk(f"{prefix}.{key}", inner)
+        else:
+            rows.append((f"override {prefix}", value if isinstance(value, str) else json.dumps(value)))
+
+    for key, value in sorted(overrides.items()):
+        walk(key, value)
+    return rows
 
 
 def position_items(kept: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -169,6 +188,9 @@ def seconds_caveat(records: list[dict[str, Any]]) -> str:
 
 
 READING_GUIDE = (
+    "**headline** (the first line): the ranking's groups best first, each variant's difference in final eval loss "
+    "to the baseline (paired over seeds, 95% interval) and the scale; a group of variants whose order is not "
+    "resolved is named as tied. **Δ vs baseline** in the ranking is the same difference.",
     "**eval loss**: the final evaluation loss at the budget in nats/token (bits per byte in the CSV), the mean "
     "over seeds ± the half-width of a 95% Student-t interval; a single seed has no interval. Lower is better and "
     "the rank is by this mean. A variant with a diverged or failed seed (`diverged on k/n seeds`, `failed on k/n "
@@ -176,16 +198,24 @@ READING_GUIDE = (
     "(eval loss improved by less than 0.05 nats over at least the last third of the run while above the suite's "
     "plateau level, by default 0.55 ln(vocab)): such a run has not learnt from context and is not converged.",
     "**Brackets** `[a, b]` always hold a 95% interval; an interquartile range is written `(IQR x)`.",
-    "**rank stability** (the line under the ranking): Kendall's tau-b between the ranking by mean eval loss at "
-    "50% (and 75%) of the budget and the final ranking. The ranking is **settled** when tau(50%->final) >= 0.8 "
-    "and tau(75%->final) >= 0.9 (at most 10% of pairs swap in the second half, 5% in the last quarter), else "
-    "**unsettled**: the order was still moving when the budget ended and is a snapshot, not a verdict.",
+    "**rank stability** (the line under the ranking): whether the order between the ranking's groups had stopped "
+    "moving. The groups are the rank ranges (`1-3`): adjacent variants whose order is not resolved share one. With "
+    ">= 2 seeds the ranking is **settled** when no pair of variants in different groups was the other way round (by "
+    "mean eval loss) at 50% or at 75% of the budget, and **unsettled** when one was: that pair crossed in the last "
+    "half of the budget, so the order between groups is a snapshot, not a verdict (the line names the pairs). Swaps "
+    "inside a group do not unsettle: their order is not resolved at the end either. **all tied**: one group, "
+    "nothing to order between groups. **not judged**: one seed, so there is no interval test and ties cannot be "
+    "judged. Kendall's tau-b between the ranking at 50% (75%) of the budget and the final one is given as "
+    "supporting information; it counts swaps inside tied groups too.",
     "**rank** ranges (`2-5`): adjacent variants whose order is not resolved share one. With >= 2 seeds a pair is "
     "resolved when a bootstrap over seeds (resampled jointly, as seeds share data order; enumerated exactly up to "
     "8 seeds) puts it in order with probability >= 0.9 and the 95% interval of the difference (paired by seed) "
     "excludes zero: with 2-3 seeds the bootstrap alone gives probability 1 to any sign that holds on every seed. "
     "With one seed a pair is resolved when it is in the same order at 50%, 75% and 100% of the budget. "
-    "**P(rank)** (>= 2 seeds only): the bootstrap's probability that the variant is at its listed position.",
+    "**P(rank)** (>= 2 seeds only): the bootstrap's probability that the variant lands inside its listed rank range: "
+    "`0.93 (in 1-3)` anywhere in ranks 1-3, `0.97 (at 4)` at rank 4 for a variant with a rank of its own. A range's "
+    "ends are pairs the bootstrap orders with probability >= 0.9, so a value well below that flags a boundary that "
+    "barely holds.",
     "**speedup, interleaved probe**: baseline step time / variant step time (> 1 is faster), measured before "
     "training by one process that times all variants round-robin, beside an A/A control (the baseline built "
     "again, from another initialisation draw) whose ratio is 1 by construction: how far the control's 95% interval "
@@ -239,7 +269,7 @@ FIGURES = {
     "params.png": "total parameters per variant, embeddings included.",
     "tokens_per_second.png": "median training tokens per second per variant, raw (not drift-corrected).",
 }
-SECONDS_FIGURES = ("loss_vs_seconds.png", "tokens_per_second.png")  # their captions end with the seconds caveat
+SECONDS_FIGURES = ("loss_vs_seconds.png", "tokens_per_second.png")  # drawn only where seconds_meaningful
 
 
 def present_artefacts(directory: Path | None) -> list[str]:
@@ -256,64 +286,85 @@ def report_link(artefacts: list[str]) -> str:
     return "[REPORT.md](REPORT.md)"
 
 
-def build_page(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]], failed: int = 0,
-               stability_line: str = "", artefacts: list[str] | None = None) -> page.Page:
-    """Everything the leaderboard says, once: leaderboard.md and index.html are two renderings of this."""
-    artefacts = artefacts or []
-    first = kept[0]
-    suite = first["suite"]
-    baseline = first["config"].get("baseline")
-    target = first["to_target"]["target"]
-    multi = int(table["n_seeds"].max()) >= 2
-    doc = page.Page(f"Leaderboard: suite {md(suite['name'])} v{md(suite['version'])}")
+def seconds_meaningful(records: list[dict[str, Any]]) -> bool:
+    """Whether the seconds of runs made one after another compare at all: on a GPU they drift a little (shown
+    with the caveat); on a shared CPU the drift is as large as the differences, so no seconds plot is drawn."""
+    return all(r["env"]["device"] != "cpu" for r in records)
 
-    # What a reader looks for first, at the top: the guide to the columns (at the bottom) and the claims report.
-    top = ["[How to read this](#how-to-read-this): every column and line explained, at the bottom of this page"]
+
+def mfu_absent_text(kept: list[dict[str, Any]]) -> str:
+    """Why a page has no MFU column, naming the cause: records made before blockbench recorded a peak (on a CPU
+    it is measured by a matmul probe when a run starts), or a device with no known peak."""
+    devices = md(_join(f"{r['env']['device_name']} ({r['env']['device']})" for r in kept))
+    if not any("mfu_peak_source" in r["summary"] for r in kept):
+        return (f"MFU is not shown: these records were made before blockbench recorded a peak FLOP/s with each run "
+                f"({devices}), and a page never borrows another run's peak.")
+    return f"MFU is not shown: no peak FLOP/s is known for {devices}."
+
+
+SUPERSEDED = "SUPERSEDED.md"  # a note beside an old version's records: why a newer version replaces it
+MAX_NOTICE_BYTES = 1 << 14
+
+
+def superseded_notice(directory: Path | None) -> str:
+    """The text of `SUPERSEDED.md` in a results directory, one paragraph of vetted Markdown (a stranger's file:
+    read guarded, a bad link shown as text); empty when there is none."""
+    if directory is None or not os.path.lexists(directory / SUPERSEDED):
+        return ""
+    try:
+        text = read_guarded(directory / SUPERSEDED, MAX_NOTICE_BYTES, "superseded note").decode("utf-8", "replace")
+    except UnsafeFileError as exc:
+        raise LeaderboardError(str(exc)) from None
+    return page.vetted_markdown(" ".join(text.split()))
+
+
+def _opening(doc: page.Page, table, kept: list[dict[str, Any]], st: stats.Stability | None,
+             artefacts: list[str], notice: str = "") -> None:
+    """The headline, then one line of links: what a reader needs before the ranking."""
+    if notice:
+        doc.add(page.Para(f"**Superseded:** {notice}", "caveat"))
+    if st is not None:
+        doc.add(page.Para(headline.sentence(headline.summarise(kept, table, st)), "headline"))
+    links = ["[setup](#setup)", "[how to read this](#how-to-read-this)"]
     if "REPORT.md" in artefacts:
-        top.append("**Claims report:** " + report_link(artefacts) + ", the seed paper's claims checked against "
-                   "these records")
-    doc.add(page.Para(". ".join(top) + "."))
+        links.insert(0, "**claims report:** " + report_link(artefacts))
+    doc.add(page.Para("See also: " + " · ".join(links) + "."))
 
-    files = ["[index.html](index.html) and [leaderboard.md](leaderboard.md) (this page)",
-             "[leaderboard.csv](leaderboard.csv) (every number, unrounded)"]
-    files += [f"[{name}]({name})" for name in artefacts]
-    files += ["the plots below", "[records/](records/) (one run record per variant and seed)"]
-    doc.add(page.Para("Every variant of the suite trained under identical conditions; every number on this page "
-                      "comes from the run records in `records/`. Files: " + "; ".join(files) + "."))
 
-    doc.add(page.Heading("Setup"), page.table(["item", "value"], [list(i) for i in header_items(
-        kept, len(left_out), failed)], TEXT_COLUMNS))
-
-    columns = C.columns_for(kept)
-    view = C.View(table, baseline, target is not None)
-    ranking, shown = C.ranking_table(view, columns)
+def _ranking(doc: page.Page, table, kept: list[dict[str, Any]], stability_line: str) -> list[str]:
+    """The ranking with each variant's difference to the baseline, the stability line, and why a column is not
+    there; returns the headers shown."""
+    baseline = kept[0]["config"].get("baseline")
+    view = C.View(table, baseline, kept[0]["to_target"]["target"] is not None)
+    ranking, shown = C.ranking_table(view, C.columns_for(kept))
+    ranking = with_delta_column(ranking, table, headline.deltas(kept, baseline), baseline, view.multi)
     seeds = ("Lower is better; the rank is by the mean over seeds, and ± is the half-width of a 95% interval."
-             if multi else "Lower is better. **One seed per variant:** a single seed has no interval, so there is "
-             "no ± and no P(rank), and differences of a few hundredths of a nat may be seed-to-seed noise.")
-    doc.add(page.Heading("Ranking: final eval loss at the budget"), page.Para(seeds), ranking)
+             if view.multi else "Lower is better. **One seed per variant:** a single seed has no interval, so there "
+             "is no ± and no P(rank), and differences of a few hundredths of a nat may be seed-to-seed noise.")
+    doc.add(page.Heading("Ranking: final eval loss at the budget", css="ranking"), page.Para(seeds), ranking)
     if stability_line:
         doc.add(page.Para(f"**{stability_line}**"))
-    absent = []
-    if "MFU" not in shown:
-        devices = md(_join(f"{r['env']['device_name']} ({r['env']['device']})" for r in kept))
-        absent.append(f"MFU is not shown: it needs the device's peak FLOP/s, and none is known for {devices}.")
-    if "MFU" in shown:
-        absent.append("MFU's peak FLOP/s: see the setup table.")
+    absent = [mfu_absent_text(kept) if "MFU" not in shown else "MFU's peak FLOP/s: see the setup table."]
     if not any(c.startswith("device") for c in shown) or not any(c.startswith("commit") for c in shown):
         absent.append("Device and commit are the same for every row: see the setup table.")
-    if absent:
-        doc.add(page.Para(" ".join(absent)))
+    doc.add(page.Para(" ".join(absent)))
+    return shown
 
-    if target is not None:
-        reached = md(target_text(kept))
-        missed = (f" **{reached.split(': ', 1)[1]}**: the target lies below what this budget reached, so this table "
-                  "ranks nothing." if "target not reached by any variant" in reached else "")
-        doc.add(page.Heading(f"Time to target: eval loss ≤ {target} nats/token"),
-                page.Para("Medians over seeds of the steps, tokens, FLOPs and training seconds until the eval loss "
-                          "first reached the target, interpolated between evaluations; `miss`: the median run "
-                          "never reached it within the budget." + missed),
-                C.target_table(view, columns), page.Para(seconds_caveat(kept), "caveat"))
 
+def with_delta_column(ranking: page.Table, table, deltas: dict[str, headline.Delta], baseline: str | None,
+                      multi: bool) -> page.Table:
+    """The ranking table with `Δ vs baseline` after the eval loss: the paired difference of final eval loss."""
+    if not deltas:
+        return ranking
+    header = f"Δ vs {md(baseline)}, nats" + (" [95% CI]" if multi else "")
+    at = next(i for i, h in enumerate(ranking.header) if h.startswith("eval loss")) + 1
+    cells = ["baseline" if v == baseline else deltas[v].text() if v in deltas else "-" for v in table["variant"]]
+    rows = tuple((*row[:at], cell, *row[at:]) for row, cell in zip(ranking.rows, cells, strict=True))
+    return page.Table((*ranking.header[:at], header, *ranking.header[at:]), rows,
+                      (*ranking.align[:at], page.RIGHT, *ranking.align[at:]), ranking.css)
+
+
+def _figures(doc: page.Page, kept: list[dict[str, Any]], artefacts: list[str]) -> None:
     if "REPORT.md" in artefacts or "diagnose.png" in artefacts:
         doc.add(page.Heading("The paper's claims"))
         if "REPORT.md" in artefacts:
@@ -321,10 +372,50 @@ def build_page(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]
         for name in ("report_claims.png", "diagnose.png"):
             if name in artefacts:
                 doc.add(page.Figure(name, ARTEFACTS[name][0].upper() + ARTEFACTS[name][1:] + "."))
-
     doc.add(page.Heading("Plots"))
-    doc.add(*(page.Figure(name, caption + (" " + seconds_caveat(kept) if name in SECONDS_FIGURES else ""))
-              for name, caption in FIGURES.items()))
+    if seconds_meaningful(kept):
+        doc.add(page.Para(seconds_caveat(kept), "caveat"))
+    else:
+        doc.add(page.Para(SECONDS_LEFT_OUT, "caveat"))
+    doc.add(*(page.Figure(name, caption) for name, caption in FIGURES.items()
+              if seconds_meaningful(kept) or name not in SECONDS_FIGURES))
+
+
+SECONDS_LEFT_OUT = ("No seconds plots: these runs trained one after another on a shared CPU, where the machine's "
+                    "drift between runs is as large as the differences between blocks. The speed shown is the "
+                    "interleaved probe's ratio in the ranking, where drift cancels.")
+
+
+def build_page(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]], failed: int = 0,
+               stability_line: str = "", artefacts: list[str] | None = None,
+               st: stats.Stability | None = None, notice: str = "") -> page.Page:
+    """Everything the leaderboard says, once: leaderboard.md and index.html are two renderings of this. Headline
+    first, then the ranking, the plots, and the setup (collapsed in HTML)."""
+    artefacts = artefacts or []
+    suite = kept[0]["suite"]
+    target = kept[0]["to_target"]["target"]
+    doc = page.Page(f"Leaderboard: suite {md(suite['name'])} v{md(suite['version'])}")
+    _opening(doc, table, kept, st, artefacts, notice)
+    _ranking(doc, table, kept, stability_line)
+    if target is not None:
+        view = C.View(table, kept[0]["config"].get("baseline"), True)
+        reached = md(target_text(kept))
+        missed = (f" **{reached.split(': ', 1)[1]}**: the target lies below what this budget reached, so this table "
+                  "ranks nothing." if "target not reached by any variant" in reached else "")
+        doc.add(page.Heading(f"Time to target: eval loss ≤ {target} nats/token"),
+                page.Para("Medians over seeds of the steps, tokens, FLOPs and training seconds until the eval loss "
+                          "first reached the target, interpolated between evaluations; `miss`: the median run "
+                          "never reached it within the budget." + missed),
+                C.target_table(view, C.columns_for(kept)), page.Para(seconds_caveat(kept), "caveat"))
+    _figures(doc, kept, artefacts)
+    files = ["[index.html](index.html) and [leaderboard.md](leaderboard.md) (this page)",
+             "[leaderboard.csv](leaderboard.csv) (every number, unrounded)"]
+    files += [f"[{name}]({name})" for name in artefacts]
+    files += ["the plots above", "[records/](records/) (one run record per variant and seed)"]
+    doc.add(page.Details("Setup", (
+        page.Para("Every variant of the suite trained under identical conditions; every number on this page comes "
+                  "from the run records in `records/`. Files: " + "; ".join(files) + "."),
+        page.table(["item", "value"], [list(i) for i in header_items(kept, len(left_out), failed)], TEXT_COLUMNS))))
     doc.add(page.Heading("How to read this"), page.Bullets(READING_GUIDE))
     if left_out:
         doc.add(page.Heading("Left out"), page.Bullets(tuple(f"{md_code(p)}: {md(why)}" for p, why in left_out)))
@@ -346,7 +437,8 @@ def render_html(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str
 
 
 def build(entries: list[tuple[Path, dict[str, Any]]], left_out: list[tuple[str, str]],
-          failures: list[dict[str, Any]] | None = None, artefacts: list[str] | None = None) -> dict[str, bytes]:
+          failures: list[dict[str, Any]] | None = None, artefacts: list[str] | None = None,
+          notice: str = "") -> dict[str, bytes]:
     """Every output file's bytes, from the records to rank (all of one group), the left-out list, the failure
     files of runs of the same group that have no record (shown as failed, never as missing) and the names of the
     other commands' files in the output directory (the pages link them)."""
@@ -358,19 +450,21 @@ def build(entries: list[tuple[Path, dict[str, Any]]], left_out: list[tuple[str, 
     curves = curves_frame(records)
     order = list(table["variant"])
     off = frozenset(table.loc[(table["n_plateau"] > 0) & (table["n_plateau"] == table["n_seeds"]), "variant"])
-    text = build_page(table, records, left_out, len(failures), line, artefacts)
+    text = build_page(table, records, left_out, len(failures), line, artefacts, st, notice)
+    seconds = seconds_meaningful(records)
     return {
         "leaderboard.md": page.to_markdown(text).encode(),
         "leaderboard.csv": C.render_csv(table, C.columns_for(records)).encode(),
         "loss_vs_steps.png": plot_curves(curves, order, "step", "training steps", "eval loss vs steps", target, off),
-        "loss_vs_seconds.png": plot_curves(curves, order, "train_seconds", "training seconds (mean over seeds)",
-                                           "eval loss vs training seconds", target, off, seconds_plot_note(records)),
+        **({"loss_vs_seconds.png": plot_curves(curves, order, "train_seconds", "training seconds (mean over seeds)",
+                                               "eval loss vs training seconds", target, off,
+                                               seconds_plot_note(records))} if seconds else {}),
         "loss_vs_flops.png": plot_curves(curves, order, "flops", "training FLOPs", "eval loss vs FLOPs", target,
                                          off),
         "params.png": plot_bars(table, "params_total", "parameters", "parameters per variant"),
-        "tokens_per_second.png": plot_bars(table, "tokens_per_second", "tokens/s (median over seeds)",
-                                           "training throughput per variant (raw, not drift-corrected)",
-                                           seconds_plot_note(records)),
+        **({"tokens_per_second.png": plot_bars(table, "tokens_per_second", "tokens/s (median over seeds)",
+                                               "training throughput per variant (raw, not drift-corrected)",
+                                               seconds_plot_note(records))} if seconds else {}),
         "index.html": page.to_html(text).encode(),
     }
 
@@ -424,6 +518,7 @@ def generate(target: str | os.PathLike, out: str | os.PathLike | None = None,
     left_out = [(rel(p), why) for p, why in left]
     for p, why in left_out:
         warn(f"blockbench: leaderboard: left out {p}: {why}")
-    files = build(kept, left_out, group_failures(results, kept), present_artefacts(out_dir))
+    files = build(kept, left_out, group_failures(results, kept), present_artefacts(out_dir),
+                  superseded_notice(results))
     write_outputs(out_dir, files)
     return out_dir, list(files)

@@ -25,10 +25,16 @@ from blockbench.untrusted import md, plain
 LEFT, RIGHT = "left", "right"
 
 
+# `css` on a Heading or a Table is a class for the HTML page only; the class "ranking" marks a page's ranking (the
+# heading or table a reader looks for first) and also gives the element a `data-ranking` attribute.
+RANKING = "ranking"
+
+
 @dataclass(frozen=True)
 class Heading:
     text: str
     level: int = 2
+    css: str = ""
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,7 @@ class Table:
     header: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     align: tuple[str, ...]  # LEFT or RIGHT per column, the same in both renderings
+    css: str = ""  # a class for the HTML page only (see RANKING)
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,22 @@ class Figure:
     alt: str = ""  # the image's alt text; the file name when empty
 
 
-Block = Heading | Para | Bullets | Table | Figure
+@dataclass(frozen=True)
+class Details:
+    """A section the HTML page shows collapsed under its one-line `summary` (page Markdown, like a heading's text);
+    the Markdown file, which cannot collapse, shows it as a level-2 heading followed by its blocks. Its blocks may
+    be any block but another Details."""
+
+    summary: str
+    blocks: tuple[Block, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "blocks", tuple(self.blocks))
+        if any(isinstance(b, Details) for b in self.blocks):
+            raise ValueError(f"a Details block holds another Details: {self.summary!r}")
+
+
+Block = Heading | Para | Bullets | Table | Figure | Details
 
 
 @dataclass
@@ -69,10 +91,11 @@ class Page:
         return self
 
 
-def table(header: list[str], rows: list[list[str]], text_columns: frozenset[str] = frozenset()) -> Table:
+def table(header: list[str], rows: list[list[str]], text_columns: frozenset[str] = frozenset(),
+          css: str = "") -> Table:
     """A table whose columns named in `text_columns` are left-aligned and all others (numbers) right-aligned."""
     return Table(tuple(header), tuple(tuple(r) for r in rows),
-                 tuple(LEFT if h in text_columns else RIGHT for h in header))
+                 tuple(LEFT if h in text_columns else RIGHT for h in header), css)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -83,10 +106,12 @@ def _md_cell(text: str) -> str:
     return " ".join(text.splitlines()).replace("|", "\\|")
 
 
-def to_markdown(page: Page) -> str:
-    parts = [f"# {page.title}", ""]
-    for block in page.blocks:
-        if isinstance(block, Heading):
+def _markdown_blocks(blocks: list[Block] | tuple[Block, ...]) -> list[str]:
+    parts: list[str] = []
+    for block in blocks:
+        if isinstance(block, Details):
+            parts += [f"## {block.summary}", ""] + _markdown_blocks(block.blocks)
+        elif isinstance(block, Heading):
             parts += ["#" * block.level + " " + block.text, ""]
         elif isinstance(block, Para):
             parts += [block.text, ""]
@@ -101,6 +126,11 @@ def to_markdown(page: Page) -> str:
             parts += [f"![{block.alt or block.src}]({block.src})", ""]
             if block.caption:
                 parts += [f"*{block.src}:* {block.caption}", ""]
+    return parts
+
+
+def to_markdown(page: Page) -> str:
+    parts = [f"# {page.title}", ""] + _markdown_blocks(page.blocks)
     return "\n".join(parts).rstrip("\n") + "\n"
 
 
@@ -177,10 +207,14 @@ def inline_text(text: str) -> str:
     return "".join(t.content for tok in tokens for t in tok.children or [] if t.type in ("text", "code_inline"))
 
 
+# Readable on any screen: nothing but a table's own box scrolls sideways (a wide table sits in a `div.scroll`),
+# long words and code break where they must, images shrink to the page; a dark theme follows the reader's system.
 STYLE = """\
 body { font-family: sans-serif; margin: 2em; max-width: 110em; line-height: 1.4; }
 p, ul { max-width: 80em; }
-table { border-collapse: collapse; margin-bottom: 1em; }
+h1, h2, h3, h4, summary, p, li, figcaption, td.left { overflow-wrap: anywhere; }
+.scroll { max-width: 100%; overflow-x: auto; margin-bottom: 1em; }
+table { border-collapse: collapse; }
 td, th { border: 1px solid #ccc; padding: 0.2em 0.6em; vertical-align: top; }
 th { background: #f3f3f3; }
 .left { text-align: left; }
@@ -188,27 +222,37 @@ th { background: #f3f3f3; }
 th.right { white-space: normal; }
 figure { margin: 1em 0 2em 0; }
 figcaption { max-width: 80em; font-size: 0.9em; }
-img { max-width: 100%; }
+img { max-width: 100%; height: auto; box-sizing: border-box; }
+.headline { font-size: 1.15em; border-left: 4px solid #2f6fd0; padding-left: 0.6em; }
 .caveat { border-left: 4px solid #d08000; padding-left: 0.6em; }
-code { background: #f3f3f3; }
+code { background: #f3f3f3; overflow-wrap: anywhere; }
+details { margin: 1em 0; }
+summary { cursor: pointer; font-size: 1.5em; font-weight: bold; margin: 0.83em 0; }
+@media (max-width: 600px) {
+  body { margin: 0.6em; }
+  td, th { padding: 0.2em 0.35em; }
+}
+@media (prefers-color-scheme: dark) {
+  :root { color-scheme: dark; }
+  body { background: #16181c; color: #e2e2e2; }
+  td, th { border-color: #4a4d52; }
+  th { background: #262a30; }
+  code { background: #2a2e35; }
+  a { color: #8cb8ff; }
+  a:visited { color: #c8a2ff; }
+  img { background: #ffffff; padding: 4px; border-radius: 3px; }
+  .headline { border-left-color: #6a9cff; }
+  .caveat { border-left-color: #e09a30; }
+}
 """
 
 # The page's skeleton. Autoescape is on: a value is escaped unless it is markdown-it's output (marked safe in
-# `_context`), so no text can open a tag or an attribute.
+# `_context`), so no text can open a tag or an attribute. A Details block's inner blocks go through the same macro
+# as the page's own.
 TEMPLATE = """\
-<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{{ title }}</title>
-<style>
-{{ style }}</style>
-</head>
-<body>
-<h1>{{ title_html }}</h1>
-{% for b in blocks %}
+{% macro show(b) %}
 {% if b.kind == "heading" %}
-<h{{ b.level }} id="{{ b.id }}">{{ b.html }}</h{{ b.level }}>
+<h{{ b.level }} id="{{ b.id }}"{{ attrs(b) }}>{{ b.html }}</h{{ b.level }}>
 {% elif b.kind == "para" %}
 <p{% if b.css %} class="{{ b.css }}"{% endif %}>{{ b.html }}</p>
 {% elif b.kind == "bullets" %}
@@ -218,17 +262,40 @@ TEMPLATE = """\
 {% endfor %}
 </ul>
 {% elif b.kind == "table" %}
-<table>
+<div class="scroll"><table{{ attrs(b) }}>
 <tr>{% for cell, align in b.header %}<th class="{{ align }}">{{ cell }}</th>{% endfor %}</tr>
 {% for row in b.rows %}
 <tr>{% for cell, align in row %}<td class="{{ align }}">{{ cell }}</td>{% endfor %}</tr>
 {% endfor %}
-</table>
+</table></div>
 {% elif b.kind == "figure" %}
 <figure><img src="{{ b.src }}" alt="{{ b.alt }}">{% if b.caption %}<figcaption><code>{{ b.src }}</code>: \
 {{ b.caption }}</figcaption>{% endif %}</figure>
+{% elif b.kind == "details" %}
+<details id="{{ b.id }}">
+<summary>{{ b.html }}</summary>
+{% for inner in b.blocks %}
+{{ show(inner) }}
+{%- endfor %}
+</details>
 {% endif %}
-{% endfor %}
+{% endmacro %}
+{% macro attrs(b) %}{% if b.css %} class="{{ b.css }}"{% endif %}{% if b.ranking %} data-ranking{% endif %}\
+{% endmacro %}
+<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }}</title>
+<style>
+{{ style }}</style>
+</head>
+<body>
+<h1>{{ title_html }}</h1>
+{% for b in blocks %}
+{{ show(b) }}
+{%- endfor %}
 </body>
 </html>
 """
@@ -256,25 +323,30 @@ def _context(page: Page) -> dict[str, Any]:
     def rendered(text: str) -> Markup:
         return Markup(inline_html(text))  # noqa: S704 - markdown-it escaped it, raw HTML off
 
-    blocks: list[dict[str, Any]] = []
-    for block in page.blocks:
+    def shown(block: Block) -> dict[str, Any]:
+        if isinstance(block, Details):
+            return {"kind": "details", "id": anchor(block.summary), "html": rendered(block.summary),
+                    "blocks": [shown(b) for b in block.blocks]}
         if isinstance(block, Heading):
-            blocks.append({"kind": "heading", "level": block.level, "id": anchor(block.text),
-                           "html": rendered(block.text)})
-        elif isinstance(block, Para):
-            blocks.append({"kind": "para", "css": block.css, "html": rendered(block.text)})
-        elif isinstance(block, Bullets):
-            blocks.append({"kind": "bullets", "entries": [rendered(i) for i in block.items]})
-        elif isinstance(block, Table):
-            blocks.append({"kind": "table", "header": list(zip([rendered(h) for h in block.header], block.align)),
-                           "rows": [list(zip([rendered(c) for c in row], block.align)) for row in block.rows]})
-        elif isinstance(block, Figure):
+            return {"kind": "heading", "level": block.level, "id": anchor(block.text), "html": rendered(block.text),
+                    "css": block.css, "ranking": RANKING in block.css.split()}
+        if isinstance(block, Para):
+            return {"kind": "para", "css": block.css, "html": rendered(block.text)}
+        if isinstance(block, Bullets):
+            return {"kind": "bullets", "entries": [rendered(i) for i in block.items]}
+        if isinstance(block, Table):
+            return {"kind": "table", "header": list(zip([rendered(h) for h in block.header], block.align)),
+                    "rows": [list(zip([rendered(c) for c in row], block.align)) for row in block.rows],
+                    "css": block.css, "ranking": RANKING in block.css.split()}
+        if isinstance(block, Figure):
             # A figure's file is named by the view; one that is no relative path is not shown at all.
             src = block.src if link_allowed(block.src) else ""
-            blocks.append({"kind": "figure", "src": src, "alt": block.alt or src,
-                           "caption": rendered(block.caption) if block.caption else ""})
+            return {"kind": "figure", "src": src, "alt": block.alt or src,
+                    "caption": rendered(block.caption) if block.caption else ""}
+        raise TypeError(f"not a page block: {block!r}")
+
     return {"title": inline_text(page.title), "title_html": rendered(page.title), "style": Markup(STYLE),
-            "blocks": blocks}
+            "blocks": [shown(b) for b in page.blocks]}
 
 
 def to_html(page: Page) -> str:

@@ -28,14 +28,14 @@ def curves_frame(records: list[dict[str, Any]]):
 
 
 
-def _png(fig) -> bytes:
+def png_bytes(fig) -> bytes:
     buf = io.BytesIO()
     # No Software/date stamp, so identical plots give identical bytes.
     fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
     return buf.getvalue()
 
 
-def _new_figure(title: str):
+def new_figure(title: str):
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 4.5), layout="constrained")
@@ -149,11 +149,11 @@ def plot_curves(curves, order: list[str], x: str, xlabel: str, title: str, targe
     fig.legend(loc="outside right upper", fontsize="small", title="variant (rank order)")
     if note:
         fig.supxlabel(note, fontsize="small", color="dimgrey")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def plot_bars(table, column: str, xlabel: str, title: str, note: str = "") -> bytes:
-    fig, ax = _new_figure(title)
+    fig, ax = new_figure(title)
     if note:
         fig.set_size_inches(8.5, 4.8)
     rows = table[~table[column].isna()]
@@ -172,4 +172,4 @@ def plot_bars(table, column: str, xlabel: str, title: str, note: str = "") -> by
     ax.margins(x=0.15)
     if note:
         fig.supxlabel(note, fontsize="small", color="dimgrey", wrap=True)
-    return _png(fig)
+    return png_bytes(fig)

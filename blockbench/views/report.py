@@ -2,7 +2,8 @@
 
 For each claim, REPORT.md (and REPORT.html, the same text as a web page) puts the paper's figure beside
 blockbench's measured figure with its uncertainty and a verdict (reproduced / not reproduced / not resolvable at
-this scale / not converged / diverged) reached by a rule stated in the report:
+this scale / not converged / diverged / no verdict) reached by a rule stated in the report, and the page opens
+with one headline sentence that counts them:
 
 - loss claims compare final eval losses per seed. With the same seeds on both sides (same data order and init
   seed), the interval is the paired Student-t 95% interval of the per-seed differences; otherwise Welch's;
@@ -18,7 +19,9 @@ this scale / not converged / diverged) reached by a rule stated in the report:
 - the throughput claim reads the interleaved speed probe's per-round ratios, only from a trusted probe
   (stats.probe_disturbed_note) on one device type in one execution mode: the 95% interval of their median against
   the probe's A/A floor (stats.speed_verdict), or, in records made before the probe had an A/A control, their
-  median ± half their interquartile range;
+  median ± half their interquartile range. From an untrusted probe, or ratios of several device types or modes,
+  nothing was measured: "no verdict" with its cause (`no verdict: probe untrusted (IQR 1.80)`), never "not
+  resolvable", which is a measurement that could not decide;
 - the parameter claim is exact arithmetic on the recorded counts.
 
 Like a leaderboard, the report is a pure view of the records: the same records give the same bytes.
@@ -37,16 +40,24 @@ from typing import Any
 from blockbench import stats
 from blockbench.errors import BlockbenchError
 from blockbench.untrusted import md, md_code, mpl
-from blockbench.views import page, plotstyle
-from blockbench.views.leaderboard import seconds_caveat, setup_facts, target_text, write_outputs
-from blockbench.views.plots import _png
+from blockbench.views import page
+from blockbench.views.leaderboard import (
+    seconds_caveat,
+    seconds_meaningful,
+    setup_facts,
+    superseded_notice,
+    target_text,
+    write_outputs,
+)
+from blockbench.views.plots import png_bytes
 from blockbench.views.selection import ranked_records, resolve_target, speed_not_comparable
 from blockbench.workloads import workload_class, workload_of
 
 DEFAULT_MARGIN = 0.05  # nats/token: the parity margin; the spec expects effects of a few 0.01 nats to be unresolvable
 REPRODUCED, NOT_REPRODUCED, UNRESOLVED = "reproduced", "not reproduced", "not resolvable at this scale"
 NOT_CONVERGED, DIVERGED = "not converged", "diverged"
-VERDICTS = (REPRODUCED, NOT_REPRODUCED, UNRESOLVED, NOT_CONVERGED, DIVERGED)
+NO_VERDICT = "no verdict"  # nothing was measured that a verdict could read (an untrusted probe): said with its cause
+VERDICTS = (REPRODUCED, NOT_REPRODUCED, UNRESOLVED, NOT_CONVERGED, DIVERGED, NO_VERDICT)
 NOT_APPLICABLE = "n/a"
 PAPER_SPEEDUP = 1.16  # SAS-P / Pre-LN per-iteration speed, BERT (Table 1)
 
@@ -66,6 +77,12 @@ class Claim:
     pair: Difference | None = None  # a loss claim: the difference its verdict reads
     threshold: float = 0.0  # ... and the line that difference must clear
     note: str = ""  # said beside the verdict (a divergence the verdict was reached despite)
+    cause: str = ""  # why the verdict is what it is, where its word alone would not say (`probe untrusted (IQR x)`)
+
+    @property
+    def words(self) -> str:
+        """The verdict with its cause: `no verdict: probe untrusted (IQR 1.80)`."""
+        return f"{self.verdict}: {self.cause}" if self.cause else self.verdict
 
 
 @dataclass
@@ -371,7 +388,8 @@ def speed_claim(records: list[dict[str, Any]], by_variant: dict[str, dict[str, A
                 figure: dict[str, Any]) -> Claim | None:
     """6. SAS-P / Pre-LN by the interleaved probe, against the analytic bounds; fills the figure's speed numbers.
     An untrusted probe, or ratios from several device types or execution modes, give no number at all: not in
-    the table, not on the figure, not as a share of a bound."""
+    the table, not on the figure, not as a share of a bound; the verdict is "no verdict" with its cause (nothing
+    was measured, so "not resolvable" would be a judgement the records cannot make)."""
     untrusted = _fill_speed_figure(records, by_variant, figure)
     claims_of: ClaimSet = figure.get("claims", PAPER_CLAIMS)
     candidate, title = claims_of.speed
@@ -382,47 +400,56 @@ def speed_claim(records: list[dict[str, Any]], by_variant: dict[str, dict[str, A
     bound, bound_text = _matmul_bound(claims_of, pre, by_variant[candidate])
     flops_ratio = pre["static"]["flops_train_per_token"] / by_variant[candidate]["static"]["flops_train_per_token"]
     figure["bound"], figure["flops_ratio"] = bound, flops_ratio
-    low, high = ratio - iqr / 2, ratio + iqr / 2
     rounds = by_variant[candidate]["speed"]["rounds"]
     section = stats.variant_speed(records, candidate)
-    words = stats.speed_verdict(section)
-    if words.low is not None and words.high is not None:  # a probe with an interval (issue 36): its words decide
-        low, high = words.low, words.high
-        verdict = (UNRESOLVED if untrusted else REPRODUCED if words.kind == "faster" else
-                   NOT_REPRODUCED if words.kind == "slower" else UNRESOLVED)
-        rule = ("faster: the probe's 95% interval of the median per-round ratio lies above 1 and above its A/A "
-                "floor (`1.120x [1.090, 1.150]`); below both: not reproduced; otherwise `no measurable difference`,"
-                " not resolvable")
-    else:  # a record without the A/A control: median ± half the IQR, as before
-        verdict = (UNRESOLVED if math.isnan(iqr) or untrusted else REPRODUCED if low > 1 else
-                   NOT_REPRODUCED if high < 1 else UNRESOLVED)
-        rule = (f"faster ({stats.NO_CONTROL}): median ± half the interquartile range of the probe's per-round "
-                "ratios entirely above 1.0; entirely below: not reproduced")
+    reading = _speed_reading(section, ratio, iqr, rounds, bound, flops_ratio)
+    verdict, cause, low, high, rule, measured = reading
     if untrusted:
-        measured = (f"{stats.untrusted_cell(iqr)} ({rounds} interleaved rounds); whole-model FLOP ratio "
-                    f"{flops_ratio:.3f}; not a verdict: {untrusted}")
-    elif words.low is not None:
-        share = stats.share_of_bound(ratio, bound)
-        measured = (f"{words.text} (median of {rounds} interleaved rounds and its 95% interval "
-                    f"{low:.3f}-{high:.3f}; {stats.floor_words(section)}); whole-model FLOP ratio {flops_ratio:.3f}"
-                    + (f"; {share}" if share and words.differs else ""))
-    else:
-        share = stats.share_of_bound(ratio, bound)
-        measured = (f"{ratio:.3f}x (median of {rounds} interleaved rounds, ± half their IQR: {low:.3f}-{high:.3f}"
-                    f"; {stats.NO_CONTROL}); whole-model FLOP ratio {flops_ratio:.3f}"
-                    + (f"; {share}" if share else ""))
+        verdict, cause = NO_VERDICT, speed_untrusted_cause(records) or "probe untrusted"
+        measured = (f"{stats.untrusted_cell(iqr) if not speed_not_comparable(records) else 'no ratio shown'} "
+                    f"({rounds} interleaved rounds); whole-model FLOP ratio {flops_ratio:.3f}; not a verdict: "
+                    f"{untrusted}")
     paper = claims_of.paper_speedup
     claim = Claim(
         title, f"{claims_of.speed_paper}; {bound_text}",
         measured,
         verdict, f"{rule}; from an untrusted probe, or ratios measured on several device types or in several "
-                 "execution modes: no ratio and no verdict. Magnitude: "
+                 f"execution modes: no ratio and {NO_VERDICT}. Magnitude: "
                  + (f"the paper's {paper}x inside that range; outside it: not reproduced (smaller or larger)"
                     if paper is not None else "none: no published figure for this pair"),
-        magnitude=(f"{NOT_APPLICABLE}: probe not trusted" if untrusted
-                   else speed_magnitude(low, high) if paper is not None else f"{NOT_APPLICABLE}: no published figure"))
+        magnitude=(f"{NOT_APPLICABLE}: {cause}" if untrusted
+                   else speed_magnitude(low, high) if paper is not None else f"{NOT_APPLICABLE}: no published figure"),
+        cause=cause)
     figure["speed_verdicts"] = (verdict, claim.magnitude.split(":")[0])
     return claim
+
+
+def _speed_reading(section: dict[str, Any] | None, ratio: float, iqr: float, rounds: int, bound: float,
+                   flops_ratio: float) -> tuple[str, str, float, float, str, str]:
+    """What a trusted probe says of the speed claim: (verdict, its cause or '', the range the magnitude reads,
+    the rule, the measured text)."""
+    words = stats.speed_verdict(section)
+    share = stats.share_of_bound(ratio, bound)
+    if words.low is not None and words.high is not None:  # a probe with an interval (issue 36): its words decide
+        low, high = words.low, words.high
+        verdict = (REPRODUCED if words.kind == "faster" else NOT_REPRODUCED if words.kind == "slower" else
+                   UNRESOLVED)
+        rule = ("faster: the probe's 95% interval of the median per-round ratio lies above 1 and above its A/A "
+                "floor (`1.120x [1.090, 1.150]`); below both: not reproduced; otherwise `no measurable difference`,"
+                " not resolvable")
+        measured = (f"{words.text} (median of {rounds} interleaved rounds and its 95% interval "
+                    f"{low:.3f}-{high:.3f}; {stats.floor_words(section)}); whole-model FLOP ratio {flops_ratio:.3f}"
+                    + (f"; {share}" if share and words.differs else ""))
+        return verdict, "", low, high, rule, measured
+    # a record without the A/A control: median ± half the IQR, as before
+    low, high = ratio - iqr / 2, ratio + iqr / 2
+    verdict = UNRESOLVED if math.isnan(iqr) else REPRODUCED if low > 1 else NOT_REPRODUCED if high < 1 else UNRESOLVED
+    rule = (f"faster ({stats.NO_CONTROL}): median ± half the interquartile range of the probe's per-round "
+            "ratios entirely above 1.0; entirely below: not reproduced")
+    measured = (f"{ratio:.3f}x (median of {rounds} interleaved rounds, ± half their IQR: {low:.3f}-{high:.3f}"
+                f"; {stats.NO_CONTROL}); whole-model FLOP ratio {flops_ratio:.3f}" + (f"; {share}" if share else ""))
+    cause = "the probe recorded no spread of its rounds, so there is no range to judge" if math.isnan(iqr) else ""
+    return verdict, cause, low, high, rule, measured
 
 
 def _fill_speed_figure(records: list[dict[str, Any]], by_variant: dict[str, dict[str, Any]],
@@ -458,28 +485,47 @@ def speed_untrusted(records: list[dict[str, Any]]) -> str | None:
     return speed_not_comparable(records) or stats.probe_disturbed_note(records)
 
 
+def speed_untrusted_cause(records: list[dict[str, Any]]) -> str | None:
+    """The cause of a speed claim's "no verdict" in a few words: `ratios from several execution modes (compiled,
+    eager)` or `probe untrusted (IQR 1.80)` (stats.probe_untrusted_words); None when the ratios may be shown."""
+    mixed = speed_not_comparable(records)
+    if mixed:
+        return "ratios from " + mixed.split(", and a ratio")[0].removeprefix("the runs trained ")[3:]
+    return stats.probe_untrusted_words(records)
+
+
+# Every claim on the figure is coloured by its verdict, never by its variant (sas_p's own colour is green, which
+# here means reproduced); the figure's title and legend name these colours. Points that are no claim (the other
+# variants' speed-ups, for context) are hollow and black.
 VERDICT_COLOURS = {REPRODUCED: "tab:green", NOT_REPRODUCED: "tab:red", UNRESOLVED: "tab:grey",
-                   NOT_CONVERGED: "tab:orange", DIVERGED: "tab:purple"}
+                   NOT_CONVERGED: "tab:orange", DIVERGED: "tab:purple", NO_VERDICT: "tab:brown"}
+CONTEXT = {"color": "black", "marker": "o", "markerfacecolor": "none"}
 
 
 def plot_claims(claims: list[Claim], figure: dict[str, Any]) -> bytes:
     """Left: each loss claim on the pair of variants its verdict reads (candidate minus reference, 95% CI), with
-    the line its interval must clear and the verdict. Right: the interleaved probe's speed-up of every variant against
-    Pre-LN in the variant's own colour (plotstyle), the claim's variant (SAS-P) marked, with the paper's figure
-    and the bounds."""
+    the line its interval must clear and the verdict. Right: the interleaved probe's speed-up of every variant
+    against the baseline, the claim's variant in its verdict's colour and the others hollow (context), with the
+    paper's figure and the bounds. Title and legend name the verdicts' colours."""
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     fig = Figure(figsize=(13, 5.2), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=[1.15, 1])
     loss = [c for c in claims if c.pair is not None][::-1]  # the first claim at the top
     _plot_loss_claims(left, loss)
     _plot_speed(right, figure)
-    fig.legend(*right.get_legend_handles_labels(), loc="outside lower right", fontsize="small", ncols=3)
-    shown = [c.verdict for c in loss]
-    words = ", ".join(f"{VERDICT_COLOURS[w].removeprefix('tab:')} {w}" for w in VERDICTS if w in shown)
+    shown = {c.verdict for c in loss} | ({figure["speed_verdicts"][0]} if "speed_verdicts" in figure else set())
+    verdicts = [w for w in VERDICTS if w in shown]
+    handles, labels = right.get_legend_handles_labels()
+    for w in verdicts:
+        handles.append(Line2D([], [], color=VERDICT_COLOURS[w], marker="o", linestyle="none"))
+        labels.append(f"verdict: {w}")
+    fig.legend(handles, labels, loc="outside lower right", fontsize="small", ncols=3)
+    words = ", ".join(f"{VERDICT_COLOURS[w].removeprefix('tab:')} {w}" for w in verdicts)
     whose = "the paper's claims" if figure.get("claims", PAPER_CLAIMS) is PAPER_CLAIMS else "today's baseline's claims"
-    fig.suptitle(f"{whose} at this scale; loss points coloured by verdict: {words or 'none'}", fontsize="medium")
-    return _png(fig)
+    fig.suptitle(f"{whose} at this scale; each claim coloured by its verdict: {words or 'none'}", fontsize="medium")
+    return png_bytes(fig)
 
 
 def _plot_loss_claims(left, loss: list[Claim]) -> None:
@@ -509,24 +555,29 @@ def _plot_loss_claims(left, loss: list[Claim]) -> None:
 
 
 def _plot_speed(right, figure: dict[str, Any]) -> None:
-    """The right panel: every variant's probe speed-up against Pre-LN, the paper's figure and the bounds."""
+    """The right panel: every variant's probe speed-up against the baseline, the paper's figure and the bounds."""
     # An untrusted probe's ratios are no points: the panel keeps its lines and says why it has none.
     speed = {} if figure.get("speed_disturbed") else figure["speed"]
     names = sorted(speed)[::-1]
     claims_of: ClaimSet = figure.get("claims", PAPER_CLAIMS)
     claimed, (reference, candidate_name) = claims_of.speed[0], claims_of.names
+    verdict = figure.get("speed_verdicts", (NO_VERDICT if figure.get("speed_disturbed") else "",))[0]
+    colour = VERDICT_COLOURS.get(verdict, "black")
     if figure.get("speed_disturbed"):
         import textwrap
 
-        right.text(0.5, 0.5, "no speed ratios shown:\n" + textwrap.fill(figure["speed_disturbed"], 48),
-                   transform=right.transAxes, ha="center", va="center", fontsize="small", color="tab:red",
+        right.text(0.5, 0.5, f"{NO_VERDICT}, no speed ratios shown:\n" + textwrap.fill(figure["speed_disturbed"], 48),
+                   transform=right.transAxes, ha="center", va="center", fontsize="small", color=colour,
                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.9}, zorder=5)
         right.set_yticks([])
         right.set_xlim(0.5, 1.5)
+    context = [v for v in names if v != claimed]
     for i, v in enumerate(names):
         ratio, iqr = speed[v]
-        # Each variant in its colour and marker on every page (plotstyle); the claim's point is larger.
-        style = {**plotstyle.variant_style(v, names), "markersize": 9 if v == claimed else 6}
+        # The claim's point in its verdict's colour, larger; every other variant hollow and black: context.
+        label = "other variants (context, no claim)" if v == context[0] else None
+        style = ({"color": colour, "marker": "o", "markersize": 9} if v == claimed
+                 else {**CONTEXT, "markersize": 6, "label": label})
         if v in figure.get("speed_ci", {}):  # the 95% interval of the median (issue 36)
             low, high = figure["speed_ci"][v]
             right.errorbar([ratio], [i], xerr=[[ratio - low], [high - ratio]], capsize=3, **style)
@@ -536,7 +587,19 @@ def _plot_speed(right, figure: dict[str, Any]) -> None:
             right.errorbar([ratio], [i], xerr=[[iqr / 2], [iqr / 2]], capsize=3, **style)
     # Variant names come from the records: mathtext-escaped (untrusted.mpl), so `$...$` in one is text.
     right.set_yticks(range(len(names)), [f"{mpl(v)} (the claim)" if v == claimed else mpl(v) for v in names])
-    # Reference lines in black and grey, told apart by their dashes: the colours belong to the variants.
+    _speed_lines(right, figure, claims_of, candidate_name)
+    if "speed_verdicts" in figure and claimed in names and not figure.get("speed_disturbed"):
+        _speed_note(right, figure, claims_of, names, speed[claimed][0], colour)
+    right.set_xlabel(f"step speed-up vs {reference} " + ("(median, 95% interval)" if figure.get("speed_ci")
+                                                          else "(median ± IQR/2)"))
+    right.set_title(f"throughput vs {reference} (higher is faster)" + (
+        f"\n{NO_VERDICT.upper()}: no ratio shown" if figure.get("speed_disturbed") else ""),
+        fontsize="medium", **({"color": colour} if figure.get("speed_disturbed") else {}))
+    right.grid(True, axis="x", alpha=0.3)
+
+
+def _speed_lines(right, figure: dict[str, Any], claims_of: ClaimSet, candidate_name: str) -> None:
+    """Reference lines in black and grey, told apart by their dashes (colours are the verdicts')."""
     right.axvline(1.0, color="grey", linewidth=0.8)
     if claims_of.paper_speedup is not None:
         right.axvline(claims_of.paper_speedup, color="black", linestyle="-.", linewidth=1.2,
@@ -547,26 +610,23 @@ def _plot_speed(right, figure: dict[str, Any]) -> None:
         # Thick and grey: it often lies on the paper's line (1.159 vs 1.16), and both must show.
         right.axvline(figure["flops_ratio"], color="darkgrey", linestyle=":", linewidth=2.5,
                       label=f"{candidate_name} whole-model FLOP ratio {figure['flops_ratio']:.3f}")
-    if "speed_verdicts" in figure and claimed in names and not figure.get("speed_disturbed"):
-        direction, magnitude = figure["speed_verdicts"]
-        row = names.index(claimed)
-        colour = plotstyle.variant_style(claimed, names)["color"]
-        # Beside the point, the text ran into the tick labels. It goes inside the axes, from the left edge, half
-        # a row off the claim's row (between two rows, where no point lies), with a line to the point.
-        gap = row + 0.5 if row + 1 < len(names) else row - 0.5
-        paper = "" if claims_of.paper_speedup is None else f"\n{claims_of.paper_speedup}x: {magnitude}"
-        right.annotate(f"faster: {direction}{paper}", (speed[claimed][0], row),
-                       xytext=(0.02, gap), textcoords=("axes fraction", "data"), ha="left", va="center",
-                       fontsize="small", color=colour, zorder=6,
-                       bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1},
-                       arrowprops={"arrowstyle": "-", "color": colour, "linewidth": 0.8, "shrinkB": 6})
-        right.set_ylim(min(-0.6, gap - 0.5), len(names) - 0.4)
-    right.set_xlabel(f"step speed-up vs {reference} " + ("(median, 95% interval)" if figure.get("speed_ci")
-                                                          else "(median ± IQR/2)"))
-    right.set_title(f"throughput vs {reference} (higher is faster)" + (
-        "\nPROBE NOT TRUSTED: no ratio shown" if figure.get("speed_disturbed") else ""),
-        fontsize="medium", **({"color": "tab:red"} if figure.get("speed_disturbed") else {}))
-    right.grid(True, axis="x", alpha=0.3)
+
+
+def _speed_note(right, figure: dict[str, Any], claims_of: ClaimSet, names: list[str], ratio: float,
+                colour: str) -> None:
+    """The speed claim's verdict beside its point, in the verdict's colour."""
+    direction, magnitude = figure["speed_verdicts"]
+    row = names.index(claims_of.speed[0])
+    # Beside the point, the text ran into the tick labels. It goes inside the axes, from the left edge, half a row
+    # off the claim's row (between two rows, where no point lies), with a line to the point.
+    gap = row + 0.5 if row + 1 < len(names) else row - 0.5
+    paper = "" if claims_of.paper_speedup is None else f"\n{claims_of.paper_speedup}x: {magnitude}"
+    right.annotate(f"faster: {direction}{paper}", (ratio, row),
+                   xytext=(0.02, gap), textcoords=("axes fraction", "data"), ha="left", va="center",
+                   fontsize="small", color=colour, zorder=6,
+                   bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1},
+                   arrowprops={"arrowstyle": "-", "color": colour, "linewidth": 0.8, "shrinkB": 6})
+    right.set_ylim(min(-0.6, gap - 0.5), len(names) - 0.4)
 
 
 def _table(header: list[str], rows: list[list[str]], text: int = 1) -> page.Table:
@@ -642,18 +702,36 @@ def workload_sections(records: list[dict[str, Any]]) -> list[page.Block]:
 
 
 def report_page(claims: list[Claim], records: list[dict[str, Any]], margin: float, left_out: int,
-                has_leaderboard: bool, diagnosis: dict[str, Any] | None = None) -> page.Page:
+                has_leaderboard: bool, diagnosis: dict[str, Any] | None = None, notice: str = "",
+                gpu_link: str = "") -> page.Page:
     """Everything the report says, once: REPORT.md and REPORT.html are two renderings of this."""
     first = records[0]
     doc = page.Page(f"Claims report: {md(first['suite']['name'])} v{md(first['suite']['version'])}")
+    if notice:
+        doc.add(page.Para(f"**Superseded:** {notice}", "caveat"))
+    doc.add(page.Para(headline(claims, records), "headline"))
     _add_opening(doc, records, left_out, has_leaderboard)
-    _add_claims(doc, claims)
+    _add_claims(doc, claims, gpu_link if claim_set(records) is PAPER_CLAIMS else "")
     doc.add(*workload_sections(records))
     _add_figures(doc, records, has_leaderboard, diagnosis)
     doc.add(*power_section(records, margin))
     doc.add(*escape_section(records))
     _add_rules(doc, claims, records, margin)
     return doc
+
+
+def headline(claims: list[Claim], records: list[dict[str, Any]]) -> str:
+    """The report in one sentence, the page's first block: how many claims got each verdict, and the speed
+    claim's verdict with its cause (`Of the paper's 6 claims at this scale: 5 reproduced, 0 not reproduced, 0 not
+    resolvable at this scale, 1 no verdict; speed: no verdict, probe untrusted (IQR 0.53).`)."""
+    whose = "the paper's" if claim_set(records) is PAPER_CLAIMS else "today's baseline's"
+    counts = {k: sum(c.verdict == k for c in claims) for k in VERDICTS}
+    shown = [k for k in VERDICTS if k in (REPRODUCED, NOT_REPRODUCED, UNRESOLVED) or counts[k]]
+    text = f"Of {whose} {len(claims)} claims at this scale: " + ", ".join(f"{counts[k]} {k}" for k in shown)
+    speed = [c for c in claims if c.title == claim_set(records).speed[1]]
+    if speed:
+        text += f"; speed: {speed[0].verdict}" + (f", {speed[0].cause}" if speed[0].cause else "")
+    return text + "."
 
 
 def _add_opening(doc: page.Page, records: list[dict[str, Any]], left_out: int, has_leaderboard: bool) -> None:
@@ -696,12 +774,12 @@ def _add_opening(doc: page.Page, records: list[dict[str, Any]], left_out: int, h
         f"**Target:** {md(target_text(records))}")))
 
 
-def _add_claims(doc: page.Page, claims: list[Claim]) -> None:
-    """The summary line and the claims table."""
+def _add_claims(doc: page.Page, claims: list[Claim], gpu_link: str = "") -> None:
+    """The summary line and the claims table; the speed row points to the GPU check where one is published."""
     counts = {k: sum(c.verdict == k for c in claims) for k in VERDICTS}
     numeric = [c for c in claims if not c.magnitude.startswith(NOT_APPLICABLE)]
     met = sum(c.magnitude.startswith(REPRODUCED) for c in numeric)
-    also = "".join(f", {counts[k]} {k}" for k in (NOT_CONVERGED, DIVERGED) if counts[k])
+    also = "".join(f", {counts[k]} {k}" for k in (NOT_CONVERGED, DIVERGED, NO_VERDICT) if counts[k])
     doc.add(page.Para(
         f"**Summary:** {counts[REPRODUCED]} reproduced, {counts[NOT_REPRODUCED]} not reproduced, "
         f"{counts[UNRESOLVED]} not resolvable at this scale{also} (the direction of each claim). Magnitude, "
@@ -712,8 +790,9 @@ def _add_claims(doc: page.Page, claims: list[Claim]) -> None:
         "judges the paper's number itself where it can be compared at this scale. A faster SAS-P, for "
         "instance, can reproduce the direction and still fall short of the paper's speed-up."))
     doc.add(_table(["claim", "paper", "blockbench", "verdict (direction)", "magnitude"],
-                   [[c.title, c.paper, c.measured, f"**{c.verdict}**" + (f" ({c.note})" if c.note else ""),
-                     c.magnitude] for c in claims], text=5))
+                   [[c.title, c.paper, c.measured + (f"; {gpu_link}" if gpu_link and c.title == PAPER_CLAIMS.speed[1]
+                                                     else ""), f"**{c.verdict}**" + (f": {c.cause}" if c.cause else "")
+                     + (f" ({c.note})" if c.note else ""), c.magnitude] for c in claims], text=5))
 
 
 def _add_figures(doc: page.Page, records: list[dict[str, Any]], has_leaderboard: bool,
@@ -727,12 +806,18 @@ def _add_figures(doc: page.Page, records: list[dict[str, Any]], has_leaderboard:
         f"coloured by verdict; right, every variant's speed-up against {claims_of.names[0]} by the interleaved "
         "probe, with " + (f"the paper's {claims_of.paper_speedup}x for SAS-P and " if claims_of.paper_speedup else "")
         + "the analytic bounds.", alt="claims"))
-    if has_leaderboard:
+    if has_leaderboard and seconds_meaningful(records):
         doc.add(page.Para("Eval loss against steps and training seconds (means over seeds; from the leaderboard):"),
                 page.Figure("loss_vs_steps.png", "", alt="loss vs steps"),
                 page.Figure("loss_vs_seconds.png", "", alt="loss vs seconds"),
-                page.Para(seconds_caveat(records), "caveat"),
-                page.Para("The full ranking with every measure is in [leaderboard.md](leaderboard.md) "
+                page.Para(seconds_caveat(records), "caveat"))
+    elif has_leaderboard:
+        doc.add(page.Para("Eval loss against steps (means over seeds; from the leaderboard). No seconds plot: these "
+                          "runs trained one after another on a shared CPU, whose drift between runs is as large as "
+                          "the differences; the interleaved probe's ratio is the speed shown."),
+                page.Figure("loss_vs_steps.png", "", alt="loss vs steps"))
+    if has_leaderboard:
+        doc.add(page.Para("The full ranking with every measure is in [leaderboard.md](leaderboard.md) "
                           "([index.html](index.html) in a browser)."))
     if diagnosis is not None:
         # Only the variants these records cover: a diagnosis of every preset says nothing of blocks not run here.
@@ -754,6 +839,11 @@ def _add_rules(doc: page.Page, claims: list[Claim], records: list[dict[str, Any]
         *(f"**{c.title}:** {c.rule}." for c in claims),
         "**Magnitude:** loss claims have no magnitude verdict: the paper's losses are on another corpus, "
         "tokenizer and scale, so only their direction transfers.",
+        f"**{NO_VERDICT}:** nothing was measured that a verdict could read, and the cause is said beside it: "
+        "the speed probe was untrusted (its steps took far longer than the same steps in training, or its "
+        "rounds disagreed: `probe untrusted (IQR x)`) or its ratios came from several device types, execution "
+        "modes or dtypes. Not resolvable is a measurement that could not decide; no verdict is no measurement to "
+        "decide with.",
         f"**{NOT_CONVERGED}:** either side of the pair ended on the unigram plateau (the table above): its "
         "difference says where each run was stuck, not what the blocks learn, so it is no evidence either way; "
         "a longer budget or warm-up is what decides it.",
@@ -797,7 +887,8 @@ def generate_report(target: str, out: str | None = None, margin: float = DEFAULT
             diagnosis = load_diagnosis(results / "diagnose.json")
         except BlockbenchError as exc:
             raise ReportError(f"{exc}; rerun blockbench diagnose") from None
-    text = report_page(claims, records, margin, len(left), (results / "loss_vs_steps.png").exists(), diagnosis)
+    text = report_page(claims, records, margin, len(left), (results / "loss_vs_steps.png").exists(), diagnosis,
+                       superseded_notice(results), gpu_check_link(results, out_dir))
     write_outputs(out_dir, {"REPORT.md": page.to_markdown(text).encode(), "REPORT.html": page.to_html(text).encode(),
                             "report_claims.png": plot_claims(claims, figure)})
     if (out_dir / "index.html").is_file():
@@ -806,6 +897,24 @@ def generate_report(target: str, out: str | None = None, margin: float = DEFAULT
 
         generate(results, out_dir, warn=lambda message: None)
     return out_dir / "REPORT.md"
+
+
+def gpu_check_link(results: Path, out_dir: Path) -> str:
+    """A link from the report to the newest GPU check published beside it (results/gpu-check/<date>/), with its
+    SAS-P speed against Pre-LN per execution mode; empty when there is none."""
+    from blockbench.views.gpu_page import gpu_summary
+
+    pages = sorted((results.parent.parent / "gpu-check").glob("*/index.html"))
+    if not pages:
+        return ""
+    check = pages[-1].parent
+    try:
+        ratios = {m: r["sas_p"] for m, r in gpu_summary(check).get("speed", {}).items() if "sas_p" in r}
+    except BlockbenchError:
+        return ""
+    href = Path(os.path.relpath(pages[-1], out_dir)).as_posix()
+    said = ", ".join(f"{ratio:.2f}x {md(mode)}" for mode, ratio in sorted(ratios.items()))
+    return f"at the paper's shape on a GPU: SAS-P {said} ([GPU check {md(check.name)}]({href}))"
 
 
 def cmd_report(args: argparse.Namespace) -> int:
