@@ -160,7 +160,9 @@ def test_ladder_view_writes_its_files_and_json(ladder_run, tmp_path, capsys):
     # Wall-clock is a number only with a reason-free comparison, else null with the reason.
     assert (entry["wallclock_multiplier"] is None) == bool(entry["wallclock_reason"])
     page = (dest / "ladder.md").read_text()
-    assert page.splitlines()[2].startswith("**") and "sas_p" in page.splitlines()[2]  # the headline first
+    assert "sas_p" in page.splitlines()[2]  # the headline first, the page's .headline paragraph in HTML
+    html = (dest / "ladder.html").read_text()
+    assert html.index('<p class="headline">') < html.index("<table") and "data-ranking" in html
 
 
 def test_ladder_view_bad_input_is_one_line(ladder_run, tmp_path, capsys):

@@ -343,7 +343,7 @@ def test_html_carries_the_guide_headings_and_a_link_to_every_artefact(tiny_run, 
     html = (results / "index.html").read_text()
     md = (results / "leaderboard.md").read_text()
     # The setup is collapsed below the plots: a <details> in the page, a section in the Markdown.
-    assert '<details id="setup"><summary>Setup</summary>' in html and "## Setup\n" in md
+    assert '<details id="setup">\n<summary>Setup</summary>' in html and "## Setup\n" in md
     headings = ("Ranking: final eval loss at the budget", "Time to target: eval loss ≤ 4.5 nats/token",
                 "The paper's claims", "Plots", "How to read this")
     for heading in headings:

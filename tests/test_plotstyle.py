@@ -65,8 +65,8 @@ def test_a_variant_has_the_same_style_in_every_pair_of_suites(a, b):
 
 
 def test_a_variant_has_the_same_colour_in_two_suites_plots(monkeypatch):
-    """paper-cpu/2 ranks pre_ln first, smoke/1 ranks it elsewhere; both pages draw it in one colour, and so do
-    the report's speed panel and the bar plots."""
+    """paper-cpu/2 ranks pre_ln first, smoke/1 ranks it elsewhere; both pages draw it in one colour, and so do the
+    bar plots. The report's claims figure is the exception: it colours a claim by its verdict, never by variant."""
     calls = spy_plots(monkeypatch)
     colours = []
     for directory in (RESULTS / "paper-cpu" / "2", RESULTS / "smoke" / "1"):
@@ -87,10 +87,12 @@ def test_a_variant_has_the_same_colour_in_two_suites_plots(monkeypatch):
     assert list(bars["color"]) == [colours[0]["pre_ln"], colours[0]["sas_p"]]  # drawn bottom-up
 
     calls.clear()
-    figure = {"speed": {"pre_ln": (1.0, float("nan")), "sas_p": (1.1, 0.02)}, "speed_verdicts": ("yes", "no")}
+    figure = {"speed": {"pre_ln": (1.0, float("nan")), "sas_p": (1.1, 0.02)},
+              "speed_verdicts": (report.REPRODUCED, report.NOT_APPLICABLE)}
     report.plot_claims([], figure)
     drawn = {float(c["y"][0]): c["color"] for c in calls if c["kind"] in ("plot", "errorbar") and c["y"]}
-    assert drawn == {0.0: colours[0]["sas_p"], 1.0: colours[0]["pre_ln"]}  # rows in reverse name order
+    # rows in reverse name order: the claim (sas_p) in its verdict's colour, pre_ln black (context)
+    assert drawn == {0.0: report.VERDICT_COLOURS[report.REPRODUCED], 1.0: "black"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
