@@ -1,4 +1,4 @@
-"""asv benchmarks for blockbench (see asv.conf.json and README "Tracking over commits").
+"""asv benchmarks for blockbench (see asv.conf.json and docs/tracking.md).
 
 Modules: step_time (time_*), static (params, FLOPs), training (peak memory, eval loss, interleaved speed
 ratio), shaped (SAS-P / Pre-LN interleaved ratio at d=256; shaped attention forward + backward alone), host

@@ -28,7 +28,7 @@ BASELINE = "pre_ln"
 AA_COPY = "pre_ln_aa"
 SEED = 0
 # One thread: on a shared 2-core machine a second thread makes step times depend on whatever else is running,
-# and a fixed thread count is what makes CPU training bit-for-bit reproducible (DESIGN.md, Determinism).
+# and a fixed thread count is what makes CPU training bit-for-bit reproducible (docs/architecture.md, "Conventions").
 THREADS = 1
 # Token stream: raw bytes of the embedded corpus (sympy 1.14.0 sources, pinned in asv.conf.json's matrix).
 # The fingerprint pin makes load_data fail loudly if the corpus ever changes, instead of moving eval losses.

@@ -289,8 +289,8 @@ def _terminate(signum: int, frame: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit codes (a contract, see README): 0 ok, 1 regression (compare and the gate), 2 unusable input or usage
-    error, 3 some runs failed, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
+    """Exit codes (a contract, see docs/reliability.md): 0 ok, 1 regression (compare and the gate), 2 unusable
+    input or usage error, 3 some runs failed, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
     import signal
 
     args = build_parser().parse_args(argv)

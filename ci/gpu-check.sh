@@ -3,7 +3,7 @@
 # the paper's shape (every variant, eager and CUDA graphs, interleaved, plus the matmul-only bound), the CUDA test
 # module, the paper-gpu-quick suite, whose records are kept, then whole-model compile for Pre-LN and SAS-P. Every
 # step has its own timeout under one deadline, so a slow one cannot take the others' results with it. Output goes to $OUT (default /tmp/gpu-check):
-# gpu-check.json (what the README's GPU table is made from, by ci/gpu_table.py), the logs, and records.tgz.
+# gpu-check.json (what docs/performance.md's GPU tables are made from, by ci/gpu_table.py), the logs, and records.tgz.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-check}
@@ -22,7 +22,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 git log -1 --format='commit %H %cd' > "$OUT/commit.txt" 2>/dev/null || true
 step 230 report python3 ci/gpu_check.py --device cuda --skip predicted --json "$OUT/gpu-check.json"
 step 90 pytest-cuda python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py
-# paper-gpu-quick whole: its first GPU run checks its <= 6-minute claim and its ranking (README: unverified).
+# paper-gpu-quick whole: its first GPU run checks its <= 6-minute claim and its ranking (docs/performance.md: unverified).
 step 330 suite python3 -m blockbench run --suite paper-gpu-quick --device cuda --out "$OUT/run" --quiet
 # Whole-model compile with the fused ops handing inductor their formula: is SAS-P's compiled step still host-bound?
 step 150 compiled python3 ci/gpu_check.py --device cuda --variants pre_ln,sas_p,transformer_pp,sas_p_pp \

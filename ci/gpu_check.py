@@ -2,7 +2,7 @@
 batch 128, bf16), for every variant and execution mode, in one process and interleaved (A B A B):
 tokens/s, speed vs Pre-LN in the same mode, MFU against the spec-table peak and against a bf16 GEMM peak measured
 here, host time vs GPU time per step, kernel launches per step (and what the step-cost model predicts), and peak
-memory. Writes everything as JSON (--json PATH); the README's GPU table is made from that file.
+memory. Writes everything as JSON (--json PATH); docs/performance.md's GPU table is made from that file.
 
     python ci/gpu_check.py --device cuda --json out.json                        # what gpu-check.sh runs
     python ci/gpu_check.py --device cpu --suite smoke --modes eager --rounds 2  # a dry run of the code path on CPU

@@ -1,4 +1,4 @@
-"""The README's GPU table, made from ci/gpu_check.py's JSON (never typed by hand).
+"""docs/performance.md's GPU tables, made from ci/gpu_check.py's JSON (never typed by hand).
 
     python ci/gpu_table.py results/gpu-check/2026-12-04-h200/gpu-check.json [--paper]
 

@@ -1,4 +1,4 @@
-"""The package's own import graph has no cycles (DESIGN.md: arrows point down).
+"""The package's own import graph has no cycles (docs/architecture.md: arrows point down).
 
 The graph is read from the source with `ast`, not by importing: every `import` and `from ... import` of a
 blockbench module counts, at module level, inside functions and under `if TYPE_CHECKING:` alike (a deferred import
@@ -137,8 +137,9 @@ def test_cycle_finder_names_a_cycle():
     assert a_cycle(graph, {"a", "b", "c"}) == ["a", "b", "c", "a"]
 
 
-# The package's floors, bottom first (README, "Extending blockbench"): a module imports only from its own floor or
-# below. A submodule is on its package's floor; a new top-level module must be placed here.
+# The package's floors, bottom first (docs/architecture.md, "Floors and arrows", states the same list): a module
+# imports only from its own floor or below. A submodule is on its package's floor; a new top-level module must be
+# placed here.
 FLOORS = [
     {"errors", "safeio", "untrusted", "stats", "viewspec", "data", "distributed", "cuda_graph", "cli_args",
      "scaling"},

@@ -2,7 +2,8 @@
 `paper-gpu-offline` shape at small depth (L=6, d=768, H=12, T=128, bf16 autocast, batch 2; at L=4 the
 fixed costs of embeddings, head, optimizer and block 1's W^V put SAS-P at 0.85x), and a compiled
 forward with no graph break and no recompilation for any preset. Counts are exact; these are the targets the
-blocks were designed to, and on an H200 they came with SAS-P at 1.25x Pre-LN's speed (README, GPU section)."""
+blocks were designed to, and on an H200 they came with SAS-P at 1.25x Pre-LN's speed (docs/performance.md, GPU
+section)."""
 
 import pytest
 import torch

@@ -82,7 +82,7 @@ class Block(nn.Module):
         if self.spec.layout == "parallel":
             # Q/K(/V) and the MLP's W_1 stay two GEMMs: joined as one (PaLM's way) they launch 5 fewer kernels per
             # block, but the joined output's split costs a full-width copy in backward, and on an H200 SAS-P and
-            # Parallel ran 8% and 10% slower so (README, GPU section).
+            # Parallel ran 8% and 10% slower so (docs/performance.md, GPU section).
             h = self.norm(self.norm1, x)
             mlp_out = self.mlp(h)
             if self.attn.takes_addend(key_mask):  # the fused shaped mix adds the MLP branch in its own pass

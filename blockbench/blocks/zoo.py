@@ -60,7 +60,7 @@ _SAS = BlockSpec(
 _SAS_P = _SAS.replace(layout="parallel", alpha_ff=Gain(0.0))
 
 # What separates every preset from the authors' code (bobby-he/simplified_transformers) once the rest matches;
-# each is one override, and AUTHORS_CODE sets all three (README, "The block zoo").
+# each is one override, and AUTHORS_CODE sets all three (docs/zoo.md, "The authors' code exactly").
 AUTHORS_CODE: dict[str, Any] = {"qk_bias": True, "final_norm": "layer", "norm_eps_placement": "outside"}
 _AUTHORS_DIFFERENCES = (
     "Differs from the authors' code in: (1) no Q/K bias (theirs: trainable, zero-init, not decayed; the query "

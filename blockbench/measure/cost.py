@@ -1,8 +1,9 @@
 """The step-cost model: what one training step costs a GPU, counted exactly on any machine.
 
-On a GPU at the paper's width a step is bound by kernel launches and memory passes, not by matmuls (DESIGN.md,
-"Fast on GPUs, checked on CPU"). CI has no GPU, so instead of timing a step we count, for one training step as
-the harness runs it (forward under the suite's dtype, backward, grad clip, AdamW step, zero_grad, scheduler):
+On a GPU at the paper's width a step is bound by kernel launches and memory passes, not by matmuls
+(docs/architecture.md, "Fast on GPUs, checked on CPU"). CI has no GPU, so instead of timing a step we count, for
+one training step as the harness runs it (forward under the suite's dtype, backward, grad clip, AdamW step,
+zero_grad, scheduler):
 
 - ops: dispatched ATen ops that launch a kernel on CUDA (views and bare allocations left out; .item() counts
   and is also reported as a host sync);

@@ -1,7 +1,7 @@
 """pytest-benchmark micro-benchmarks: one forward+backward pass per zoo preset, on a tiny model.
 
 CI runs them with --benchmark-disable: each step then runs once, and the assertions (finite loss near ln V at
-init, finite gradients reaching the embeddings) are what is tested. Locally, README "Tracking over commits"
+init, finite gradients reaching the embeddings) are what is tested. Locally, docs/tracking.md ("pytest-benchmark")
 shows how to time them, save runs and fail on a slower median. FLOPs per token come from the measure the
 CLI records (blockbench.measure.flops.count_flops), so a saved benchmark says how much work one call does.
 """

@@ -1,4 +1,4 @@
-"""Fault injection, one test per row of the README's reliability table (see tests/faults/table.py).
+"""Fault injection, one test per row of docs/reliability.md's reliability table (see tests/faults/table.py).
 
 Each test injects one fault into a real `blockbench` process (a signal, a broken user block, a full or read-only
 filesystem, a damaged cache or record, a second driver) and asserts the exit code, the line printed, and what is

@@ -1,7 +1,7 @@
 """Fault injection, part two (issue 24): hostile names, blocks that fail late in the speed probe, a user block's
 own KeyboardInterrupt or SystemExit, an unreachable RAY_ADDRESS, and the chaos soak (ci/chaos.py) on Ray.
 
-Like test_faults.py, each test is one row of the README's reliability table (tests/faults/table.py).
+Like test_faults.py, each test is one row of docs/reliability.md's reliability table (tests/faults/table.py).
 """
 
 from __future__ import annotations

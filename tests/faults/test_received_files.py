@@ -3,7 +3,8 @@
 A run directory, a results folder or a cache may come from someone else: a link where blockbench writes, a FIFO
 where it reads, a 1 GiB or 100,000-deep JSON file, a forged name in a record, a record under another run's file
 name. And a machine has limits: a file-size limit (`ulimit -f`), a probe process that dies, a pre-warmed standby
-that stalls. Like test_faults.py, each test is one row of the README's reliability table (tests/faults/table.py).
+that stalls. Like test_faults.py, each test is one row of docs/reliability.md's reliability
+table (tests/faults/table.py).
 """
 
 from __future__ import annotations

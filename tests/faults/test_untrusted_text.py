@@ -3,7 +3,7 @@
 Records, results folders and user blocks are received from others. Their text (a device name, provenance.toml, a
 directory's name, a variant's name, a block's docstring) is data in every output: no link the page did not make,
 no script, no spreadsheet formula, no mathtext, no rich markup, no terminal escape. Like test_faults.py, each test
-is one row of the README's reliability table (tests/faults/table.py).
+is one row of docs/reliability.md's reliability table (tests/faults/table.py).
 """
 
 from __future__ import annotations
