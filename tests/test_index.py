@@ -126,3 +126,17 @@ def test_a_provenance_entry_without_its_directory_is_an_error(tmp_path, capsys):
         f.write('\n["smoke/9"]\nwhat = "gone"\nhow = "-"\n')
     assert main(["leaderboard", "--index", str(root)]) == 2
     assert "smoke/9" in capsys.readouterr().err
+
+
+def test_the_readme_results_table_is_the_published_headlines():
+    """README.md's results table copies the landing page's current results: every cell of it must still be there."""
+    readme = (REPO / "README.md").read_text()
+    landing = (RESULTS / "README.md").read_text().splitlines()
+    rows = [line for line in readme.splitlines() if re.match(r"^\| \[[a-z0-9-]+/\d+\]\(results/", line)]
+    assert rows, "README.md has no results table"
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split(" | ")]
+        key = re.match(r"\[([^\]]+)\]", cells[0]).group(1)
+        [line] = [x for x in landing if x.startswith(f"| [{key}]({key}/index.html)")]
+        for cell in cells[1:]:
+            assert cell in line, f"README.md's {key} row is stale: {cell!r} is not in results/README.md"
