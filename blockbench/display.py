@@ -230,5 +230,5 @@ class RunDisplay:
         elif self.records:  # the table's order is a verdict only if it had stopped moving: say which
             variants = {r["variant"] for r in self.records}
             ranked = [v for v in variants if all(r["status"] == "ok" for r in self.records if r["variant"] == v)]
-            line = stats.stability(self.records, f"{self.suite.name}/{self.suite.version}", ranked).line()
+            line = stats.stability(self.records, f"{self.suite.name}/{self.suite.version}", ranked).line(plain)
             self.console.print(line, highlight=False, markup=False)

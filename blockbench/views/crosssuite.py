@@ -41,16 +41,10 @@ class SuiteResult:
         return self.summary.baseline
 
     def rank_text(self, variant: str) -> str:
-        ranked = [v for g in self.summary.groups for v in g]
-        if variant not in ranked:
-            return "not ranked"
-        start = 1
-        for group in self.summary.groups:
-            if variant in group:
-                span = str(start) if len(group) == 1 else f"{start}-{start + len(group) - 1}"
-                return f"{span} of {len(ranked)}"
-            start += len(group)
-        return "-"
+        """The variant's rank range as its leaderboard shows it (`1-3`), out of the ranked variants."""
+        ranked = self.table[self.table["status"] == "ok"]
+        rows = ranked[ranked["variant"] == variant]
+        return f"{rows['rank_range'].iloc[0]} of {len(ranked)}" if len(rows) else "not ranked"
 
 
 def load_result(directory: Path, root: Path) -> SuiteResult:

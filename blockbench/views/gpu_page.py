@@ -102,6 +102,17 @@ class TestLog:
 # Reading
 
 
+CHECKS_DIR = "gpu-check"  # results/gpu-check/<date>/: one directory per published GPU check
+
+
+def published_checks(root: Path) -> list[Path]:
+    """The GPU checks published under a results root, newest (by directory name, a date first) first."""
+    base = Path(root) / CHECKS_DIR
+    if not base.is_dir():
+        return []
+    return sorted((p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 

@@ -77,19 +77,11 @@ def setup_text(records: list[dict[str, Any]], n_seeds: int) -> str:
 
 def summarise(records: list[dict[str, Any]], table: Any, st: stats.Stability) -> Result:
     """A result's groups, differences and scale, from the leaderboard's own ranking table and stability."""
-    groups: list[list[str]] = []
-    last: tuple[int, int] | None = None
-    for variant in st.order:
-        span = st.rank_range.get(variant)
-        if span != last or not groups:
-            groups.append([])
-        groups[-1].append(variant)
-        last = span
     unranked = [f"{row['variant']} ({_status_words(row)})" for _, row in table[table["status"] != "ok"].iterrows()]
     stuck = {row["variant"]: seeds_phrase("plateau", int(row["n_plateau"]), int(row["n_seeds"]))
              for _, row in table[(table["status"] == "ok") & (table["n_plateau"] > 0)].iterrows()}
     baseline = records[0]["config"].get("baseline")
-    return Result(baseline, groups, deltas(records, baseline), st.n_seeds, setup_text(records, st.n_seeds),
+    return Result(baseline, st.groups(), deltas(records, baseline), st.n_seeds, setup_text(records, st.n_seeds),
                   st.settled, unranked, stuck)
 
 

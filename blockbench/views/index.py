@@ -221,16 +221,11 @@ def ordered_suites(suites: dict[str, list[Path]], provenance: dict[str, Any]) ->
     return flagship + sorted(s for s in suites if s not in flagship)
 
 
-def gpu_checks(others: list[Path], root: Path) -> list[dict[str, Any]]:
+def gpu_checks(root: Path) -> list[dict[str, Any]]:
     """Each GPU check's summary (gpu_page.gpu_summary) with its directory, newest first."""
-    from blockbench.views.gpu_page import gpu_summary
+    from blockbench.views.gpu_page import gpu_summary, published_checks
 
-    checks = []
-    for directory in sorted((p for p in others if p.parent.name == "gpu-check"), reverse=True):
-        summary = dict(gpu_summary(directory))
-        summary["key"] = directory.relative_to(root).as_posix()
-        checks.append(summary)
-    return checks
+    return [{**gpu_summary(d), "key": d.relative_to(root).as_posix()} for d in published_checks(root)]
 
 
 def gpu_line(check: dict[str, Any]) -> str:
@@ -286,7 +281,7 @@ def gather(root: Path) -> Published:
     suites, ladders, others = scan(root)
     order = ordered_suites(suites, provenance)
     return Published(provenance, suites, ladders, others, order,
-                     [crosssuite.load_result(suites[s][0], root) for s in order], gpu_checks(others, root))
+                     [crosssuite.load_result(suites[s][0], root) for s in order], gpu_checks(root))
 
 
 def across(published: Published) -> list[crosssuite.SuiteResult]:

@@ -424,18 +424,6 @@ def build_page(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]
     return doc
 
 
-def render_markdown(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]], failed: int = 0,
-                    stability_line: str = "", artefacts: list[str] | None = None) -> str:
-    return page.to_markdown(build_page(table, kept, left_out, failed, stability_line, artefacts))
-
-
-
-def render_html(table, kept: list[dict[str, Any]], left_out: list[tuple[str, str]], failed: int = 0,
-                stability_line: str = "", artefacts: list[str] | None = None) -> str:
-    return page.to_html(build_page(table, kept, left_out, failed, stability_line, artefacts))
-
-
-
 def build(entries: list[tuple[Path, dict[str, Any]]], left_out: list[tuple[str, str]],
           failures: list[dict[str, Any]] | None = None, artefacts: list[str] | None = None,
           notice: str = "") -> dict[str, bytes]:

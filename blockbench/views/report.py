@@ -36,6 +36,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from blockbench import stats
 from blockbench.errors import BlockbenchError
@@ -50,7 +51,7 @@ from blockbench.views.leaderboard import (
     write_outputs,
 )
 from blockbench.views.plots import png_bytes
-from blockbench.views.selection import ranked_records, resolve_target, speed_not_comparable
+from blockbench.views.selection import ranked_records, resolve_target, speed_mix, speed_not_comparable
 from blockbench.workloads import workload_class, workload_of
 
 DEFAULT_MARGIN = 0.05  # nats/token: the parity margin; the spec expects effects of a few 0.01 nats to be unresolvable
@@ -488,10 +489,8 @@ def speed_untrusted(records: list[dict[str, Any]]) -> str | None:
 def speed_untrusted_cause(records: list[dict[str, Any]]) -> str | None:
     """The cause of a speed claim's "no verdict" in a few words: `ratios from several execution modes (compiled,
     eager)` or `probe untrusted (IQR 1.80)` (stats.probe_untrusted_words); None when the ratios may be shown."""
-    mixed = speed_not_comparable(records)
-    if mixed:
-        return "ratios from " + mixed.split(", and a ratio")[0].removeprefix("the runs trained ")[3:]
-    return stats.probe_untrusted_words(records)
+    mix = speed_mix(records)
+    return f"ratios from {mix}" if mix else stats.probe_untrusted_words(records)
 
 
 # Every claim on the figure is coloured by its verdict, never by its variant (sas_p's own colour is green, which
@@ -902,17 +901,18 @@ def generate_report(target: str, out: str | None = None, margin: float = DEFAULT
 def gpu_check_link(results: Path, out_dir: Path) -> str:
     """A link from the report to the newest GPU check published beside it (results/gpu-check/<date>/), with its
     SAS-P speed against Pre-LN per execution mode; empty when there is none."""
-    from blockbench.views.gpu_page import gpu_summary
+    from blockbench.views.gpu_page import gpu_summary, published_checks
 
-    pages = sorted((results.parent.parent / "gpu-check").glob("*/index.html"))
-    if not pages:
+    checks = [d for d in published_checks(results.parent.parent) if (d / "index.html").is_file()]
+    if not checks:
         return ""
-    check = pages[-1].parent
+    check = checks[0]
     try:
         ratios = {m: r["sas_p"] for m, r in gpu_summary(check).get("speed", {}).items() if "sas_p" in r}
     except BlockbenchError:
         return ""
-    href = Path(os.path.relpath(pages[-1], out_dir)).as_posix()
+    # A directory name is a stranger's text: percent-encoded, so `a)b` or `javascript:x` stays a relative path.
+    href = quote(Path(os.path.relpath(check / "index.html", out_dir)).as_posix())
     said = ", ".join(f"{ratio:.2f}x {md(mode)}" for mode, ratio in sorted(ratios.items()))
     return f"at the paper's shape on a GPU: SAS-P {said} ([GPU check {md(check.name)}]({href}))"
 

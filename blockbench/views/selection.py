@@ -155,20 +155,28 @@ def training_dtypes(records: list[dict[str, Any]]) -> set[str]:
     return {training_dtype(r) for r in records}
 
 
-def speed_not_comparable(records: list[dict[str, Any]]) -> str | None:
-    """Why the records' speed ratios do not compare with each other, else None: a ratio means something only on
-    the device type, in the execution mode and in the dtype it was measured in (kernels, launches, fusion and
-    peak rates differ)."""
+def speed_mix(records: list[dict[str, Any]]) -> str | None:
+    """What the records' speed ratios mix, in a few words (`several execution modes (compiled, eager)`), else None:
+    a ratio means something only on the device type, in the execution mode and in the dtype it was measured in
+    (kernels, launches, fusion and peak rates differ)."""
     if len(device_types(records)) > 1:
-        return "the runs trained on several device types, and a ratio compares only within one"
+        return "several device types"
     modes = execution_modes(records)
     if len(modes) > 1:
-        return (f"the runs trained in several execution modes ({', '.join(sorted(modes))}), and a ratio compares "
-                "only within one")
+        return f"several execution modes ({', '.join(sorted(modes))})"
     dtypes = training_dtypes(records)
     if len(dtypes) > 1:
-        return f"the runs trained in several dtypes ({', '.join(sorted(dtypes))}), and a ratio compares only within one"
+        return f"several dtypes ({', '.join(sorted(dtypes))})"
     return None
+
+
+def speed_not_comparable(records: list[dict[str, Any]]) -> str | None:
+    """Why the records' speed ratios do not compare with each other (speed_mix as a sentence), else None."""
+    mix = speed_mix(records)
+    if mix is None:
+        return None
+    where = "on" if mix == "several device types" else "in"
+    return f"the runs trained {where} {mix}, and a ratio compares only within one"
 
 
 
