@@ -10,7 +10,7 @@ g * (cumsum(V) / t) is computed as cumsum(V) * (g / t), and the backward's rever
 sum_{t >= s} x_t as total - cumsum(x) + x, which needs no reversed copies. Bidirectional C = (1/T) 1 1^T (the
 encoder): C V is one mean row per (batch, head) that broadcasts over the T queries, and its backward one column
 sum of the gradient. Results agree with the explicit (alpha I + beta A - gamma C) V to rounding
-(tests/test_blocks.py, tests/test_workloads.py, tests/test_shaped_mix.py).
+(tests/blocks/test_zoo.py, tests/workloads/test_workloads.py, tests/blocks/test_shaped.py).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.tiny_suite import write_suite
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PUBLISHED = ROOT / "results" / "gpu-check" / "2026-12-04-h200" / "gpu-check.json"
 
 

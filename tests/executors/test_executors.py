@@ -21,7 +21,7 @@ from blockbench.suite import load_suite
 from tests.tiny_suite import TINY_SUITE, write_suite
 
 ray = pytest.importorskip("ray")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ONE_THREAD = TINY_SUITE.replace("threads = 2", "threads = 1")
 
 

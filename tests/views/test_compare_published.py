@@ -10,7 +10,7 @@ import pytest
 
 from blockbench.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "compare"
 
 PAIRS = {  # fixture name -> (baseline, candidate, exit code), both under results/

@@ -15,7 +15,7 @@ from blockbench.records import load_record
 from tests.tiny_suite import TINY_SUITE, write_suite
 
 pytest.importorskip("ray")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:

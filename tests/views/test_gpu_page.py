@@ -18,7 +18,7 @@ from blockbench.views.gpu_page import (
 )
 from blockbench.views.selection import LeaderboardError
 
-PUBLISHED = Path(__file__).resolve().parents[1] / "results" / "gpu-check" / "2026-12-04-h200"
+PUBLISHED = Path(__file__).resolve().parents[2] / "results" / "gpu-check" / "2026-12-04-h200"
 
 LOG = """\
 ..F.F.                                                                   [100%]

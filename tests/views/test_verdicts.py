@@ -16,7 +16,7 @@ from blockbench.records import load_records, record_filename, write_record
 from blockbench.suite import load_suite
 from blockbench.views import compare, leaderboard, page, report, selection
 
-SMOKE = Path(__file__).resolve().parents[1] / "results" / "smoke" / "1"
+SMOKE = Path(__file__).resolve().parents[2] / "results" / "smoke" / "1"
 
 
 def records_like(tmp_path: Path, name: str, change=None) -> Path:
@@ -202,7 +202,7 @@ def test_a_target_nobody_reached_is_said_with_the_best_loss(tmp_path):
 
 
 def test_table1_of_a_masked_lm_report_shows_no_untrusted_ratio():
-    records = load_records(Path(__file__).resolve().parents[1] / "results" / "paper-bert-cpu" / "1" / "records")
+    records = load_records(Path(__file__).resolve().parents[2] / "results" / "paper-bert-cpu" / "1" / "records")
     for r in records:
         if r["variant"] != "pre_ln":
             r["speed"]["speedup_iqr"] = 1.5

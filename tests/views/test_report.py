@@ -13,7 +13,7 @@ from blockbench.cli import main
 from blockbench.records import load_records, record_filename, write_record
 from blockbench.views import report
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT = REPO / "results" / "default" / "1"
 
 

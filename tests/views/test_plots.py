@@ -11,7 +11,7 @@ from blockbench.blocks.zoo import PRESETS
 from blockbench.suite import builtin_suites, load_suite
 from blockbench.views import plots, plotstyle, report, selection
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "results"
 
 
 def spy_plots(monkeypatch) -> list[dict]:

@@ -29,7 +29,7 @@ from blockbench.measure.throughput import (
 from blockbench.records import RecordError, load_record, seal, validate_record
 from tests.tiny_suite import TINY_SUITE, write_suite
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BASE = "pre_ln"
 CONTROL = control_name(BASE)
 

@@ -62,7 +62,7 @@ steps_per_round = 1
 """
 
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def make_tiny_run(base: Path) -> Path:

@@ -1,12 +1,12 @@
 """docs/architecture.md is the design document: its layout names every module of the package, and its floor table
-is the one tests/test_imports.py enforces."""
+is the one tests/architecture/test_imports.py enforces."""
 
 import re
 from pathlib import Path
 
-from tests.test_imports import FLOORS
+from tests.architecture.test_imports import FLOORS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "architecture.md"
 
 

@@ -1,5 +1,5 @@
 """The page model (blockbench/views/page.py): the Details block, the ranking mark, and the HTML that reads on any
-screen (viewport meta, tables in their own scroll box). The real-browser checks are in tests/test_browser.py."""
+screen (viewport meta, tables in their own scroll box). The real-browser checks are in tests/views/test_browser.py."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
     pytest.skip("no chromium or chromium-browser executable on PATH", allow_module_level=True)
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "results"
 LAPTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 400, "height": 800}
 

@@ -1,7 +1,7 @@
 """The modern block options and presets: positions owned by the variant, SwiGLU / ReLU², biases, QK-norm, the
 output and peri norm placements, the logit soft-cap, and the bad inputs that refuse them.
 
-The presets' agreement with `transformers` is tests/test_modern_reference.py; this file holds what no reference
+The presets' agreement with `transformers` is tests/blocks/test_modern_reference.py; this file holds what no reference
 layer covers (sas_p_pp, peri_ln, counts, the model around the blocks, the suite checks)."""
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ from blockbench.cli import main
 from blockbench.records import seal
 from blockbench.views import leaderboard
 from blockbench.views.compare import Thresholds, compare_paths
-from tests.test_leaderboard import copy_records, make_tiny_run, read_csv
+from tests.views.test_leaderboard import copy_records, make_tiny_run, read_csv
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")

@@ -126,8 +126,8 @@ _TRITON = importlib.util.find_spec("triton") is not None
 _INTERPRETED = r"""
 import contextlib, torch, itertools, sys
 from torch.utils._python_dispatch import TorchDispatchMode
-sys.path.insert(0, "tests")
-from test_shaped_mix import inputs, plain
+sys.path.insert(0, "tests/blocks")
+from test_shaped import inputs, plain
 from blockbench.blocks import shaped
 from blockbench.blocks.shaped import fused_mix
 assert shaped.uses_triton(torch.empty(1)), shaped.triton_error()

@@ -161,7 +161,7 @@ def floor_of(module: str) -> int:
     for level, names in enumerate(FLOORS):
         if area in names:
             return level
-    raise AssertionError(f"{module}: on no floor of FLOORS (tests/test_imports.py); place it there")
+    raise AssertionError(f"{module}: on no floor of FLOORS (tests/architecture/test_imports.py); place it there")
 
 
 def test_imports_point_down():

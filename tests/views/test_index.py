@@ -10,7 +10,7 @@ import pytest
 from blockbench.cli import main
 from blockbench.views import index
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "results"
 
 

@@ -14,7 +14,7 @@ from blockbench.runner import run_suite
 from blockbench.suite import load_suite
 from tests.tiny_suite import write_suite
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from blockbench.views import columns, leaderboard, page, selection
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _outputs(results: Path) -> tuple[str, str, str]:
