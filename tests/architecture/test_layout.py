@@ -2,7 +2,9 @@
 
 - no function over MAX_FUNCTION_LINES lines (def to last line) in the driver and the big views;
 - no module outside blockbench/workloads/ names a workload in code: the workloads own their names (the CLI's
-  choices come from the registry) and what differs between them (docstrings and comments may describe them).
+  choices come from the registry) and what differs between them (docstrings and comments may describe them);
+- tests mirror the package: a directory under tests/ is a package directory's twin or one listed with its reason,
+  and a test file is named after what it tests, not after an issue.
 """
 
 from __future__ import annotations
@@ -70,3 +72,42 @@ def test_only_workloads_name_workloads() -> None:
     assert not found, f"a workload named outside blockbench/workloads/: {'; '.join(found)}"
 
     assert set(WORKLOAD_NAMES) >= {"causal_lm", "masked_lm"}
+
+
+# Test directories that mirror no package directory, each with why.
+TEST_DIRS_OF_THEIR_OWN = {
+    "architecture": "rules over the whole package (imports, layout, the design document)",
+    "faults": "fault injection across modules: one test per row of docs/reliability.md's table",
+    "bench": "pytest-benchmark micro-benchmarks",
+    "data": "expected outputs the tests compare against, no tests",
+    "benchmarks": "the asv benchmarks' inputs (benchmarks/ at the repository's top)",
+    "ci": "the scripts under ci/ at the repository's top",
+}
+
+
+def misplaced_tests(tests_root: Path, package_root: Path) -> list[str]:
+    """Test directories that mirror no package directory (and are not listed as their own), and test files named
+    after an issue rather than after what they test."""
+    found = []
+    for directory in sorted(p for p in tests_root.rglob("*") if p.is_dir() and p.name != "__pycache__"):
+        rel = directory.relative_to(tests_root)
+        if rel.parts[0] not in TEST_DIRS_OF_THEIR_OWN and not (package_root / rel).is_dir():
+            found.append(f"tests/{rel}/ mirrors no blockbench/{rel}/")
+    found += [f"tests/{p.relative_to(tests_root)} is named after an issue"
+              for p in sorted(tests_root.rglob("test_*.py"))
+              if any(word.isdigit() or word.startswith("issue") for word in p.stem.split("_"))]
+    return found
+
+
+def test_tests_mirror_the_package() -> None:
+    found = misplaced_tests(Path(__file__).resolve().parents[1], ROOT)
+    assert not found, "; ".join(found)
+
+
+def test_misplaced_tests_are_found(tmp_path: Path) -> None:
+    (tmp_path / "tests" / "blocks").mkdir(parents=True)
+    (tmp_path / "tests" / "widgets").mkdir()
+    (tmp_path / "tests" / "test_issue35.py").touch()
+    (tmp_path / "blockbench" / "blocks").mkdir(parents=True)
+    assert misplaced_tests(tmp_path / "tests", tmp_path / "blockbench") == [
+        "tests/widgets/ mirrors no blockbench/widgets/", "tests/test_issue35.py is named after an issue"]
