@@ -118,7 +118,7 @@ _BACKEND: dict[str, object] = {}  # "kernels": the module, or "error": why Trito
 def _triton_kernels():  # noqa: ANN202 - the kernels module, or None with the reason kept in triton_error()
     if "kernels" not in _BACKEND and "error" not in _BACKEND:
         try:
-            from blockbench.blocks import kernels
+            from blockbench.blocks import kernels  # deferred: needs Triton, an optional dependency
 
             _BACKEND["kernels"] = kernels
         except Exception as exc:  # noqa: BLE001 - no Triton, an incompatible one: the portable path, recorded

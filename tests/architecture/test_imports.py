@@ -9,6 +9,8 @@ blockbench.x.y when y is one, else of blockbench.x (its `__init__`).
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import blockbench
@@ -169,3 +171,43 @@ def test_imports_point_down():
     upward = [f"{a} -> {b}" for a, targets in sorted(graph.items()) for b in sorted(targets)
               if floor_of(b) > floor_of(a)]
     assert not upward, "imports that point up: " + "; ".join(upward)
+
+
+# What `blockbench --help` must not pay for: each of these takes from 0.3 s to several seconds to import.
+HEAVY_FOR_STARTUP = ("scipy", "matplotlib", "pandas", "datasets", "ray", "fvcore", "transformers", "triton")
+
+
+def test_the_command_line_starts_without_heavy_imports() -> None:
+    code = ("import sys, blockbench.cli; "
+            f"print(' '.join(m for m in {HEAVY_FOR_STARTUP!r} if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert not loaded, f"importing blockbench.cli loads {', '.join(loaded)}: defer it to the command that needs it"
+
+
+def undeclared_deferred_imports(path: Path, root: Path = ROOT.parent) -> list[str]:
+    """Imports inside a function without a `# deferred: <reason>` comment on their first line or the line above."""
+    lines = path.read_text().splitlines()
+    found = []
+    for function in ast.walk(ast.parse("\n".join(lines), str(path))):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(function):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                said = lines[node.lineno - 1].partition("#")[2] + " " + lines[node.lineno - 2].strip()
+                if "deferred:" not in said:
+                    found.append(f"{path.relative_to(root)}:{node.lineno} {lines[node.lineno - 1].strip()}")
+    return found
+
+
+def test_imports_inside_functions_say_why() -> None:
+    found = [hit for path in module_files().values() for hit in undeclared_deferred_imports(path)]
+    assert not found, ("imports inside functions with no `# deferred: <reason>` (an optional dependency, a heavy "
+                       "import kept off the start-up path): move them to the module's top or say why: "
+                       + "; ".join(found))
+
+
+def test_an_undeclared_deferred_import_is_found(tmp_path: Path) -> None:
+    module = tmp_path / "mod.py"
+    module.write_text("def f():\n    import os\n\n\ndef g():\n    import ray  # deferred: optional\n\n\n"
+                      "def h():\n    # deferred: heavy\n    import scipy\n")
+    assert undeclared_deferred_imports(module, tmp_path) == ["mod.py:2 import os"]
