@@ -46,3 +46,11 @@ def test_no_threshold_written_as_a_literal_in_the_views():
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 found += [f"{path.name}:{node.lineno}: {t!r}" for t in _rendered_thresholds() if t in node.value]
     assert not found, "thresholds written as literals (format them from blockbench.stats): " + "; ".join(found)
+
+
+def test_docs_state_the_speed_probe_rule_the_code_applies():
+    """docs/leaderboards.md's prose on when a probe is trusted cannot run code: it must carry the constants' values."""
+    doc = " ".join(C.COLUMNS_DOC.read_text(encoding="utf-8").split())
+    for said in (f"at most {stats.PROBE_DISTURBED_RATIO:g}x the same variant's training steps",
+                 f"interquartile range is at most {stats.PROBE_IQR_MAX:g}"):
+        assert said in doc, f"docs/leaderboards.md no longer says {said!r} (blockbench/stats.py applies it)"
