@@ -51,6 +51,7 @@ TAU_THREE_QUARTERS_MIN = 0.9
 TAU_ROUNDING = 1e-9
 ORDER_PROB_MIN = 0.9
 CHECKPOINTS = (0.5, 0.75)
+INTERVAL_TAIL = 0.025  # each tail a percentile-bootstrap 95% interval leaves out
 
 # The unigram plateau: a run whose eval loss improved by less than PLATEAU_TOLERANCE nats over at least the last
 # PLATEAU_WINDOW of its steps while ending above the plateau level. The level is the suite's
@@ -134,7 +135,7 @@ def bootstrap_speedup(base: list[float], cand: list[float], key: str) -> tuple[f
     ratios = _ratio(mb, mc)
     if np.isnan(ratios).all():
         return point, math.nan, math.nan
-    low, high = np.nanquantile(ratios, [0.025, 0.975], method="inverted_cdf")
+    low, high = np.nanquantile(ratios, [INTERVAL_TAIL, 1 - INTERVAL_TAIL], method="inverted_cdf")
     return point, float(low), float(high)
 
 
@@ -433,11 +434,24 @@ def _compositions(n: int) -> Iterable[tuple[int, ...]]:
         yield tuple(edges[i + 1] - edges[i] - 1 for i in range(n))
 
 
+def bootstrap_is_exact(n: int) -> bool:
+    """Whether the bootstrap over n seeds enumerates every resample (multiset) rather than drawing them."""
+    return math.comb(2 * n - 1, n) <= EXACT_BOOTSTRAP_MAX
+
+
+def exact_bootstrap_seeds() -> int:
+    """The most seeds whose bootstrap is enumerated exactly (what the reading guide says)."""
+    n = 1
+    while bootstrap_is_exact(n + 1):
+        n += 1
+    return n
+
+
 def bootstrap_weights(n: int, key: str) -> tuple[Any, Any]:
     """(counts: resamples x n, probabilities per resample) of the bootstrap over n seeds. Exact (every multiset
     with its multinomial probability) when there are at most EXACT_BOOTSTRAP_MAX of them, so small cases have
     hand-computable answers; else BOOTSTRAP_RESAMPLES draws from an RNG seeded from `key`."""
-    if math.comb(2 * n - 1, n) <= EXACT_BOOTSTRAP_MAX:
+    if bootstrap_is_exact(n):
         counts = np.array(list(_compositions(n)), dtype=float)
         log_p = (math.lgamma(n + 1) - np.sum([[math.lgamma(c + 1) for c in row] for row in counts], axis=1)
                  - n * math.log(n))
