@@ -20,7 +20,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from blockbench.blocks import get_variant
-from blockbench.blocks.args import SHAPE_FIELDS, ModelConfig
+from blockbench.blocks.model_args import SHAPE_FIELDS, ModelConfig
 from blockbench.blocks.spec import BlockSpec, Gain, SpecError
 from blockbench.blocks.zoo import name_problem
 from blockbench.data import DataConfig

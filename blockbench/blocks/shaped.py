@@ -334,7 +334,7 @@ def _by_formula(mix, s, v, alpha, beta, gamma, scale, causal, addend, addend_gai
 def mix_formula(s: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor, g: torch.Tensor | None,
                 causal: bool = True) -> torch.Tensor:
     """ShapedMix's forward as plain tensor ops: what torch.compile fuses for `runtime.compile_shaped`, and, left
-    uncompiled, the pre-fusion path that ci/sasp_speed.py --before times (autograd's backward)."""
+    uncompiled, the pre-fusion path that benchmarks/scripts/sasp_speed.py --before times (autograd's backward)."""
     heads = s.shape[1]
     out = b.view(heads, 1, 1) * s + a.view(heads, 1, 1) * v
     if g is None:

@@ -14,8 +14,8 @@ from typing import Any
 
 from torch import nn
 
-from blockbench.blocks.args import ModelConfig
 from blockbench.blocks.block import Block
+from blockbench.blocks.model_args import ModelConfig
 from blockbench.blocks.spec import POSITIONS, BlockSpec, Gain, SpecError
 
 BlockFactory = Callable[[ModelConfig, int], nn.Module]

@@ -1,6 +1,7 @@
 """The package's layout rules that a reader relies on, read from the source with `ast` (issue 25):
 
-- no function over MAX_FUNCTION_LINES lines (def to last line) in the driver and the big views;
+- no function over MAX_FUNCTION_LINES lines (def to last line) in any module of the package (issue 35), except
+  where LONG_FUNCTION_EXCEPTIONS gives a module and its reason;
 - no module outside blockbench/workloads/ names a workload in code: the workloads own their names (the CLI's
   choices come from the registry) and what differs between them (docstrings and comments may describe them);
 - tests mirror the package: a directory under tests/ is a package directory's twin or one listed with its reason,
@@ -19,30 +20,41 @@ from blockbench.workloads import workload_names
 
 ROOT = Path(blockbench.__file__).resolve().parent
 MAX_FUNCTION_LINES = 60
-# Modules held to the function length (paths under blockbench/; the views may live in a views/ package).
-SHORT_FUNCTION_MODULES = ("runner.py", "sweep.py", "suite.py", "report.py", "leaderboard.py", "index.py", "headline.py",
-                          "crosssuite.py", "gpu_page.py", "page.py")
+# Modules whose functions may be longer (paths from the repository root), each with why.
+LONG_FUNCTION_EXCEPTIONS = {
+    "blockbench/blocks/kernels.py": "Triton kernels: a kernel is one GPU program whose loads, running sums and stores "
+                                    "share one tile loop; cut into @triton.jit helpers it would change code whose "
+                                    "numerics are checked only where Triton is installed (test_shaped_mix.py, "
+                                    "test_cuda.py), not on the CPU machines that run most of the tests",
+}
+MODULES = sorted(ROOT.rglob("*.py"))
 WORKLOAD_NAMES = workload_names()
 
 
-def _module(name: str) -> Path:
-    matches = [p for p in (ROOT / name, ROOT / "views" / name) if p.exists()]
-    assert matches, f"blockbench/{name} (or blockbench/views/{name}) not found"
-    return matches[0]
+def _name(path: Path) -> str:
+    return path.relative_to(ROOT.parent).as_posix()
 
 
 def long_functions(path: Path, limit: int = MAX_FUNCTION_LINES) -> list[str]:
     tree = ast.parse(path.read_text(), str(path))
-    return [f"{path.relative_to(ROOT.parent)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+    return [f"{_name(path)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
             for node in ast.walk(tree)
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
             and node.end_lineno - node.lineno + 1 > limit]
 
 
-@pytest.mark.parametrize("name", SHORT_FUNCTION_MODULES)
-def test_no_long_functions(name: str) -> None:
-    found = long_functions(_module(name))
+@pytest.mark.parametrize("path", [p for p in MODULES if _name(p) not in LONG_FUNCTION_EXCEPTIONS], ids=_name)
+def test_no_long_functions(path: Path) -> None:
+    found = long_functions(path)
     assert not found, f"functions over {MAX_FUNCTION_LINES} lines: {', '.join(found)}"
+
+
+@pytest.mark.parametrize("name", sorted(LONG_FUNCTION_EXCEPTIONS))
+def test_long_function_exceptions_are_needed(name: str) -> None:
+    """An exception goes once its module has no long function left (or is gone): it cannot outlive its reason."""
+    path = ROOT.parent / name
+    assert path.exists(), f"{name} is excepted from the {MAX_FUNCTION_LINES}-line rule but does not exist"
+    assert long_functions(path), f"{name} has no function over {MAX_FUNCTION_LINES} lines: drop its exception"
 
 
 def _docstrings(tree: ast.AST) -> set[int]:

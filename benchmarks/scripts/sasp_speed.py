@@ -5,7 +5,7 @@ probe's own timing path), so machine drift common to a round cancels. Prints, pe
 rounds of pre_ln_time / sas_p_time and nanogpt_time / pre_ln_time with their IQR; never absolute seconds as a
 verdict.
 
-    python ci/sasp_speed.py --width 256 --width 512 --rounds 12 [--modern] [--json out.json]
+    python benchmarks/scripts/sasp_speed.py --width 256 --width 512 --rounds 12 [--modern] [--json out.json]
 
 The nanoGPT-style reference is the same Pre-LN model (RMSNorm, fused QKV, SDPA, ReLU MLP, no biases, tied
 head) written as one plain module and trained by a bare loop (AdamW, grad clip, zero_grad): if blockbench's

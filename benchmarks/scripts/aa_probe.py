@@ -7,9 +7,9 @@ and time cap), on the suite's variants plus an A/A variant: the baseline's prese
 another initialisation draw (what a `--block` plug-in building the same preset is). The probe's own A/A control
 runs beside it as always. The target (issue 36): at least 19 of 20 runs say "no measurable difference".
 
-    python ci/aa_probe.py --runs 20                                  # smoke: pre_ln at L=2, d=64
-    python ci/aa_probe.py --runs 20 --suite default --baseline pre_ln  # the issue's setting
-    python ci/aa_probe.py --runs 2 --variants pre_ln --json out.json   # a quick check of the script itself
+    python benchmarks/scripts/aa_probe.py --runs 20                                    # smoke: pre_ln at L=2, d=64
+    python benchmarks/scripts/aa_probe.py --runs 20 --suite default --baseline pre_ln  # the issue's setting
+    python benchmarks/scripts/aa_probe.py --runs 2 --variants pre_ln --json out.json   # a quick check of the script
 
 Prints one line per run (the A/A variant's words, the floor, rounds and why the probe stopped) and the count;
 exit 0 when the share of "no measurable difference" reaches --target (0.95), else 1.
@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def aa_suite(suite_name: str, baseline: str | None, variants: list[str] | None):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Chaos soak: many tiny runs on a local Ray cluster while workers and the driver are killed.
 
-    python ci/chaos.py [--seeds 20] [--kill-every 4] [--max-retries 2] [--out DIR] [--json]
+    python benchmarks/scripts/chaos.py [--seeds 20] [--kill-every 4] [--max-retries 2] [--out DIR] [--json]
 
 Starts a Ray head on loopback (`ray start --head --num-cpus 2 --block`, in a session of its own), runs a tiny
 suite of 2 variants x SEEDS seeds through `blockbench run --executor ray`, SIGKILLs a random running worker (a pid
@@ -9,7 +9,8 @@ the driver reported, checked to belong to this cluster's session) every few seco
 when a third of the records are in, and finishes the suite with `--resume`. Then it checks that every
 (variant, seed) ended as exactly one valid record or one failure file, nothing duplicated, damaged or left as a
 temporary file, that the final exit code matches the failures (0 or 3), and that no process of the cluster is
-left once it is stopped. Prints the figures (and exits 1 when a check fails). tests/test_chaos.py runs it.
+left once it is stopped. Prints the figures (and exits 1 when a check fails). tests/faults/test_hostile.py runs it
+when BLOCKBENCH_CHAOS=1.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SUITE = """
 [suite]
 name = "chaos"
