@@ -41,6 +41,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import stats as scipy_stats
+from scipy.optimize import minimize_scalar
+
+from blockbench.stats import kendall_tau
 
 LEVEL = 0.90
 N_BOOT = 400
@@ -121,8 +125,6 @@ def _fit_shared(x: np.ndarray, y: np.ndarray, groups: np.ndarray, n_groups: int,
                 e_hi: np.ndarray, *, xatol: float = 1e-6) -> _Fit:
     """Least squares of y = E + A_g x**-alpha for each row of `weights` (B, N), E in [0, e_hi[b]], alpha in
     ALPHA_BOUNDS. The losses are centred first so the sums of squares do not lose the residual to cancellation."""
-    from scipy.optimize import minimize_scalar
-
     weights = np.atleast_2d(np.asarray(weights, dtype=float))
     shift = float(np.mean(y))
     yc = y - shift
@@ -235,8 +237,6 @@ def lack_of_fit_test(losses: Sequence[float], cells: Sequence[Any], rss: float, 
     (variant, rung) pair), lack of fit = rss - pure error, F = (SS_lof/(k-p)) / (SS_pe/(N-k)). ok is False when
     p < LOF_P_MIN; with k <= p or no replicates the test is not possible (ok, and the reason says so). The reason
     starts with `label`."""
-    from scipy import stats
-
     y = np.asarray(losses, dtype=float)
     keys = list(cells)
     uniq = sorted(set(keys), key=repr)
@@ -255,7 +255,7 @@ def lack_of_fit_test(losses: Sequence[float], cells: Sequence[Any], rss: float, 
         f, p = (math.inf, 0.0) if ss_lof > 0 else (0.0, 1.0)
     else:
         f = (ss_lof / df_lof) / (ss_pe / df_pe)
-        p = float(stats.f.sf(f, df_lof, df_pe))
+        p = float(scipy_stats.f.sf(f, df_lof, df_pe))
     return {**base, "ok": p >= LOF_P_MIN, "F": f, "p": p, "reason": f"{label}: F={f:.3g}, p={p:.2g}"}
 
 
@@ -428,12 +428,10 @@ def _joint_fit(base: _Series, var: _Series, c0: float) -> dict[str, Any]:
 
 def _t_interval(log_hat: float, grad: np.ndarray, cov: np.ndarray, extra_var: float, df: int,
                 level: float) -> list[float] | None:
-    from scipy import stats
-
     var = float(grad @ cov @ grad) + extra_var
     if not (var >= 0 and math.isfinite(var) and math.isfinite(log_hat)):
         return None
-    half = float(stats.t.ppf((1 + level) / 2, df)) * math.sqrt(var)
+    half = float(scipy_stats.t.ppf((1 + level) / 2, df)) * math.sqrt(var)
     return [_safe_exp(log_hat - half), _safe_exp(log_hat + half)]
 
 
@@ -532,8 +530,6 @@ def rollout_check(points: Sequence[Point], baseline: str) -> dict[str, Any]:
 def rank_agreement(means: Mapping[str, Mapping[int, float]]) -> dict[str, Any]:
     """Kendall tau between each rung's ranking of the variants (by mean loss) and the largest rung's, and between
     consecutive rungs, over the variants both rungs have; the lists and their means (NaN taus left out)."""
-    from blockbench.stats import kendall_tau
-
     rungs = sorted({int(r) for m in means.values() for r in m})
 
     def tau(a: int, b: int) -> dict[str, Any]:

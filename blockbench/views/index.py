@@ -17,10 +17,15 @@ from typing import Any
 from urllib.parse import quote
 
 from blockbench import stats
+from blockbench.errors import BlockbenchError
 from blockbench.safeio import UnsafeFileError, expect_type, load_toml_guarded
+from blockbench.suite import builtin_suites, load_suite
 from blockbench.untrusted import md, md_code
 from blockbench.views import crosssuite, headline, page
 from blockbench.views.columns import joined, loss_cell, percent, reading_guide
+from blockbench.views.gpu_page import gpu_summary, published_checks, write_gpu_page
+from blockbench.views.ladder import headline as ladder_headline
+from blockbench.views.ladder import ladder_json, load_ladder
 from blockbench.views.leaderboard import header_items, write_outputs
 from blockbench.views.selection import LeaderboardError, group_failures, ranked_records, ranked_table
 
@@ -110,23 +115,18 @@ def is_ladder(directory: Path) -> bool:
 
 def ladder_row(directory: Path, root: Path) -> list[str]:
     """One published ladder: its verdicts in one line, from its records as `blockbench ladder` reads them."""
-    from blockbench.views.ladder import headline, ladder_json, load_ladder
-
     runs = load_ladder(directory)
     data = ladder_json(runs)
     records = [r for rs in runs.records.values() for r in rs]
     facts = dict(header_items(records, 0))
     pages = [_link(name, directory / name, root) for name in ("ladder.html", "ladder.md", "ladder.png")
              if (directory / name).exists()]
-    return [md_code(directory.relative_to(root).as_posix()), _dates(records), facts["device"], headline(data),
+    return [md_code(directory.relative_to(root).as_posix()), _dates(records), facts["device"], ladder_headline(data),
             "; ".join(pages) or "-"]
 
 
 def shipped_suite_text(name: str, version: str, record_hash: str) -> str:
     """How the current version relates to the suite file shipped in the package (cheap: one TOML load)."""
-    from blockbench.errors import BlockbenchError
-    from blockbench.suite import builtin_suites, load_suite
-
     if name not in builtin_suites():
         return "no built-in suite of this name"
     try:
@@ -210,8 +210,6 @@ def ordered_suites(suites: dict[str, list[Path]], provenance: dict[str, Any]) ->
 
 def gpu_checks(root: Path) -> list[dict[str, Any]]:
     """Each GPU check's summary (gpu_page.gpu_summary) with its directory, newest first."""
-    from blockbench.views.gpu_page import gpu_summary, published_checks
-
     return [{**gpu_summary(d), "key": d.relative_to(root).as_posix()} for d in published_checks(root)]
 
 
@@ -388,7 +386,6 @@ def write_index(root: str | Path, out: str | Path | None = None) -> tuple[Path, 
     if variant_files:
         write_outputs(out_dir / crosssuite.VARIANTS_DIR, variant_files)
         written += [f"{crosssuite.VARIANTS_DIR}/{n}" for n in variant_files]
-    from blockbench.views.gpu_page import write_gpu_page
 
     for check in checks:
         written += [f"{check['key']}/{n}" for n in write_gpu_page(root / check["key"], out_dir / check["key"])]

@@ -7,14 +7,15 @@ import math
 import textwrap
 from typing import Any, NamedTuple
 
+import pandas as pd
+from matplotlib.figure import Figure
+
 from blockbench.untrusted import mpl
 from blockbench.views import plotstyle
 
 
 def curves_frame(records: list[dict[str, Any]]):
     """Eval points of every run, averaged over seeds per (variant, step)."""
-    import pandas as pd
-
     rows = [{"variant": r["variant"], "seed": r["seed"], "diverged": r["status"] != "ok", "step": p["step"],
              "flops": p["flops"], "train_seconds": p["train_seconds"], "eval_loss": p["eval_loss"]}
             for r in records for p in r["curve"] if p["eval_loss"] is not None]
@@ -36,8 +37,6 @@ def png_bytes(fig) -> bytes:
 
 
 def new_figure(title: str):
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
     ax.set_title(title)
@@ -81,8 +80,6 @@ def plot_curves(curves, order: list[str], x: str, xlabel: str, title: str, targe
     and diverged ones set neither scale: one would squash the others flat. Curves that hide one another are named
     in the legend (plotstyle.coincide). The legend sits outside both panels so that it hides no curve; `note` goes
     under the figure."""
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(13.5, 5.0), layout="constrained")
     ax, tail = fig.subplots(1, 2, width_ratios=[1, 1])
     fig.suptitle(title)
