@@ -1,4 +1,5 @@
-"""What `blockbench run` shows: a rich progress bar per run, then a summary table (or plain lines with --quiet).
+"""What `blockbench run` shows: a rich progress bar per run, then a summary table (or plain lines with --quiet)
+whose metric columns are the ones the suite's workload declares (Workload.metrics).
 
 Names, corpora and messages come from the suite, a user block or a run's failure: every such text goes out as
 one printable line (untrusted.plain: no ESC) and, where rich would parse it, escaped (untrusted.rich) or as a
