@@ -144,8 +144,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from blockbench import distributed
-    from blockbench.display import RunDisplay
     from blockbench.executors import check_executor_args, executor_from_args
+    from blockbench.progress import RunDisplay
     from blockbench.runner import default_out_dir, isolate_default, run
     from blockbench.suite import load_suite
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from blockbench.errors import BlockbenchError
 
-# Caps for the files blockbench reads that are not records (records.py keeps its own, larger one).
+# Caps for the files blockbench reads that are not records (records/schema.py keeps its own, larger one).
 MAX_JSON_BYTES = 16 * 2**20
 MAX_TOML_BYTES = 2 * 2**20
 MAX_DEPTH = 64

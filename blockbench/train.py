@@ -13,15 +13,17 @@ import math
 import time
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from blockbench import cuda_graph
-from blockbench.blocks import get_variant
+from blockbench.blocks import get_variant, shaped
+from blockbench.blocks.attention import Attention
 from blockbench.data import TokenData
 from blockbench.distributed import SINGLE, DistInfo, all_reduce, local_batch_size, shard
 from blockbench.errors import BlockbenchError
@@ -38,9 +40,8 @@ from blockbench.measure.throughput import (
 )
 from blockbench.measure.timing import StepTimer
 from blockbench.model import Model, build_model
-from blockbench.records import build_record, to_target  # noqa: F401 - to_target: records', re-exported
+from blockbench.records import RunTally, build_record, data_section
 from blockbench.suite import Budget, OptimConfig, Suite, check_fits
-from blockbench.workloads.causal_lm import evaluate  # noqa: F401 - the decoder's evaluation, imported from here
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -155,16 +156,12 @@ class Trainer:
         self.divergence_loss = 2 * math.log(data.vocab_size) if divergence is None else divergence
         self.compile_info: dict[str, Any] = {"enabled": suite.runtime.compile, "seconds": None, "error": None}
         if suite.runtime.compile_shaped:
-            from blockbench.blocks.attention import Attention
-
             self.compile_info["shaped"] = True  # present only when asked for: older records read as before
             for module in self.model.modules():
                 if isinstance(module, Attention):
                     module.compiled_mix = True
         self.ddp_model: torch.nn.Module = self.model
         if dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp_model = DistributedDataParallel(self.model, device_ids=device_ids)
         self.step_model: torch.nn.Module = self.ddp_model
@@ -273,85 +270,100 @@ class Trainer:
         return seconds
 
     def run(self) -> dict[str, Any]:
-        budget, every = self.suite.budget, self.suite.eval.every_tokens
-        created_at = datetime.now(UTC).isoformat(timespec="seconds")
+        tally = RunTally(created_at=datetime.now(UTC).isoformat(timespec="seconds"), workload=self.workload.name,
+                         data=data_section(self.suite, self.data), static=self.static, speed=self.speed,
+                         block_spec=self.model.spec.to_dict() if self.model.spec else None,
+                         flops_per_token=self.flops_per_token, world_size=self.dist.world_size)
         memory = PeakMemory(self.device)
         memory.start()
-        warmup_seconds = self.warm_up()
+        tally.warmup_seconds = self.warm_up()
         optimizer, scheduler = self.new_optimizer()
         batches = self.batches()
         if self.graphs_wanted:  # captured here, untimed, on the first batch (which is then trained on)
             first = next(batches)
             start = time.perf_counter()
             self.capture(optimizer, *first)
-            warmup_seconds += time.perf_counter() - start
+            tally.warmup_seconds += time.perf_counter() - start
             batches = itertools.chain([first], batches)
         self.execution["mode"] = self.mode()
         timer = StepTimer(self.device)
-        step = tokens = 0
-        eval_seconds = 0.0
-        status, stop_reason = "ok", ""
-        curve: list[dict[str, Any]] = []
+        self._train(tally, timer, optimizer, scheduler, batches)
+        timer.pause()
+        tally.train_seconds, tally.step_seconds = timer.seconds, timer.step_seconds
+        tally.peak_memory_bytes, tally.peak_memory_kind = memory.peak_bytes(), memory.kind
+        return self._record(tally)
+
+    def _train(self, tally: RunTally, timer: StepTimer, optimizer: torch.optim.Optimizer, scheduler: Any,
+               batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """The timed loop: steps until the budget or a divergence, an evaluation point every eval.every_tokens."""
+        every = self.suite.eval.every_tokens
         window_losses: list[torch.Tensor] = []
-        last_train_loss: float | None = None
         check_every = 1 if self.device.type == "cpu" else 16
-
-        def add_point(train_loss: float | None, evaluate_now: bool) -> None:
-            nonlocal eval_seconds
-            timer.pause()
-            t0 = time.perf_counter()
-            metrics = (self.workload.evaluate(self.model, self.windows, self.local_batch, self.autocast, self.dist)
-                       if evaluate_now else {"eval_loss": None})
-            eval_seconds += time.perf_counter() - t0
-            curve.append({"step": step, "tokens": tokens, "flops": float(tokens * self.flops_per_token),
-                          "train_seconds": timer.seconds, "train_loss": train_loss, **metrics})
-            timer.resume()
-
-        add_point(None, True)
+        self._add_point(tally, timer, None)
         next_eval = every
         while True:
-            stop = self._budget_reached(budget, step, tokens, timer.elapsed(), self.flops_per_token)
-            if self.dist.enabled and budget.seconds is not None:  # ranks' clocks differ: stop together
-                flag = all_reduce(torch.tensor([float(bool(stop))], device=self.device), self.dist, "max").item()
-                stop = (stop or f"budget: {budget.seconds} training seconds") if flag else ""
+            stop = self._stop(tally, timer)
             if stop:
-                stop_reason = stop
+                tally.stop_reason = stop
                 break
             x, y = next(batches)
             timer.step_begin()
             window_losses.append(self.train_step(optimizer, scheduler, x, y))
             timer.step_end()
-            step += 1
-            tokens += self.tokens_per_step
-            if step % check_every == 0 or tokens >= next_eval:
-                recent_losses = torch.stack(window_losses[-check_every:]).float()
-                # Every rank must reach the same verdict, so they judge the loss averaged over ranks.
-                recent = (all_reduce(recent_losses, self.dist) / self.dist.world_size).tolist()
-                last_train_loss = recent[-1]
-                bad = [v for v in recent if not math.isfinite(v) or v > self.divergence_loss]
-                if bad:
-                    status = "diverged"
-                    stop_reason = (f"diverged: train loss {bad[0]:.4g} at step {step} "
-                                   f"(bound {self.divergence_loss:.4g})")
+            tally.steps += 1
+            tally.tokens += self.tokens_per_step
+            if tally.steps % check_every == 0 or tally.tokens >= next_eval:
+                if self._diverged(tally, window_losses[-check_every:]):
                     break
-                self.progress({"step": step, "horizon": self.horizon, "tokens": tokens, "train_loss": last_train_loss,
-                               "tokens_per_second": tokens / max(timer.elapsed(), 1e-9), "eval_loss": None})
-            if tokens >= next_eval:
+                self._report(tally, timer, None)
+            if tally.tokens >= next_eval:
                 mean_train = self._mean_loss(window_losses)
                 window_losses.clear()
-                add_point(mean_train, True)
-                next_eval += every * max(1, math.ceil((tokens - next_eval + 1) / every))
-                self.progress({"step": step, "horizon": self.horizon, "tokens": tokens,
-                               "train_loss": last_train_loss, "eval_loss": curve[-1]["eval_loss"],
-                               "tokens_per_second": tokens / max(timer.elapsed(), 1e-9)})
-        if status == "ok" and curve[-1]["step"] != step:
-            mean_train = self._mean_loss(window_losses) if window_losses else None
-            add_point(mean_train, True)
-        if status == "ok" and not math.isfinite(curve[-1]["eval_loss"]):
-            status, stop_reason = "diverged", f"diverged: eval loss {curve[-1]['eval_loss']} at step {step}"
+                self._add_point(tally, timer, mean_train)
+                next_eval += every * max(1, math.ceil((tally.tokens - next_eval + 1) / every))
+                self._report(tally, timer, tally.curve[-1]["eval_loss"])
+        if tally.ok and tally.curve[-1]["step"] != tally.steps:
+            self._add_point(tally, timer, self._mean_loss(window_losses) if window_losses else None)
+        if tally.ok and not math.isfinite(tally.curve[-1]["eval_loss"]):
+            tally.status = "diverged"
+            tally.stop_reason = f"diverged: eval loss {tally.curve[-1]['eval_loss']} at step {tally.steps}"
+
+    def _add_point(self, tally: RunTally, timer: StepTimer, train_loss: float | None) -> None:
+        """An evaluation point on the curve; the evaluation is off the training clock."""
         timer.pause()
-        return self._record(created_at, status, stop_reason, curve, step, tokens, timer, memory,
-                            eval_seconds, warmup_seconds, last_train_loss)
+        t0 = time.perf_counter()
+        metrics = self.workload.evaluate(self.model, self.windows, self.local_batch, self.autocast, self.dist)
+        tally.eval_seconds += time.perf_counter() - t0
+        tally.curve.append({"step": tally.steps, "tokens": tally.tokens,
+                            "flops": float(tally.tokens * self.flops_per_token), "train_seconds": timer.seconds,
+                            "train_loss": train_loss, **metrics})
+        timer.resume()
+
+    def _stop(self, tally: RunTally, timer: StepTimer) -> str:
+        """Why the run stops now ('' when it goes on); under torchrun a seconds budget stops every rank together."""
+        budget = self.suite.budget
+        stop = self._budget_reached(budget, tally.steps, tally.tokens, timer.elapsed(), self.flops_per_token)
+        if self.dist.enabled and budget.seconds is not None:  # ranks' clocks differ: stop together
+            flag = all_reduce(torch.tensor([float(bool(stop))], device=self.device), self.dist, "max").item()
+            stop = (stop or f"budget: {budget.seconds} training seconds") if flag else ""
+        return stop
+
+    def _diverged(self, tally: RunTally, losses: list[torch.Tensor]) -> bool:
+        """Whether the recent train losses left the divergence bound (then the tally says so)."""
+        # Every rank must reach the same verdict, so they judge the loss averaged over ranks.
+        recent = (all_reduce(torch.stack(losses).float(), self.dist) / self.dist.world_size).tolist()
+        tally.last_train_loss = recent[-1]
+        bad = [v for v in recent if not math.isfinite(v) or v > self.divergence_loss]
+        if bad:
+            tally.status = "diverged"
+            tally.stop_reason = (f"diverged: train loss {bad[0]:.4g} at step {tally.steps} "
+                                 f"(bound {self.divergence_loss:.4g})")
+        return bool(bad)
+
+    def _report(self, tally: RunTally, timer: StepTimer, eval_loss: float | None) -> None:
+        self.progress({"step": tally.steps, "horizon": self.horizon, "tokens": tally.tokens,
+                       "train_loss": tally.last_train_loss, "eval_loss": eval_loss,
+                       "tokens_per_second": tally.tokens / max(timer.elapsed(), 1e-9)})
 
     def _mean_loss(self, losses: list[torch.Tensor]) -> float:
         mean = torch.stack(losses).float().mean()
@@ -369,35 +381,23 @@ class Trainer:
             return f"budget: {budget.seconds} training seconds"
         return ""
 
-    def _record(self, created_at: str, status: str, stop_reason: str, curve: list[dict[str, Any]], step: int,
-                tokens: int, timer: StepTimer, memory: PeakMemory, eval_seconds: float, warmup_seconds: float,
-                last_train_loss: float | None) -> dict[str, Any]:
+    def _record(self, tally: RunTally) -> dict[str, Any]:
         """The run record (records.build_record) of what this trainer ran and measured."""
         if self.suite.runtime.compile_shaped:
-            from blockbench.blocks.shaped import compile_error
-
             # the compiled mix falls back at its first failing call, in warm-up, training or evaluation
-            self.compile_info["error"] = self.compile_info["error"] or compile_error()
-        run_config = {"schedule_steps": self.horizon, "dtype": self.dtype, "compile": self.compile_info,
-                      "execution": {**self.execution, "fused_ops": fused_ops_backend(
-                          self.device, compiled=self.execution["mode"].startswith("compiled"))},
-                      "divergence_loss": self.divergence_loss}
-        return build_record(
-            self.suite, self.variant_name, self.seed, workload=self.workload,
-            block_spec=self.model.spec.to_dict() if self.model.spec else None, data=self.data, static=self.static,
-            speed=self.speed, env=environment(self.device), world_size=self.dist.world_size,
-            flops_per_token=self.flops_per_token, run_config=run_config, created_at=created_at, status=status,
-            stop_reason=stop_reason, curve=curve, steps=step, tokens=tokens, train_seconds=timer.seconds,
-            step_seconds=timer.step_seconds, peak_memory_bytes=memory.peak_bytes(), peak_memory_kind=memory.kind,
-            eval_seconds=eval_seconds, warmup_seconds=warmup_seconds, last_train_loss=last_train_loss)
+            self.compile_info["error"] = self.compile_info["error"] or shaped.compile_error()
+        tally.config = {"schedule_steps": self.horizon, "dtype": self.dtype, "compile": self.compile_info,
+                        "execution": {**self.execution, "fused_ops": fused_ops_backend(
+                            self.device, compiled=self.execution["mode"].startswith("compiled"))},
+                        "divergence_loss": self.divergence_loss}
+        tally.metrics = self.workload.summary_metrics(tally.curve[-1] if tally.ok else None, self.data)
+        return build_record(self.suite, self.variant_name, self.seed, tally, environment(self.device))
 
 
 def fused_ops_backend(device: torch.device, compiled: bool = False) -> str:
     """What the package's fused ops (shaped mix, gained sum) ran on in the training step: their Triton kernels on
     CUDA, or the portable torch ops, on CUDA with the reason Triton could not be used (said once by
     blocks/shaped.py when it happens); in a compiled step, their formula, fused by the compiler."""
-    from blockbench.blocks import shaped
-
     if compiled:
         return "formula fused by torch.compile (evaluation: " + fused_ops_backend(device) + ")"
     if device.type != "cuda":
@@ -433,33 +433,10 @@ def prepare_variants(suite: Suite, data: TokenData, dist: DistInfo = SINGLE,
     check_fits(suite, data)  # before any model is built: a seq_len the data cannot fill is the suite's error
     seed = suite.seeds[0]
     prepared: dict[str, dict[str, Any]] = {}
-    steps = {}
+    steps: dict[str, Callable[[], Any]] = {}
     horizons: dict[str, int | None] = {}
-
-    def failed(name: str, exc: BaseException) -> None:
-        text = (str(exc).strip().splitlines() or [""])[0]
-        prepared[name] = {"static": None, "speed": None, "error": f"{type(exc).__name__}: {text}"[:500],
-                          "failure": {"error_type": type(exc).__name__, "message": text[:500],
-                                      "traceback": "".join(traceback.format_exception(exc))}}
-
     for name in suite.variants:
-        try:
-            trainer = Trainer(suite, name, seed, data, None, dist=dist)
-            trainer.compile_model()  # the probe times the step in the mode the runs train in
-            prepared[name] = {"static": trainer.static, "speed": None}
-            if suite.speed.rounds:
-                horizons[name] = trainer.horizon
-                steps[name] = _probe_step(trainer)  # a block that raises in forward or backward is found here
-        except BaseException as exc:
-            if dist.enabled or not fails(exc):
-                raise
-            steps.pop(name, None)
-            failed(name, exc)
-            traceback.clear_frames(exc.__traceback__)  # its frames hold the failed step's tensors
-            if torch.cuda.is_initialized():
-                torch.cuda.empty_cache()
-        finally:
-            trainer = None  # a failed variant's model and optimizer go now, not when the next one is built
+        _prepare_variant(suite, name, seed, data, dist, fails, prepared, steps, horizons)
     if suite.speed.rounds == 0 or not steps:
         return prepared
     control = control_name(suite.baseline)
@@ -475,11 +452,53 @@ def prepare_variants(suite: Suite, data: TokenData, dist: DistInfo = SINGLE,
         except BaseException as exc:
             if dist.enabled or not fails(exc):
                 raise
-            traceback.clear_frames(exc.__traceback__)
-            if torch.cuda.is_initialized():
-                torch.cuda.empty_cache()
+            _release(exc)
         finally:
             twin = None
+    _probe_speed(suite, dist, fails, prepared, steps, horizons, control)
+    return prepared
+
+
+def _prepare_variant(suite: Suite, name: str, seed: int, data: TokenData, dist: DistInfo,
+                     fails: Callable[[BaseException], bool], prepared: dict[str, dict[str, Any]],
+                     steps: dict[str, Callable[[], Any]], horizons: dict[str, int | None]) -> None:
+    """One variant's static measures and its probe step (into `prepared`, `steps`, `horizons`), or its failure."""
+    try:
+        trainer = Trainer(suite, name, seed, data, None, dist=dist)
+        trainer.compile_model()  # the probe times the step in the mode the runs train in
+        prepared[name] = {"static": trainer.static, "speed": None}
+        if suite.speed.rounds:
+            horizons[name] = trainer.horizon
+            steps[name] = _probe_step(trainer)  # a block that raises in forward or backward is found here
+    except BaseException as exc:
+        if dist.enabled or not fails(exc):
+            raise
+        steps.pop(name, None)
+        _failed(prepared, name, exc)
+        _release(exc)
+    finally:
+        trainer = None  # a failed variant's model and optimizer go now, not when the next one is built
+
+
+def _failed(prepared: dict[str, dict[str, Any]], name: str, exc: BaseException) -> None:
+    text = (str(exc).strip().splitlines() or [""])[0]
+    prepared[name] = {"static": None, "speed": None, "error": f"{type(exc).__name__}: {text}"[:500],
+                      "failure": {"error_type": type(exc).__name__, "message": text[:500],
+                                  "traceback": "".join(traceback.format_exception(exc))}}
+
+
+def _release(exc: BaseException) -> None:
+    """Let a failed build's tensors go: its traceback's frames hold them."""
+    traceback.clear_frames(exc.__traceback__)
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+def _probe_speed(suite: Suite, dist: DistInfo, fails: Callable[[BaseException], bool],
+                 prepared: dict[str, dict[str, Any]], steps: dict[str, Callable[[], Any]],
+                 horizons: dict[str, int | None], control: str) -> None:
+    """The interleaved speed probe over `steps`: each variant's speed summary into `prepared` (a variant whose step
+    fails in a round fails as its own runs)."""
     device = resolve_device(suite.runtime.device, dist)
     dropped: dict[str, BaseException] = {}
     stopped: dict[str, Any] = {}
@@ -492,7 +511,7 @@ def prepare_variants(suite: Suite, data: TokenData, dist: DistInfo = SINGLE,
                                    stopped=stopped)
     for name, exc in dropped.items():
         if name != control:
-            failed(name, exc)
+            _failed(prepared, name, exc)
     seconds, basis = cap(times)
     facts = {"min_rounds": suite.speed.rounds, "stop_reason": stopped["reason"],
              "target_half_width": suite.speed.target_half_width, "time_cap_seconds": seconds, "time_cap": basis,
@@ -502,7 +521,6 @@ def prepare_variants(suite: Suite, data: TokenData, dist: DistInfo = SINGLE,
         prepared[name]["round_seconds"] = times[name]  # probe.json keeps them; a record keeps the summary
     if control in times and suite.baseline in prepared:
         prepared[suite.baseline]["control_round_seconds"] = times[control]
-    return prepared
 
 
 def _probe_step(trainer: Trainer) -> Callable[[], Any]:

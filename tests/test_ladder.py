@@ -8,8 +8,8 @@ import pytest
 from rich.console import Console
 
 from blockbench.cli import main
-from blockbench.display import RunDisplay
 from blockbench.ladder import LR_RULES, non_embedding_params
+from blockbench.progress import RunDisplay
 from blockbench.rungs import describe, rung_suites
 from blockbench.suite import SuiteError, load_suite
 from blockbench.untrusted import md

@@ -93,7 +93,7 @@ def test_ok_record_without_final_eval_loss_is_rejected(record, tmp_path):
 
 
 def test_filesystem_without_hard_links_still_writes_and_never_overwrites(record, tmp_path, monkeypatch):
-    import blockbench.records as records_module
+    import blockbench.records.store as records_module
 
     def no_links(src, dst):
         raise PermissionError(1, "Operation not permitted")

@@ -6,8 +6,9 @@ import math
 import pytest
 
 from blockbench.data import load_data
+from blockbench.records import to_target
 from blockbench.suite import Budget, OptimConfig, load_suite
-from blockbench.train import lr_factor, run_trial, schedule_steps, to_target
+from blockbench.train import lr_factor, run_trial, schedule_steps
 from tests.tiny_suite import write_suite
 
 

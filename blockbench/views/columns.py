@@ -4,10 +4,11 @@ Each `Column` says what it reads from a run record (`runs`: the per-run numbers,
 are computed from a variant's runs (`compute`; the rank and the stability columns are filled once the table is
 ranked), its names in the CSV (`names`, in the list's order) and, where the pages show it, its header and cell in
 the ranking table (`ranking`) and in the time-to-target table (`target`), in the list's order. A workload adds its
-own columns (Workload.leaderboard_columns, plain `viewspec.ExtraColumn`s) after the column each names. What a
+own columns, one per metric it declares (Workload.metrics, `workloads.Metric`), after the column each names. What a
 column means (`meaning`, and the landing page's `brief`) is on it too: the leaderboard's and the landing page's
 reading guides and docs/leaderboards.md's table render from it, their thresholds from the statistics' constants.
-Adding a column is one entry here (and, for a new record field, records.py).
+Adding a column is one entry here (and, for a new record field, records/schema.py); adding a workload metric is one
+declaration in its workload.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from blockbench.suite import SpeedConfig
 from blockbench.untrusted import csv as csv_text
 from blockbench.untrusted import md
 from blockbench.views import page
-from blockbench.viewspec import ExtraColumn
+from blockbench.workloads import Metric, workload_class, workload_of
 
 TO_TARGET = ("steps", "tokens", "flops", "seconds")
 MEMORY_KINDS = {"cpu_peak_rss_growth": "CPU RSS growth", "cuda_max_allocated": "CUDA max allocated"}
@@ -462,9 +463,7 @@ COLUMNS: list[Column] = [
            ranking=Cell(lambda view: "eval loss, mean ± 95% CI" if view.multi
                         else "eval loss (one seed: no interval)", lambda r, view: loss_cell(r)),
            label="**eval loss**", meaning=_EVAL_LOSS, brief=_EVAL_LOSS_BRIEF),
-    Column(("eval_bpb_mean",), (_summary("final_eval_bpb", "eval_bpb"),),
-           lambda v: float(v.g["eval_bpb"].mean()) if v.losses else math.nan),
-    # (a workload's columns go here: masked-token accuracy after eval_bpb_mean)
+    # (a workload's columns go here, e.g. the decoder's bits per byte: columns_for places each after eval_loss_mean)
     Column(ranking=Cell("seeds", lambda r, view: str(r["n_seeds"]))),
     Column(("speedup_vs_baseline", "speedup_iqr"),
            (RunField("speedup_vs_baseline", lambda r: r["speed"].get("speedup_vs_baseline")),
@@ -554,24 +553,29 @@ def with_columns_table(doc: str) -> str:
     return f"{head}{DOC_BEGIN}\n{columns_table()}{DOC_END}{tail}"
 
 
-def workload_column(extra: ExtraColumn) -> Column:
-    """A workload's declared column: the mean over seeds of a summary entry, for a variant with final losses."""
-    run = f"run:{extra.name}"
+# How a metric's per-seed values become one number per variant (workloads.vocabulary.AGGREGATES names them).
+_AGGREGATES: dict[str, Callable[[Any], float]] = {"mean": lambda values: float(values.astype(float).mean())}
 
-    def mean(v: Runs) -> float:
+
+def metric_column(metric: Metric) -> Column:
+    """A workload metric's column: its aggregate over a variant's seeds, for a variant with final losses."""
+    run = f"run:{metric.column}"
+    aggregate_of = _AGGREGATES[metric.aggregate]
+
+    def value(v: Runs) -> float:
         values = v.g[run]
-        return float(values.astype(float).mean()) if v.losses and values.notna().any() else math.nan
+        return aggregate_of(values) if v.losses and values.notna().any() else math.nan
 
-    return Column((extra.name,), (RunField(run, lambda r: r["summary"].get(extra.summary_key)),), mean,
-                  ranking=Cell(extra.header, lambda r, view: fmt(r[extra.name], extra.spec)), optional=True,
-                  after=extra.after)
+    return Column((metric.column,), (RunField(run, lambda r: r["summary"].get(metric.key)),), value,
+                  ranking=Cell(metric.header, lambda r, view: fmt(r[metric.column], metric.spec))
+                  if metric.header else None,
+                  optional=not metric.always_listed, after=metric.after, meaning=metric.meaning)
 
 
 def columns_for(records: Sequence[dict[str, Any]]) -> list[Column]:
-    """COLUMNS with the records' workload's own columns, each after the column it names."""
-    from blockbench.workloads import workload_class, workload_of
-
-    extras = [workload_column(e) for e in workload_class(workload_of(records[0])).leaderboard_columns]
+    """COLUMNS with the records' workload's own columns (one per metric it declares), each after the column it
+    names."""
+    extras = [metric_column(m) for m in workload_class(workload_of(records[0])).metrics]
     out: list[Column] = []
     for column in COLUMNS:
         out.append(column)

@@ -3,8 +3,9 @@
 A workload owns everything that separates one training objective from another while the blocks stay the same:
 the attention mask the blocks get (causal or bidirectional), the vocabulary the model needs on top of the data's
 (masked-LM adds a mask token), the head between the final norm and the tied unembedding, the training batches and
-their targets, the fixed evaluation windows, the evaluation metrics, and the attention term of the analytic FLOP
-formula. One preset runs under any workload; a suite names its workload (causal_lm when it names none).
+their targets, the fixed evaluation windows, the metrics it declares (vocabulary.Metric: records, leaderboard
+columns and the progress display read them), and the attention term of the analytic FLOP formula. One preset
+runs under any workload; a suite names its workload (causal_lm when it names none).
 
 Nothing here imports the model: model.py asks a workload for its mask and head, train.py for its data and metrics.
 """
@@ -15,6 +16,9 @@ import dataclasses
 from typing import Any
 
 from blockbench.workloads.base import DEFAULT_WORKLOAD, Windows, Workload, WorkloadError
+from blockbench.workloads.causal_lm import CausalLM
+from blockbench.workloads.masked_lm import MaskedLM
+from blockbench.workloads.vocabulary import Metric, ReportSection
 
 
 def workload_names() -> tuple[str, ...]:
@@ -29,9 +33,6 @@ def workload_help() -> str:
 
 
 def _registry() -> dict[str, type[Workload]]:
-    from blockbench.workloads.causal_lm import CausalLM
-    from blockbench.workloads.masked_lm import MaskedLM
-
     return {"causal_lm": CausalLM, "masked_lm": MaskedLM}
 
 
@@ -64,5 +65,5 @@ def workload_of(record: dict[str, Any]) -> str:
     return record.get("workload") or DEFAULT_WORKLOAD
 
 
-__all__ = ["DEFAULT_WORKLOAD", "Windows", "Workload", "WorkloadError", "get_workload", "option_fields",
-           "workload_class", "workload_help", "workload_names", "workload_of"]
+__all__ = ["DEFAULT_WORKLOAD", "Metric", "ReportSection", "Windows", "Workload", "WorkloadError", "get_workload",
+           "option_fields", "workload_class", "workload_help", "workload_names", "workload_of"]

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from blockbench.errors import BlockbenchError
-from blockbench.viewspec import ExtraColumn, ReportSection
+from blockbench.workloads.vocabulary import Metric, ReportSection
 
 if TYPE_CHECKING:
     from blockbench.data import TokenData
@@ -37,8 +37,9 @@ class Workload:
     loss_label: str = ""
     # What the workload builds, in a few words, for the command line's --workload help.
     summary: str = ""
-    # Its own leaderboard columns (views/columns.py places each after the column it names); none by default.
-    leaderboard_columns: tuple[ExtraColumn, ...] = ()
+    # The metrics it reports beside the eval loss (records validate them, views/columns.py and the progress
+    # display render them); none by default.
+    metrics: tuple[Metric, ...] = ()
 
     @classmethod
     def report_sections(cls, records: list[dict[str, Any]],
@@ -58,10 +59,10 @@ class Workload:
         return self.name == DEFAULT_WORKLOAD
 
     def summary_metrics(self, last_point: dict[str, Any] | None, data: TokenData) -> dict[str, Any]:
-        """The run record's summary entries of this workload, written after final_eval_loss: from the last
-        evaluation point of a run that ended ok, or None for one that did not (then every value is None).
-        By default no bits per byte (a compression rate of a next-token loss only)."""
-        return {"final_eval_bpb": None}
+        """The run record's summary entries of this workload (one per declared metric), written after
+        final_eval_loss: from the last evaluation point of a run that ended ok, or None for one that did not (then
+        every value is None). None by default."""
+        return {}
 
     def model_vocab_size(self, data_vocab_size: int) -> int:
         """The model's vocabulary for a corpus of `data_vocab_size` token ids (extra ids are the workload's)."""

@@ -9,16 +9,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
+from blockbench.data import TokenData, bits_per_byte, eval_windows, train_batches
 from blockbench.distributed import SINGLE, DistInfo, all_reduce
 from blockbench.workloads.base import Windows, Workload
-
-if TYPE_CHECKING:
-    from blockbench.data import TokenData
+from blockbench.workloads.vocabulary import Metric
 
 
 @torch.no_grad()
@@ -43,15 +42,15 @@ class CausalLM(Workload):
     causal = True
     loss_label = "next-token loss (nats/token)"
     summary = "decoder"
+    metrics = (Metric("final_eval_bpb", float, optional=True, unit="bits/byte",
+                      meaning="the final eval loss as a compression rate of the validation text, in bits per byte "
+                              "(comparable across tokenizers)",
+                      column="eval_bpb_mean", after="eval_loss_mean", label="bpb", always_listed=True),)
 
     def train_batches(self, data: TokenData, seed: int, batch_size: int, seq_len: int) -> Iterator[Windows]:
-        from blockbench.data import train_batches
-
         return train_batches(data, seed, batch_size, seq_len)
 
     def eval_windows(self, data: TokenData, seq_len: int, max_windows: int) -> Windows:
-        from blockbench.data import eval_windows
-
         return eval_windows(data, seq_len, max_windows)
 
     def evaluate(self, model: nn.Module, windows: Windows, batch_size: int, autocast: Any,
@@ -60,7 +59,6 @@ class CausalLM(Workload):
 
     def summary_metrics(self, last_point: dict[str, Any] | None, data: TokenData) -> dict[str, Any]:
         """Bits per byte: the next-token loss as a compression rate of the validation text."""
-        from blockbench.data import bits_per_byte
-
         final_eval = None if last_point is None else last_point["eval_loss"]
-        return {"final_eval_bpb": None if final_eval is None else bits_per_byte(final_eval, data.val_bytes_per_token)}
+        bpb = None if final_eval is None else bits_per_byte(final_eval, data.val_bytes_per_token)
+        return {self.metrics[0].key: bpb}

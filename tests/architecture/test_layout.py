@@ -4,6 +4,8 @@
   where LONG_FUNCTION_EXCEPTIONS gives a module and its reason;
 - no module outside blockbench/workloads/ names a workload in code: the workloads own their names (the CLI's
   choices come from the registry) and what differs between them (docstrings and comments may describe them);
+- no module but a workload's own names one of the metrics it declares (its summary key or its column): records,
+  columns and the progress display read the declaration (Workload.metrics);
 - tests mirror the package: a directory under tests/ is a package directory's twin or one listed with its reason,
   and a test file is named after what it tests, not after an issue.
 """
@@ -11,12 +13,13 @@
 from __future__ import annotations
 
 import ast
+import inspect
 from pathlib import Path
 
 import pytest
 
 import blockbench
-from blockbench.workloads import workload_names
+from blockbench.workloads import workload_class, workload_names
 
 ROOT = Path(blockbench.__file__).resolve().parent
 MAX_FUNCTION_LINES = 60
@@ -68,14 +71,18 @@ def _docstrings(tree: ast.AST) -> set[int]:
     return ids
 
 
-def workload_names_in_code(path: Path) -> list[str]:
-    """Each string constant (f-string parts included, docstrings not) that contains a workload's name."""
+def names_in_code(path: Path, names: tuple[str, ...]) -> list[str]:
+    """Each string constant (f-string parts included, docstrings not) that contains one of `names`."""
     tree = ast.parse(path.read_text(), str(path))
     docstrings = _docstrings(tree)
     return [f"{path.relative_to(ROOT.parent)}:{node.lineno} {node.value[:60]!r}"
             for node in ast.walk(tree)
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
-            and any(name in node.value for name in WORKLOAD_NAMES)]
+            and any(name in node.value for name in names)]
+
+
+def workload_names_in_code(path: Path) -> list[str]:
+    return names_in_code(path, WORKLOAD_NAMES)
 
 
 def test_only_workloads_name_workloads() -> None:
@@ -84,6 +91,28 @@ def test_only_workloads_name_workloads() -> None:
     assert not found, f"a workload named outside blockbench/workloads/: {'; '.join(found)}"
 
     assert set(WORKLOAD_NAMES) >= {"causal_lm", "masked_lm"}
+
+
+def metric_names() -> dict[Path, tuple[str, ...]]:
+    """Per workload module, the names of the metrics its workload declares: summary keys and column names."""
+    found: dict[Path, tuple[str, ...]] = {}
+    for name in WORKLOAD_NAMES:
+        cls = workload_class(name)
+        path = Path(inspect.getsourcefile(cls)).resolve()
+        found[path] = found.get(path, ()) + tuple(n for m in cls.metrics for n in (m.key, m.column))
+    return found
+
+
+def test_only_a_workload_names_its_metrics() -> None:
+    declared = metric_names()
+    found = [hit for own, names in declared.items() for path in sorted(ROOT.rglob("*.py"))
+             if path.resolve() != own for hit in names_in_code(path, names)]
+    assert not found, f"a workload's metric named outside its module: {'; '.join(found)}"
+
+    every = {n for names in declared.values() for n in names}
+    assert {"final_eval_bpb", "eval_bpb_mean", "final_eval_accuracy", "eval_accuracy_mean"} <= every
+    for own, names in declared.items():  # the declaration itself is found where it is made
+        assert all(names_in_code(own, (n,)) for n in names), own
 
 
 # Test directories that mirror no package directory, each with why.

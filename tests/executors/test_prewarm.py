@@ -9,8 +9,8 @@ import signal
 import pytest
 
 from blockbench.cli import main
-from blockbench.display import time_line
 from blockbench.executors.local import LocalExecutor
+from blockbench.progress import time_line
 from blockbench.records import load_record
 from blockbench.runner import run
 from blockbench.suite import load_suite

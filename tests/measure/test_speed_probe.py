@@ -232,7 +232,7 @@ def probed_records() -> list[dict]:
 def test_every_view_prints_the_probes_words(capsys):
     from rich.console import Console
 
-    from blockbench.display import RunDisplay
+    from blockbench.progress import RunDisplay
     from blockbench.suite import load_suite
     from blockbench.views.compare import Side, Thresholds, compare_sides
     from blockbench.views.report import check_claims, plot_claims

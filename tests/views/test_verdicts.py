@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from blockbench import stats
-from blockbench.display import RunDisplay
+from blockbench.progress import RunDisplay
 from blockbench.records import load_records, record_filename, write_record
 from blockbench.suite import load_suite
 from blockbench.views import compare, leaderboard, page, report, selection
