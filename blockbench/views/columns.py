@@ -20,6 +20,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from blockbench import stats
 from blockbench.stats import bootstrap_speedup, t_interval
 from blockbench.suite import SpeedConfig
@@ -37,7 +40,6 @@ MEMORY_KINDS = {"cpu_peak_rss_growth": "CPU RSS growth", "cuda_max_allocated": "
 
 def _is_missing(value: Any) -> bool:
     try:
-        import pandas as pd
 
         return value is None or bool(pd.isna(value))
     except (TypeError, ValueError):
@@ -169,8 +171,6 @@ class Runs:
     base_seconds: list[float]
 
     def __post_init__(self) -> None:
-        import numpy as np
-
         g = self.g
         self.n = len(g)
         self.failed = int((g["status"] == "failed").sum())
@@ -275,8 +275,6 @@ def _ttt(v: Runs) -> tuple[float, float, float]:
 
 
 def _eval_loss(v: Runs) -> tuple[float, float, float, float]:
-    import numpy as np
-
     low, high = t_interval(v.losses)
     return (float(np.mean(v.losses)) if v.losses else math.nan,
             float(np.std(v.losses, ddof=1)) if len(v.losses) > 1 else math.nan, low, high)
@@ -590,8 +588,6 @@ def runs_frame(records: list[dict[str, Any]], failures: list[dict[str, Any]] | N
                columns: Sequence[Column] | None = None):
     """One row per record, and per failed run (status "failed", no numbers): the flat per-run numbers the
     columns are computed from."""
-    import pandas as pd
-
     fields = [f for c in (columns if columns is not None else COLUMNS) for f in c.runs]
     rows = [{"variant": f["variant"], "seed": f["seed"], "status": "failed", **{x.name: x.if_failed for x in fields}}
             for f in failures or []]
@@ -617,8 +613,6 @@ def aggregate(runs, baseline: str | None, has_target: bool, speed_comparable: bo
     are unranked. Speed ratios that do not compare (several device types or execution modes) are left out with
     their spread; an untrusted probe's ratios are left out and their spread kept, so the cell can say why
     (`untrusted (IQR x)`)."""
-    import pandas as pd
-
     columns = list(columns if columns is not None else COLUMNS)
     base_seconds = list(runs.loc[runs["variant"] == baseline, "seconds_to_target"]) if baseline else []
     rows = []
@@ -668,8 +662,6 @@ def add_stability(table, st: stats.Stability, columns: Sequence[Column] | None =
 def render_csv(table, columns: Sequence[Column]) -> str:
     """The CSV: every number unrounded; every text cell (variant, device, commit... from the records) made inert
     for spreadsheet programs (untrusted.csv). Only str cells are touched: a negative number stays a number."""
-    import pandas as pd
-
     buf = io.StringIO()
     frame = table[csv_columns(table, columns)].copy()
     for name in frame.columns:
