@@ -7,7 +7,6 @@ Skipless blocks without shaped attention collapse with depth; shaped attention k
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -177,69 +176,11 @@ def replot(directory: Path) -> Path:
     return directory / "diagnose.png"
 
 
-def _init_note(name: str, result: dict[str, Any]) -> str | None:
-    from blockbench.blocks import get_variant
-    from blockbench.blocks.spec import SpecError
-
-    try:
-        spec = get_variant(name).spec
-    except SpecError:
-        return None
-    return init_loss_note(spec.to_dict() if spec else None, result["model"]["d_model"], result["vocab_size"])
-
-
-def cmd_diagnose(args: argparse.Namespace) -> int:
-    if args.replot:
-        print(f"wrote {replot(Path(args.out))}")
-        return 0
-    from blockbench.blocks import PRESETS
-
-    if args.variant == "presets":
-        variants: list[str] | None = [v.name for v in PRESETS]
-    else:
-        variants = None if args.variant == "all" else [args.variant]
-    result = diagnose(variants, args.suite, args.layers, workload=args.workload)
-    out = Path(args.out)
+def write_diagnosis(result: dict[str, Any], out: Path) -> None:
+    """OUT/diagnose.json and OUT/diagnose.png, each written atomically; an unwritable OUT is a BlockbenchError."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "diagnose.json", json.dumps(result, indent=1) + "\n", "diagnose.json")
         plot(result, out / "diagnose.png")
     except OSError as exc:
         raise BlockbenchError(f"--out {out}: cannot write ({exc.strerror})") from None
-    if args.json:
-        print(json.dumps(result, indent=1))
-    else:
-        for name, values in result["variants"].items():
-            print(f"{name:16s} cosine at last layer {values['cosine'][-1]:.3f}   RMS {values['rms_norm'][-1]:.3f}")
-        notes = {name: note for name in result["variants"]
-                 if (note := _init_note(name, result)) is not None}
-        if notes:  # the first thing a user of the SAS family sees is a loss above ln V: say why once
-            print(f"{', '.join(notes)}: {next(iter(notes.values()))}")
-        print(f"wrote {out / 'diagnose.json'} and {out / 'diagnose.png'}")
-    return 0
-
-
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("diagnose", help="signal propagation at init: token cosine similarity and norm per layer",
-                       description="Build each variant at initialisation on real batches of the suite's data and "
-                                   "measure, after every block, how alike different tokens' representations are "
-                                   "(mean cosine similarity; near 1 is rank collapse) and the RMS activation. "
-                                   "Writes diagnose.json and diagnose.png; no training.")
-    p.add_argument("variant", nargs="?", default="all",
-                   help="one variant, 'all' (default: the suite's variants) or 'presets' (every built-in preset)")
-    from blockbench.suite import suite_help
-
-    p.add_argument("--suite", default="default", help=suite_help("; the model's shape and the data come from it"))
-    p.add_argument("--layers", type=int, help="depth to diagnose (default: the suite's n_layers)")
-    from blockbench.workloads import workload_names
-
-    p.add_argument("--workload", choices=workload_names(),
-                   help="build the models for this workload (default: the suite's): its attention mask and head")
-    p.add_argument("--out", default="diagnose",
-                   help="directory for diagnose.json and diagnose.png (default: %(default)s)")
-    p.add_argument("--replot", action="store_true",
-                   help="redraw --out's diagnose.png from its diagnose.json, building no model; with run records "
-                        "in --out, only the variants they cover")
-    p.add_argument("--json", action="store_true",
-                   help="print the result as JSON instead of a summary (the files are written either way)")
-    p.set_defaults(func=cmd_diagnose)

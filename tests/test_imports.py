@@ -149,10 +149,10 @@ FLOORS = [
     {"measure", "display", "rungs"},
     {"records"},
     {"train", "views"},
-    {"executors", "profile", "diagnose"},
+    {"executors", "step_probe", "diagnose"},
     {"runner"},
     {"sweep"},
-    {"cli", "__main__"},
+    {"commands", "cli", "__main__"},
 ]
 
 
