@@ -1,25 +1,42 @@
-"""`blockbench` command line: the top-level parser over the subcommands (one module each in commands/, listed in
-COMMANDS in the order `blockbench --help` shows them) and the exit codes."""
+"""`blockbench` command line: the top-level parser over the subcommands (one module each in commands/, listed by
+command_modules in the order `blockbench --help` shows them) and the exit codes."""
 
 from __future__ import annotations
 
 import argparse
 import signal
 import sys
+from types import ModuleType
 from typing import Any, NoReturn
 
 from blockbench.blocks.plugins import register_user_blocks
-from blockbench.commands import compare, diagnose, ladder, leaderboard, listing, profiling, report, run, show, sweep
 from blockbench.errors import BlockbenchError, Terminated
 from blockbench.untrusted import plain
-
-COMMANDS = (listing, show, run, sweep, leaderboard, ladder, compare, report, diagnose, profiling)
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # One line, not argparse's usage dump: the message and where to look.
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def command_modules() -> tuple[ModuleType, ...]:
+    """The subcommands' modules, in the order `blockbench --help` lists them."""
+    # deferred: the commands import the views (matplotlib, pandas, scipy); importing cli stays light
+    from blockbench.commands import (
+        compare,
+        diagnose,
+        ladder,
+        leaderboard,
+        listing,
+        profiling,
+        report,
+        run,
+        show,
+        sweep,
+    )
+
+    return (listing, show, run, sweep, leaderboard, ladder, compare, report, diagnose, profiling)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: none, the presets only)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for command in COMMANDS:
+    for command in command_modules():
         command.add_parser(sub)
     return parser
 

@@ -32,6 +32,7 @@ import json
 import logging
 import math
 import os
+import platform
 import re
 import sysconfig
 import tempfile
@@ -41,7 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tokenizers
 import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from blockbench.errors import BlockbenchError
 from blockbench.safeio import UnsafeFileError, check_writable_target, load_json_guarded, read_guarded, write_error_text
@@ -210,8 +213,6 @@ def _sympy_files() -> tuple[Path, list[str], dict[str, Any]]:
 
 
 def _stdlib_files() -> tuple[Path, list[str], dict[str, Any]]:
-    import platform
-
     root = Path(sysconfig.get_paths()["stdlib"]).resolve()
     skip = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
     rels = [p.relative_to(root).as_posix() for p in root.rglob("*.py")]
@@ -274,7 +275,7 @@ def _hub_error(what: str, name: str, exc: BaseException) -> DataError:
 
 
 def _datasets() -> Any:
-    # Imported only when needed (it costs ~2 s); it must never draw progress bars on the CLI's terminal.
+    # deferred: ~2 s to import, and only a hub corpus needs it; it must never draw progress bars on the CLI's terminal.
     import datasets
 
     datasets.disable_progress_bars()
@@ -436,8 +437,6 @@ def _wrap_tokenizer(tok: Any, key: str, tok_id: str, path: str | None, origin: s
 
 
 def _train_bpe(corpus: _Corpus, vocab_size: int) -> Any:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -448,8 +447,6 @@ def _train_bpe(corpus: _Corpus, vocab_size: int) -> Any:
 
 
 def _bpe_tokenizer(config: DataConfig, corpus: _Corpus, key_dir: Path) -> _Tokenizer:
-    from tokenizers import Tokenizer
-
     path = key_dir / "tokenizer.json"
     tok = None
     if path.exists():
@@ -470,8 +467,6 @@ def _bpe_tokenizer(config: DataConfig, corpus: _Corpus, key_dir: Path) -> _Token
 
 
 def _hub_tokenizer(name: str) -> _Tokenizer:
-    from tokenizers import Tokenizer
-
     try:
         tok = Tokenizer.from_pretrained(name)
     except Exception as exc:
@@ -491,7 +486,7 @@ def _token_dtype(vocab_size: int) -> type[np.integer]:
 
 def _tokenize(docs: Any, tok: _Tokenizer, split: str) -> np.ndarray:
     datasets = _datasets()
-    import pyarrow.compute as pc
+    import pyarrow.compute as pc  # deferred: comes with datasets, needed only with it
 
     dtype = _token_dtype(tok.vocab_size)
     eot = np.array([tok.eot_id], dtype=dtype)
@@ -558,7 +553,30 @@ def load_data(config: DataConfig, cache_dir: str | os.PathLike[str] | None = Non
     cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     corpus = _load_corpus(config)
     _check_fingerprint(config, corpus)
+    tok, key_dir = _tokenizer_and_cache(config, corpus, cache_root)
+    arrays = _token_arrays(key_dir, corpus, tok)
 
+    val = torch.from_numpy(arrays["val"].astype(np.int64))
+    return TokenData(
+        train=torch.from_numpy(arrays["train"].astype(np.int64)),
+        val=val,
+        vocab_size=tok.vocab_size,
+        eot_id=tok.eot_id,
+        fingerprint=corpus.fingerprint,
+        tokenizer_id=tok.id,
+        val_bytes_per_token=corpus.val_bytes / max(1, val.numel()),
+        n_docs_train=corpus.n_docs_train,
+        n_docs_val=corpus.n_docs_val,
+        corpus=corpus.name,
+        corpus_info=corpus.info,
+        tokenizer_path=tok.path,
+        tokenizer_sha256=tok.sha256,
+    )
+
+
+def _tokenizer_and_cache(config: DataConfig, corpus: _Corpus, cache_root: Path) -> tuple[_Tokenizer, Path]:
+    """The run's tokenizer and its cache directory (one per corpus, tokenizer and validation fraction). A hub
+    tokenizer is fetched first because its key names the directory; a BPE tokenizer is trained into it."""
     tok_key = {"bpe": f"bpe{config.vocab_size}", "bytes": "bytes"}.get(config.tokenizer, "hub")
     if config.tokenizer == "hub":
         tok = _hub_tokenizer(config.hub_tokenizer or "")
@@ -568,7 +586,12 @@ def load_data(config: DataConfig, cache_dir: str | os.PathLike[str] | None = Non
         tok = _bpe_tokenizer(config, corpus, key_dir)
     elif config.tokenizer == "bytes":
         tok = _bytes_tokenizer()
+    return tok, key_dir
 
+
+def _token_arrays(key_dir: Path, corpus: _Corpus, tok: _Tokenizer) -> dict[str, np.ndarray]:
+    """Both splits' token arrays: from the cache where it holds them for this corpus and tokenizer, tokenised (and
+    cached, meta.json last) otherwise."""
     meta_path = key_dir / "meta.json"
     meta = _read_meta(meta_path)
     if meta and (meta.get("format") != _CACHE_FORMAT or meta.get("fingerprint") != corpus.fingerprint
@@ -594,31 +617,18 @@ def load_data(config: DataConfig, cache_dir: str | os.PathLike[str] | None = Non
             logger.info("loaded cached %s", path)
         arrays[split] = arr
     if changed:
-        import tokenizers
+        _write_meta(meta_path, meta, corpus, tok)
+    return arrays
 
-        meta.update({"format": _CACHE_FORMAT, "fingerprint": corpus.fingerprint, "tokenizer_id": tok.id,
-                     "tokenizer_sha256": tok.sha256,
-                     "vocab_size": tok.vocab_size, "eot_id": tok.eot_id, "n_docs_train": corpus.n_docs_train,
-                     "n_docs_val": corpus.n_docs_val, "val_bytes": corpus.val_bytes,
-                     "tokenizers_version": tokenizers.__version__})
-        _atomic_write(meta_path, lambda f: f.write(json.dumps(meta, indent=1, sort_keys=True).encode()))
 
-    val = torch.from_numpy(arrays["val"].astype(np.int64))
-    return TokenData(
-        train=torch.from_numpy(arrays["train"].astype(np.int64)),
-        val=val,
-        vocab_size=tok.vocab_size,
-        eot_id=tok.eot_id,
-        fingerprint=corpus.fingerprint,
-        tokenizer_id=tok.id,
-        val_bytes_per_token=corpus.val_bytes / max(1, val.numel()),
-        n_docs_train=corpus.n_docs_train,
-        n_docs_val=corpus.n_docs_val,
-        corpus=corpus.name,
-        corpus_info=corpus.info,
-        tokenizer_path=tok.path,
-        tokenizer_sha256=tok.sha256,
-    )
+def _write_meta(meta_path: Path, meta: dict[str, Any], corpus: _Corpus, tok: _Tokenizer) -> None:
+    """meta.json: the splits' sizes and hashes (in `meta`) with what they were made from."""
+    meta.update({"format": _CACHE_FORMAT, "fingerprint": corpus.fingerprint, "tokenizer_id": tok.id,
+                 "tokenizer_sha256": tok.sha256,
+                 "vocab_size": tok.vocab_size, "eot_id": tok.eot_id, "n_docs_train": corpus.n_docs_train,
+                 "n_docs_val": corpus.n_docs_val, "val_bytes": corpus.val_bytes,
+                 "tokenizers_version": tokenizers.__version__})
+    _atomic_write(meta_path, lambda f: f.write(json.dumps(meta, indent=1, sort_keys=True).encode()))
 
 
 # -------------------- batches

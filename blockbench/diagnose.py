@@ -7,6 +7,8 @@ Skipless blocks without shaped attention collapse with depth; shaped attention k
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import math
 from pathlib import Path
@@ -14,8 +16,14 @@ from typing import Any
 
 import torch
 
+from blockbench.data import load_data
 from blockbench.errors import BlockbenchError
 from blockbench.safeio import atomic_write_bytes, atomic_write_text
+from blockbench.suite import load_suite
+from blockbench.train import build_for_suite
+from blockbench.views.diagnosis import load_diagnosis
+from blockbench.views.plotstyle import variant_style
+from blockbench.views.selection import load_entries, records_dir
 
 # The init fact users meet first (issue 23): a SAS-family model starts at a loss far above ln(V).
 EMBEDDING_STD = 0.02  # the presets' N(0, 0.02^2) embedding init (blocks/zoo.py)
@@ -67,12 +75,6 @@ def diagnose(variants: list[str] | None, suite_name: str, layers: int | None, ba
     """Signal propagation of `variants` (None: the suite's own) at the suite's shape, `layers` deep, built for
     the suite's workload (or `workload`): its attention mask and head, on its evaluation windows (masked ones for
     a masked workload)."""
-    import dataclasses
-
-    from blockbench.data import load_data
-    from blockbench.suite import load_suite
-    from blockbench.train import build_for_suite
-
     suite = load_suite(suite_name).with_overrides(variants=variants)
     if workload is not None and workload != suite.workload:
         suite = dataclasses.replace(suite, workload=workload, workload_options={})
@@ -112,9 +114,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     """Both measures per layer. Several variants often coincide exactly (every shaped-attention block keeps its
     tokens apart): each series has its own colour and marker and is shifted sideways by a fraction of a layer,
     and the legend sits outside the axes, so every series stays visible."""
-    from matplotlib.figure import Figure
-
-    from blockbench.views.plotstyle import variant_style
+    from matplotlib.figure import Figure  # deferred: heavy (about a second), kept off `blockbench --help`
 
     names = list(result["variants"])
     fig = Figure(figsize=(13, 4.8), layout="constrained")
@@ -146,8 +146,6 @@ def plot(result: dict[str, Any], path: Path) -> None:
                  f"d={result['model']['d_model']}")
     fig.supxlabel(f"Series are shifted sideways by {OFFSET} layer each so that coinciding ones stay visible; "
                   "every point belongs to a whole layer.", fontsize="small", color="dimgrey")
-    import io
-
     buffer = io.BytesIO()  # rendered in memory, then written atomically: never through a link at `path`
     fig.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
     atomic_write_bytes(path, buffer.getvalue(), "plot")
@@ -157,9 +155,6 @@ def replot(directory: Path) -> Path:
     """Redraw directory/diagnose.png from its diagnose.json without building a model, keeping only the variants
     that have run records in the directory (a diagnosis of every preset beside a suite that ran fewer would show
     blocks the results say nothing about)."""
-    from blockbench.views.diagnosis import load_diagnosis
-    from blockbench.views.selection import load_entries, records_dir
-
     source = directory / "diagnose.json"
     try:  # the guarded loader: regular file, size and depth caps, every field plot reads type-checked
         result = load_diagnosis(source)

@@ -25,6 +25,7 @@ import torch
 from blockbench.blocks import get_variant
 from blockbench.blocks.spec import SpecError
 from blockbench.blocks.zoo import name_problem
+from blockbench.model import build_model
 
 # How a rung's learning rate follows from the reference one when [ladder.lr] does not list it.
 LR_RULES = {
@@ -197,8 +198,6 @@ def nominal_vocab(suite: Any) -> int:
 
 def meta_model(suite: Any, variant: str) -> Any:
     """The variant at the suite's shape, built without memory (meta tensors): what counting needs."""
-    from blockbench.model import build_model
-
     entry = suite.variants[variant]
     preset = get_variant(entry.preset)
     spec = preset.spec.replace(**entry.spec) if entry.spec and preset.spec else None

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blockbench.blocks.args import ModelConfig  # defined beside BlockSpec; `blockbench.model.ModelConfig` stays
+from blockbench.blocks.model_args import ModelConfig  # defined beside BlockSpec; `blockbench.model.ModelConfig` stays
 from blockbench.blocks.norms import make_norm
 from blockbench.blocks.ranges import scope
 from blockbench.blocks.spec import BlockSpec, SpecError

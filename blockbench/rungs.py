@@ -19,6 +19,7 @@ from blockbench.ladder import (
     shaped_like,
     tokens_per_step,
 )
+from blockbench.measure.flops import analytic_flops_fwd_per_token
 from blockbench.suite import MIN_EVALUATIONS, Budget, Suite, SuiteError, evaluations_per_run, resolve_eval
 
 
@@ -74,8 +75,6 @@ def describe(suite: Suite) -> list[dict[str, Any]]:
 def training_flops(suite: Suite, variant: str, tokens: int) -> float:
     """Training FLOPs of `variant` over `tokens` at the suite's shape: 3x the analytic forward FLOPs per token,
     what records count (measure/flops.py)."""
-    from blockbench.measure.flops import analytic_flops_fwd_per_token
-
     per_token = analytic_flops_fwd_per_token(meta_model(suite, variant))
     if per_token is None:
         raise SuiteError(f"{variant}: a user factory block has no analytic FLOP count")

@@ -11,7 +11,9 @@ again). One failed run never stops the others. The runner does not know which ex
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import socket
@@ -24,9 +26,11 @@ from typing import Any
 
 import torch
 
+from blockbench.data import load_data
 from blockbench.distributed import SINGLE, DistInfo, barrier, init
 from blockbench.errors import BlockbenchError
-from blockbench.executors import Event, Executor, Job, ProbeDied
+from blockbench.executors import Event, Executor, Job, ProbeDied, default_executor
+from blockbench.measure.env import device_name
 from blockbench.measure.throughput import NO_PROBE
 from blockbench.records import (
     FAILURE_SCHEMA_VERSION,
@@ -46,6 +50,7 @@ from blockbench.records import (
     write_probe,
     write_record,
 )
+from blockbench.rungs import rung_suites
 from blockbench.safeio import atomic_write_bytes, file_size_limit, open_nofollow, write_error_text
 from blockbench.suite import Suite, check_fits
 from blockbench.train import resolve_device
@@ -161,8 +166,6 @@ class OutLock:
         self.foreign = False  # another run holds OUT: undo nothing there
 
     def __enter__(self) -> OutLock:
-        import fcntl
-
         try:
             missing = [p for p in (self.out, *self.out.parents) if not os.path.lexists(p)]
             self.before = set() if missing else set(os.listdir(self.out))
@@ -469,7 +472,6 @@ def _probe_device(suite: Suite, executor: Executor) -> str:
     """The device type a probe that never reported would have run on: this machine's for a local executor."""
     if executor.remote:
         return "unknown (the speed probe died)"
-    from blockbench.measure.env import device_name
 
     return device_name(resolve_device(suite.runtime.device))
 
@@ -534,8 +536,6 @@ def execute(plans: list[Plan], executor: Executor, *, block_paths: list[str] | N
 def _load_data(plans: list[Plan], on_event: EventFn) -> None:
     """Build tokenizer and token caches once, here, before any worker needs them, and check that every plan's
     shape fits its data and that its finished runs were tokenized as this machine tokenizes."""
-    from blockbench.data import load_data
-
     loaded: set[str] = set()
     for plan in plans:
         if repr(plan.suite.data) not in loaded:
@@ -686,16 +686,12 @@ def run(suite: Suite, out: Path, *, executor: Executor | None = None,
 
 
 def _no_lock() -> Any:
-    import contextlib
-
     return contextlib.nullcontext()
 
 
 def _run_plan(plan: Plan, suite: Suite, executor: Executor | None, make_executor: Callable[[], Executor] | None,
               isolate: bool, block_paths: list[str] | None, on_event: EventFn | None, dist: DistInfo,
               max_retries: int) -> RunResult:
-    from blockbench.executors import default_executor
-
     if suite.runtime.threads:
         torch.set_num_threads(suite.runtime.threads)
     owned = executor is None
@@ -726,8 +722,6 @@ def run_ladder(suite: Suite, out: Path, *, executor: Executor, block_paths: list
                on_event: EventFn | None = None, resume: bool = False, max_retries: int = 1) -> RunResult:
     """A ladder suite: every rung's suite (rungs.py) into OUT/RUNG/, all through one executor. Nothing else forks:
     each rung is planned, probed, run and resumed as a suite is."""
-    from blockbench.rungs import rung_suites
-
     suites = rung_suites(suite)
     if resume and not out.is_dir():
         raise BlockbenchError(f"--resume {out}: nothing to resume there (no such directory); run without --resume")

@@ -104,7 +104,7 @@ def open_nofollow(path: str | os.PathLike, flags: int = os.O_RDWR | os.O_CREAT, 
 def file_size_limit() -> int | None:
     """The process's file-size limit in bytes (`ulimit -f`: RLIMIT_FSIZE, soft), None when unlimited."""
     try:
-        import resource
+        import resource  # deferred: POSIX only; elsewhere there is no limit to read
     except ImportError:  # not POSIX
         return None
     soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)

@@ -36,11 +36,15 @@ Everything is deterministic (the bootstrap draws from numpy's generator seeded b
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import stats as scipy_stats
+from scipy.optimize import minimize_scalar
+
+from blockbench.stats import kendall_tau
 
 LEVEL = 0.90
 N_BOOT = 400
@@ -121,8 +125,6 @@ def _fit_shared(x: np.ndarray, y: np.ndarray, groups: np.ndarray, n_groups: int,
                 e_hi: np.ndarray, *, xatol: float = 1e-6) -> _Fit:
     """Least squares of y = E + A_g x**-alpha for each row of `weights` (B, N), E in [0, e_hi[b]], alpha in
     ALPHA_BOUNDS. The losses are centred first so the sums of squares do not lose the residual to cancellation."""
-    from scipy.optimize import minimize_scalar
-
     weights = np.atleast_2d(np.asarray(weights, dtype=float))
     shift = float(np.mean(y))
     yc = y - shift
@@ -235,8 +237,6 @@ def lack_of_fit_test(losses: Sequence[float], cells: Sequence[Any], rss: float, 
     (variant, rung) pair), lack of fit = rss - pure error, F = (SS_lof/(k-p)) / (SS_pe/(N-k)). ok is False when
     p < LOF_P_MIN; with k <= p or no replicates the test is not possible (ok, and the reason says so). The reason
     starts with `label`."""
-    from scipy import stats
-
     y = np.asarray(losses, dtype=float)
     keys = list(cells)
     uniq = sorted(set(keys), key=repr)
@@ -255,7 +255,7 @@ def lack_of_fit_test(losses: Sequence[float], cells: Sequence[Any], rss: float, 
         f, p = (math.inf, 0.0) if ss_lof > 0 else (0.0, 1.0)
     else:
         f = (ss_lof / df_lof) / (ss_pe / df_pe)
-        p = float(stats.f.sf(f, df_lof, df_pe))
+        p = float(scipy_stats.f.sf(f, df_lof, df_pe))
     return {**base, "ok": p >= LOF_P_MIN, "F": f, "p": p, "reason": f"{label}: F={f:.3g}, p={p:.2g}"}
 
 
@@ -428,12 +428,10 @@ def _joint_fit(base: _Series, var: _Series, c0: float) -> dict[str, Any]:
 
 def _t_interval(log_hat: float, grad: np.ndarray, cov: np.ndarray, extra_var: float, df: int,
                 level: float) -> list[float] | None:
-    from scipy import stats
-
     var = float(grad @ cov @ grad) + extra_var
     if not (var >= 0 and math.isfinite(var) and math.isfinite(log_hat)):
         return None
-    half = float(stats.t.ppf((1 + level) / 2, df)) * math.sqrt(var)
+    half = float(scipy_stats.t.ppf((1 + level) / 2, df)) * math.sqrt(var)
     return [_safe_exp(log_hat - half), _safe_exp(log_hat + half)]
 
 
@@ -532,8 +530,6 @@ def rollout_check(points: Sequence[Point], baseline: str) -> dict[str, Any]:
 def rank_agreement(means: Mapping[str, Mapping[int, float]]) -> dict[str, Any]:
     """Kendall tau between each rung's ranking of the variants (by mean loss) and the largest rung's, and between
     consecutive rungs, over the variants both rungs have; the lists and their means (NaN taus left out)."""
-    from blockbench.stats import kendall_tau
-
     rungs = sorted({int(r) for m in means.values() for r in m})
 
     def tau(a: int, b: int) -> dict[str, Any]:
@@ -593,6 +589,32 @@ def _band(c_grid: np.ndarray, c0: float, E: np.ndarray, A: np.ndarray, alpha: np
     return {"c": c_grid.tolist(), "lo": lo.tolist(), "hi": hi.tolist()}
 
 
+@dataclass(frozen=True)
+class _Reference:
+    """The baseline's side of every comparison, fitted once per analysis: its law (a variant's pooled fit pins E and
+    alpha to it), its bootstrap resamples (a variant's seeds pair with them) and its tokens-for-compute line."""
+    name: str
+    series: _Series
+    c0: float
+    E: float
+    A: float
+    alpha: float
+    failed: str | None
+    counts: Mapping[int, tuple[list[int], np.ndarray]]
+    boot: tuple[np.ndarray, np.ndarray, np.ndarray]  # E, alpha and A per resample
+    tokens_slope: float
+    tokens_intercept: float
+    c_grid: np.ndarray
+    level: float
+    n_boot: int
+
+    def tokens_at(self, c: float) -> float:
+        """The baseline's tokens at compute `c`: converts a compute multiplier into tokens at the matched compute."""
+        if not (math.isfinite(c) and c > 0):
+            return math.nan
+        return float(np.exp(self.tokens_intercept + self.tokens_slope * math.log(c)))
+
+
 def analyse(points: Sequence[Point], baseline: str, *, level: float = LEVEL, n_boot: int = N_BOOT, seed: int = 0,
             plateau: Mapping[str, Mapping[int, str]] | None = None) -> dict[str, Any]:
     """Everything the scaling view shows, as JSON-serialisable data: the baseline's law with its checks and band,
@@ -615,74 +637,80 @@ def analyse(points: Sequence[Point], baseline: str, *, level: float = LEVEL, n_b
 
     base_reason = _too_few_rungs(base, baseline, "baseline")
     if base_reason:
-        result["law"] = {"failed": base_reason, "checks": [{"name": "rungs", "ok": False, "reason": base_reason}]}
-        result["rollout"] = {"available": False, "reason": base_reason, "variants": {}}
-        result["variants"] = {
-            n: {"verdict": verdict(None, None, n, baseline, reason=base_reason, plateau=plateau.get(n),
-                                   baseline_plateau=plateau.get(baseline)), "failed": base_reason}
-            for n in variants}
+        result.update(_without_law(base_reason, variants, baseline, plateau))
         return _clean(result)
     assert base is not None
 
-    # The baseline's law and its checks.
-    c0 = float(np.exp(np.mean(np.log(base.c))))
-    xb = base.c / c0
-    law = fit_law(base.c, base.y, c0=c0)
-    E, A_b, alpha = law["E"], law["A"], law["alpha"]
-    checks = [{"name": "rungs", "ok": True, "reason": f"{len(base.rungs)} rungs"},
-              _decreasing_check(base, A_b), *_bound_checks(law["alpha_bound"], law["E_bound"]),
-              lack_of_fit_test(base.y, base.rung.tolist(), law["rss"], 3)]
-    law_failed = _failed(checks)
-    # Tokens as a function of compute along the baseline's ladder (log-log line through the rung means): converts a
-    # compute multiplier into the baseline's tokens at the matched compute.
-    bstats = base.rung_stats()
-    slope, intercept = np.polyfit(np.log([s["flops"] for _, s in bstats]), np.log([s["tokens"] for _, s in bstats]), 1)
-
-    def tokens_at(c: float) -> float:
-        return float(np.exp(intercept + slope * math.log(c))) if math.isfinite(c) and c > 0 else math.nan
-
-    # Bootstrap: the baseline refitted once per resample, shared by every variant.
     rng = np.random.default_rng(seed)
-    base_counts = _draw(rng, base, n_boot)
-    wb = _point_weights(base, base_counts, n_boot)
-    e_hi = np.array([float(np.min(base.y[w > 0])) for w in wb]) * (1 - _E_GAP)
-    bfit = _fit_shared(xb, base.y, np.zeros(len(base.y), dtype=int), 1, wb, e_hi, xatol=1e-5)
-    bE, balpha = bfit.E, bfit.alpha
-    bA = _pinned_amplitude(xb, base.y, wb, bE, balpha)
-
-    all_c = np.concatenate([s.c for s in series.values()])
-    c_grid = np.geomspace(float(all_c.min()), float(all_c.max()), BAND_POINTS)
-    law_out = {**law, "checks": checks, "failed": law_failed, "n_points": len(base.y), "rungs": base.rungs,
-               "tokens_law": {"slope": float(slope), "intercept": float(intercept)},
-               "bootstrap": {"E": _quantiles(bE, level), "alpha": _quantiles(balpha, level)},
-               "band": _band(c_grid, c0, bE, bA, balpha, level)}
-    result["law"] = law_out
-    rollout = _rollout(base, variants, c0)
+    ref, law = _reference(base, baseline, series, rng, level, n_boot)
+    result["law"] = law
+    rollout = _rollout(base, variants, ref.c0)
     result["rollout"] = rollout
-
-    out_variants: dict[str, Any] = {}
-    for name, var in variants.items():
-        out_variants[name] = _analyse_variant(
-            name, var, base, baseline, c0=c0, E=E, A_b=A_b, alpha=alpha, law_failed=law_failed, level=level,
-            rng=rng, n_boot=n_boot, base_counts=base_counts, boot=(bE, balpha, bA), tokens_at=tokens_at,
-            c_grid=c_grid, plateau=plateau.get(name), baseline_plateau=plateau.get(baseline),
-            rollout=rollout["variants"].get(name))
+    out_variants = {name: _analyse_variant(name, var, ref, rng, plateau=plateau.get(name),
+                                           baseline_plateau=plateau.get(baseline),
+                                           rollout=rollout["variants"].get(name))
+                    for name, var in variants.items()}
     result["variants"] = out_variants
     # The same bands by name, for a plot that loops over the variants including the baseline.
-    result["bands"] = {baseline: law_out["band"], **{n: v.get("band") for n, v in out_variants.items()}}
+    result["bands"] = {baseline: law["band"], **{n: v.get("band") for n, v in out_variants.items()}}
     return _clean(result)
 
 
-def _analyse_variant(name: str, var: _Series, base: _Series, baseline: str, *, c0: float, E: float, A_b: float,
-                     alpha: float, law_failed: str | None, level: float, rng: np.random.Generator, n_boot: int,
-                     base_counts: Mapping[int, tuple[list[int], np.ndarray]],
-                     boot: tuple[np.ndarray, np.ndarray, np.ndarray], tokens_at: Callable[[float], float],
-                     c_grid: np.ndarray,
+def _without_law(reason: str, variants: Mapping[str, _Series], baseline: str,
+                 plateau: Mapping[str, Mapping[int, str]]) -> dict[str, Any]:
+    """The law, rollout and variants when the baseline has too few rungs for a law: every variant fails with the
+    baseline's reason."""
+    return {
+        "law": {"failed": reason, "checks": [{"name": "rungs", "ok": False, "reason": reason}]},
+        "rollout": {"available": False, "reason": reason, "variants": {}},
+        "variants": {n: {"verdict": verdict(None, None, n, baseline, reason=reason, plateau=plateau.get(n),
+                                            baseline_plateau=plateau.get(baseline)), "failed": reason}
+                     for n in variants},
+    }
+
+
+def _reference(base: _Series, baseline: str, series: Mapping[str, _Series], rng: np.random.Generator, level: float,
+               n_boot: int) -> tuple[_Reference, dict[str, Any]]:
+    """The baseline's fit that the variants are read against, and the law as the analysis reports it. `rng` is
+    the analysis' generator: the baseline draws its resamples first, then each variant in turn."""
+    c0 = float(np.exp(np.mean(np.log(base.c))))
+    law = fit_law(base.c, base.y, c0=c0)
+    checks = [{"name": "rungs", "ok": True, "reason": f"{len(base.rungs)} rungs"},
+              _decreasing_check(base, law["A"]), *_bound_checks(law["alpha_bound"], law["E_bound"]),
+              lack_of_fit_test(base.y, base.rung.tolist(), law["rss"], 3)]
+    # Tokens as a function of compute along the baseline's ladder (log-log line through the rung means).
+    bstats = base.rung_stats()
+    slope, intercept = np.polyfit(np.log([s["flops"] for _, s in bstats]), np.log([s["tokens"] for _, s in bstats]), 1)
+    counts, boot = _bootstrap_baseline(base, base.c / c0, rng, n_boot)
+    all_c = np.concatenate([s.c for s in series.values()])
+    ref = _Reference(name=baseline, series=base, c0=c0, E=law["E"], A=law["A"], alpha=law["alpha"],
+                     failed=_failed(checks), counts=counts, boot=boot, tokens_slope=slope, tokens_intercept=intercept,
+                     c_grid=np.geomspace(float(all_c.min()), float(all_c.max()), BAND_POINTS), level=level,
+                     n_boot=n_boot)
+    bE, balpha, bA = boot
+    law_out = {**law, "checks": checks, "failed": ref.failed, "n_points": len(base.y), "rungs": base.rungs,
+               "tokens_law": {"slope": float(slope), "intercept": float(intercept)},
+               "bootstrap": {"E": _quantiles(bE, level), "alpha": _quantiles(balpha, level)},
+               "band": _band(ref.c_grid, c0, bE, bA, balpha, level)}
+    return ref, law_out
+
+
+def _bootstrap_baseline(base: _Series, xb: np.ndarray, rng: np.random.Generator, n_boot: int
+                        ) -> tuple[dict[int, tuple[list[int], np.ndarray]], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The baseline refitted once per resample, shared by every variant: its seed draws and (E, alpha, A) each."""
+    counts = _draw(rng, base, n_boot)
+    wb = _point_weights(base, counts, n_boot)
+    e_hi = np.array([float(np.min(base.y[w > 0])) for w in wb]) * (1 - _E_GAP)
+    bfit = _fit_shared(xb, base.y, np.zeros(len(base.y), dtype=int), 1, wb, e_hi, xatol=1e-5)
+    return counts, (bfit.E, bfit.alpha, _pinned_amplitude(xb, base.y, wb, bfit.E, bfit.alpha))
+
+
+def _analyse_variant(name: str, var: _Series, ref: _Reference, rng: np.random.Generator, *,
                      plateau: Mapping[int, str] | None, baseline_plateau: Mapping[int, str] | None,
                      rollout: Mapping[str, Any] | None) -> dict[str, Any]:
     def words(m: float | None, ci: Sequence[float] | None, *, failed: str | None = None,
               reason: str | None = None, top_multiplier: float | None = None) -> str:
-        return verdict(m, ci, name, baseline, failed=failed, reason=reason, plateau=plateau,
+        return verdict(m, ci, name, ref.name, failed=failed, reason=reason, plateau=plateau,
                        baseline_plateau=baseline_plateau, top_multiplier=top_multiplier)
 
     reason = _too_few_rungs(var, name, "variant")
@@ -691,76 +719,26 @@ def _analyse_variant(name: str, var: _Series, base: _Series, baseline: str, *, c
         return {"failed": reason, "verdict": words(None, None, reason=reason), "rollout_error": rollout_error,
                 "free_fit": {"failed": reason}}
 
+    c0, E, A_b, alpha = ref.c0, ref.E, ref.A, ref.alpha
     xv = var.c / c0
-    ones = np.ones((1, len(var.y)))
-    # (a) pinned: E and alpha the baseline's, A_v refitted.
-    A_v = float(_pinned_amplitude(xv, var.y, ones, np.array([E]), np.array([alpha]))[0])
-    # (b) free: the variant's own law, reported only.
-    try:
-        free = fit_law(var.c, var.y, c0=c0)
-        free_fit: dict[str, Any] = {k: free[k] for k in ("E", "A", "alpha", "C0")}
-        if not free["A"] > 0:
-            free_fit = {"failed": "losses not decreasing with compute"}
-        elif free["alpha_bound"] is not None or free["E_bound"] is not None:
-            free_fit["at_bound"] = "; ".join(c["reason"] for c in _bound_checks(free["alpha_bound"], free["E_bound"])
-                                             if not c["ok"])
-    except Exception as exc:  # the free fit is a report: whatever it meets, the analysis goes on
-        free_fit = {"failed": f"{type(exc).__name__}: {exc}"}
-
-    joint = _joint_fit(base, var, c0)
+    # (a) pinned: E and alpha the baseline's, A_v refitted; (b) free: the variant's own law, reported only.
+    A_v = float(_pinned_amplitude(xv, var.y, np.ones((1, len(var.y))), np.array([E]), np.array([alpha]))[0])
+    free_fit = _free_fit(var, c0)
+    joint = _joint_fit(ref.series, var, c0)
     checks = [{"name": "rungs", "ok": True, "reason": f"{len(var.rungs)} rungs"}, _decreasing_check(var, A_v),
               joint["lack_of_fit"]]
-    var_failed = _failed(checks)
-    failed = "; ".join(f for f in (law_failed, var_failed) if f) or None
+    failed = "; ".join(f for f in (ref.failed, _failed(checks)) if f) or None
 
     vtop = var.rungs[-1]
     top = dict(var.rung_stats())[vtop]
     l_top, c_top, t_top = top["loss"], top["flops"], top["tokens"]
-
-    # Point estimates.
     m = _safe_exp((math.log(A_b) - math.log(A_v)) / alpha) if A_v > 0 and A_b > 0 else math.nan
-    law_b = {"E": E, "A": A_b, "alpha": alpha, "C0": c0}
-    m_top = law_compute(law_b, l_top) / c_top if A_b > 0 else math.nan
-    top_note = None
-    if l_top <= E:
-        top_note = (f"the variant's mean loss at rung {vtop} ({l_top:.4f}) is at or below the baseline's fitted floor "
-                    f"E = {E:.4f}: the baseline never reaches it, so the multiplier is not defined")
-        m_top = math.nan
+    m_top, top_note = _top_multiplier(ref, vtop, l_top, c_top)
 
-    # Bootstrap: the same resamples of the baseline, the variant's seeds paired with them where they match.
-    bE, balpha, bA = boot
-    wv = _point_weights(var, _draw(rng, var, n_boot, paired_with=base_counts), n_boot)
-    bAv = _pinned_amplitude(xv, var.y, wv, bE, balpha)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        bm = np.where((bAv > 0) & (bA > 0), (bA / bAv) ** (1 / balpha), np.nan)
-        topm = var.rung == vtop
-        bl = (wv[:, topm] @ var.y[topm]) / wv[:, topm].sum(1)
-        bc = (wv[:, topm] @ var.c[topm]) / wv[:, topm].sum(1)
-        # A resampled mean at or below the resample's floor: the baseline never gets there, m_top is infinite.
-        bmt = np.where(bl > bE, c0 * ((bl - bE) / bA) ** (-1 / balpha) / bc, np.inf)
-        bmt = np.where(bA > 0, bmt, np.nan)
-    ci_boot = _quantiles(bm, level)
-    ci_boot_top = _quantiles(bmt, level)
-
-    # Lack-of-fit t intervals, centred on the pinned estimates, with the joint fit's covariance.
-    ci_t = ci_t_top = None
-    if joint["cov"] is not None and math.isfinite(m):
-        ln_ab, ln_av = math.log(A_b), math.log(A_v)
-        # log m = (lnA_b - lnA_v) / alpha; parameters (E, alpha, lnA_b, lnA_v)
-        grad = np.array([0.0, -(ln_ab - ln_av) / alpha ** 2, 1 / alpha, -1 / alpha])
-        ci_t = _t_interval(math.log(m), grad, joint["cov"], 0.0, joint["df"], level)
-        if math.isfinite(m_top):
-            # log m_top = ln C0 - ln Cbar - (ln(Lbar - E) - lnA_b) / alpha, plus Var(Lbar) = s^2 / n with s^2 the
-            # joint fit's residual variance (more degrees of freedom than one rung's seeds, lack of fit included).
-            d = l_top - E
-            grad_top = np.array([1 / (alpha * d), (math.log(d) - ln_ab) / alpha ** 2, 1 / alpha, 0.0])
-            extra = (1 / (alpha * d)) ** 2 * joint["s2"] / top["n"]
-            ci_t_top = _t_interval(math.log(m_top), grad_top, joint["cov"], extra, joint["df"], level)
-    ci = _union(ci_boot, ci_t)
-    ci_top = _union(ci_boot_top, ci_t_top)
-
-    tokens_pooled = tokens_at(m * c_top) / t_top if math.isfinite(m) else math.nan
-    tokens_top = tokens_at(m_top * c_top) / t_top if math.isfinite(m_top) else math.nan
+    bAv, bm, bmt = _bootstrap_variant(var, xv, ref, rng)
+    ci_boot, ci_boot_top = _quantiles(bm, ref.level), _quantiles(bmt, ref.level)
+    ci_t, ci_t_top = _t_intervals(joint, ref, A_v, m, m_top, l_top, top["n"])
+    ci, ci_top = _union(ci_boot, ci_t), _union(ci_boot_top, ci_t_top)
 
     if math.isfinite(m):
         words_out = words(m, ci, failed=failed, top_multiplier=m_top)
@@ -774,8 +752,8 @@ def _analyse_variant(name: str, var: _Series, base: _Series, baseline: str, *, c
         "flops_multiplier_ci_t": ci_t,
         "top_rung": {"rung": vtop, "loss": l_top, "flops": c_top, "multiplier": m_top, "ci": ci_top,
                      "ci_bootstrap": ci_boot_top, "ci_t": ci_t_top, "note": top_note},
-        "tokens_multiplier": tokens_pooled,
-        "tokens_multiplier_top": tokens_top,
+        "tokens_multiplier": ref.tokens_at(m * c_top) / t_top if math.isfinite(m) else math.nan,
+        "tokens_multiplier_top": ref.tokens_at(m_top * c_top) / t_top if math.isfinite(m_top) else math.nan,
         "pinned_fit": {"A": A_v},
         "law": {"E": E, "A": A_v, "alpha": alpha, "C0": c0},
         "free_fit": free_fit,
@@ -784,5 +762,70 @@ def _analyse_variant(name: str, var: _Series, base: _Series, baseline: str, *, c
         "failed": failed,
         "verdict": words_out,
         "rollout_error": rollout_error,
-        "band": _band(c_grid, c0, bE, bAv, balpha, level),
+        "band": _band(ref.c_grid, c0, ref.boot[0], bAv, ref.boot[1], ref.level),
     }
+
+
+def _free_fit(var: _Series, c0: float) -> dict[str, Any]:
+    """The variant's own law, reported only; whatever the fit meets, the analysis goes on."""
+    try:
+        free = fit_law(var.c, var.y, c0=c0)
+        free_fit: dict[str, Any] = {k: free[k] for k in ("E", "A", "alpha", "C0")}
+        if not free["A"] > 0:
+            free_fit = {"failed": "losses not decreasing with compute"}
+        elif free["alpha_bound"] is not None or free["E_bound"] is not None:
+            free_fit["at_bound"] = "; ".join(c["reason"] for c in _bound_checks(free["alpha_bound"], free["E_bound"])
+                                             if not c["ok"])
+    except Exception as exc:  # the free fit is a report: whatever it meets, the analysis goes on
+        free_fit = {"failed": f"{type(exc).__name__}: {exc}"}
+    return free_fit
+
+
+def _top_multiplier(ref: _Reference, vtop: int, l_top: float, c_top: float) -> tuple[float, str | None]:
+    """The top rung's multiplier (the baseline's law inverted at the variant's mean loss there), or NaN and why."""
+    law_b = {"E": ref.E, "A": ref.A, "alpha": ref.alpha, "C0": ref.c0}
+    m_top = law_compute(law_b, l_top) / c_top if ref.A > 0 else math.nan
+    if l_top <= ref.E:
+        return math.nan, (f"the variant's mean loss at rung {vtop} ({l_top:.4f}) is at or below the baseline's "
+                          f"fitted floor E = {ref.E:.4f}: the baseline never reaches it, so the multiplier is not "
+                          "defined")
+    return m_top, None
+
+
+def _bootstrap_variant(var: _Series, xv: np.ndarray, ref: _Reference, rng: np.random.Generator
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per resample: the variant's pinned amplitude, its pooled multiplier and its top-rung multiplier. The same
+    resamples of the baseline, the variant's seeds paired with them where they match."""
+    bE, balpha, bA = ref.boot
+    wv = _point_weights(var, _draw(rng, var, ref.n_boot, paired_with=ref.counts), ref.n_boot)
+    bAv = _pinned_amplitude(xv, var.y, wv, bE, balpha)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        bm = np.where((bAv > 0) & (bA > 0), (bA / bAv) ** (1 / balpha), np.nan)
+        topm = var.rung == var.rungs[-1]
+        bl = (wv[:, topm] @ var.y[topm]) / wv[:, topm].sum(1)
+        bc = (wv[:, topm] @ var.c[topm]) / wv[:, topm].sum(1)
+        # A resampled mean at or below the resample's floor: the baseline never gets there, m_top is infinite.
+        bmt = np.where(bl > bE, ref.c0 * ((bl - bE) / bA) ** (-1 / balpha) / bc, np.inf)
+        bmt = np.where(bA > 0, bmt, np.nan)
+    return bAv, bm, bmt
+
+
+def _t_intervals(joint: Mapping[str, Any], ref: _Reference, A_v: float, m: float, m_top: float, l_top: float,
+                 n_top: int) -> tuple[list[float] | None, list[float] | None]:
+    """Lack-of-fit t intervals of the pooled and top-rung multipliers, centred on the pinned estimates, with the
+    joint fit's covariance; None where there is no covariance or no estimate."""
+    if joint["cov"] is None or not math.isfinite(m):
+        return None, None
+    E, alpha = ref.E, ref.alpha
+    ln_ab, ln_av = math.log(ref.A), math.log(A_v)
+    # log m = (lnA_b - lnA_v) / alpha; parameters (E, alpha, lnA_b, lnA_v)
+    grad = np.array([0.0, -(ln_ab - ln_av) / alpha ** 2, 1 / alpha, -1 / alpha])
+    ci_t = _t_interval(math.log(m), grad, joint["cov"], 0.0, joint["df"], ref.level)
+    if not math.isfinite(m_top):
+        return ci_t, None
+    # log m_top = ln C0 - ln Cbar - (ln(Lbar - E) - lnA_b) / alpha, plus Var(Lbar) = s^2 / n with s^2 the joint
+    # fit's residual variance (more degrees of freedom than one rung's seeds, lack of fit included).
+    d = l_top - E
+    grad_top = np.array([1 / (alpha * d), (math.log(d) - ln_ab) / alpha ** 2, 1 / alpha, 0.0])
+    extra = (1 / (alpha * d)) ** 2 * joint["s2"] / n_top
+    return ci_t, _t_interval(math.log(m_top), grad_top, joint["cov"], extra, joint["df"], ref.level)

@@ -39,6 +39,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+from scipy import stats as scipy_stats
+
 from blockbench.untrusted import md
 
 BOOTSTRAP_RESAMPLES = 10_000
@@ -48,6 +51,7 @@ TAU_THREE_QUARTERS_MIN = 0.9
 TAU_ROUNDING = 1e-9
 ORDER_PROB_MIN = 0.9
 CHECKPOINTS = (0.5, 0.75)
+INTERVAL_TAIL = 0.025  # each tail a percentile-bootstrap 95% interval leaves out
 
 # The unigram plateau: a run whose eval loss improved by less than PLATEAU_TOLERANCE nats over at least the last
 # PLATEAU_WINDOW of its steps while ending above the plateau level. The level is the suite's
@@ -64,21 +68,17 @@ PLATEAU_LEVEL_FRACTION = 0.55
 
 def t_interval(values: Sequence[float]) -> tuple[float, float]:
     """95% Student-t interval of the mean; NaN bounds for fewer than two values."""
-    from scipy import stats
-
     n = len(values)
     if n < 2:
         return math.nan, math.nan
     mean = sum(values) / n
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    half = float(scipy_stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
     return mean - half, mean + half
 
 
 def t_quantile(df: float) -> float:
-    from scipy import stats
-
-    return float(stats.t.ppf(0.975, df))
+    return float(scipy_stats.t.ppf(0.975, df))
 
 
 def mean_sd(values: Sequence[float]) -> tuple[float, float]:
@@ -110,16 +110,12 @@ def difference_interval(ref: Mapping[int, float], cand: Mapping[int, float]) -> 
 
 def welch_one_sided(cand: Sequence[float], base: Sequence[float]) -> tuple[float, float]:
     """(p that cand's mean is greater, p that it is less): Welch's t-test; NaN when neither side has spread."""
-    from scipy import stats
-
-    worse = float(stats.ttest_ind(cand, base, equal_var=False, alternative="greater").pvalue)
-    better = float(stats.ttest_ind(cand, base, equal_var=False, alternative="less").pvalue)
+    worse = float(scipy_stats.ttest_ind(cand, base, equal_var=False, alternative="greater").pvalue)
+    better = float(scipy_stats.ttest_ind(cand, base, equal_var=False, alternative="less").pvalue)
     return worse, better
 
 
 def _ratio(a: Any, b: Any) -> Any:
-    import numpy as np
-
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.asarray(a, dtype=float) / np.asarray(b, dtype=float)
 
@@ -127,8 +123,6 @@ def _ratio(a: Any, b: Any) -> Any:
 def bootstrap_speedup(base: list[float], cand: list[float], key: str) -> tuple[float, float, float]:
     """median(base)/median(cand) with a percentile-bootstrap 95% CI; misses are inf (a miss on the candidate's side
     gives 0, on both sides NaN). The RNG is seeded from `key`, so the same records give the same interval."""
-    import numpy as np
-
     if not base or not cand:
         return math.nan, math.nan, math.nan
     b, c = np.asarray(base, dtype=float), np.asarray(cand, dtype=float)
@@ -141,7 +135,7 @@ def bootstrap_speedup(base: list[float], cand: list[float], key: str) -> tuple[f
     ratios = _ratio(mb, mc)
     if np.isnan(ratios).all():
         return point, math.nan, math.nan
-    low, high = np.nanquantile(ratios, [0.025, 0.975], method="inverted_cdf")
+    low, high = np.nanquantile(ratios, [INTERVAL_TAIL, 1 - INTERVAL_TAIL], method="inverted_cdf")
     return point, float(low), float(high)
 
 
@@ -150,11 +144,9 @@ def bootstrap_speedup(base: list[float], cand: list[float], key: str) -> tuple[f
 
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
     """Kendall's tau-b (ties in either sequence handled); NaN with fewer than two items or a constant side."""
-    from scipy import stats
-
     if len(x) < 2:
         return math.nan
-    tau = stats.kendalltau(list(x), list(y)).statistic
+    tau = scipy_stats.kendalltau(list(x), list(y)).statistic
     return float(tau)
 
 
@@ -442,13 +434,24 @@ def _compositions(n: int) -> Iterable[tuple[int, ...]]:
         yield tuple(edges[i + 1] - edges[i] - 1 for i in range(n))
 
 
+def bootstrap_is_exact(n: int) -> bool:
+    """Whether the bootstrap over n seeds enumerates every resample (multiset) rather than drawing them."""
+    return math.comb(2 * n - 1, n) <= EXACT_BOOTSTRAP_MAX
+
+
+def exact_bootstrap_seeds() -> int:
+    """The most seeds whose bootstrap is enumerated exactly (what the reading guide says)."""
+    n = 1
+    while bootstrap_is_exact(n + 1):
+        n += 1
+    return n
+
+
 def bootstrap_weights(n: int, key: str) -> tuple[Any, Any]:
     """(counts: resamples x n, probabilities per resample) of the bootstrap over n seeds. Exact (every multiset
     with its multinomial probability) when there are at most EXACT_BOOTSTRAP_MAX of them, so small cases have
     hand-computable answers; else BOOTSTRAP_RESAMPLES draws from an RNG seeded from `key`."""
-    import numpy as np
-
-    if math.comb(2 * n - 1, n) <= EXACT_BOOTSTRAP_MAX:
+    if bootstrap_is_exact(n):
         counts = np.array(list(_compositions(n)), dtype=float)
         log_p = (math.lgamma(n + 1) - np.sum([[math.lgamma(c + 1) for c in row] for row in counts], axis=1)
                  - n * math.log(n))
@@ -461,8 +464,6 @@ def bootstrap_weights(n: int, key: str) -> tuple[Any, Any]:
 def _bootstrap_means(losses: Mapping[str, Mapping[int, float]], key: str) -> tuple[list[str], Any, Any]:
     """(variants best first, their mean loss in each resample: variants x resamples, NaN where a resample drew
     none of a variant's seeds, the resamples' probabilities); no resamples (None) without variants or seeds."""
-    import numpy as np
-
     variants = order(means(losses))
     seeds = sorted({s for v in variants for s in losses[v]})
     if not variants or not seeds:
@@ -482,8 +483,6 @@ def _resample_ranks(m: Any, probs: Any) -> tuple[Any, Any] | None:
     """(each variant's 0-based rank in each resample that drew a seed of every variant, those resamples'
     probabilities renormalised); None when there is no such resample. The rank is how many have a lower mean,
     ties broken by the point order, as the leaderboard breaks them by name."""
-    import numpy as np
-
     complete = ~np.isnan(m).any(axis=0)
     total = float(probs[complete].sum())
     if total <= 0:
@@ -502,8 +501,6 @@ def bootstrap_orders(losses: Mapping[str, Mapping[int, float]], key: str
 
     A variant that lacks a drawn seed averages the seeds it has; a resample that drew none of its seeds does not
     count for its pairs (nor for rank probabilities)."""
-    import numpy as np
-
     variants, m, probs = _bootstrap_means(losses, key)
     if m is None:
         return {}, {}

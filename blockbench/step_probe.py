@@ -28,8 +28,10 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from blockbench.blocks import get_variant, ranges
+from blockbench.errors import BlockbenchError
 from blockbench.measure.components import (
     COMPONENTS,
     DESCRIPTIONS,
@@ -41,6 +43,7 @@ from blockbench.measure.cost import RATIO_METRICS, count_cost
 from blockbench.measure.graph import compile_graph
 from blockbench.measure.throughput import interleaved_step_times, round_ratios, speed_summary
 from blockbench.suite import Suite, VariantEntry
+from blockbench.train import Trainer, make_optimizer
 
 OPTIMIZER_NOTE = "AdamW fused=True (the kernel the harness uses on CUDA)"
 
@@ -66,8 +69,6 @@ def suite_at_shape(base: Suite, variants: list[str], *, n_layers: int | None = N
 
 def harness_step(suite: Suite, variant: str, data: Any, seed: int | None = None) -> Callable[[], Any]:
     """The harness's own training step (Trainer.train_step) on one fixed batch, as the speed probe times it."""
-    from blockbench.train import Trainer
-
     trainer = Trainer(suite, variant, suite.seeds[0] if seed is None else seed, data, None, measure_static=False)
     trainer.compile_model()  # runtime.compile, as a run's warm-up applies it
     optimizer, scheduler = trainer.new_optimizer()
@@ -124,9 +125,6 @@ def marked_step(trainer: Any, optimizer: torch.optim.Optimizer, scheduler: Any, 
 def step_cost(suite: Suite, variant: str, data: Any, seed: int | None = None) -> dict[str, Any]:
     """One harness training step of `variant` counted: ops, casts, bytes, saved bytes and FLOPs per component
     and phase (see measure/cost.py's docstring). The whole batch is one micro-batch, on one process."""
-    from blockbench.errors import BlockbenchError
-    from blockbench.train import Trainer, make_optimizer
-
     trainer = Trainer(suite, variant, suite.seeds[0] if seed is None else seed, data, None, measure_static=False)
     if trainer.micro_batch != trainer.local_batch or trainer.dist.enabled:
         raise BlockbenchError("the cost model counts the whole batch in one micro-batch on one process")
@@ -245,8 +243,6 @@ def profile_variants(suite: Suite, variants: list[str], data: Any, steps: int = 
 
     Per component: forward and backward seconds, time share of the profiled step, FLOPs (forward + backward)
     and FLOP share. `unattributed_share` is the part of the step no component covers."""
-    from torch.profiler import ProfilerActivity, profile
-
     states = [_Profiled(suite, v, data, warmup, seed) for v in variants]
     orders = [states[r % len(states):] + states[:r % len(states)] for r in range(steps)]
     for order in orders:

@@ -20,11 +20,12 @@ from types import SimpleNamespace
 from typing import Any
 
 from blockbench.blocks import get_variant
-from blockbench.blocks.args import SHAPE_FIELDS, ModelConfig
+from blockbench.blocks.model_args import SHAPE_FIELDS, ModelConfig
 from blockbench.blocks.spec import BlockSpec, Gain, SpecError
 from blockbench.blocks.zoo import name_problem
 from blockbench.data import DataConfig
 from blockbench.errors import BlockbenchError
+from blockbench.ladder import read_ladder
 from blockbench.safeio import UnsafeFileError, atomic_write_text, read_guarded
 from blockbench.workloads import DEFAULT_WORKLOAD, Workload, WorkloadError, get_workload
 
@@ -494,7 +495,6 @@ def parse_suite(data: dict[str, Any], source: str) -> Suite:
                   budget=budget, eval=evaluation, runtime=runtime, speed=speed, variants=variants,
                   hash=content_hash(data), source=source, workload=workload, workload_options=workload_options)
     if "ladder" in data:
-        from blockbench.ladder import read_ladder
 
         suite = dataclasses.replace(suite, ladder=read_ladder(r, data, suite))
     return suite

@@ -23,11 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from blockbench import stats
+from blockbench.cli_args import parse_value
 from blockbench.errors import BlockbenchError
+from blockbench.executors import default_executor
 from blockbench.measure.env import git_state
 from blockbench.records import load_records, tokenization_difference
+from blockbench.runner import OutLock, execute, plan_run
 from blockbench.safeio import atomic_write_text, check_writable_target
-from blockbench.suite import Suite
+from blockbench.suite import SPEC_FIELDS, Suite
 
 METRIC = ("summary.final_eval_loss, mean over seeds (a diverged, unevaluated or plateaued run counts as +inf: "
           "not converged)")
@@ -35,8 +38,6 @@ METRIC = ("summary.final_eval_loss, mean over seeds (a diverged, unevaluated or 
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
     """`["lr=1e-3,3e-3", "beta_ff=0.1,0.2"]` -> {"lr": [0.001, 0.003], "beta_ff": [0.1, 0.2]}."""
-    from blockbench.cli_args import parse_value
-
     grid: dict[str, list[Any]] = {}
     for item in items:
         axis, sep, values = item.partition("=")
@@ -185,8 +186,6 @@ def next_to_failure(choice: dict[str, dict[str, Any]], grid: dict[str, list[Any]
 
 def override_file_text(choice: dict[str, dict[str, Any]], provenance: dict[str, Any]) -> str:
     """The suite-override file: provenance first, then one `[variants.NAME]` table per variant."""
-    from blockbench.suite import SPEC_FIELDS
-
     lines = ["# Written by `blockbench sweep`; apply with `blockbench run --suite SUITE --overrides THIS_FILE`.",
              "[provenance]"]
     lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in provenance.items()]
@@ -248,9 +247,6 @@ def run_sweep(suite: Suite, grid: dict[str, list[Any]], out: Path, *, isolate: b
 def _run_points(suites: list[tuple[dict[str, Any], Suite]], out: Path, *, isolate: bool,
                 block_paths: list[str] | None, on_event: Any, executor: Any, resume: bool, max_retries: int) -> Any:
     """Every grid point's suite run under out/POINT/, all through one executor (the runner's RunResult)."""
-    from blockbench.executors import default_executor
-    from blockbench.runner import OutLock, execute, plan_run
-
     with OutLock(out):
         plans = [plan_run(point_suite, out / point_label(point), resume=resume, must_exist=False,
                           label=point_label(point)) for point, point_suite in suites]

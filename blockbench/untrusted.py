@@ -23,6 +23,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from rich.markup import escape
+
 # C0 and C1 control characters and DEL (ESC, CSI, BEL...), and the Unicode bidirectional embeddings, overrides and
 # isolates: all invisible, all able to change what a terminal or a reader shows.
 _CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -75,6 +77,4 @@ def mpl(text: Any) -> str:
 
 def rich(text: Any) -> str:
     """A string for rich (a table cell, a title, a printed line): one line, markup escaped."""
-    from rich.markup import escape
-
     return escape(plain(text))

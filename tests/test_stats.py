@@ -9,7 +9,7 @@ import pytest
 from blockbench import stats, sweep
 from blockbench.views import columns
 from blockbench.views.compare import Thresholds, compare_paths
-from tests.test_leaderboard import copy_records, make_tiny_run
+from tests.views.test_leaderboard import copy_records, make_tiny_run
 
 
 def test_kendall_tau_b_with_ties_and_a_missing_run():

@@ -3,7 +3,7 @@
 Each head's dimensions i and i + D/2 form a rotated pair (not neighbours 2i, 2i+1 as in the original paper and
 Meta's first release): x' = x * cos + rotate_half(x) * sin, with rotate_half(x) = [-x2, x1] and angles
 t / theta^(2i/D) repeated over both halves. A model trained in one layout is not the same function in the other,
-so the reference test (tests/test_modern_reference.py) pins this one.
+so the reference test (tests/blocks/test_modern_reference.py) pins this one.
 
 Public: a user block asks for RoPE with `Rotary(head_dim, max_seq)` and calls it on its (B, H, T, D) queries and
 keys, and registers itself with positions="rope" so the model adds no learned position embedding.

@@ -10,7 +10,7 @@ g * (cumsum(V) / t) is computed as cumsum(V) * (g / t), and the backward's rever
 sum_{t >= s} x_t as total - cumsum(x) + x, which needs no reversed copies. Bidirectional C = (1/T) 1 1^T (the
 encoder): C V is one mean row per (batch, head) that broadcasts over the T queries, and its backward one column
 sum of the gradient. Results agree with the explicit (alpha I + beta A - gamma C) V to rounding
-(tests/test_blocks.py, tests/test_workloads.py, tests/test_shaped_mix.py).
+(tests/blocks/test_zoo.py, tests/workloads/test_workloads.py, tests/blocks/test_shaped.py).
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ _BACKEND: dict[str, object] = {}  # "kernels": the module, or "error": why Trito
 def _triton_kernels():  # noqa: ANN202 - the kernels module, or None with the reason kept in triton_error()
     if "kernels" not in _BACKEND and "error" not in _BACKEND:
         try:
-            from blockbench.blocks import kernels
+            from blockbench.blocks import kernels  # deferred: needs Triton, an optional dependency
 
             _BACKEND["kernels"] = kernels
         except Exception as exc:  # noqa: BLE001 - no Triton, an incompatible one: the portable path, recorded
@@ -334,7 +334,7 @@ def _by_formula(mix, s, v, alpha, beta, gamma, scale, causal, addend, addend_gai
 def mix_formula(s: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor, g: torch.Tensor | None,
                 causal: bool = True) -> torch.Tensor:
     """ShapedMix's forward as plain tensor ops: what torch.compile fuses for `runtime.compile_shaped`, and, left
-    uncompiled, the pre-fusion path that ci/sasp_speed.py --before times (autograd's backward)."""
+    uncompiled, the pre-fusion path that benchmarks/scripts/sasp_speed.py --before times (autograd's backward)."""
     heads = s.shape[1]
     out = b.view(heads, 1, 1) * s + a.view(heads, 1, 1) * v
     if g is None:

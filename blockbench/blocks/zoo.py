@@ -14,8 +14,8 @@ from typing import Any
 
 from torch import nn
 
-from blockbench.blocks.args import ModelConfig
 from blockbench.blocks.block import Block
+from blockbench.blocks.model_args import ModelConfig
 from blockbench.blocks.spec import POSITIONS, BlockSpec, Gain, SpecError
 
 BlockFactory = Callable[[ModelConfig, int], nn.Module]
@@ -155,8 +155,9 @@ PAPER_PRESETS: tuple[Variant, ...] = (
 )
 
 # Today's baselines: the "Transformer++" recipe (pre-norm RMSNorm, RoPE, SwiGLU, no biases; LLaMA, OLMo 2,
-# nanochat) and its common variations, each held to a reference nobody here wrote (tests/test_modern_reference.py,
-# `transformers` 5.25 at fp32: outputs and gradients within 1e-5 with the weights copied across).
+# nanochat) and its common variations, each held to a reference nobody here wrote
+# (tests/blocks/test_modern_reference.py, `transformers` 5.25 at fp32: outputs and gradients within 1e-5 with the
+# weights copied across).
 _TRANSFORMER_PP = BlockSpec(positions="rope", activation="swiglu", bias=False)
 _MODERN_COMMON = (
     "RoPE with theta 10,000 in transformers' half-split layout (rotate_half pairs dimension i with i + d_head/2, "

@@ -28,6 +28,8 @@ from typing import Any
 
 from blockbench.errors import BlockbenchError
 from blockbench.executors.base import EmitFn, Event, Executor, Job, ProbeDied
+from blockbench.executors.local import InProcessExecutor, LocalExecutor
+from blockbench.executors.ray import RayExecutor, check_address
 from blockbench.executors.worker import (
     SignalInterrupt,
     died_payload,
@@ -53,11 +55,9 @@ __all__ = ["EXECUTORS", "PREWARM", "EmitFn", "Event", "Executor", "Job", "ProbeD
 def make_executor(name: str, **options: Any) -> Executor:
     """`local` (a fresh process per run on this machine) or `ray` (one Ray task per run on a cluster)."""
     if name == "local":
-        from blockbench.executors.local import LocalExecutor
 
         return LocalExecutor(**options)
     if name == "ray":
-        from blockbench.executors.ray import RayExecutor
 
         return RayExecutor(**options)
     raise BlockbenchError(f"--executor {name!r}: not one of {', '.join(EXECUTORS)}")
@@ -87,8 +87,6 @@ def add_executor_args(parser: Any) -> None:
 def default_executor(in_process: bool = False, dist: Any = None) -> Executor:
     """The executor when none is asked for: a fresh local process per run, or this process (`--in-process`, and
     every rank under torchrun)."""
-    from blockbench.executors.local import InProcessExecutor, LocalExecutor
-
     if in_process or (dist is not None and dist.enabled):
         return InProcessExecutor(dist)
     return LocalExecutor()
@@ -106,7 +104,6 @@ def check_executor_args(args: Any, in_process: bool = False, dist: Any = None) -
     if args.executor == "ray" and (in_process or (dist is not None and dist.enabled)):
         raise BlockbenchError("--executor ray runs each run in a Ray worker: not with --in-process or torchrun")
     if args.executor == "ray":  # an unreachable cluster (the flag or RAY_ADDRESS) fails before OUT is made
-        from blockbench.executors.ray import check_address
 
         check_address(args.ray_address)
 
@@ -117,6 +114,5 @@ def executor_from_args(args: Any, in_process: bool = False, dist: Any = None) ->
         return make_executor("ray", address=args.ray_address)
     if in_process or (dist is not None and dist.enabled):
         return default_executor(in_process, dist)
-    from blockbench.executors.local import LocalExecutor
 
     return LocalExecutor(prewarm=getattr(args, "prewarm", "auto"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from blockbench.errors import BlockbenchError
@@ -43,8 +43,6 @@ class Job:
         return f"{self.label}: {name}" if self.label else name
 
     def retry(self) -> Job:
-        from dataclasses import replace
-
         return replace(self, attempt=self.attempt + 1)
 
 

@@ -15,12 +15,15 @@ start-up, which on a GPU costs more than a short run's training.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import threading
 import time
 from collections import deque
 from typing import Any
 
+from blockbench.data import load_data
+from blockbench.distributed import SINGLE
 from blockbench.errors import BlockbenchError
 from blockbench.executors.base import EmitFn, Event, Executor, Job, ProbeDied
 from blockbench.executors.worker import (
@@ -34,6 +37,7 @@ from blockbench.executors.worker import (
     user_failure,
 )
 from blockbench.suite import Suite
+from blockbench.train import resolve_device
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
@@ -50,8 +54,6 @@ def _standby(conn: Any, jobs: Any, args: tuple) -> dict[str, Any] | None:
     """A pre-warmed worker: set up, say so, wait for the job (None or a closed pipe: no job), run it. A set-up
     error is kept and raised as the job's failure, just as the same error would fail a run set up after its
     start."""
-    import os
-
     try:
         load, setup_error = standby_setup(*args), None
     except Exception as exc:  # noqa: BLE001 - it belongs to the job this process is handed, if any
@@ -70,8 +72,6 @@ def _standby(conn: Any, jobs: Any, args: tuple) -> dict[str, Any] | None:
 
 
 def _child(conn: Any, what: str, args: tuple, jobs: Any = None) -> None:
-    import os
-
     try:
         with telling_signals(worker=True):
             try:
@@ -219,7 +219,6 @@ class LocalExecutor(Executor):
     def _prewarms(self, suite: Suite) -> bool:
         if self.prewarm != "auto":
             return self.prewarm == "on"
-        from blockbench.train import resolve_device
 
         # auto: on CUDA only. On CPU the standby's start-up would share the cores the running run is timed on.
         return resolve_device(suite.runtime.device).type == "cuda"
@@ -229,8 +228,6 @@ class LocalExecutor(Executor):
             self.standby = _Process("standby", (suite, block_paths, cwd)).start()
 
     def probe(self, suite: Suite, block_paths: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
-        import os
-
         child = _Process("probe", (suite, tuple(block_paths), os.getcwd()))
         try:
             child.start()
@@ -323,23 +320,17 @@ class InProcessExecutor(Executor):
     name = "in-process"
 
     def __init__(self, dist: Any = None) -> None:
-        from blockbench.distributed import SINGLE
-
         self.dist = dist or SINGLE
         self.queue: deque[Job] = deque()
         self.data: Any = None
 
     def _load(self, config: Any) -> Any:
         """load_data, remembered: every run of a suite in this process uses the same token data."""
-        from blockbench.data import load_data
-
         if self.data is None or self.data[0] != repr(config):
             self.data = (repr(config), load_data(config))
         return self.data[1]
 
     def probe(self, suite: Suite, block_paths: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
-        import os
-
         with telling_signals():
             result = probe_job(suite, block_paths, os.getcwd(), self.dist, self._load)
         return {result["device_name"]: result["prepared"]}
@@ -348,8 +339,6 @@ class InProcessExecutor(Executor):
         self.queue.append(job)
 
     def poll(self, emit: EmitFn, timeout: float) -> None:
-        import os
-
         if not self.queue:
             return
         job = self.queue.popleft()

@@ -32,7 +32,9 @@ from blockbench.executors.worker import (
     telling_signals,
     user_failure,
 )
+from blockbench.measure.env import device_name
 from blockbench.suite import Suite
+from blockbench.train import resolve_device
 
 INSTALL_HINT = "--executor ray needs Ray: pip install -e '.[ray]' (or pip install 'ray[default]')"
 CONNECT_TIMEOUT_S = 10.0
@@ -41,7 +43,7 @@ PROGRESS_EVERY_S = 1.0
 
 def import_ray() -> Any:
     try:
-        import ray
+        import ray  # deferred: Ray is an optional dependency
     except ImportError:
         raise BlockbenchError(INSTALL_HINT) from None
     return ray
@@ -72,8 +74,6 @@ def _check_reachable(address: str, where: str = "--ray-address") -> None:
 
 
 def _task_run(job: Job, queue: Any) -> tuple[str, Any]:
-    import os
-
     last = 0.0
 
     def progress(info: dict[str, Any]) -> None:
@@ -104,9 +104,6 @@ def _task_probe(suite: Suite, block_paths: tuple[str, ...], cwd: str) -> tuple[s
 
 
 def _task_device_name(suite: Suite) -> str:
-    from blockbench.measure.env import device_name
-    from blockbench.train import resolve_device
-
     return device_name(resolve_device(suite.runtime.device))
 
 
@@ -156,7 +153,7 @@ class RayExecutor(Executor):
                 if threading.current_thread() is threading.main_thread():
                     signal.signal(signal.SIGTERM, sigterm)
             self.owns_cluster = True
-        from ray.util.queue import Queue
+        from ray.util.queue import Queue  # deferred: Ray is an optional dependency
 
         self.queue = Queue(actor_options={"num_cpus": 0})
         self.remote_run = ray.remote(max_calls=1)(_task_run)
@@ -192,6 +189,7 @@ class RayExecutor(Executor):
         need = self.resources(suite)
         options: dict[str, Any] = {"num_cpus": need["CPU"], "num_gpus": need.get("GPU", 0), "max_retries": 0}
         if node_id is not None:
+            # deferred: Ray is an optional dependency
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id, soft=False)
@@ -199,8 +197,6 @@ class RayExecutor(Executor):
 
     # -- the interface -----------------------------------------------------------------------------------------
     def probe(self, suite: Suite, block_paths: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
-        import os
-
         nodes = self.eligible_nodes(suite)
         if suite.speed.rounds == 0 or len(nodes) == 1:
             chosen = [nodes[0]["NodeID"]]  # static measures do not depend on the device

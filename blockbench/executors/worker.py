@@ -13,9 +13,16 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import torch
+
+from blockbench.blocks.plugins import register_user_blocks
+from blockbench.data import load_data
+from blockbench.distributed import SINGLE
 from blockbench.errors import Terminated
 from blockbench.executors.base import Job
+from blockbench.measure.env import device_name
 from blockbench.suite import Suite
+from blockbench.train import prepare_variants, resolve_device, run_trial
 
 
 class SignalInterrupt(KeyboardInterrupt):
@@ -86,11 +93,6 @@ def _worker_setup(suite: Suite, block_paths: tuple[str, ...] | list[str], cwd: s
                   load: Callable[[Any], Any] | None = None) -> Any:
     """What a run needs in its process: the suite's threads, the user's blocks, the token data (`load` lets the
     in-process executor reuse data it already holds)."""
-    import torch
-
-    from blockbench.blocks.plugins import register_user_blocks
-    from blockbench.data import load_data
-
     if suite.runtime.threads:
         torch.set_num_threads(suite.runtime.threads)
     register_user_blocks(list(block_paths), cwd)
@@ -100,9 +102,6 @@ def _worker_setup(suite: Suite, block_paths: tuple[str, ...] | list[str], cwd: s
 def run_job(job: Job, progress: Callable[[dict[str, Any]], None], dist: Any = None,
             load: Callable[[Any], Any] | None = None) -> dict[str, Any]:
     """Train one run in this process and return its record (speed is filled in by the driver)."""
-    from blockbench.distributed import SINGLE
-    from blockbench.train import run_trial
-
     data = _worker_setup(job.suite, job.block_paths, job.cwd, load)
     return run_trial(job.suite, job.variant, job.seed, data, progress, None, job.static, dist or SINGLE)
 
@@ -112,12 +111,6 @@ def standby_setup(suite: Suite, block_paths: tuple[str, ...] | list[str], cwd: s
     threads, the user's blocks, the token data, the device's context and its matmul library), so a run handed to
     it starts at its model. Returns the data loader the run then uses: the data already loaded, or a fresh load
     when the run's data differs."""
-    import torch
-
-    import blockbench.train  # noqa: F401 - the run's own imports, done now
-    from blockbench.data import load_data
-    from blockbench.train import resolve_device
-
     data = _worker_setup(suite, block_paths, cwd)
     device = resolve_device(suite.runtime.device)
     if device.type == "cuda":  # the context and cuBLAS's handle, which a run's first matmul would otherwise make
@@ -131,10 +124,6 @@ def standby_setup(suite: Suite, block_paths: tuple[str, ...] | list[str], cwd: s
 def probe_job(suite: Suite, block_paths: tuple[str, ...] | list[str], cwd: str, dist: Any = None,
               load: Callable[[Any], Any] | None = None) -> dict[str, Any]:
     """Static measures and the interleaved speed probe of every variant, on this process's device."""
-    from blockbench.distributed import SINGLE
-    from blockbench.measure.env import device_name
-    from blockbench.train import prepare_variants, resolve_device
-
     dist = dist or SINGLE
     data = _worker_setup(suite, block_paths, cwd, load)
     return {"device_name": device_name(resolve_device(suite.runtime.device, dist)),

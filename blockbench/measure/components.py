@@ -30,6 +30,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from blockbench.blocks import ranges
+from blockbench.blocks.shaped import declared_launches
 
 # Component order in tables; every range name the model emits maps to one of these.
 COMPONENTS = ("embed", "norm", "qkv", "qk_norm", "rope", "attn_kernel", "shaped", "attn_layout", "proj", "mlp_up",
@@ -273,7 +274,6 @@ class DispatchCounter(TorchDispatchMode):
         if func.namespace == "profiler":  # the ranges' own record_function ops: host-side bookkeeping
             return func(*args, **kwargs)
         if func.namespace not in ("aten", "prim", "prims"):
-            from blockbench.blocks.shaped import declared_launches
 
             launches = CUDA_FUSED_LAUNCHES.get(name) or declared_launches(name)
             if launches is None:

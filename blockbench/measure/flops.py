@@ -33,7 +33,7 @@ MATMUL_OPS = ("linear", "matmul", "mm", "bmm", "addmm", "einsum", "scaled_dot_pr
 
 
 def _sdpa_macs(inputs: list, outputs: list) -> int:
-    from fvcore.nn.jit_handles import get_shape
+    from fvcore.nn.jit_handles import get_shape  # deferred: fvcore takes ~3 s to import
 
     q, k, v = (get_shape(t) for t in inputs[:3])
     batch_heads = math.prod(q[:-2])
@@ -68,7 +68,7 @@ def flopcounter_per_token(model: Model, batch_size: int = 1) -> tuple[int, int]:
 
 def fvcore_fwd_per_token(model: Model) -> tuple[int, dict[str, int], list[str]]:
     """(2 x fvcore matmul-class MACs per token, per-operator FLOPs, unsupported matmul-class ops)."""
-    from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn import FlopCountAnalysis  # deferred: fvcore takes ~3 s to import
 
     logging.getLogger("fvcore").setLevel(logging.ERROR)
     idx = torch.zeros(1, model.config.seq_len, dtype=torch.long, device=_device(model))

@@ -33,7 +33,7 @@ def compile_graph(model: torch.nn.Module, inputs: tuple[Any, ...], autocast: Any
     graphs, graph breaks, the first `reasons` break reasons, and opaque calls per forward. explain resets
     dynamo's caches, so call it before, not between, compiled steps of other models. A model dynamo cannot
     trace gives {"error": reason} instead."""
-    from torch._dynamo.utils import counters
+    from torch._dynamo.utils import counters  # deferred: dynamo is slow to import and only this check needs it
 
     dynamo_log = logging.getLogger("torch._dynamo")
     level = dynamo_log.level

@@ -21,7 +21,9 @@ from typing import Any
 
 import torch
 
+from blockbench.data import default_cache_dir
 from blockbench.errors import BlockbenchError
+from blockbench.measure.env import cpu_model
 from blockbench.safeio import atomic_write_text, load_json_guarded
 
 PEAK_TABLE_VERSION = "1"
@@ -61,9 +63,6 @@ CPU_PROBE_VERSION = "1"
 
 
 def _cpu_cache_path(threads: int, cache_dir: Path | None) -> Path:
-    from blockbench.data import default_cache_dir
-    from blockbench.measure.env import cpu_model
-
     key = json.dumps([cpu_model(), threads, torch.__version__, CPU_PROBE_VERSION])
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return (cache_dir or default_cache_dir()) / "mfu" / f"cpu-peak-{digest}.json"

@@ -47,24 +47,8 @@ def interleaved_step_times(steps: dict[str, Callable[[], Any]], rounds: int, ste
     With `failed`, a step function that raises (an exception for which `fails` says True; any Exception by
     default) leaves the probe: its exception goes into `failed[name]`, its times are dropped, and the other
     functions' rounds go on. Without it, the exception propagates (one broken step sinks the probe)."""
-    fails = fails or (lambda exc: isinstance(exc, Exception))
     live = list(steps)
-
-    def guarded(name: str, count: int) -> None:
-        try:
-            for _ in range(count):
-                steps[name]()
-        except BaseException as exc:
-            if failed is None or not fails(exc):
-                raise
-            failed[name] = exc
-            live.remove(name)
-            # Its frames hold the failed step's tensors (an out-of-memory's activations): free them now, keep
-            # the traceback's text.
-            traceback.clear_frames(exc.__traceback__)
-            if cuda:  # a CUDA out-of-memory leaves the allocator's cache full; the next variant needs it back
-                torch.cuda.empty_cache()
-
+    guarded = _guarded(steps, live, failed, fails or (lambda exc: isinstance(exc, Exception)), cuda)
     for name in list(live):
         guarded(name, warmup)
     times: dict[str, list[float]] = {name: [] for name in live}
@@ -81,22 +65,49 @@ def interleaved_step_times(steps: dict[str, Callable[[], Any]], rounds: int, ste
             if why:
                 reason = why
                 break
-        order = names[r % len(names):] + names[:r % len(names)]
-        for name in order:
-            if cuda:
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            guarded(name, steps_per_round)
-            if cuda:
-                torch.cuda.synchronize()
-            if name in live:
-                times[name].append((time.perf_counter() - start) / steps_per_round)
+        _time_round(names[r % len(names):] + names[:r % len(names)], guarded, live, times, steps_per_round, cuda)
         r += 1
     if stopped is not None:
         stopped.update(reason=reason, seconds=time.perf_counter() - began)
     # A variant that left mid-way has fewer rounds than the others: its partial times would pair with the wrong
     # rounds of the baseline, so it leaves the result entirely.
     return {name: values for name, values in times.items() if name in live}
+
+
+def _guarded(steps: Mapping[str, Callable[[], Any]], live: list[str], failed: dict[str, BaseException] | None,
+             fails: Callable[[BaseException], bool], cuda: bool) -> Callable[[str, int], None]:
+    """run(name, count) calls steps[name] count times; with `failed`, a step that fails (by `fails`) goes into
+    `failed` and leaves `live` instead of raising."""
+    def run(name: str, count: int) -> None:
+        try:
+            for _ in range(count):
+                steps[name]()
+        except BaseException as exc:
+            if failed is None or not fails(exc):
+                raise
+            failed[name] = exc
+            live.remove(name)
+            # Its frames hold the failed step's tensors (an out-of-memory's activations): free them now, keep
+            # the traceback's text.
+            traceback.clear_frames(exc.__traceback__)
+            if cuda:  # a CUDA out-of-memory leaves the allocator's cache full; the next variant needs it back
+                torch.cuda.empty_cache()
+
+    return run
+
+
+def _time_round(order: Sequence[str], run: Callable[[str, int], None], live: list[str],
+                times: dict[str, list[float]], steps_per_round: int, cuda: bool) -> None:
+    """One round: seconds per step of each name in `order`; a step that failed in it (left `live`) gets no time."""
+    for name in order:
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        run(name, steps_per_round)
+        if cuda:
+            torch.cuda.synchronize()
+        if name in live:
+            times[name].append((time.perf_counter() - start) / steps_per_round)
 
 
 # What a record carries when the suite turned the probe off (speed.rounds = 0).

@@ -4,8 +4,10 @@ Each `Column` says what it reads from a run record (`runs`: the per-run numbers,
 are computed from a variant's runs (`compute`; the rank and the stability columns are filled once the table is
 ranked), its names in the CSV (`names`, in the list's order) and, where the pages show it, its header and cell in
 the ranking table (`ranking`) and in the time-to-target table (`target`), in the list's order. A workload adds its
-own columns (Workload.leaderboard_columns, plain `viewspec.ExtraColumn`s) after the column each names. Adding a
-column is one entry here (and, for a new record field, records.py).
+own columns (Workload.leaderboard_columns, plain `viewspec.ExtraColumn`s) after the column each names. What a
+column means (`meaning`, and the landing page's `brief`) is on it too: the leaderboard's and the landing page's
+reading guides and docs/leaderboards.md's table render from it, their thresholds from the statistics' constants.
+Adding a column is one entry here (and, for a new record field, records.py).
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from blockbench import stats
 from blockbench.stats import bootstrap_speedup, t_interval
+from blockbench.suite import SpeedConfig
 from blockbench.untrusted import csv as csv_text
 from blockbench.untrusted import md
 from blockbench.views import page
@@ -39,7 +43,8 @@ def _is_missing(value: Any) -> bool:
         return False
 
 
-def _join(values) -> str:
+def joined(values: Any) -> str:
+    """The distinct present values, sorted, comma-separated: what all of a variant's runs (or records) hold."""
     return ", ".join(sorted({str(v) for v in values if not _is_missing(v)}))
 
 
@@ -57,7 +62,8 @@ def seeds_phrase(what: str, k: int, n: int) -> str:
     return what if n == 1 else f"{what} on {k}/{n} seeds"
 
 
-def _loss_cell(row) -> str:
+def loss_cell(row: Any) -> str:
+    """The eval loss cell: mean ± half-width, or why the variant is not ranked (failed, diverged, plateau)."""
     n = row["n_seeds"]
     if row["status"] == "failed":
         return seeds_phrase("failed", row["n_failed"], n)
@@ -216,6 +222,23 @@ class Column:
     optional: bool = False  # left out (CSV and pages) when blank on every row
     integer: bool = False  # an integer count that stays one (nullable) when some variant has none
     after: str = ""  # a workload's column: the CSV column it follows
+    # What the column means, as the leaderboard's reading guide ("How to read this") and docs/leaderboards.md say
+    # it: `label` (Markdown; by default its ranking header in bold), ": ", then `meaning`. `brief` is the landing
+    # page's shorter entry after the same label. Numbers in them are the statistics' constants, never literals.
+    meaning: str = ""
+    label: str = ""
+    brief: str = ""
+
+    def lead(self) -> str:
+        if self.label:
+            return self.label
+        header = self.ranking.header if self.ranking is not None else None
+        return f"**{header if isinstance(header, str) else self.names[0]}**"
+
+    def explained(self, brief: bool = False) -> str:
+        """The guide's entry for this column (the landing page's with `brief`); empty when it has none."""
+        text = self.brief if brief else self.meaning
+        return f"{self.lead()}: {text}" if text else ""
 
 
 def _to_target_run(k: str) -> RunField:
@@ -314,18 +337,117 @@ def _integer(name: str, header: str = "") -> Column:
 
 _TTT_HEADER = ("time-to-target speedup{} (wall-clock; see caveat)")  # seconds-based: the header says so
 
+
+# ---------------------------------------------------------------------------------------------------------------
+# What the columns mean: the guides' words, each threshold read from the constant the statistic applies
+
+def percent(fraction: float) -> str:
+    """A fraction as the guides write it: 0.5 -> `50%`, 0.025 -> `2.5%`."""
+    return f"{100 * fraction:g}%"
+
+
+_PART = {1 / 2: "half", 1 / 3: "third"}  # a constant changed to a fraction without a word here fails at import
+_HALF, _THREE_QUARTERS = stats.CHECKPOINTS
+_SPEED = SpeedConfig()  # the suite's defaults for the probe
+
+_EVAL_LOSS = (
+    "the final evaluation loss at the budget in nats/token (bits per byte in the CSV), the mean over seeds ± the "
+    "half-width of a 95% Student-t interval; a single seed has no interval. Lower is better and the rank is by this "
+    "mean. A variant with a diverged or failed seed (`diverged on k/n seeds`, `failed on k/n seeds`) is listed but "
+    "not ranked. `plateau on k/n seeds`: k of n seeds ended stuck on the unigram plateau (eval loss improved by less "
+    f"than {stats.PLATEAU_TOLERANCE:g} nats over at least the last {_PART[stats.PLATEAU_WINDOW]} of the run while "
+    f"above the suite's plateau level, by default {stats.PLATEAU_LEVEL_FRACTION:g} ln(vocab)): such a run has not "
+    "learnt from context and is not converged.")
+_EVAL_LOSS_BRIEF = (
+    "nats per token on the suite's fixed evaluation windows after the budget (bits per byte in the CSV); mean and "
+    "95% t-interval over seeds. Lower is better. With one seed there is no interval: differences of a few "
+    "hundredths are within seed-to-seed noise.")
+_STABILITY = (
+    "whether the order between the ranking's groups had stopped moving. The groups are the rank ranges (`1-3`): "
+    "adjacent variants whose order is not resolved share one. With >= 2 seeds the ranking is **settled** when no "
+    "pair of variants in different groups was the other way round (by mean eval loss) at "
+    f"{' or at '.join(percent(f) for f in stats.CHECKPOINTS)} of the budget, and **unsettled** when one was: that pair "
+    f"crossed in the last {_PART[1 - stats.CHECKPOINTS[0]]} of the budget, so the order between groups is a "
+    "snapshot, not a verdict (the line names the pairs). Swaps inside a group do not unsettle: their order is not "
+    "resolved at the end either. **all tied**: one group, nothing to order between groups. **not judged**: one "
+    "seed, so there is no interval test and ties cannot be judged. Kendall's tau-b between the ranking at "
+    f"{percent(_HALF)} ({percent(_THREE_QUARTERS)}) of the budget and the final one is given as supporting "
+    "information; it counts swaps inside tied groups too.")
+_RANK = (
+    "adjacent variants whose order is not resolved share one. With >= 2 seeds a pair is resolved when a bootstrap "
+    "over seeds (resampled jointly, as seeds share data order; enumerated exactly up to "
+    f"{stats.exact_bootstrap_seeds()} seeds) puts it in order with probability >= {stats.ORDER_PROB_MIN:g} and the "
+    "95% interval of the difference (paired by seed) excludes zero: with 2-3 seeds the bootstrap alone gives "
+    "probability 1 to any sign that holds on every seed. With one seed a pair is resolved when it is in the same "
+    f"order at {', '.join(percent(f) for f in stats.CHECKPOINTS)} and 100% of the budget.")
+_RANK_PROBABILITY = (
+    "the bootstrap's probability that the variant lands inside its listed rank range: `0.93 (in 1-3)` anywhere in "
+    "ranks 1-3, `0.97 (at 4)` at rank 4 for a variant with a rank of its own. A range's ends are pairs the "
+    f"bootstrap orders with probability >= {stats.ORDER_PROB_MIN:g}, so a value well below that flags a boundary "
+    "that barely holds.")
+_SPEED_WORDS = (
+    "baseline step time / variant step time (> 1 is faster), measured before training by one process that times "
+    "all variants round-robin, beside an A/A control (the baseline built again, from another initialisation draw) "
+    "whose ratio is 1 by construction: how far the control's 95% interval reaches from 1, either way, is the "
+    "probe's floor (`A/A floor ±x%`, the baseline's row and the setup table). The probe runs at least the suite's "
+    "`[speed] rounds`, then more, until every ratio's 95% interval of its median (order statistics of the "
+    "per-round ratios, distribution-free) is within the suite's target half-width "
+    f"(±{percent(_SPEED.target_half_width)} by default), or until its time cap ({percent(_SPEED.max_share)} of the "
+    "suite's estimated training time by default); the setup table says how many rounds ran and why it stopped. "
+    "`1.120x [1.090, 1.150]`: the interval lies outside the floor, a measured difference; `no measurable "
+    "difference (within ±x%)`: it does not, and x is how far from 1 either interval reaches; `untrusted (IQR x)`: "
+    "the probe was disturbed, no ratio. Records made before the control existed say `no A/A control in this probe` "
+    "beside their median and IQR, and are no verdict. Machine drift cancels in this ratio: compare these, not "
+    "tokens/s.")
+_SPEED_WORDS_BRIEF = (
+    "the training-step speed of a variant relative to the baseline variant, measured round-robin in one process "
+    "before training, so drift of the shared machine cancels. A probe beside an A/A control (the baseline built "
+    "twice) says `1.120x [1.090, 1.150]` when the 95% interval of the median lies outside the control's floor and "
+    "`no measurable difference (within ±x%)` when it does not; the directories published before that control say "
+    "`no A/A control in this probe` beside the median and the IQR over rounds. This is the speed number to trust "
+    "here. Absolute tokens/s of runs made minutes apart are shown but are not comparable on a shared machine.")
+_TTT = (
+    "the baseline's median training seconds to the target / the variant's, with a percentile-bootstrap 95% "
+    f"interval over seeds ({stats.BOOTSTRAP_RESAMPLES:,} seeded resamples; two or more seeds only). A miss counts "
+    "as infinite: `miss` when the variant's median run missed the target (`[miss, x]`: censored, in over "
+    f"{percent(stats.INTERVAL_TAIL)} of resamples the median run missed), `baseline missed` when the baseline's "
+    "did (no finite ratio: the variant is faster by an unknown factor), `both missed` when neither reached it. "
+    "Seconds-based: see the caveat.")
+_TARGET_STATUS = (
+    "`ok`; `target missed on k/n seeds` (never reached within the budget; the median is `miss` once half the seeds "
+    "or more missed); `diverged on k/n seeds` (a diverged run counts as a miss even if it passed the target "
+    "before); `failed on k/n seeds` (no record: see failures/).")
+_TO_TARGET_BRIEF = (
+    "steps, tokens, FLOPs and training seconds until the eval loss first reaches the suite's target, interpolated "
+    "between evaluations; `miss` when never reached (counted as infinite in medians). The time-to-target speedup "
+    "in the ranking is wall-clock, so it carries the machine's drift: see each page's caveat.")
+_PEAK_MEMORY = (
+    "on CPU the growth of the process's peak resident set over the measured steps (gradients, optimiser state, "
+    "activations, and allocator effects; comparable only between CPU runs); on CUDA the allocator's peak (max "
+    "allocated), weights included.")
+_PEAK_MEMORY_BRIEF = (
+    "CPU peak resident-set growth over a run (includes one-time library allocations); comparable only between CPU "
+    "runs of the same suite.")
+_TOKENS_PER_SECOND = (
+    "median over seeds of each run's training tokens / training seconds (evaluation excluded); a seconds-based "
+    "figure.")
+_MFU = "model FLOPs per second / the device's peak dense FLOP/s; shown only where a peak is known for the device."
+
 # The list. CSV order is the order of `names` here; each page table's order is the order of its cells here.
 COLUMNS: list[Column] = [
     Column(("rank",)),  # filled when ranked: 1, 2, ... by mean eval loss among the variants that ended ok
     Column(("rank_range",), stability=lambda v, st: st.range_text(v) if v in st.rank_range else "",
-           ranking=Cell("rank", lambda r, view: r["rank_range"] or "-")),
+           ranking=Cell("rank", lambda r, view: r["rank_range"] or "-"), label="**rank** ranges (`2-5`)",
+           meaning=_RANK),
     # The bootstrap's probability that the variant lands inside its listed rank range (for `1-3`, anywhere in 1-3;
     # for a rank of its own, at it): the cell names the range it is the probability of.
     Column(("rank_range_probability",), stability=lambda v, st: st.rank_range_prob.get(v, math.nan),
-           ranking=Cell("P(rank)", _rank_probability_cell, lambda view: view.multi)),
-    Column(("ranking",), stability=lambda v, st: st.word),
-    Column(("tau_50_final",), stability=lambda v, st: st.taus.get(0.5, math.nan)),
-    Column(("tau_75_final",), stability=lambda v, st: st.taus.get(0.75, math.nan)),
+           ranking=Cell("P(rank)", _rank_probability_cell, lambda view: view.multi),
+           label="**P(rank)** (>= 2 seeds only)", meaning=_RANK_PROBABILITY),
+    Column(("ranking",), stability=lambda v, st: st.word, label="**rank stability** (the line under the ranking)",
+           meaning=_STABILITY),
+    Column(("tau_50_final",), stability=lambda v, st: st.taus.get(_HALF, math.nan)),
+    Column(("tau_75_final",), stability=lambda v, st: st.taus.get(_THREE_QUARTERS, math.nan)),
     # Variant, device and commit come from the records: their page cells are escaped (untrusted.md).
     Column(("variant",), compute=lambda v: v.variant,
            ranking=Cell("variant", lambda r, view: md(r["variant"]), words=True),
@@ -338,7 +460,8 @@ COLUMNS: list[Column] = [
     Column(("eval_loss_mean", "eval_loss_std", "eval_loss_ci_low", "eval_loss_ci_high"),
            (_summary("final_eval_loss", "eval_loss"),), _eval_loss,
            ranking=Cell(lambda view: "eval loss, mean ± 95% CI" if view.multi
-                        else "eval loss (one seed: no interval)", lambda r, view: _loss_cell(r))),
+                        else "eval loss (one seed: no interval)", lambda r, view: loss_cell(r)),
+           label="**eval loss**", meaning=_EVAL_LOSS, brief=_EVAL_LOSS_BRIEF),
     Column(("eval_bpb_mean",), (_summary("final_eval_bpb", "eval_bpb"),),
            lambda v: float(v.g["eval_bpb"].mean()) if v.losses else math.nan),
     # (a workload's columns go here: masked-token accuracy after eval_bpb_mean)
@@ -353,14 +476,16 @@ COLUMNS: list[Column] = [
     Column(("speedup_ci_low", "speedup_ci_high", "speed_floor_low", "speed_floor_high"),
            compute=lambda v: _speed_numbers(v)[2:], optional=True),
     Column(("speed_words",), compute=_speed_words, in_csv=False,
-           ranking=Cell("speedup, interleaved probe", lambda r, view: r["speed_words"])),
+           ranking=Cell("speedup, interleaved probe", lambda r, view: r["speed_words"]), meaning=_SPEED_WORDS,
+           brief=_SPEED_WORDS_BRIEF),
     Column(("ttt_speedup", "ttt_speedup_ci_low", "ttt_speedup_ci_high"), compute=_ttt,
            ranking=Cell(lambda view: _TTT_HEADER.format(" [95% CI]" if view.multi else ""), _ttt_cell,
-                        lambda view: view.has_target)),
+                        lambda view: view.has_target), label="**time-to-target speedup**", meaning=_TTT),
     Column(("to_target_status",), compute=_target_status,
-           target=Cell("status", lambda r, view: r["to_target_status"], words=True)),
+           target=Cell("status", lambda r, view: r["to_target_status"], words=True),
+           label="**time to target** status", meaning=_TARGET_STATUS),
     Column(("to_target_misses",), compute=lambda v: v.misses if v.has_target else math.nan),
-    _to_target("steps", "steps (median)", ".1f"),
+    replace(_to_target("steps", "steps (median)", ".1f"), label="**to target**", brief=_TO_TARGET_BRIEF),
     _to_target("tokens", "tokens (median)", ",.0f"),
     _to_target("flops", "FLOPs (median)", ".4g"),
     _to_target("seconds", "train seconds (median)", ".2f"),
@@ -370,22 +495,63 @@ COLUMNS: list[Column] = [
     _integer("flops_train_per_token", "train FLOPs/token"),
     Column(("peak_memory_bytes", "peak_memory_kind"),
            (_summary("peak_memory_bytes"), _summary("peak_memory_kind")),
-           lambda v: (v.g["peak_memory_bytes"].astype(float).median(), _join(v.g["peak_memory_kind"])),
-           ranking=Cell(_memory_header, lambda r, view: _mib(r["peak_memory_bytes"]))),
+           lambda v: (v.g["peak_memory_bytes"].astype(float).median(), joined(v.g["peak_memory_kind"])),
+           ranking=Cell(_memory_header, lambda r, view: _mib(r["peak_memory_bytes"])), label="**peak mem**",
+           meaning=_PEAK_MEMORY, brief=_PEAK_MEMORY_BRIEF),
     Column(("tokens_per_second",), (_summary("tokens_per_second"),),
            lambda v: float(v.g["tokens_per_second"].median()),
-           ranking=Cell("tokens/s", lambda r, view: fmt(r["tokens_per_second"], ",.0f"))),
+           ranking=Cell("tokens/s", lambda r, view: fmt(r["tokens_per_second"], ",.0f")),
+           meaning=_TOKENS_PER_SECOND),
     Column(("mfu",), (_summary("mfu"),), _median("mfu"),
            ranking=Cell("MFU", lambda r, view: "-" if _is_missing(r["mfu"]) else f"{100 * r['mfu']:.1f}%",
-                        lambda view: view.table["mfu"].notna().any())),
+                        lambda view: view.table["mfu"].notna().any()), meaning=_MFU),
     Column(("train_seconds",), (_summary("train_seconds"),), lambda v: float(v.g["train_seconds"].median())),
-    Column(("device",), (RunField("device", lambda r: r["env"]["device_name"]),), lambda v: _join(v.g["device"]),
+    Column(("device",), (RunField("device", lambda r: r["env"]["device_name"]),), lambda v: joined(v.g["device"]),
            ranking=Cell("device", lambda r, view: md(r["device"]), _varies("device"), words=True)),
-    Column(("commit",), (RunField("commit", _commit),), lambda v: _join(v.g["commit"]),
+    Column(("commit",), (RunField("commit", _commit),), lambda v: joined(v.g["commit"]),
            ranking=Cell("commit", lambda r, view: md(r["commit"]), _varies("commit"), words=True)),
     Column(("n_plateau",), (RunField("plateau", lambda r: stats.plateau_steps(r) is not None, False),),
            lambda v: int(v.g["plateau"].sum())),
 ]
+
+
+def column_named(name: str, columns: Sequence[Column] = COLUMNS) -> Column:
+    return next(c for c in columns if name in c.names)
+
+
+def reading_guide(order: Sequence[str | tuple[str, ...]], columns: Sequence[Column] = COLUMNS,
+                  brief: bool = False) -> tuple[str, ...]:
+    """A reading guide's bullets, in a page's order: each entry of `order` is the page's own note (a str, as is)
+    or the CSV names of columns whose entries share one bullet; any other column with an entry follows, in the
+    list's order, so a new column's meaning reaches the guides without editing them."""
+    named = {n for item in order if not isinstance(item, str) for n in item}
+    bullets = [item if isinstance(item, str) else " ".join(column_named(n, columns).explained(brief) for n in item)
+               for item in order]
+    return (*bullets, *(c.explained(brief) for c in columns
+                        if c.explained(brief) and not named.intersection(c.names)))
+
+
+COLUMNS_DOC = Path(__file__).resolve().parents[2] / "docs" / "leaderboards.md"
+DOC_BEGIN = "<!-- the columns: columns_table() writes this table; tests/test_guides.py checks it -->"
+DOC_END = "<!-- end of the columns -->"
+
+
+def columns_table(columns: Sequence[Column] = COLUMNS) -> str:
+    """The docs' table of what each column means (Markdown cannot run code: a test checks the copy in
+    docs/leaderboards.md against this, and `python3 -m blockbench.views.columns` rewrites it)."""
+    rows = ["| column | in leaderboard.csv | what it means |", "|---|---|---|"]
+    for c in columns:
+        if c.meaning:
+            names = ", ".join(f"`{n}`" for n in c.names) if c.in_csv else "- (pages only)"
+            rows.append(f"| {c.lead()} | {names} | {c.meaning.replace('|', '&#124;')} |")
+    return "\n".join(rows) + "\n"
+
+
+def with_columns_table(doc: str) -> str:
+    """`doc` (docs/leaderboards.md's text) with the table between its markers as columns_table renders it."""
+    head, _, rest = doc.partition(DOC_BEGIN + "\n")
+    _, _, tail = rest.partition(DOC_END)
+    return f"{head}{DOC_BEGIN}\n{columns_table()}{DOC_END}{tail}"
 
 
 def workload_column(extra: ExtraColumn) -> Column:
@@ -532,3 +698,7 @@ def ranking_table(view: View, columns: Sequence[Column]) -> tuple[page.Table, li
 
 def target_table(view: View, columns: Sequence[Column]) -> page.Table:
     return _page_table(view, [c.target for c in columns if c.target is not None and c.target.shown(view)])
+
+
+if __name__ == "__main__":  # rewrite docs/leaderboards.md's table of the columns after changing a meaning
+    COLUMNS_DOC.write_text(with_columns_table(COLUMNS_DOC.read_text(encoding="utf-8")), encoding="utf-8")

@@ -257,21 +257,9 @@ def speed_row(variant: str, baseline_variant: str, b: list[dict], c: list[dict],
     # No number from an untrusted probe, not even beside a verdict of n/a.
     cells = {side: stats.untrusted_cell(_median([r["speed"].get("speedup_iqr") for r in records]))
              if side in untrusted else value for side, records, value in (("baseline", b, sb), ("candidate", c, sc))}
-    devices, modes = sorted(device_types([*b, *c])), sorted(execution_modes([*b, *c]))
-    if len(devices) > 1:
-        # A speed ratio means something only on the device type it was measured on (SIMD width, caches, kernels).
-        return _row(variant, metric, cells["baseline"], cells["candidate"], "n/a", "speed ratios measured on "
-                    f"different device types ({'; '.join(devices)}) are not compared", "x")
-    if len(modes) > 1:
-        # Nor across execution modes: compiling or graph-capturing changes launches and fusion, not the blocks.
-        return _row(variant, metric, cells["baseline"], cells["candidate"], "n/a", "speed ratios measured in "
-                    f"different execution modes ({', '.join(modes)}) are not compared", "x")
-    dtypes = sorted(training_dtypes([*b, *c]))
-    if len(dtypes) > 1:
-        # Nor across dtypes: a bf16 step runs other kernels at another peak rate than an fp32 one, and the ratio
-        # to the baseline variant moves with them (the baseline runs faster too, by another factor).
-        return _row(variant, metric, cells["baseline"], cells["candidate"], "n/a", "speed ratios measured in "
-                    f"different dtypes ({', '.join(dtypes)}) are not compared", "x")
+    apart = _speed_ratios_apart([*b, *c])
+    if apart is not None:
+        return _row(variant, metric, cells["baseline"], cells["candidate"], "n/a", apart, "x")
     if untrusted:
         return _row(variant, metric, cells["baseline"], cells["candidate"], "n/a",
                     "; ".join(f"{side}: {note}" for side, note in untrusted.items()), "x")
@@ -308,6 +296,24 @@ def speed_row(variant: str, baseline_variant: str, b: list[dict], c: list[dict],
             verdict = "inconclusive"
             detail += ": the probe was too noisy to tell, rerun"
     return _row(variant, metric, sb, sc, verdict, detail, "x")
+
+
+def _speed_ratios_apart(records: list[dict]) -> str | None:
+    """Why speed ratios from these records are not compared (measured on different device types, in different
+    execution modes or dtypes), or None when they are."""
+    devices, modes = sorted(device_types(records)), sorted(execution_modes(records))
+    if len(devices) > 1:
+        # A speed ratio means something only on the device type it was measured on (SIMD width, caches, kernels).
+        return f"speed ratios measured on different device types ({'; '.join(devices)}) are not compared"
+    if len(modes) > 1:
+        # Nor across execution modes: compiling or graph-capturing changes launches and fusion, not the blocks.
+        return f"speed ratios measured in different execution modes ({', '.join(modes)}) are not compared"
+    dtypes = sorted(training_dtypes(records))
+    if len(dtypes) > 1:
+        # Nor across dtypes: a bf16 step runs other kernels at another peak rate than an fp32 one, and the ratio
+        # to the baseline variant moves with them (the baseline runs faster too, by another factor).
+        return f"speed ratios measured in different dtypes ({', '.join(dtypes)}) are not compared"
+    return None
 
 
 def memory_row(variant: str, b: list[dict], c: list[dict], t: Thresholds) -> dict[str, Any]:

@@ -10,14 +10,18 @@ baselines, budgets and shapes differ.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from blockbench.blocks import get_variant
+from blockbench.blocks.spec import SpecError
 from blockbench.untrusted import md, md_code, mpl
 from blockbench.views import headline, page
+from blockbench.views.plots import new_figure, png_bytes
 from blockbench.views.selection import group_failures, ranked_records, ranked_table
 
 FIGURE = "cross_suite.png"
@@ -96,8 +100,6 @@ def cross_table(results: list[SuiteResult], gpu: dict[str, Any] | None, link: An
 def plot_cross_suite(results: list[SuiteResult]) -> bytes:
     """Each variant's difference to its suite's baseline with its 95% interval, one row per variant, one marker
     per suite: where the suites agree the markers line up."""
-    from blockbench.views.plots import new_figure, png_bytes
-
     variants = variants_of(results)
     fig, ax = new_figure("eval loss minus the suite's baseline (nats, 95% CI; left of 0 is better)")
     fig.set_size_inches(8, 0.45 * len(variants) + 1.8)
@@ -131,11 +133,6 @@ def variant_page_name(variant: str) -> str | None:
 def recipe_rows(variant: str) -> list[list[str]] | None:
     """The preset's description and block spec (what `blockbench show` prints), or None for a name that is not a
     registered variant here (a user block of someone else's)."""
-    import dataclasses
-
-    from blockbench.blocks import get_variant
-    from blockbench.blocks.spec import SpecError
-
     try:
         preset = get_variant(variant)
     except SpecError:

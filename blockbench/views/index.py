@@ -16,10 +16,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from blockbench import stats
+from blockbench.errors import BlockbenchError
 from blockbench.safeio import UnsafeFileError, expect_type, load_toml_guarded
+from blockbench.suite import builtin_suites, load_suite
 from blockbench.untrusted import md, md_code
 from blockbench.views import crosssuite, headline, page
-from blockbench.views.columns import _join, _loss_cell
+from blockbench.views.columns import joined, loss_cell, percent, reading_guide
+from blockbench.views.gpu_page import gpu_summary, published_checks, write_gpu_page
+from blockbench.views.ladder import headline as ladder_headline
+from blockbench.views.ladder import ladder_json, load_ladder
 from blockbench.views.leaderboard import header_items, write_outputs
 from blockbench.views.selection import LeaderboardError, group_failures, ranked_records, ranked_table
 
@@ -37,31 +43,17 @@ INTRO = (
     f"results/`, from the records and from `{PROVENANCE}` (what each directory is and how it was made): edit that "
     "file, never this page.")
 
-# The short guide to a leaderboard that results/README.md has always carried; each leaderboard page ends with the
-# full one ("How to read this").
-READING_GUIDE = (
-    "**eval loss**: nats per token on the suite's fixed evaluation windows after the budget (bits per byte in the "
-    "CSV); mean and 95% t-interval over seeds. Lower is better. With one seed there is no interval: differences of "
-    "a few hundredths are within seed-to-seed noise.",
-    "**speedup, interleaved probe**: the training-step speed of a variant relative to the baseline variant, "
-    "measured round-robin in one process before training, so drift of the shared machine cancels. A probe beside "
-    "an A/A control (the baseline built twice) says `1.120x [1.090, 1.150]` when the 95% interval of the median "
-    "lies outside the control's floor and `no measurable difference (within ±x%)` when it does not; the directories "
-    "published before that control say `no A/A control in this probe` beside the median and the IQR over rounds. "
-    "This is the speed number to trust here. Absolute tokens/s of runs made minutes apart are shown but are not "
-    "comparable on a shared machine.",
-    "**to target**: steps, tokens, FLOPs and training seconds until the eval loss first reaches the suite's target, "
-    "interpolated between evaluations; `miss` when never reached (counted as infinite in medians). The "
-    "time-to-target speedup in the ranking is wall-clock, so it carries the machine's drift: see each page's caveat.",
-    "**peak mem**: CPU peak resident-set growth over a run (includes one-time library allocations); comparable only "
-    "between CPU runs of the same suite.",
+# The short guide to a leaderboard that results/README.md has always carried (the columns' `brief`s, columns.py);
+# each leaderboard page ends with the full one ("How to read this").
+READING_GUIDE = reading_guide((
+    ("eval_loss_mean",), ("speed_words",), ("steps_to_target",), ("peak_memory_bytes",),
     "**masked-token accuracy** (encoder suites only): the share of masked evaluation tokens whose argmax is the "
     "original token, mean over seeds; the eval loss there is nats per masked token.",
     "**ranking** (this page): each leaderboard's ranks, best first, shared where a pair's order is not resolved "
     "(`2-3`), and its stability word: **settled** when no pair of variants in different rank groups was the other "
-    "way round at 50% or 75% of the budget, **unsettled** when one was (a snapshot, not a verdict), **all tied** "
-    "when no pair is resolved, **not judged** with one seed (no interval test, so ties cannot be judged).",
-)
+    f"way round at {' or '.join(percent(f) for f in stats.CHECKPOINTS)} of the budget, **unsettled** when one "
+    "was (a snapshot, not a verdict), **all tied** when no pair is resolved, **not judged** with one seed (no "
+    "interval test, so ties cannot be judged)."), brief=True)
 
 
 PROVENANCE_FIELDS = ("what", "how")
@@ -123,23 +115,18 @@ def is_ladder(directory: Path) -> bool:
 
 def ladder_row(directory: Path, root: Path) -> list[str]:
     """One published ladder: its verdicts in one line, from its records as `blockbench ladder` reads them."""
-    from blockbench.views.ladder import headline, ladder_json, load_ladder
-
     runs = load_ladder(directory)
     data = ladder_json(runs)
     records = [r for rs in runs.records.values() for r in rs]
     facts = dict(header_items(records, 0))
     pages = [_link(name, directory / name, root) for name in ("ladder.html", "ladder.md", "ladder.png")
              if (directory / name).exists()]
-    return [md_code(directory.relative_to(root).as_posix()), _dates(records), facts["device"], headline(data),
+    return [md_code(directory.relative_to(root).as_posix()), _dates(records), facts["device"], ladder_headline(data),
             "; ".join(pages) or "-"]
 
 
 def shipped_suite_text(name: str, version: str, record_hash: str) -> str:
     """How the current version relates to the suite file shipped in the package (cheap: one TOML load)."""
-    from blockbench.errors import BlockbenchError
-    from blockbench.suite import builtin_suites, load_suite
-
     if name not in builtin_suites():
         return "no built-in suite of this name"
     try:
@@ -159,7 +146,7 @@ def ranking_line(table) -> str:
     ranked = table[table["status"] == "ok"]
     groups = ranked.groupby("rank_range", sort=False)["variant"].agg(lambda names: ", ".join(md(n) for n in names))
     text = " · ".join(f"{ranks} {names}" for ranks, names in groups.items())
-    unranked = [f"{md(row['variant'])} ({_loss_cell(row)})" for _, row in table[table["status"] != "ok"].iterrows()]
+    unranked = [f"{md(row['variant'])} ({loss_cell(row)})" for _, row in table[table["status"] != "ok"].iterrows()]
     if unranked:
         text += " · not ranked: " + ", ".join(unranked)
     return f"{text} (**{table['ranking'].iloc[0]}**)"
@@ -199,7 +186,7 @@ def result_row(directory: Path, root: Path, newer: str | None) -> list[str]:
     elif (directory / "REPORT.md").is_file():
         pages.append(_link("report", directory / "REPORT.md", root))
     return [md_code(directory.relative_to(root).as_posix()), current, _dates(records), facts["device"],
-            md(_join(table["commit"])), str(len({r["seed"] for r in records})), facts["budget"], ranking_line(table),
+            md(joined(table["commit"])), str(len({r["seed"] for r in records})), facts["budget"], ranking_line(table),
             "; ".join(pages) or "-"]
 
 
@@ -223,8 +210,6 @@ def ordered_suites(suites: dict[str, list[Path]], provenance: dict[str, Any]) ->
 
 def gpu_checks(root: Path) -> list[dict[str, Any]]:
     """Each GPU check's summary (gpu_page.gpu_summary) with its directory, newest first."""
-    from blockbench.views.gpu_page import gpu_summary, published_checks
-
     return [{**gpu_summary(d), "key": d.relative_to(root).as_posix()} for d in published_checks(root)]
 
 
@@ -401,7 +386,6 @@ def write_index(root: str | Path, out: str | Path | None = None) -> tuple[Path, 
     if variant_files:
         write_outputs(out_dir / crosssuite.VARIANTS_DIR, variant_files)
         written += [f"{crosssuite.VARIANTS_DIR}/{n}" for n in variant_files]
-    from blockbench.views.gpu_page import write_gpu_page
 
     for check in checks:
         written += [f"{check['key']}/{n}" for n in write_gpu_page(root / check["key"], out_dir / check["key"])]

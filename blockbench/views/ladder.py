@@ -18,12 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from matplotlib.figure import Figure as MplFigure
+from matplotlib.ticker import FormatStrFormatter
+
 from blockbench import stats
 from blockbench.errors import BlockbenchError
 from blockbench.records import RecordError, find_record_files, load_failures, load_record
 from blockbench.safeio import atomic_write_bytes, atomic_write_text
+from blockbench.scaling import Point, analyse
 from blockbench.untrusted import md, mpl, plain
+from blockbench.views import plotstyle
 from blockbench.views.page import Bullets, Figure, Heading, Page, Para, table, to_html, to_markdown
+from blockbench.views.plots import png_bytes
 
 FILES = ("ladder.md", "ladder.html", "ladder.json", "ladder.png")
 LEVEL = 0.90
@@ -114,8 +121,6 @@ def _missing(runs: LadderRuns, variant: str) -> str:
 
 
 def points(runs: LadderRuns, variants: list[str]) -> list[Any]:
-    from blockbench.scaling import Point
-
     return [Point(variant=r["variant"], rung=i, seed=r["seed"], flops=float(r["curve"][-1]["flops"]),
                   tokens=float(r["summary"]["tokens"]), loss=float(r["summary"]["final_eval_loss"]))
             for i in sorted(runs.records) for r in runs.records[i]
@@ -195,8 +200,6 @@ def wallclock(runs: LadderRuns, variant: str, baseline: str, flops_multiplier: f
 def analyse_ladder(runs: LadderRuns, baseline: str | None = None, n_boot: int = 400) -> dict[str, Any]:
     """The scaling analysis against one reference (the suite's baseline by default): per variant its multipliers,
     intervals, verdict and rollout error, plus the law, rank agreement and the points it used."""
-    from blockbench.scaling import analyse
-
     baseline = baseline or runs.baseline
     fitted = [v for v in runs.variants if not _missing(runs, v)]
     plateau = {v: found for v in fitted if (found := plateaus(runs, v))}
@@ -425,12 +428,6 @@ def check_words(check: dict[str, Any]) -> str:
 
 
 def plot(data: dict[str, Any], points: list[Any]) -> bytes:
-    import numpy as np
-    from matplotlib.figure import Figure as MplFigure
-
-    from blockbench.views import plotstyle
-    from blockbench.views.plots import png_bytes
-
     fig = MplFigure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
     ax.set_xscale("log")
@@ -449,7 +446,6 @@ def plot(data: dict[str, Any], points: list[Any]) -> bytes:
         band = (data.get("bands") or {}).get(name)
         if band and not failed:
             ax.fill_between(band["c"], band["lo"], band["hi"], color=style["color"], alpha=0.15, lw=0)
-    from matplotlib.ticker import FormatStrFormatter
 
     ax.yaxis.set_major_formatter(FormatStrFormatter("%.2f"))  # losses span a few tenths: no powers of ten
     ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2f"))

@@ -28,7 +28,7 @@ from blockbench.safeio import UnsafeFileError, check_writable_target, read_guard
 from blockbench.untrusted import md, md_code, plain
 from blockbench.views import columns as C
 from blockbench.views import headline, page
-from blockbench.views.columns import _join
+from blockbench.views.columns import joined
 from blockbench.views.plots import curves_frame, plot_bars, plot_curves, seconds_plot_note
 from blockbench.views.selection import (
     LeaderboardError,
@@ -60,22 +60,22 @@ def header_items(kept: list[dict[str, Any]], left_out: int, failed: int = 0) -> 
     items = [
         ("suite", f"{first['suite']['name']} v{first['suite']['version']}"),
         ("suite hash", first["suite"]["hash"]),
-        ("blockbench version", _join(r["blockbench_version"] for r in kept)),
+        ("blockbench version", joined(r["blockbench_version"] for r in kept)),
         ("baseline variant", config.get("baseline", "-")),
         ("target", target_text(kept)),
         ("budget", budget),
-        ("seeds", _join(r["seed"] for r in kept)),
+        ("seeds", joined(r["seed"] for r in kept)),
         ("corpus", f"{first['data']['corpus']}, {first['data']['tokenizer']} tokenizer, "
                    f"vocab {first['data']['vocab_size']}"),
         ("corpus fingerprint", first["data"]["fingerprint"]),
         ("model", ", ".join(f"{k}={v}" for k, v in config["model"].items())),
         *position_items(kept),
         *override_items(overrides),
-        ("device", _join(f"{r['env']['device_name']} ({r['env']['device']}, {r['env']['threads']} threads)"
+        ("device", joined(f"{r['env']['device_name']} ({r['env']['device']}, {r['env']['threads']} threads)"
                          for r in kept)),
         *setup_facts(kept),
-        ("torch", _join(r["env"]["torch"] for r in kept)),
-        ("commit", _join((r["git"]["commit"] or "unknown") + (" (dirty)" if r["git"]["dirty"] else "")
+        ("torch", joined(r["env"]["torch"] for r in kept)),
+        ("commit", joined((r["git"]["commit"] or "unknown") + (" (dirty)" if r["git"]["dirty"] else "")
                          for r in kept)),
         ("records", f"{len(kept)} ranked, {left_out} left out" + (f", {failed} failed runs (failures/)"
                                                                       if failed else "")),
@@ -131,7 +131,7 @@ def setup_facts(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """How the steps executed: the execution mode, the training dtype, and the peak FLOP/s that MFU divides by
     (`989.5 TFLOP/s, bf16 dense, spec table`). Every speed figure is relative to these."""
     modes = ", ".join(sorted(execution_modes(records)))
-    dtypes = _join(r["config"].get("dtype") or r["config"]["runtime"].get("dtype") for r in records)
+    dtypes = joined(r["config"].get("dtype") or r["config"]["runtime"].get("dtype") for r in records)
     peaks = []
     for r in records:
         peak, source = r["summary"].get("mfu_peak_flops"), r["summary"].get("mfu_peak_source")
@@ -173,7 +173,7 @@ def seconds_caveat(records: list[dict[str, Any]]) -> str:
     """Why seconds do not compare across variants, naming the device the records trained on: what drifts between
     runs made one after another differs between a shared CPU and a GPU."""
     kinds = {r["env"]["device"] for r in records}
-    devices = md(_join(f"{r['env']['device_name']} ({r['env']['device']})" for r in records))
+    devices = md(joined(f"{r['env']['device_name']} ({r['env']['device']})" for r in records))
     if kinds == {"cpu"}:
         drift = "on a CPU the other work on its cores moves the step time, a lot on a shared machine"
     elif "cpu" not in kinds:
@@ -187,64 +187,16 @@ def seconds_caveat(records: list[dict[str, Any]]) -> str:
             "where drift cancels: it is the speed to trust.")
 
 
-READING_GUIDE = (
+# "How to read this": the page's own notes (the headline, brackets) and, in this order, the columns' meanings
+# (columns.COLUMNS: each column's words and the statistics' thresholds live there).
+READING_GUIDE = C.reading_guide((
     "**headline** (the first line): the ranking's groups best first, each variant's difference in final eval loss "
     "to the baseline (paired over seeds, 95% interval) and the scale; a group of variants whose order is not "
     "resolved is named as tied. **Δ vs baseline** in the ranking is the same difference.",
-    "**eval loss**: the final evaluation loss at the budget in nats/token (bits per byte in the CSV), the mean "
-    "over seeds ± the half-width of a 95% Student-t interval; a single seed has no interval. Lower is better and "
-    "the rank is by this mean. A variant with a diverged or failed seed (`diverged on k/n seeds`, `failed on k/n "
-    "seeds`) is listed but not ranked. `plateau on k/n seeds`: k of n seeds ended stuck on the unigram plateau "
-    "(eval loss improved by less than 0.05 nats over at least the last third of the run while above the suite's "
-    "plateau level, by default 0.55 ln(vocab)): such a run has not learnt from context and is not converged.",
+    ("eval_loss_mean",),
     "**Brackets** `[a, b]` always hold a 95% interval; an interquartile range is written `(IQR x)`.",
-    "**rank stability** (the line under the ranking): whether the order between the ranking's groups had stopped "
-    "moving. The groups are the rank ranges (`1-3`): adjacent variants whose order is not resolved share one. With "
-    ">= 2 seeds the ranking is **settled** when no pair of variants in different groups was the other way round (by "
-    "mean eval loss) at 50% or at 75% of the budget, and **unsettled** when one was: that pair crossed in the last "
-    "half of the budget, so the order between groups is a snapshot, not a verdict (the line names the pairs). Swaps "
-    "inside a group do not unsettle: their order is not resolved at the end either. **all tied**: one group, "
-    "nothing to order between groups. **not judged**: one seed, so there is no interval test and ties cannot be "
-    "judged. Kendall's tau-b between the ranking at 50% (75%) of the budget and the final one is given as "
-    "supporting information; it counts swaps inside tied groups too.",
-    "**rank** ranges (`2-5`): adjacent variants whose order is not resolved share one. With >= 2 seeds a pair is "
-    "resolved when a bootstrap over seeds (resampled jointly, as seeds share data order; enumerated exactly up to "
-    "8 seeds) puts it in order with probability >= 0.9 and the 95% interval of the difference (paired by seed) "
-    "excludes zero: with 2-3 seeds the bootstrap alone gives probability 1 to any sign that holds on every seed. "
-    "With one seed a pair is resolved when it is in the same order at 50%, 75% and 100% of the budget. "
-    "**P(rank)** (>= 2 seeds only): the bootstrap's probability that the variant lands inside its listed rank range: "
-    "`0.93 (in 1-3)` anywhere in ranks 1-3, `0.97 (at 4)` at rank 4 for a variant with a rank of its own. A range's "
-    "ends are pairs the bootstrap orders with probability >= 0.9, so a value well below that flags a boundary that "
-    "barely holds.",
-    "**speedup, interleaved probe**: baseline step time / variant step time (> 1 is faster), measured before "
-    "training by one process that times all variants round-robin, beside an A/A control (the baseline built "
-    "again, from another initialisation draw) whose ratio is 1 by construction: how far the control's 95% interval "
-    "reaches from 1, either way, is the probe's floor (`A/A floor ±x%`, the baseline's row and the setup table). "
-    "The probe "
-    "runs at least the suite's `[speed] rounds`, then more, until every ratio's 95% interval of its median (order "
-    "statistics of the per-round ratios, distribution-free) is within the suite's target half-width (±2% by "
-    "default), or until its time cap (5% of the suite's estimated training time by default); the setup table says "
-    "how many rounds ran and why it stopped. `1.120x [1.090, 1.150]`: the interval lies outside the floor, a "
-    "measured difference; `no measurable difference (within ±x%)`: it does not, and x is how far from 1 either "
-    "interval reaches; `untrusted (IQR x)`: the probe was disturbed, no ratio. Records made before the control "
-    "existed say `no A/A control in this probe` beside their median and IQR, and are no verdict. Machine drift "
-    "cancels in this ratio: compare these, not tokens/s.",
-    "**time-to-target speedup**: the baseline's median training seconds to the target / the variant's, with a "
-    "percentile-bootstrap 95% interval over seeds (10,000 seeded resamples; two or more seeds only). A miss "
-    "counts as infinite: `miss` when the variant's median run missed the target (`[miss, x]`: censored, in over "
-    "2.5% of resamples the median run missed), `baseline missed` when the baseline's did (no finite ratio: the "
-    "variant is faster by an unknown factor), `both missed` when neither reached it. Seconds-based: see the "
-    "caveat.",
-    "**time to target** status: `ok`; `target missed on k/n seeds` (never reached within the budget; the median "
-    "is `miss` once half the seeds or more missed); `diverged on k/n seeds` (a diverged run counts as a miss even "
-    "if it passed the target before); `failed on k/n seeds` (no record: see failures/).",
-    "**peak mem**: on CPU the growth of the process's peak resident set over the measured steps (gradients, "
-    "optimiser state, activations, and allocator effects; comparable only between CPU runs); on CUDA the "
-    "allocator's peak (max allocated), weights included.",
-    "**tokens/s**: median over seeds of each run's training tokens / training seconds (evaluation excluded); a "
-    "seconds-based figure. **MFU**: model FLOPs per second / the device's peak dense FLOP/s; shown only where a "
-    "peak is known for the device.",
-)
+    ("ranking",), ("rank_range", "rank_range_probability"), ("speed_words",), ("ttt_speedup",),
+    ("to_target_status",), ("peak_memory_bytes",), ("tokens_per_second", "mfu")))
 
 # Files other commands write beside a leaderboard, and what a reader finds in them.
 ARTEFACTS = {
@@ -295,7 +247,7 @@ def seconds_meaningful(records: list[dict[str, Any]]) -> bool:
 def mfu_absent_text(kept: list[dict[str, Any]]) -> str:
     """Why a page has no MFU column, naming the cause: records made before blockbench recorded a peak (on a CPU
     it is measured by a matmul probe when a run starts), or a device with no known peak."""
-    devices = md(_join(f"{r['env']['device_name']} ({r['env']['device']})" for r in kept))
+    devices = md(joined(f"{r['env']['device_name']} ({r['env']['device']})" for r in kept))
     if not any("mfu_peak_source" in r["summary"] for r in kept):
         return (f"MFU is not shown: these records were made before blockbench recorded a peak FLOP/s with each run "
                 f"({devices}), and a page never borrows another run's peak.")

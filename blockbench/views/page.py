@@ -20,6 +20,10 @@ from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
+from jinja2 import Environment
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+
 from blockbench.untrusted import md, plain
 
 LEFT, RIGHT = "left", "right"
@@ -153,8 +157,6 @@ def link_allowed(url: str) -> bool:
 
 
 def _converter():
-    from markdown_it import MarkdownIt
-
     class Converter(MarkdownIt):
         def validateLink(self, url: str) -> bool:  # noqa: N802 - markdown-it's name
             # markdown-it's own check (no javascript:, vbscript:, file:, most data:) and ours on top of it.
@@ -172,8 +174,6 @@ def _md():
 @cache
 def _permissive():
     """A parser that keeps every link and raw HTML as tokens, to inspect a stranger's Markdown before using it."""
-    from markdown_it import MarkdownIt
-
     parser = MarkdownIt("commonmark", {"html": True})
     parser.validateLink = lambda url: True  # type: ignore[method-assign] - see everything, judge below
     return parser
@@ -303,7 +303,6 @@ TEMPLATE = """\
 
 @cache
 def _template():
-    from jinja2 import Environment
 
     # trim_blocks/lstrip_blocks: a tag alone on its line leaves no blank line, so the page reads as hand-written.
     env = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
@@ -318,8 +317,6 @@ def anchor(heading: str) -> str:
 
 def _context(page: Page) -> dict[str, Any]:
     """What the template shows of each block; Markup marks markdown-it's (already escaped) HTML as safe."""
-    from markupsafe import Markup
-
     def rendered(text: str) -> Markup:
         return Markup(inline_html(text))  # noqa: S704 - markdown-it escaped it, raw HTML off
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 import math
 import textwrap
-from typing import Any
+from typing import Any, NamedTuple
+
+import pandas as pd
+from matplotlib.figure import Figure
 
 from blockbench.untrusted import mpl
 from blockbench.views import plotstyle
@@ -13,8 +16,6 @@ from blockbench.views import plotstyle
 
 def curves_frame(records: list[dict[str, Any]]):
     """Eval points of every run, averaged over seeds per (variant, step)."""
-    import pandas as pd
-
     rows = [{"variant": r["variant"], "seed": r["seed"], "diverged": r["status"] != "ok", "step": p["step"],
              "flops": p["flops"], "train_seconds": p["train_seconds"], "eval_loss": p["eval_loss"]}
             for r in records for p in r["curve"] if p["eval_loss"] is not None]
@@ -36,8 +37,6 @@ def png_bytes(fig) -> bytes:
 
 
 def new_figure(title: str):
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
     ax.set_title(title)
@@ -81,32 +80,13 @@ def plot_curves(curves, order: list[str], x: str, xlabel: str, title: str, targe
     and diverged ones set neither scale: one would squash the others flat. Curves that hide one another are named
     in the legend (plotstyle.coincide). The legend sits outside both panels so that it hides no curve; `note` goes
     under the figure."""
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(13.5, 5.0), layout="constrained")
     ax, tail = fig.subplots(1, 2, width_ratios=[1, 1])
     fig.suptitle(title)
     x_end = float(curves[x].max()) if not curves.empty else 0.0
     scale, unit = axis_scale(x_end)
     x_end /= scale
-    series = []  # (variant, whole-run frame, its x, tail frame, its x, diverged)
-    lows, highs, starts = [], [], []
-    for variant in order:
-        g = curves[curves["variant"] == variant]
-        if g.empty:
-            continue
-        diverged = bool(g["diverged"].any())
-        xs = g[x] / scale
-        start = TAIL_FRACTION * float(xs.max())
-        # The tail starts at the last evaluation before the cut, so the window's left edge has a line into it.
-        before = xs[xs <= start]
-        keep = xs >= (before.max() if not before.empty else start)
-        series.append((variant, g, xs, g[keep], xs[keep], diverged))
-        inside = g[keep][xs[keep] >= start]
-        if not diverged and not inside.empty and variant not in off_scale:
-            lows.append(float(inside["loss_min"].min()))
-            highs.append(float(inside["loss_max"].max()))
-            starts.append(start)
+    series, lows, highs, starts = _curve_series(curves, order, x, scale, off_scale)
     tail_start = min(starts) if starts else TAIL_FRACTION * x_end
     tail_end = x_end * 1.01 if x_end > 0 else 1.0
     finite = [v for v in curves["eval_loss"] if math.isfinite(v)]
@@ -114,22 +94,11 @@ def plot_curves(curves, order: list[str], x: str, xlabel: str, title: str, targe
     pad = 0.05 * max(max(highs) - min(lows), 1e-3) if lows else 0.0
     y_low, y_high = (min(lows) - pad, max(highs) + pad) if lows else (0.0, y_span)
     # The spans the panels show, for the rule that names curves hidden under others.
-    notes = plotstyle.coincide_notes([s[0] for s in series], [
-        ("the whole run", {s[0]: _points(s[2], s[1]["eval_loss"]) for s in series}, x_end, y_span),
-        ("the last half", {s[0]: _points(s[4], s[3]["eval_loss"]) for s in series}, tail_end - tail_start,
-         y_high - y_low)])
-    names = [s[0] for s in series]
-    for variant, g, xs, t, tx, diverged in series:
-        style = plotstyle.variant_style(variant, names)
-        line = "--" if diverged else "-"
-        words = [w for w in ("diverged" if diverged else "", notes.get(variant, "")) if w]
-        # A long note wraps, so that the legend does not take the panels' width. Names come from the records:
-        # escaped for mathtext (a `$...$` in one is shown, not parsed).
-        label = "\n".join(textwrap.wrap(mpl(f"{variant} ({'; '.join(words)})"), 34)) if words else mpl(variant)
-        ax.plot(xs, g["eval_loss"], markersize=4, linestyle=line, label=label, **style)
-        tail.plot(tx, t["eval_loss"], markersize=5, linestyle=line, **style)
-        if (t["n"] > 1).any():
-            tail.fill_between(tx, t["loss_min"], t["loss_max"], color=style["color"], alpha=0.12, linewidth=0)
+    notes = plotstyle.coincide_notes([s.variant for s in series], [
+        ("the whole run", {s.variant: _points(s.xs, s.whole["eval_loss"]) for s in series}, x_end, y_span),
+        ("the last half", {s.variant: _points(s.tail_xs, s.tail["eval_loss"]) for s in series},
+         tail_end - tail_start, y_high - y_low)])
+    _draw_curves(ax, tail, series, notes)
     if target is not None:
         for a in (ax, tail):
             a.axhline(target, color="grey", linestyle=":", linewidth=1, label=f"target {target}" if a is ax else None)
@@ -150,6 +119,57 @@ def plot_curves(curves, order: list[str], x: str, xlabel: str, title: str, targe
     if note:
         fig.supxlabel(note, fontsize="small", color="dimgrey")
     return png_bytes(fig)
+
+
+class _Curve(NamedTuple):
+    """One variant's curve: the whole run and its tail (from the last evaluation before the tail's cut)."""
+    variant: str
+    whole: Any  # frame of curves_frame's rows
+    xs: Any  # its x, scaled
+    tail: Any
+    tail_xs: Any
+    diverged: bool
+
+
+def _curve_series(curves, order: list[str], x: str, scale: float, off_scale: frozenset[str]
+                  ) -> tuple[list[_Curve], list[float], list[float], list[float]]:
+    """Each variant's curve in `order`, and the lowest and highest seed's loss and the cut of every tail that sets
+    the right panel's scale (neither diverged nor off scale)."""
+    series = []
+    lows, highs, starts = [], [], []
+    for variant in order:
+        g = curves[curves["variant"] == variant]
+        if g.empty:
+            continue
+        diverged = bool(g["diverged"].any())
+        xs = g[x] / scale
+        start = TAIL_FRACTION * float(xs.max())
+        # The tail starts at the last evaluation before the cut, so the window's left edge has a line into it.
+        before = xs[xs <= start]
+        keep = xs >= (before.max() if not before.empty else start)
+        series.append(_Curve(variant, g, xs, g[keep], xs[keep], diverged))
+        inside = g[keep][xs[keep] >= start]
+        if not diverged and not inside.empty and variant not in off_scale:
+            lows.append(float(inside["loss_min"].min()))
+            highs.append(float(inside["loss_max"].max()))
+            starts.append(start)
+    return series, lows, highs, starts
+
+
+def _draw_curves(ax, tail, series: list[_Curve], notes: dict[str, str]) -> None:
+    """Each curve on both panels, in its variant's style, labelled in the legend with its notes."""
+    names = [s.variant for s in series]
+    for variant, g, xs, t, tx, diverged in series:
+        style = plotstyle.variant_style(variant, names)
+        line = "--" if diverged else "-"
+        words = [w for w in ("diverged" if diverged else "", notes.get(variant, "")) if w]
+        # A long note wraps, so that the legend does not take the panels' width. Names come from the records:
+        # escaped for mathtext (a `$...$` in one is shown, not parsed).
+        label = "\n".join(textwrap.wrap(mpl(f"{variant} ({'; '.join(words)})"), 34)) if words else mpl(variant)
+        ax.plot(xs, g["eval_loss"], markersize=4, linestyle=line, label=label, **style)
+        tail.plot(tx, t["eval_loss"], markersize=5, linestyle=line, **style)
+        if (t["n"] > 1).any():
+            tail.fill_between(tx, t["loss_min"], t["loss_max"], color=style["color"], alpha=0.12, linewidth=0)
 
 
 def plot_bars(table, column: str, xlabel: str, title: str, note: str = "") -> bytes:

@@ -10,6 +10,8 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from blockbench.blocks.zoo import PRESETS
+
 # The presets take these colours in their registry order (blocks/zoo.py PRESETS): pre_ln blue, post_ln brown,
 # parallel cyan, naive_skipless olive, vskipinit purple, vskipinit_eq4 pink, sas orange, sas_p green,
 # sas_p_nonorm red. The order is chosen so that the variants the paper suites run get tab10's most distinct hues.
@@ -23,8 +25,6 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p")
 
 
 def _preset_names() -> list[str]:
-    from blockbench.blocks.zoo import PRESETS
-
     return [v.name for v in PRESETS]
 
 

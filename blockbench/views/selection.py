@@ -22,10 +22,12 @@ from blockbench.records import (
     device_types,
     execution_modes,
     find_record_files,
+    load_failures,
     load_record,
     tokenization,
     tokenization_difference,
 )
+from blockbench.suite import builtin_suites, load_suite
 from blockbench.views import columns as C
 from blockbench.workloads import workload_of
 
@@ -76,8 +78,6 @@ def check_one_version(entries: list[tuple[Path, dict[str, Any]]], where: str) ->
 
 def current_suite_hash(name: str, version: str) -> str | None:
     """The content hash of the built-in suite `name` if its current version is `version`, else None."""
-    from blockbench.suite import builtin_suites, load_suite
-
     if name not in builtin_suites():
         return None
     try:
@@ -129,8 +129,6 @@ def select_group(entries: list[tuple[Path, dict[str, Any]]], current_hash: str |
 
 def group_failures(results: Path, kept: list[tuple[Path, dict[str, Any]]]) -> list[dict[str, Any]]:
     """The failure files (results/failures/) of runs of the ranked group that have no record."""
-    from blockbench.records import load_failures
-
     if not kept:
         return []
     _, _, chosen_hash, chosen_overrides, *_ = group_key(kept[0][1])
@@ -206,7 +204,6 @@ def resolve_target(target: str) -> tuple[Path, str | None]:
         raise LeaderboardError(f"{target}: expected a suite name, a suite .toml or a results directory")
     if not path.exists() and (os.sep in target or "/" in target) and path.suffix != ".toml":
         raise LeaderboardError(f"{target}: no such directory (expected a suite name or a results directory)")
-    from blockbench.suite import load_suite
 
     suite = load_suite(target)  # a built-in name or a suite .toml; raises a one-line SuiteError otherwise
     results = Path("results") / suite.name / suite.version

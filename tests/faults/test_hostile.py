@@ -1,5 +1,6 @@
 """Fault injection, part two (issue 24): hostile names, blocks that fail late in the speed probe, a user block's
-own KeyboardInterrupt or SystemExit, an unreachable RAY_ADDRESS, and the chaos soak (ci/chaos.py) on Ray.
+own KeyboardInterrupt or SystemExit, an unreachable RAY_ADDRESS, and the chaos soak (benchmarks/scripts/chaos.py)
+on Ray.
 
 Like test_faults.py, each test is one row of docs/reliability.md's reliability table (tests/faults/table.py).
 """
@@ -169,8 +170,9 @@ def test_unreachable_ray_address_from_the_environment(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 # the chaos soak
 
-@fault("chaos soak (ci/chaos.py): 40 tiny runs on a local Ray cluster (2 CPUs), a random worker SIGKILLed every "
-       "~7 s, the driver SIGKILLed once midway and restarted with --resume (runs with BLOCKBENCH_CHAOS=1)",
+@fault("chaos soak (benchmarks/scripts/chaos.py): 40 tiny runs on a local Ray cluster (2 CPUs), a random worker "
+       "SIGKILLed every ~7 s, the driver SIGKILLed once midway and restarted with --resume (runs with "
+       "BLOCKBENCH_CHAOS=1)",
        "0 or 3 (3 iff failures)",
        "blockbench: N run(s) failed (...) when some run was killed more than --max-retries 2 times",
        "every (variant, seed) exactly one valid record or one failure file: 0 lost, 0 duplicated, 0 damaged, one "
@@ -178,13 +180,13 @@ def test_unreachable_ray_address_from_the_environment(tmp_path):
 def test_chaos_soak(tmp_path):
     # 3 to 5 minutes on 2 busy cores: more than CI's share for one test, so it runs when asked for.
     if os.environ.get("BLOCKBENCH_CHAOS") != "1":
-        pytest.skip("the chaos soak runs with BLOCKBENCH_CHAOS=1 (or: python ci/chaos.py)")
+        pytest.skip("the chaos soak runs with BLOCKBENCH_CHAOS=1 (or: python benchmarks/scripts/chaos.py)")
     pytest.importorskip("ray")
-    sys.path.insert(0, str(REPO / "ci"))
+    sys.path.insert(0, str(REPO / "benchmarks" / "scripts"))
     try:
         import chaos
     finally:
-        sys.path.remove(str(REPO / "ci"))
+        sys.path.remove(str(REPO / "benchmarks" / "scripts"))
     figures = chaos.soak(seeds=20, kill_every=7.0, max_retries=2, out=tmp_path, seed=1)
     assert chaos.verdict(figures) == [], figures
     assert figures["runs"] >= 40 and figures["worker_kills"] >= 5 and figures["driver_kills"] == 1, figures
