@@ -13,6 +13,7 @@ lacks an API used here (those commits are skipped instead: see `harness`).
 from __future__ import annotations
 
 import functools
+import importlib
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -109,13 +110,16 @@ def probe_api() -> SimpleNamespace:
     """blockbench's speed-probe entry points (harness_step, speed_ratio, suite_at_shape), wherever this commit
     keeps them; NotImplementedError (asv: skipped) on commits that have none."""
     harness()
-    try:
-        from blockbench.profile import harness_step, speed_ratio, suite_at_shape
-    except ImportError:
-        try:  # commits before the profile harness left measure/ (issue 25)
-            from blockbench.measure.profile import harness_step, speed_ratio, suite_at_shape
+    # asv measures old commits too: the harness's newest home first, then where earlier commits kept it.
+    for module in ("blockbench.step_probe", "blockbench.profile", "blockbench.measure.profile"):
+        try:
+            api = importlib.import_module(module)
+            break
         except ImportError as exc:
-            raise NotImplementedError(f"this commit lacks blockbench.profile: {exc}") from None
+            missing = exc
+    else:
+        raise NotImplementedError(f"this commit lacks blockbench.step_probe: {missing}") from None
+    harness_step, speed_ratio, suite_at_shape = api.harness_step, api.speed_ratio, api.suite_at_shape
     return SimpleNamespace(harness_step=harness_step, speed_ratio=speed_ratio, suite_at_shape=suite_at_shape)
 
 

@@ -1,6 +1,6 @@
 """Shaped attention's cost (issue 15): SAS-P's step against Pre-LN's at d=256, and the shaped attention alone.
 
-The ratio is the harness's interleaved probe (blockbench.profile.speed_ratio over Trainer.train_step,
+The ratio is the harness's interleaved probe (blockbench.step_probe.speed_ratio over Trainer.train_step,
 the timing path of a run's speed probe), at L=8, H=8, T=128, d=256 on raw bytes. Like training.SpeedRatio it is
 reported as seconds per token relative to pre_ln (asv: larger is worse), so SAS-P at its FLOP bound reads ~0.85.
 """

@@ -7,7 +7,8 @@ Skipless blocks without shaped attention collapse with depth; shaped attention k
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+import io
 import json
 import math
 from pathlib import Path
@@ -15,8 +16,14 @@ from typing import Any
 
 import torch
 
+from blockbench.data import load_data
 from blockbench.errors import BlockbenchError
 from blockbench.safeio import atomic_write_bytes, atomic_write_text
+from blockbench.suite import load_suite
+from blockbench.train import build_for_suite
+from blockbench.views.diagnosis import load_diagnosis
+from blockbench.views.plotstyle import variant_style
+from blockbench.views.selection import load_entries, records_dir
 
 # The init fact users meet first (issue 23): a SAS-family model starts at a loss far above ln(V).
 EMBEDDING_STD = 0.02  # the presets' N(0, 0.02^2) embedding init (blocks/zoo.py)
@@ -68,12 +75,6 @@ def diagnose(variants: list[str] | None, suite_name: str, layers: int | None, ba
     """Signal propagation of `variants` (None: the suite's own) at the suite's shape, `layers` deep, built for
     the suite's workload (or `workload`): its attention mask and head, on its evaluation windows (masked ones for
     a masked workload)."""
-    import dataclasses
-
-    from blockbench.data import load_data
-    from blockbench.suite import load_suite
-    from blockbench.train import build_for_suite
-
     suite = load_suite(suite_name).with_overrides(variants=variants)
     if workload is not None and workload != suite.workload:
         suite = dataclasses.replace(suite, workload=workload, workload_options={})
@@ -113,9 +114,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     """Both measures per layer. Several variants often coincide exactly (every shaped-attention block keeps its
     tokens apart): each series has its own colour and marker and is shifted sideways by a fraction of a layer,
     and the legend sits outside the axes, so every series stays visible."""
-    from matplotlib.figure import Figure
-
-    from blockbench.views.plotstyle import variant_style
+    from matplotlib.figure import Figure  # deferred: heavy (about a second), kept off `blockbench --help`
 
     names = list(result["variants"])
     fig = Figure(figsize=(13, 4.8), layout="constrained")
@@ -147,8 +146,6 @@ def plot(result: dict[str, Any], path: Path) -> None:
                  f"d={result['model']['d_model']}")
     fig.supxlabel(f"Series are shifted sideways by {OFFSET} layer each so that coinciding ones stay visible; "
                   "every point belongs to a whole layer.", fontsize="small", color="dimgrey")
-    import io
-
     buffer = io.BytesIO()  # rendered in memory, then written atomically: never through a link at `path`
     fig.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
     atomic_write_bytes(path, buffer.getvalue(), "plot")
@@ -158,9 +155,6 @@ def replot(directory: Path) -> Path:
     """Redraw directory/diagnose.png from its diagnose.json without building a model, keeping only the variants
     that have run records in the directory (a diagnosis of every preset beside a suite that ran fewer would show
     blocks the results say nothing about)."""
-    from blockbench.views.diagnosis import load_diagnosis
-    from blockbench.views.selection import load_entries, records_dir
-
     source = directory / "diagnose.json"
     try:  # the guarded loader: regular file, size and depth caps, every field plot reads type-checked
         result = load_diagnosis(source)
@@ -177,69 +171,11 @@ def replot(directory: Path) -> Path:
     return directory / "diagnose.png"
 
 
-def _init_note(name: str, result: dict[str, Any]) -> str | None:
-    from blockbench.blocks import get_variant
-    from blockbench.blocks.spec import SpecError
-
-    try:
-        spec = get_variant(name).spec
-    except SpecError:
-        return None
-    return init_loss_note(spec.to_dict() if spec else None, result["model"]["d_model"], result["vocab_size"])
-
-
-def cmd_diagnose(args: argparse.Namespace) -> int:
-    if args.replot:
-        print(f"wrote {replot(Path(args.out))}")
-        return 0
-    from blockbench.blocks import PRESETS
-
-    if args.variant == "presets":
-        variants: list[str] | None = [v.name for v in PRESETS]
-    else:
-        variants = None if args.variant == "all" else [args.variant]
-    result = diagnose(variants, args.suite, args.layers, workload=args.workload)
-    out = Path(args.out)
+def write_diagnosis(result: dict[str, Any], out: Path) -> None:
+    """OUT/diagnose.json and OUT/diagnose.png, each written atomically; an unwritable OUT is a BlockbenchError."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "diagnose.json", json.dumps(result, indent=1) + "\n", "diagnose.json")
         plot(result, out / "diagnose.png")
     except OSError as exc:
         raise BlockbenchError(f"--out {out}: cannot write ({exc.strerror})") from None
-    if args.json:
-        print(json.dumps(result, indent=1))
-    else:
-        for name, values in result["variants"].items():
-            print(f"{name:16s} cosine at last layer {values['cosine'][-1]:.3f}   RMS {values['rms_norm'][-1]:.3f}")
-        notes = {name: note for name in result["variants"]
-                 if (note := _init_note(name, result)) is not None}
-        if notes:  # the first thing a user of the SAS family sees is a loss above ln V: say why once
-            print(f"{', '.join(notes)}: {next(iter(notes.values()))}")
-        print(f"wrote {out / 'diagnose.json'} and {out / 'diagnose.png'}")
-    return 0
-
-
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("diagnose", help="signal propagation at init: token cosine similarity and norm per layer",
-                       description="Build each variant at initialisation on real batches of the suite's data and "
-                                   "measure, after every block, how alike different tokens' representations are "
-                                   "(mean cosine similarity; near 1 is rank collapse) and the RMS activation. "
-                                   "Writes diagnose.json and diagnose.png; no training.")
-    p.add_argument("variant", nargs="?", default="all",
-                   help="one variant, 'all' (default: the suite's variants) or 'presets' (every built-in preset)")
-    from blockbench.suite import suite_help
-
-    p.add_argument("--suite", default="default", help=suite_help("; the model's shape and the data come from it"))
-    p.add_argument("--layers", type=int, help="depth to diagnose (default: the suite's n_layers)")
-    from blockbench.workloads import workload_names
-
-    p.add_argument("--workload", choices=workload_names(),
-                   help="build the models for this workload (default: the suite's): its attention mask and head")
-    p.add_argument("--out", default="diagnose",
-                   help="directory for diagnose.json and diagnose.png (default: %(default)s)")
-    p.add_argument("--replot", action="store_true",
-                   help="redraw --out's diagnose.png from its diagnose.json, building no model; with run records "
-                        "in --out, only the variants they cover")
-    p.add_argument("--json", action="store_true",
-                   help="print the result as JSON instead of a summary (the files are written either way)")
-    p.set_defaults(func=cmd_diagnose)

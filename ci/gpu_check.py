@@ -29,7 +29,7 @@ from blockbench.data import load_data
 from blockbench.measure.flops import count_flops
 from blockbench.measure.memory import PeakMemory
 from blockbench.measure.mfu import peak_flops
-from blockbench.profile import harness_step, speed_ratio, suite_at_shape
+from blockbench.step_probe import harness_step, speed_ratio, suite_at_shape
 from blockbench.suite import load_suite
 
 # Today's baseline and SAS-P on it run at the paper's shape too, with the suite's default optimiser (the paper's
@@ -187,7 +187,7 @@ def attention_memory(variant: str, seq_len: int, device: torch.device, batch: in
 def predicted_launches(suite: Any, variant: str, data: Any) -> Any:
     """The step-cost model's count of kernel launches for one step (measure/cost.py), where it exists."""
     try:
-        from blockbench.profile import step_cost
+        from blockbench.step_probe import step_cost
     except ImportError:
         return None
     try:

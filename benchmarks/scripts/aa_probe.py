@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def aa_suite(suite_name: str, baseline: str | None, variants: list[str] | None):
     """The suite with its baseline (optionally another of its variants) and an A/A twin of it, `<baseline>_aa`."""
-    from blockbench.profile import suite_at_shape
+    from blockbench.step_probe import suite_at_shape
     from blockbench.suite import load_suite
 
     suite = load_suite(suite_name)

@@ -1,6 +1,6 @@
 """SAS-P / Pre-LN step-time ratio at the issue-15 shapes, and Pre-LN against a plain nanoGPT-style loop.
 
-All three steps are timed interleaved in one process (blockbench.profile.speed_ratio, the speed
+All three steps are timed interleaved in one process (blockbench.step_probe.speed_ratio, the speed
 probe's own timing path), so machine drift common to a round cancels. Prints, per width, the median over
 rounds of pre_ln_time / sas_p_time and nanogpt_time / pre_ln_time with their IQR; never absolute seconds as a
 verdict.
@@ -24,7 +24,7 @@ from torch import nn
 
 from blockbench.data import load_data
 from blockbench.measure.flops import count_flops
-from blockbench.profile import harness_step, speed_ratio, suite_at_shape
+from blockbench.step_probe import harness_step, speed_ratio, suite_at_shape
 from blockbench.suite import load_suite
 
 

@@ -2,7 +2,7 @@
 
 The model marks its parts with `blockbench.blocks.ranges.scope` (embeddings; per block the norms, the Q/K(/V)
 GEMM, the attention kernel, the shaped-attention extras, the projection, the MLP GEMMs and activation, the
-residual and gain arithmetic; head and loss); the step harness (blockbench/profile.py) marks backward, optimiser
+residual and gain arithmetic; head and loss); the step harness (blockbench/step_probe.py) marks backward, optimiser
 and the step's remaining bookkeeping. Here those ranges become COMPONENTS:
 
 - `attribute_events` splits one profiled step's wall time (torch.profiler events) into components. Each

@@ -15,7 +15,7 @@ zero_grad, scheduler):
 Each figure is split by component (the ranges the model marks with blocks.ranges.scope; backward ops go to the
 component whose forward made their autograd node) and by phase (forward, backward, optimizer). The counting
 is measure/components.py's DispatchCounter, the same dispatch mode that attributes FLOPs in `blockbench profile`.
-The harness's step is built and counted by blockbench/profile.py (`step_cost`, `compare_costs`, `--cost`).
+The harness's step is built and counted by blockbench/step_probe.py (`step_cost`, `compare_costs`, `--cost`).
 
 What CUDA would run, and where this count differs from it:
 - the optimizer is AdamW with fused=True, the kernel the harness uses on CUDA (one op for the whole update);

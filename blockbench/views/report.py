@@ -29,7 +29,6 @@ Like a leaderboard, the report is a pure view of the records: the same records g
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import statistics
@@ -915,22 +914,3 @@ def gpu_check_link(results: Path, out_dir: Path) -> str:
     href = quote(Path(os.path.relpath(check / "index.html", out_dir)).as_posix())
     said = ", ".join(f"{ratio:.2f}x {md(mode)}" for mode, ratio in sorted(ratios.items()))
     return f"at the paper's shape on a GPU: SAS-P {said} ([GPU check {md(check.name)}]({href}))"
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    path = generate_report(args.target, args.out, args.margin)
-    print(f"report written to {path}")
-    return 0
-
-
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("report", help="check the paper's claims against a results directory; write REPORT.md/.html",
-                       description="Write REPORT.md, REPORT.html (the same text as a web page) and "
-                                   "report_claims.png next to a leaderboard: each claim of the "
-                                   "seed paper (spec section 8) with the paper's figure, blockbench's figure with "
-                                   "its uncertainty, and a verdict.")
-    p.add_argument("target", metavar="SUITE_OR_DIR", help="results directory (or built-in suite name)")
-    p.add_argument("--out", metavar="DIR", help="write here (default: into the results directory)")
-    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
-                   help=f"parity margin in nats/token (default {DEFAULT_MARGIN})")
-    p.set_defaults(func=cmd_report)

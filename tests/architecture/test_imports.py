@@ -151,10 +151,10 @@ FLOORS = [
     {"measure", "progress", "rungs"},
     {"records"},
     {"train", "views"},
-    {"executors", "profile", "diagnose"},
+    {"executors", "step_probe", "diagnose"},
     {"runner"},
     {"sweep"},
-    {"cli", "__main__"},
+    {"commands", "cli", "__main__"},
 ]
 
 

@@ -9,7 +9,7 @@ from blockbench.blocks import BlockSpec, SpecError, get_variant
 from blockbench.blocks.attention import Attention
 from blockbench.blocks.norms import RMSNorm
 from blockbench.blocks.zoo import AUTHORS_CODE, MODERN_PRESETS, PAPER_PRESETS, PRESETS
-from blockbench.cli import describe_variant
+from blockbench.commands.show import describe_variant
 from blockbench.measure.params import count_params
 from blockbench.model import ModelConfig, build_model
 from blockbench.suite import SuiteError, load_suite

@@ -63,7 +63,7 @@ def test_suite_help_lists_every_shipped_suite():
 
 
 def test_diagnose_defaults_to_the_suites_depth(tmp_path, monkeypatch):
-    from blockbench import diagnose
+    from blockbench.commands import diagnose
 
     seen = {}
     real = diagnose.diagnose

@@ -12,7 +12,7 @@ from blockbench.cli import main
 from blockbench.data import load_data
 from blockbench.measure.components import METRICS
 from blockbench.measure.cost import PHASES, RATIO_METRICS, count_cost
-from blockbench.profile import compare_costs, step_cost
+from blockbench.step_probe import compare_costs, step_cost
 from blockbench.suite import parse_suite
 from tests.tiny_suite import TINY_SUITE, write_suite
 

@@ -12,7 +12,7 @@ from blockbench.blocks import PRESETS
 from blockbench.data import load_data
 from blockbench.measure.graph import opaque
 from blockbench.model import ModelConfig, build_model
-from blockbench.profile import compare_costs, suite_at_shape
+from blockbench.step_probe import compare_costs, suite_at_shape
 from blockbench.suite import load_suite
 
 

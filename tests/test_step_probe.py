@@ -10,7 +10,7 @@ from blockbench.blocks import get_variant, ranges
 from blockbench.data import load_data
 from blockbench.measure.components import COMPONENTS, _innermost_range, attribute_events, subtree
 from blockbench.model import ModelConfig, build_model
-from blockbench.profile import harness_step, marked_step, profile_variants
+from blockbench.step_probe import harness_step, marked_step, profile_variants
 from blockbench.suite import parse_suite
 from tests.tiny_suite import TINY_SUITE
 

@@ -1,6 +1,7 @@
-"""`blockbench profile`: where a training step's time goes, what it costs, and how fast one variant's step is
+"""Harness training steps, probed: where a step's time goes, what it costs, and how fast one variant's step is
 against another's. The harness side of the measures in measure/components.py and measure/cost.py: here the
-harness's own training step (train.Trainer) is built, marked and run.
+harness's own training step (train.Trainer) is built, marked and run. `blockbench profile` (commands/profiling.py)
+prints what these functions return; the GPU check and asv call them directly.
 
 `profile_variants` runs harness training steps under torch.profiler and splits their wall time into the
 components the model marks with `blockbench.blocks.ranges.scope` (embeddings; per block the norms, the Q/K(/V)
@@ -11,7 +12,7 @@ add up to the step. Next to the time share it puts the FLOP share of the same co
 ranges by a dispatch mode over torch's FLOP formulas.
 
 `step_cost` / `compare_costs` count one harness training step with the step-cost model (measure/cost.py):
-`blockbench profile --cost`.
+what `blockbench profile --cost` prints.
 
 `speed_ratio` is the interleaved probe of measure/throughput.py applied to two variants of one suite: the same
 timing path as a run's speed probe, for scripts and asv.
@@ -27,8 +28,10 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from blockbench.blocks import get_variant, ranges
+from blockbench.errors import BlockbenchError
 from blockbench.measure.components import (
     COMPONENTS,
     DESCRIPTIONS,
@@ -36,10 +39,11 @@ from blockbench.measure.components import (
     count_component_flops,
     subtree,
 )
-from blockbench.measure.cost import RATIO_METRICS, count_cost, format_cost_table
+from blockbench.measure.cost import RATIO_METRICS, count_cost
 from blockbench.measure.graph import compile_graph
 from blockbench.measure.throughput import interleaved_step_times, round_ratios, speed_summary
 from blockbench.suite import Suite, VariantEntry
+from blockbench.train import Trainer, make_optimizer
 
 OPTIMIZER_NOTE = "AdamW fused=True (the kernel the harness uses on CUDA)"
 
@@ -65,8 +69,6 @@ def suite_at_shape(base: Suite, variants: list[str], *, n_layers: int | None = N
 
 def harness_step(suite: Suite, variant: str, data: Any, seed: int | None = None) -> Callable[[], Any]:
     """The harness's own training step (Trainer.train_step) on one fixed batch, as the speed probe times it."""
-    from blockbench.train import Trainer
-
     trainer = Trainer(suite, variant, suite.seeds[0] if seed is None else seed, data, None, measure_static=False)
     trainer.compile_model()  # runtime.compile, as a run's warm-up applies it
     optimizer, scheduler = trainer.new_optimizer()
@@ -123,9 +125,6 @@ def marked_step(trainer: Any, optimizer: torch.optim.Optimizer, scheduler: Any, 
 def step_cost(suite: Suite, variant: str, data: Any, seed: int | None = None) -> dict[str, Any]:
     """One harness training step of `variant` counted: ops, casts, bytes, saved bytes and FLOPs per component
     and phase (see measure/cost.py's docstring). The whole batch is one micro-batch, on one process."""
-    from blockbench.errors import BlockbenchError
-    from blockbench.train import Trainer, make_optimizer
-
     trainer = Trainer(suite, variant, suite.seeds[0] if seed is None else seed, data, None, measure_static=False)
     if trainer.micro_batch != trainer.local_batch or trainer.dist.enabled:
         raise BlockbenchError("the cost model counts the whole batch in one micro-batch on one process")
@@ -244,8 +243,6 @@ def profile_variants(suite: Suite, variants: list[str], data: Any, steps: int = 
 
     Per component: forward and backward seconds, time share of the profiled step, FLOPs (forward + backward)
     and FLOP share. `unattributed_share` is the part of the step no component covers."""
-    from torch.profiler import ProfilerActivity, profile
-
     states = [_Profiled(suite, v, data, warmup, seed) for v in variants]
     orders = [states[r % len(states):] + states[:r % len(states)] for r in range(steps)]
     for order in orders:
@@ -276,117 +273,3 @@ def profile_variant(suite: Suite, variant: str, data: Any, steps: int = 5, warmu
 def _sync(cuda: bool) -> None:
     if cuda:
         torch.cuda.synchronize()
-
-
-def format_table(profiles: list[dict[str, Any]]) -> str:
-    """Plain-text table: per component, each variant's ms per step (forward / backward), time and FLOP shares."""
-    names = [p["variant"] for p in profiles]
-    by = [{r["component"]: r for r in p["components"]} for p in profiles]
-    components = [c for c in COMPONENTS if any(c in b for b in by)]
-    head = f"{'component':<12}" + "".join(f" | {n + ' ms (fwd+bwd)':>24} {'time%':>6} {'FLOP%':>6}" for n in names)
-    lines = [head, "-" * len(head)]
-    for c in components:
-        cells = []
-        for b in by:
-            r = b.get(c)
-            if r is None:
-                cells.append(f" | {'-':>24} {'':>6} {'':>6}")
-            else:
-                ms = f"{1e3 * r['seconds']:.1f} ({1e3 * r['forward_s']:.1f}+{1e3 * r['backward_s']:.1f})"
-                cells.append(f" | {ms:>24} {100 * r['time_share']:>5.1f}% {100 * r['flop_share']:>5.1f}%")
-        lines.append(f"{c:<12}" + "".join(cells))
-    lines.append("-" * len(head))
-    lines.append(f"{'sum':<12}" + "".join(f" | {1e3 * p['components_seconds']:>24.1f} "
-                                          f"{100 * p['components_seconds'] / p['step_seconds_profiled']:>5.1f}% "
-                                          f"{'':>6}" for p in profiles))
-    lines.append(f"{'step':<12}" + "".join(f" | {1e3 * p['step_seconds_profiled']:>24.1f} {'':>6} {'':>6}"
-                                           for p in profiles))
-    lines.append(f"{'unprofiled':<12}" + "".join(f" | {1e3 * p['step_seconds_unprofiled']:>24.1f} {'':>6} {'':>6}"
-                                                 for p in profiles))
-    return "\n".join(lines)
-
-
-def cost_command(suite: Suite, names: list[str], data: Any, baseline: str | None, as_json: bool) -> int:
-    """`blockbench profile VARIANT [--compare OTHER] --cost`: exit 0 when every variant was counted, 3 when some
-    could not be (each with its reason), 2 when none could."""
-    import json
-
-    result = compare_costs(suite, names, data, baseline)
-    if as_json:
-        print(json.dumps(result, indent=2))
-    else:
-        m = suite.model
-        counted = next(iter(result["costs"].values()), None)
-        where = (f"{counted['device']}, dtype {counted['dtype']}" + (" (autocast)" if counted["autocast"] else "")
-                 if counted else "")
-        print(f"suite {suite.name} v{suite.version}: L={m.n_layers} d={m.d_model} H={m.n_heads} T={m.seq_len}, "
-              f"batch {suite.optim.batch_size}, {where}; one training step counted, eager, {OPTIMIZER_NOTE}")
-        print(format_cost_table(result))
-    if not result["costs"]:
-        return 2
-    return 3 if result["errors"] else 0
-
-
-def profile_command(args: Any) -> int:
-    """`blockbench profile VARIANT [--compare OTHER] [--cost]`: the table (or --json) of one or two variants'
-    steps, timed (the default) or counted (--cost, measure/cost.py)."""
-    import json
-
-    from blockbench.data import load_data
-    from blockbench.suite import load_suite
-
-    names = [args.variant] + ([args.compare] if args.compare and args.compare != args.variant else [])
-    suite = load_suite(args.suite).with_overrides(variants=names, device=args.device, threads=args.threads)
-    suite = suite_at_shape(suite, names, n_layers=args.layers, d_model=args.width, n_heads=args.heads,
-                           seq_len=args.seq_len, batch_size=args.batch, dtype=args.dtype)
-    if suite.runtime.threads:
-        torch.set_num_threads(suite.runtime.threads)
-    data = load_data(suite.data)
-    if args.cost:
-        return cost_command(suite, names, data, args.compare, args.json)
-    profiles = profile_variants(suite, names, data, steps=args.steps)
-    if args.json:
-        print(json.dumps(profiles if len(profiles) > 1 else profiles[0], indent=2))
-        return 0
-    m = suite.model
-    print(f"suite {suite.name} v{suite.version}: L={m.n_layers} d={m.d_model} H={m.n_heads} T={m.seq_len}, "
-          f"batch {suite.optim.batch_size}, {profiles[0]['device']}, {torch.get_num_threads()} threads; "
-          f"medians of {args.steps} profiled steps, interleaved")
-    print(format_table(profiles))
-    for p in profiles:
-        print(f"{p['variant']}: components cover {100 * (1 - p['unattributed_share']):.1f}% of the profiled step; "
-              f"profiler overhead x{p['step_seconds_profiled'] / p['step_seconds_unprofiled']:.2f}")
-    return 0
-
-
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("profile", help="where one training step's time goes, per component (torch.profiler)",
-                       description="Profile training steps of VARIANT under the suite's conditions and split the "
-                                   "step's time into components (embeddings, norms, attention GEMMs and kernel, "
-                                   "shaped-attention extras, MLP, residual arithmetic, head, loss; forward and "
-                                   "backward), next to each component's share of the step's FLOPs.")
-    p.add_argument("variant", help="the preset (or --block) to profile, e.g. sas_p")
-    from blockbench.suite import THREADS_HELP, suite_help
-
-    p.add_argument("--compare", metavar="VARIANT",
-                   help="a second variant, side by side (e.g. pre_ln; default: none, VARIANT alone)")
-    p.add_argument("--suite", default="default", help=suite_help())
-    p.add_argument("--steps", type=int, default=5,
-                   help="profiled steps per variant; every figure is a median over them (default 5)")
-    p.add_argument("--json", action="store_true", help="print the breakdown as JSON instead of a table")
-    p.add_argument("--cost", action="store_true",
-                   help="instead of timing, count one training step: kernel launches (dispatched ATen ops), dtype "
-                        "casts, non-matmul bytes, bytes saved for backward and matmul FLOPs per component, with "
-                        "ratios to --compare (exact, the same on any machine; exit 3 when some variant cannot be "
-                        "counted, each with its reason)")
-    p.add_argument("--dtype", choices=("auto", "fp32", "bf16", "fp16"),
-                   help="training dtype (default: the suite's; bf16/fp16 are autocast, on CPU too)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"),
-                   help="where to profile (default: the suite's device, auto: CUDA when available)")
-    p.add_argument("--threads", type=int, help=THREADS_HELP)
-    p.add_argument("--layers", type=int, help="number of blocks L (default: the suite's)")
-    p.add_argument("--width", type=int, help="model width d (default: the suite's)")
-    p.add_argument("--heads", type=int, help="attention heads H (default: the suite's)")
-    p.add_argument("--seq-len", type=int, help="sequence length T (default: the suite's)")
-    p.add_argument("--batch", type=int, help="sequences per step (default: the suite's batch_size)")
-    p.set_defaults(func=profile_command)

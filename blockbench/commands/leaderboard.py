@@ -1,11 +1,12 @@
-"""The `leaderboard` command: one suite's leaderboard (leaderboard.py), or with --index the landing page over a
-whole results directory (index.py, which ranks through leaderboard.py)."""
+"""`blockbench leaderboard`: one suite's leaderboard (views/leaderboard.py), or with --index the landing page over a
+whole results directory (views/index.py, which ranks through views/leaderboard.py)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from blockbench.commands import common
 from blockbench.views.index import write_index
 from blockbench.views.leaderboard import generate
 from blockbench.views.selection import LeaderboardError
@@ -24,11 +25,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("leaderboard", help="regenerate leaderboard.md/.csv, plots and index.html from run records",
-                       description="Regenerate a results dir's leaderboard from its records/ alone. SUITE means "
-                                   "results/SUITE/<its current version>/ below the current directory; DIR is a "
-                                   "results or run directory holding records/. Running it twice gives identical "
-                                   "files.")
+    p = common.add_command(sub, "leaderboard", cmd_leaderboard,
+                           help="regenerate leaderboard.md/.csv, plots and index.html from run records",
+                           description="Regenerate a results dir's leaderboard from its records/ alone. SUITE means "
+                                       "results/SUITE/<its current version>/ below the current directory; DIR is a "
+                                       "results or run directory holding records/. Running it twice gives identical "
+                                       "files.")
     p.add_argument("target", nargs="?", default=None, metavar="SUITE_OR_DIR",
                    help="built-in suite name, suite .toml, or results/run directory (default: default)")
     p.add_argument("--out", metavar="DIR", help="write the outputs here (default: into the results directory)")
@@ -36,4 +38,3 @@ def add_parser(sub: Any) -> None:
                    help="instead of one leaderboard, write RESULTS_DIR/index.html and README.md: every suite "
                         "version with its ranking and links to its leaderboard and report, from the records and "
                         "RESULTS_DIR/provenance.toml (default: not written)")
-    p.set_defaults(func=cmd_leaderboard)
