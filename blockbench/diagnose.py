@@ -114,7 +114,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     """Both measures per layer. Several variants often coincide exactly (every shaped-attention block keeps its
     tokens apart): each series has its own colour and marker and is shifted sideways by a fraction of a layer,
     and the legend sits outside the axes, so every series stays visible."""
-    from matplotlib.figure import Figure  # deferred: heavy (about a second), kept off `blockbench --help`
+    from matplotlib.figure import Figure  # deferred: about a second to import, and only the plot needs it
 
     names = list(result["variants"])
     fig = Figure(figsize=(13, 4.8), layout="constrained")

@@ -35,6 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
 from blockbench import stats
 from blockbench.errors import BlockbenchError
 from blockbench.records import comparable_overrides, device_types, execution_modes, tokenization_difference
@@ -426,10 +430,6 @@ def print_table(result: dict[str, Any]) -> None:
     """The comparison as a rich table. Every text in it comes from the records (variant names, devices, paths,
     details quoting them): each cell is a rich Text, which is never parsed as markup, made one printable line
     (untrusted.plain: no ESC or other control character reaches the terminal)."""
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
     def text(value: Any, style: str = "") -> Text:
         return Text(plain(value), style=style)
 

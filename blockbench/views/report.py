@@ -32,16 +32,23 @@ from __future__ import annotations
 import math
 import os
 import statistics
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
 from blockbench import stats
 from blockbench.errors import BlockbenchError
 from blockbench.untrusted import md, md_code, mpl
 from blockbench.views import page
+from blockbench.views.diagnosis import load_diagnosis
+from blockbench.views.gpu_page import gpu_summary, published_checks
 from blockbench.views.leaderboard import (
+    generate,
     seconds_caveat,
     seconds_meaningful,
     setup_facts,
@@ -505,9 +512,6 @@ def plot_claims(claims: list[Claim], figure: dict[str, Any]) -> bytes:
     the line its interval must clear and the verdict. Right: the interleaved probe's speed-up of every variant
     against the baseline, the claim's variant in its verdict's colour and the others hollow (context), with the
     paper's figure and the bounds. Title and legend name the verdicts' colours."""
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-
     fig = Figure(figsize=(13, 5.2), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=[1.15, 1])
     loss = [c for c in claims if c.pair is not None][::-1]  # the first claim at the top
@@ -562,7 +566,6 @@ def _plot_speed(right, figure: dict[str, Any]) -> None:
     verdict = figure.get("speed_verdicts", (NO_VERDICT if figure.get("speed_disturbed") else "",))[0]
     colour = VERDICT_COLOURS.get(verdict, "black")
     if figure.get("speed_disturbed"):
-        import textwrap
 
         right.text(0.5, 0.5, f"{NO_VERDICT}, no speed ratios shown:\n" + textwrap.fill(figure["speed_disturbed"], 48),
                    transform=right.transAxes, ha="center", va="center", fontsize="small", color=colour,
@@ -879,7 +882,6 @@ def generate_report(target: str, out: str | None = None, margin: float = DEFAULT
     out_dir = Path(out) if out is not None else results
     diagnosis = None
     if os.path.lexists(results / "diagnose.json") and (results / "diagnose.png").exists():
-        from blockbench.views.diagnosis import load_diagnosis
 
         try:  # the guarded loader: a FIFO, a 1 GiB or a deeply nested file is refused in one line
             diagnosis = load_diagnosis(results / "diagnose.json")
@@ -891,8 +893,6 @@ def generate_report(target: str, out: str | None = None, margin: float = DEFAULT
                             "report_claims.png": plot_claims(claims, figure)})
     if (out_dir / "index.html").is_file():
         # The leaderboard pages link the files beside them: redraw them so that they link the report just written.
-        from blockbench.views.leaderboard import generate
-
         generate(results, out_dir, warn=lambda message: None)
     return out_dir / "REPORT.md"
 
@@ -900,8 +900,6 @@ def generate_report(target: str, out: str | None = None, margin: float = DEFAULT
 def gpu_check_link(results: Path, out_dir: Path) -> str:
     """A link from the report to the newest GPU check published beside it (results/gpu-check/<date>/), with its
     SAS-P speed against Pre-LN per execution mode; empty when there is none."""
-    from blockbench.views.gpu_page import gpu_summary, published_checks
-
     checks = [d for d in published_checks(results.parent.parent) if (d / "index.html").is_file()]
     if not checks:
         return ""
