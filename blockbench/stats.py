@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 from blockbench.untrusted import md
 
@@ -66,6 +65,15 @@ PLATEAU_LEVEL_FRACTION = 0.55
 # ---------------------------------------------------------------------------------------------------------------
 # Intervals and tests
 
+def _scipy_stats() -> Any:
+    """scipy.stats, imported on first use."""
+    # deferred: scipy takes about a second to import, and every run's process imports this module (through records)
+    # before it reports that it started, under the stall watchdog's clock
+    from scipy import stats
+
+    return stats
+
+
 def t_interval(values: Sequence[float]) -> tuple[float, float]:
     """95% Student-t interval of the mean; NaN bounds for fewer than two values."""
     n = len(values)
@@ -73,12 +81,12 @@ def t_interval(values: Sequence[float]) -> tuple[float, float]:
         return math.nan, math.nan
     mean = sum(values) / n
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = float(scipy_stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    half = float(_scipy_stats().t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
     return mean - half, mean + half
 
 
 def t_quantile(df: float) -> float:
-    return float(scipy_stats.t.ppf(0.975, df))
+    return float(_scipy_stats().t.ppf(0.975, df))
 
 
 def mean_sd(values: Sequence[float]) -> tuple[float, float]:
@@ -110,8 +118,8 @@ def difference_interval(ref: Mapping[int, float], cand: Mapping[int, float]) -> 
 
 def welch_one_sided(cand: Sequence[float], base: Sequence[float]) -> tuple[float, float]:
     """(p that cand's mean is greater, p that it is less): Welch's t-test; NaN when neither side has spread."""
-    worse = float(scipy_stats.ttest_ind(cand, base, equal_var=False, alternative="greater").pvalue)
-    better = float(scipy_stats.ttest_ind(cand, base, equal_var=False, alternative="less").pvalue)
+    worse = float(_scipy_stats().ttest_ind(cand, base, equal_var=False, alternative="greater").pvalue)
+    better = float(_scipy_stats().ttest_ind(cand, base, equal_var=False, alternative="less").pvalue)
     return worse, better
 
 
@@ -146,7 +154,7 @@ def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
     """Kendall's tau-b (ties in either sequence handled); NaN with fewer than two items or a constant side."""
     if len(x) < 2:
         return math.nan
-    tau = scipy_stats.kendalltau(list(x), list(y)).statistic
+    tau = _scipy_stats().kendalltau(list(x), list(y)).statistic
     return float(tau)
 
 

@@ -185,7 +185,8 @@ def test_the_command_line_starts_without_heavy_imports() -> None:
 
 
 def undeclared_deferred_imports(path: Path, root: Path = ROOT.parent) -> list[str]:
-    """Imports inside a function without a `# deferred: <reason>` comment on their first line or the line above."""
+    """Imports inside a function without a `# deferred: <reason>` comment on their first line or in the comment
+    lines right above it."""
     lines = path.read_text().splitlines()
     found = []
     for function in ast.walk(ast.parse("\n".join(lines), str(path))):
@@ -193,7 +194,10 @@ def undeclared_deferred_imports(path: Path, root: Path = ROOT.parent) -> list[st
             continue
         for node in ast.walk(function):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
-                said = lines[node.lineno - 1].partition("#")[2] + " " + lines[node.lineno - 2].strip()
+                above = node.lineno - 2  # the comment block right above the import, if any
+                while above >= 0 and lines[above].strip().startswith("#"):
+                    above -= 1
+                said = " ".join([lines[node.lineno - 1].partition("#")[2], *lines[above + 1:node.lineno - 1]])
                 if "deferred:" not in said:
                     found.append(f"{path.relative_to(root)}:{node.lineno} {lines[node.lineno - 1].strip()}")
     return found
@@ -209,5 +213,6 @@ def test_imports_inside_functions_say_why() -> None:
 def test_an_undeclared_deferred_import_is_found(tmp_path: Path) -> None:
     module = tmp_path / "mod.py"
     module.write_text("def f():\n    import os\n\n\ndef g():\n    import ray  # deferred: optional\n\n\n"
-                      "def h():\n    # deferred: heavy\n    import scipy\n")
-    assert undeclared_deferred_imports(module, tmp_path) == ["mod.py:2 import os"]
+                      "def h():\n    # deferred: heavy,\n    # and more\n    import scipy\n\n\n"
+                      "def k():\n    # deferred: said too far up\n\n    import numpy\n")
+    assert undeclared_deferred_imports(module, tmp_path) == ["mod.py:2 import os", "mod.py:18 import numpy"]
