@@ -1,5 +1,6 @@
-"""What `blockbench run` shows: a rich progress bar per run, then a summary table (or plain lines with --quiet)
-whose metric columns are the ones the suite's workload declares (Workload.metrics).
+"""What `blockbench run` shows: a rich progress bar per run, then a summary table (or plain lines with --quiet):
+a row per run, the run's own cells (variant, seed, status, steps) then the `terminal` cell of each leaderboard column
+that has one (views/columns.py, with the suite's workload's metric columns), in the column list's order.
 
 Names, corpora and messages come from the suite, a user block or a run's failure: every such text goes out as
 one printable line (untrusted.plain: no ESC) and, where rich would parse it, escaped (untrusted.rich) or as a
@@ -18,6 +19,7 @@ from rich.text import Text
 from blockbench import stats
 from blockbench.suite import Suite
 from blockbench.untrusted import plain, rich
+from blockbench.views.columns import RunCell, RunContext, with_metrics
 
 
 def _rung_of(record: dict[str, Any]) -> Any:
@@ -28,6 +30,15 @@ def _run_name(record: dict[str, Any]) -> str:
     """The variant, prefixed by its rung in a ladder's run."""
     rung = _rung_of(record)
     return f"{rung}: {record['variant']}" if rung else record["variant"]
+
+
+def _status(record: dict[str, Any], context: RunContext) -> str:
+    return record["status"] + (" (plateau)" if stats.plateau_steps(record) is not None else "")
+
+
+# A run's own cells, before the columns' (a leaderboard row is a variant's: it has no seed or step count).
+_RUN_CELLS = (RunCell("variant", lambda r, c: _run_name(r), words=True), RunCell("seed", lambda r, c: str(r["seed"])),
+              RunCell("status", _status, words=True), RunCell("steps", lambda r, c: str(r["summary"]["steps"])))
 
 
 def _fmt(value: Any, spec: str = ".4f") -> str:
@@ -221,13 +232,11 @@ class RunDisplay:
     def _table(self, ladder: bool) -> tuple[Table, str | None]:
         """The summary table (a row per run, per failed run and the A/A control's), and why the speed probe is not
         trusted (None: it is)."""
-        metrics = self.suite.get_workload().metrics  # the workload's own columns, after the eval loss
-        target = self.suite.eval.target_loss
+        cells = [c.terminal for c in with_metrics(self.suite.get_workload().metrics) if c.terminal is not None]
         table = Table(title=Text(plain(f"suite {self.suite.name} v{self.suite.version}: budget "
-                                       f"{self.suite.budget.active()}, target {target}")))
-        for column in ("variant", "seed", "status", "steps", "eval loss", *(m.label for m in metrics), "tok/s",
-                       "speedup (interleaved probe)", "steps to target", "params", "peak mem MB"):
-            table.add_column(column, justify="left" if column in ("variant", "status") else "right")
+                                       f"{self.suite.budget.active()}, target {self.suite.eval.target_loss}")))
+        for cell in (*_RUN_CELLS, *cells):
+            table.add_column(cell.header, justify="left" if cell.words else "right")
         # The views' rule for the speed probe, here too: a ratio from an untrusted probe is no number at all.
         # A ladder's rungs each have their own probe: one rung's probe step is no measure of another's training.
         by_rung: dict[Any, list[dict[str, Any]]] = {}
@@ -236,23 +245,14 @@ class RunDisplay:
         notes = {rung: stats.probe_disturbed_note(group) for rung, group in by_rung.items()}
         untrusted = "; ".join(f"rung {plain(str(rung))}: {note}" if rung is not None else note
                               for rung, note in notes.items() if note) or None
+        context = RunContext(untrusted=lambda r: notes[_rung_of(r)] is not None)
         for r in self.records:
-            s = r["summary"]
-            # The one rule of every view (stats.speed_verdict): a ratio, its interval and the A/A floor in words.
-            speed = stats.speed_verdict(r["speed"], baseline=r["variant"] == r["speed"].get("baseline"),
-                                        untrusted=notes[_rung_of(r)] is not None).text
-            mem = s["peak_memory_bytes"]
-            status = r["status"] + (" (plateau)" if stats.plateau_steps(r) is not None else "")
-            table.add_row(Text(plain(_run_name(r))), str(r["seed"]), Text(plain(status)), str(s["steps"]),
-                          _fmt(s["final_eval_loss"]), *(_fmt(s.get(m.key), m.label_spec) for m in metrics),
-                          f"{s['tokens_per_second']:,.0f}", speed,
-                          _fmt(r["to_target"]["steps"], ".1f"), f"{r['static']['params_total']:,}",
-                          "-" if mem is None else f"{mem / 2**20:.1f}")
-        for f in self.failures:
-            table.add_row(Text(plain(f["variant"])), str(f["seed"]), "failed", *["-"] * (7 + len(metrics)))
+            table.add_row(*(Text(plain(c.text_of(r, context))) for c in (*_RUN_CELLS, *cells)))
+        blank = ["-"] * len(_RUN_CELLS)
+        for f in self.failures:  # no record: "-" in every cell after its name, seed and status
+            table.add_row(Text(plain(f["variant"])), str(f["seed"]), "failed", *blank[3:], *["-"] * len(cells))
         probe = next((r["speed"] for r in self.records if r["speed"].get("control")), None)
         if probe is not None and untrusted is None and not ladder:  # the A/A control's row: the floor, no speed-up
-            table.add_row(Text(plain(f"{probe['control']['name']} (A/A control)")), "-", "-", "-", "-",
-                          *["-"] * len(metrics), "-", Text(plain(stats.floor_words(probe).split(" (")[0])), "-",
-                          "-", "-")
+            table.add_row(Text(plain(f"{probe['control']['name']} (A/A control)")), *blank[1:],
+                          *(Text(plain(c.control(probe))) if c.control else "-" for c in cells))
         return table, untrusted

@@ -7,6 +7,8 @@ the ranking table (`ranking`) and in the time-to-target table (`target`), in the
 own columns, one per metric it declares (Workload.metrics, `workloads.Metric`), after the column each names. What a
 column means (`meaning`, and the landing page's `brief`) is on it too: the leaderboard's and the landing page's
 reading guides and docs/leaderboards.md's table render from it, their thresholds from the statistics' constants.
+`blockbench run`'s closing table (one row per run, progress.py) shows each column's `terminal` cell, in the list's
+order.
 Adding a column is one entry here (and, for a new record field, records/schema.py); adding a workload metric is one
 declaration in its workload.
 """
@@ -140,6 +142,11 @@ def _mib(value: Any) -> str:
     return "-" if _is_missing(value) else f"{value / 2**20:.1f}"
 
 
+def _run_text(value: Any, spec: str) -> str:
+    """A record's number in the run table: "-" where the record has none."""
+    return "-" if value is None else format(value, spec)
+
+
 def _first(values) -> Any:
     """The value every run of a variant shares (params, FLOPs); NaN when no run of it finished."""
     present = [v for v in values if not _is_missing(v)]
@@ -208,6 +215,26 @@ class Cell:
 
 
 @dataclass(frozen=True)
+class RunContext:
+    """What a run table cell may depend on besides its run record: whether the speed probe that measured the run
+    (its rung's, in a ladder: each rung has its own) is untrusted."""
+
+    untrusted: Callable[[dict[str, Any]], bool] = lambda record: False
+
+
+@dataclass(frozen=True)
+class RunCell:
+    """A column of `blockbench run`'s closing table, one row per run: its header, its cell for a run record, the
+    cell of the A/A control's row (`control`, from the probe's section; None: "-"), and whether it is words
+    (left-aligned) or a number. A failed run has "-" in every such cell."""
+
+    header: str
+    text_of: Callable[[dict[str, Any], RunContext], str]
+    control: Callable[[dict[str, Any]], str] | None = None
+    words: bool = False
+
+
+@dataclass(frozen=True)
 class Column:
     """One leaderboard column: table names (`names`, written to the CSV unless `in_csv` is false), the per-run
     fields it reads, how a variant's values are computed (one value per name; a tuple for several; None: filled
@@ -229,6 +256,7 @@ class Column:
     meaning: str = ""
     label: str = ""
     brief: str = ""
+    terminal: RunCell | None = None  # its cell in `blockbench run`'s closing table (progress.py)
 
     def lead(self) -> str:
         if self.label:
@@ -332,6 +360,13 @@ def _varies(name: str) -> Callable[[View], bool]:
 def _integer(name: str, header: str = "") -> Column:
     return Column((name,), (_static(name),), lambda v: _first(v.g[name]), integer=True,
                   ranking=Cell(header, lambda r, view: fmt(r[name], ",")) if header else None)
+
+
+def _speed_run(r: dict[str, Any], context: RunContext) -> str:
+    """A run's speed cell: the one rule of every view (stats.speed_verdict), a ratio from an untrusted probe no
+    number at all."""
+    return stats.speed_verdict(r["speed"], baseline=r["variant"] == r["speed"].get("baseline"),
+                               untrusted=context.untrusted(r)).text
 
 
 _TTT_HEADER = ("time-to-target speedup{} (wall-clock; see caveat)")  # seconds-based: the header says so
@@ -460,7 +495,8 @@ COLUMNS: list[Column] = [
            (_summary("final_eval_loss", "eval_loss"),), _eval_loss,
            ranking=Cell(lambda view: "eval loss, mean ± 95% CI" if view.multi
                         else "eval loss (one seed: no interval)", lambda r, view: loss_cell(r)),
-           label="**eval loss**", meaning=_EVAL_LOSS, brief=_EVAL_LOSS_BRIEF),
+           label="**eval loss**", meaning=_EVAL_LOSS, brief=_EVAL_LOSS_BRIEF,
+           terminal=RunCell("eval loss", lambda r, c: _run_text(r["summary"]["final_eval_loss"], ".4f"))),
     # (a workload's columns go here, e.g. the decoder's bits per byte: columns_for places each after eval_loss_mean)
     Column(ranking=Cell("seeds", lambda r, view: str(r["n_seeds"]))),
     Column(("speedup_vs_baseline", "speedup_iqr"),
@@ -474,7 +510,9 @@ COLUMNS: list[Column] = [
            compute=lambda v: _speed_numbers(v)[2:], optional=True),
     Column(("speed_words",), compute=_speed_words, in_csv=False,
            ranking=Cell("speedup, interleaved probe", lambda r, view: r["speed_words"]), meaning=_SPEED_WORDS,
-           brief=_SPEED_WORDS_BRIEF),
+           brief=_SPEED_WORDS_BRIEF,
+           terminal=RunCell("speedup (interleaved probe)", _speed_run,
+                            control=lambda probe: stats.floor_words(probe).split(" (")[0])),
     Column(("ttt_speedup", "ttt_speedup_ci_low", "ttt_speedup_ci_high"), compute=_ttt,
            ranking=Cell(lambda view: _TTT_HEADER.format(" [95% CI]" if view.multi else ""), _ttt_cell,
                         lambda view: view.has_target), label="**time-to-target speedup**", meaning=_TTT),
@@ -482,11 +520,13 @@ COLUMNS: list[Column] = [
            target=Cell("status", lambda r, view: r["to_target_status"], words=True),
            label="**time to target** status", meaning=_TARGET_STATUS),
     Column(("to_target_misses",), compute=lambda v: v.misses if v.has_target else math.nan),
-    replace(_to_target("steps", "steps (median)", ".1f"), label="**to target**", brief=_TO_TARGET_BRIEF),
+    replace(_to_target("steps", "steps (median)", ".1f"), label="**to target**", brief=_TO_TARGET_BRIEF,
+            terminal=RunCell("steps to target", lambda r, c: _run_text(r["to_target"]["steps"], ".1f"))),
     _to_target("tokens", "tokens (median)", ",.0f"),
     _to_target("flops", "FLOPs (median)", ".4g"),
     _to_target("seconds", "train seconds (median)", ".2f"),
-    _integer("params_total", "params"),
+    replace(_integer("params_total", "params"),
+            terminal=RunCell("params", lambda r, c: f"{r['static']['params_total']:,}")),
     _integer("params_block_matrices"),
     _integer("flops_fwd_per_token"),
     _integer("flops_train_per_token", "train FLOPs/token"),
@@ -494,11 +534,13 @@ COLUMNS: list[Column] = [
            (_summary("peak_memory_bytes"), _summary("peak_memory_kind")),
            lambda v: (v.g["peak_memory_bytes"].astype(float).median(), joined(v.g["peak_memory_kind"])),
            ranking=Cell(_memory_header, lambda r, view: _mib(r["peak_memory_bytes"])), label="**peak mem**",
-           meaning=_PEAK_MEMORY, brief=_PEAK_MEMORY_BRIEF),
+           meaning=_PEAK_MEMORY, brief=_PEAK_MEMORY_BRIEF,
+           terminal=RunCell("peak mem MiB", lambda r, c: _mib(r["summary"]["peak_memory_bytes"]))),
     Column(("tokens_per_second",), (_summary("tokens_per_second"),),
            lambda v: float(v.g["tokens_per_second"].median()),
            ranking=Cell("tokens/s", lambda r, view: fmt(r["tokens_per_second"], ",.0f")),
-           meaning=_TOKENS_PER_SECOND),
+           meaning=_TOKENS_PER_SECOND,
+           terminal=RunCell("tok/s", lambda r, c: f"{r['summary']['tokens_per_second']:,.0f}")),
     Column(("mfu",), (_summary("mfu"),), _median("mfu"),
            ranking=Cell("MFU", lambda r, view: "-" if _is_missing(r["mfu"]) else f"{100 * r['mfu']:.1f}%",
                         lambda view: view.table["mfu"].notna().any()), meaning=_MFU),
@@ -567,13 +609,20 @@ def metric_column(metric: Metric) -> Column:
     return Column((metric.column,), (RunField(run, lambda r: r["summary"].get(metric.key)),), value,
                   ranking=Cell(metric.header, lambda r, view: fmt(r[metric.column], metric.spec))
                   if metric.header else None,
-                  optional=not metric.always_listed, after=metric.after, meaning=metric.meaning)
+                  optional=not metric.always_listed, after=metric.after, meaning=metric.meaning,
+                  terminal=RunCell(metric.label, lambda r, c: _run_text(r["summary"].get(metric.key),
+                                                                        metric.label_spec)))
 
 
 def columns_for(records: Sequence[dict[str, Any]]) -> list[Column]:
     """COLUMNS with the records' workload's own columns (one per metric it declares), each after the column it
     names."""
-    extras = [metric_column(m) for m in workload_class(workload_of(records[0])).metrics]
+    return with_metrics(workload_class(workload_of(records[0])).metrics)
+
+
+def with_metrics(metrics: Sequence[Metric]) -> list[Column]:
+    """COLUMNS with a workload's own columns, one per metric it declares, each after the column it names."""
+    extras = [metric_column(m) for m in metrics]
     out: list[Column] = []
     for column in COLUMNS:
         out.append(column)

@@ -5,6 +5,10 @@ import io
 from csv import DictReader
 from pathlib import Path
 
+from rich.console import Console
+
+from blockbench.progress import RunDisplay
+from blockbench.suite import load_suite
 from blockbench.views import columns, leaderboard, page, selection
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,6 +39,41 @@ def test_a_column_added_to_the_list_shows_in_the_csv_and_both_pages(monkeypatch)
     for text in (md, html):
         assert "dummy seeds" in text and f"dummy={rows[0]['dummy_seed_sum']}" in text
         assert "dummy target" in text and f"target-dummy={rows[0]['dummy_seed_sum']}" in text
+    assert "dummy" not in "".join(before)
+
+
+def _run_table(records: list[dict], failures: list[dict] = ()) -> list[str]:
+    """`blockbench run`'s closing table for these records, as printed (its header row first)."""
+    out = io.StringIO()
+    display = RunDisplay(load_suite("smoke"), quiet=True, console=Console(file=out, width=300))
+    display.records, display.failures = records, list(failures)
+    display.summary("out")
+    return [line for line in out.getvalue().splitlines() if line.startswith(("┃", "│"))]
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip("┃│").replace("┃", "│").split("│")]
+
+
+def test_a_column_added_to_the_list_shows_in_the_run_table(monkeypatch):
+    """The terminal table reads its columns from the list too: a column with a terminal cell, added there and
+    nowhere else, shows in `blockbench run`'s closing table, with "-" on a failed run's row."""
+    kept, _ = selection.ranked_records(REPO / "results" / "smoke" / "1")
+    records = [r for _, r in kept]
+    failed = [{"variant": "broken", "seed": 7}]
+    before = _run_table(records, failed)
+    headers = _cells(before[0])
+    shown = [c.terminal.header for c in columns.columns_for(records) if c.terminal is not None]
+    assert headers == ["variant", "seed", "status", "steps", *shown] and "bpb" in headers  # the workload's own
+    assert "peak mem MiB" in headers
+    dummy = columns.Column(terminal=columns.RunCell("dummy steps", lambda r, c: f"dummy={r['summary']['steps'] + 1}"))
+    monkeypatch.setattr(columns, "COLUMNS", [*columns.COLUMNS, dummy])
+    after = _run_table(records, failed)
+    assert _cells(after[0]) == [*headers, "dummy steps"]
+    steps = records[0]["summary"]["steps"]
+    assert sum(f"dummy={steps + 1}" in line for line in after) == len(records)
+    failed_row = next(line for line in after if "broken" in line)
+    assert _cells(failed_row)[-1] == "-"
     assert "dummy" not in "".join(before)
 
 
