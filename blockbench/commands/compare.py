@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from blockbench.commands import common
+from blockbench.records.store import finite_or_none
 from blockbench.views.compare import (
     MIN_SEEDS_FOR_TEST,
     CompareError,
@@ -17,17 +18,6 @@ from blockbench.views.compare import (
     compare_paths,
     print_table,
 )
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: a non-finite number prints as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _fraction(text: str) -> float:
@@ -50,7 +40,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                    strict=args.strict)
     result = compare_paths(args.baseline, args.candidate, t)
     if args.json:
-        print(json.dumps(_finite(result), indent=1, sort_keys=True))
+        print(json.dumps(finite_or_none(result), indent=1, sort_keys=True))
     else:
         print_table(result)
     sys.stdout.flush()

@@ -28,20 +28,20 @@ from blockbench.safeio import UnsafeFileError, atomic_write_bytes, parse_json_st
 
 def seal(record: dict[str, Any]) -> dict[str, Any]:
     """The record as it is written: JSON-normalised (tuples -> lists, NaN -> null), with its integrity digest."""
-    record = json.loads(json.dumps(_finite_or_none(record)))
+    record = json.loads(json.dumps(finite_or_none(record)))
     record["schema_version"] = SCHEMA_VERSION
     record["integrity"] = {"sha256": content_digest(record)}
     return record
 
 
-def _finite_or_none(value: Any) -> Any:
-    """JSON has no NaN: a non-finite number (a diverged loss) is stored as null."""
+def finite_or_none(value: Any) -> Any:
+    """JSON has no NaN or infinity: a non-finite number (a diverged loss, a missed target) becomes null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
+        return {k: finite_or_none(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_finite_or_none(v) for v in value]
+        return [finite_or_none(v) for v in value]
     return value
 
 
@@ -202,7 +202,7 @@ def write_probe(probe: dict[str, Any], path: str | os.PathLike, *, replace: bool
     if not replace and os.path.lexists(path):
         raise RecordError(f"{path}: a probe file already exists there; it is never overwritten")
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(_finite_or_none({"probe_schema_version": PROBE_SCHEMA_VERSION, **probe}), path, "probe file")
+    _write_json_atomic(finite_or_none({"probe_schema_version": PROBE_SCHEMA_VERSION, **probe}), path, "probe file")
     return path
 
 

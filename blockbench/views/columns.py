@@ -571,7 +571,7 @@ def reading_guide(order: Sequence[str | tuple[str, ...]], columns: Sequence[Colu
 
 
 COLUMNS_DOC = Path(__file__).resolve().parents[2] / "docs" / "leaderboards.md"
-DOC_BEGIN = "<!-- the columns: columns_table() writes this table; tests/test_guides.py checks it -->"
+DOC_BEGIN = "<!-- the columns: columns_table() writes this table; tests/views/test_guides.py checks it -->"
 DOC_END = "<!-- end of the columns -->"
 
 

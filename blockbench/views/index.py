@@ -34,8 +34,8 @@ OUTPUT_FILES = ("index.html", "README.md")
 
 INTRO = (
     "Every directory `<suite>/<suite-version>/` holds the run records of one run of that suite (`records/`, one "
-    "immutable JSON file per variant and seed, schema in `blockbench/records/schema.py`) and the views regenerated from "
-    "them alone: `leaderboard.md`, `leaderboard.csv`, the plots (`loss_vs_steps.png`, `loss_vs_flops.png`, "
+    "immutable JSON file per variant and seed, schema in `blockbench/records/schema.py`) and the views regenerated "
+    "from them alone: `leaderboard.md`, `leaderboard.csv`, the plots (`loss_vs_steps.png`, `loss_vs_flops.png`, "
     "`params.png`; runs on a GPU add `loss_vs_seconds.png` and `tokens_per_second.png`) and `index.html`; a "
     "superseded version may hold `SUPERSEDED.md`, which its pages show; the paper suites add the claims "
     "report (`REPORT.md`, `REPORT.html`, `report_claims.png`). `blockbench leaderboard <suite>` and `blockbench "
