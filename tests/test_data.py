@@ -424,7 +424,7 @@ def test_hub_code_path_with_local_stand_ins(code_corpus: Path, tmp_path: Path,
         def from_pretrained(name: str) -> tokenizers.Tokenizer:
             return real_tokenizer.from_file(local_tok)
 
-    monkeypatch.setattr(tokenizers, "Tokenizer", FakeTokenizer)
+    monkeypatch.setattr(D, "Tokenizer", FakeTokenizer)  # data imports the class at its top
     config = DataConfig(corpus="hub", hub_dataset="u/train", hub_dataset_valid="u/valid", tokenizer="hub",
                         hub_tokenizer="u/tok")
     data = load_data(config, cache_dir=tmp_path / "hub")
